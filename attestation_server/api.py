@@ -1,0 +1,80 @@
+"""Operator REST routes of the attestation server: the fleet's devices and events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel
+
+from sevenfold.storage import DeviceRecord, DeviceRegistry, EventRecord
+
+
+class DeviceView(BaseModel):
+    device_id: str
+    status: str
+    rot: str
+    hwmodel: str
+    swname: str
+    swversion: str
+    boot_count: int
+    last_seq: int | None
+    enrolled_at: datetime
+    last_seen: datetime
+
+
+class EventView(BaseModel):
+    device_id: str | None
+    at: datetime
+    kind: str
+    code: str
+    reason: str
+
+
+def _device_view(record: DeviceRecord, now: datetime) -> DeviceView:
+    return DeviceView(
+        device_id=record.device_id,
+        status=record.status(now),
+        rot=record.rot,
+        hwmodel=record.hwmodel,
+        swname=record.swname,
+        swversion=record.swversion,
+        boot_count=record.boot_count,
+        last_seq=record.last_seq,
+        enrolled_at=record.enrolled_at,
+        last_seen=record.last_seen,
+    )
+
+
+def _event_view(record: EventRecord) -> EventView:
+    return EventView(
+        device_id=record.device_id,
+        at=record.at,
+        kind=record.kind,
+        code=record.code,
+        reason=record.reason,
+    )
+
+
+def router(*, registry: DeviceRegistry, authorized: object) -> APIRouter:
+    """Routes bound to *registry*; *authorized* is the operator-token dependency."""
+    api = APIRouter(prefix="/api/v1", tags=["devices"], dependencies=[Depends(authorized)])
+
+    @api.get("/devices")
+    def list_devices() -> list[DeviceView]:
+        now = datetime.now(UTC)
+        return [_device_view(record, now) for record in registry.list_devices()]
+
+    @api.get("/devices/{device_id}")
+    def get_device(device_id: str) -> DeviceView:
+        record = registry.get(device_id)
+        if record is None:
+            raise HTTPException(status_code=404, detail=f"no device {device_id!r}")
+        return _device_view(record, datetime.now(UTC))
+
+    @api.get("/events")
+    def list_events(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[EventView]:
+        return [_event_view(record) for record in registry.events(limit=limit)]
+
+    return api

@@ -1,0 +1,105 @@
+"""The one exception tree of the device core, shared with the server.
+
+Every failure a peer can cause maps to exactly one class, and each class carries
+a stable wire ``code`` so that the device, the server and the logs name the same
+reason. Runs unchanged under MicroPython (no dataclasses, no typing at run time).
+"""
+
+
+class SevenfoldError(Exception):
+    """Base of every error Sevenfold raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def explain(self) -> str:
+        """One line fit for a log or a terminal: the stable code, then the reason."""
+        return self.code + ": " + self.reason
+
+
+class ProtocolError(SevenfoldError):
+    """A message from a peer broke the protocol; the peer gets this code back."""
+
+    code = "protocol"
+
+
+class DecodeError(ProtocolError):
+    """The bytes are not well-formed CBOR of the subset the protocol uses."""
+
+    code = "bad-cbor"
+
+
+class TooLarge(ProtocolError):
+    """The message, or a part of it, is over a size limit."""
+
+    code = "too-large"
+
+
+class UnsupportedVersion(ProtocolError):
+    """The envelope names a protocol version this side does not speak."""
+
+    code = "bad-version"
+
+
+class UnknownType(ProtocolError):
+    """The envelope names a message type this side does not know."""
+
+    code = "unknown-type"
+
+
+class InvalidField(ProtocolError):
+    """A field is missing, of the wrong type, or out of range."""
+
+    code = "bad-field"
+
+
+class IdentityMismatch(ProtocolError):
+    """A payload claims an identity other than the one its certificate proves."""
+
+    code = "identity-mismatch"
+
+
+class NotEnrolled(ProtocolError):
+    """The device asked for something that needs enrollment first."""
+
+    code = "not-enrolled"
+
+
+class CryptoError(SevenfoldError):
+    """A signature, key or certificate did not verify or could not be used."""
+
+    code = "crypto"
+
+
+class StorageError(SevenfoldError):
+    """Durable state could not be read or written."""
+
+    code = "storage"
+
+
+class TransportError(SevenfoldError):
+    """The link to the broker failed or the peer broke the transport protocol."""
+
+    code = "transport"
+
+
+WIRE_ERRORS = (
+    DecodeError,
+    TooLarge,
+    UnsupportedVersion,
+    UnknownType,
+    InvalidField,
+    IdentityMismatch,
+    NotEnrolled,
+)
+
+
+def from_wire(code: str, reason: str) -> ProtocolError:
+    """Rebuild the error a peer reported, so callers can catch it by class."""
+    for cls in WIRE_ERRORS:
+        if cls.code == code:
+            return cls(reason)
+    return ProtocolError(reason)

@@ -1,0 +1,47 @@
+"""Durable key/value storage port for MicroPython filesystems.
+
+A write goes to a temporary file that is renamed over the key, so a power cut
+leaves either the old or the new value (littlefs and the unix port both make
+rename atomic).
+"""
+
+import os
+
+from device_runtime.core.errors import StorageError
+
+_ENOENT = 2
+_EEXIST = 17
+
+
+class DirectoryStore:
+    def __init__(self, *, directory):
+        self.directory = directory
+        try:
+            os.mkdir(directory)
+        except OSError as exc:
+            if exc.errno != _EEXIST:
+                raise StorageError("cannot create " + repr(directory) + ": " + str(exc))
+
+    def _path(self, key):
+        if not key or "/" in key or key[0] == ".":
+            raise StorageError("invalid storage key " + repr(key))
+        return self.directory + "/" + key
+
+    def read(self, key):
+        try:
+            with open(self._path(key), "rb") as handle:
+                return handle.read()
+        except OSError as exc:
+            if exc.errno == _ENOENT:
+                return None
+            raise StorageError("cannot read " + repr(key) + ": " + str(exc))
+
+    def write(self, key, value):
+        path = self._path(key)
+        temporary = path + ".tmp"
+        try:
+            with open(temporary, "wb") as handle:
+                handle.write(value)
+            os.rename(temporary, path)
+        except OSError as exc:
+            raise StorageError("cannot write " + repr(key) + ": " + str(exc))

@@ -1,0 +1,83 @@
+"""``sevenfold server``: run the fleet server until interrupted."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from sevenfold.cli.output import console, reported_errors
+from sevenfold.server import FleetServer
+from sevenfold.server_config import (
+    DEFAULT_HTTP_PORT,
+    SERVICES,
+    ExternalBroker,
+    ServerConfig,
+    default_state_dir,
+)
+
+
+def server(
+    state: Annotated[
+        Path, typer.Option("--state", help="State directory.", envvar="SEVENFOLD_STATE")
+    ] = default_state_dir(),
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            help="SQLAlchemy URL, e.g. postgresql+psycopg://host/db (default: SQLite in state).",
+            envvar="SEVENFOLD_DATABASE",
+        ),
+    ] = None,
+    http_host: Annotated[str, typer.Option("--http-host")] = "127.0.0.1",
+    http_port: Annotated[int, typer.Option("--http-port", min=0, max=65535)] = DEFAULT_HTTP_PORT,
+    service: Annotated[
+        list[str] | None,
+        typer.Option("--service", help=f"Run only these services: {', '.join(SERVICES)}."),
+    ] = None,
+    broker_host: Annotated[
+        str | None, typer.Option("--broker-host", help="External mTLS broker (default: managed).")
+    ] = None,
+    broker_port: Annotated[int, typer.Option("--broker-port")] = 8883,
+    broker_ca: Annotated[Path | None, typer.Option("--broker-ca")] = None,
+    cert: Annotated[Path | None, typer.Option("--cert", help="Server client certificate.")] = None,
+    key: Annotated[Path | None, typer.Option("--key", help="Server client key.")] = None,
+    heartbeat_interval: Annotated[int, typer.Option("--heartbeat-interval", min=1)] = 30,
+) -> None:
+    """Serve attestation and updates (REST API, OpenAPI at /docs, MQTT gateway)."""
+    with reported_errors():
+        external = None
+        if broker_host is not None:
+            if broker_ca is None or cert is None or key is None:
+                raise typer.BadParameter("--broker-host needs --broker-ca, --cert and --key")
+            external = ExternalBroker(
+                host=broker_host, port=broker_port, ca_path=broker_ca, cert_path=cert, key_path=key
+            )
+        config = ServerConfig(
+            state_dir=state,
+            database_url=database,
+            http_host=http_host,
+            http_port=http_port,
+            broker=external,
+            heartbeat_interval=heartbeat_interval,
+            services=tuple(service) if service else SERVICES,
+        )
+        fleet = FleetServer(config=config)
+        fleet.start()
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    console.print(f"fleet server at [bold]{fleet.http_url}[/] (OpenAPI: {fleet.http_url}/docs)")
+    if fleet.broker is not None:
+        console.print(f"managed broker (mTLS) at {fleet.broker.host}:{fleet.broker.port}")
+    console.print(f"state in {state}; stop with Ctrl-C")
+    stop.wait()
+    fleet.stop()

@@ -1,0 +1,66 @@
+"""``sevenfold simulate``: simulated devices against a running local server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from device_runtime.simulator import BrokerAddress, SimulatedFleet
+from sevenfold.api_client import NoServer
+from sevenfold.cli.output import console, emit_json, reported_errors
+from sevenfold.server import fleet_authority
+from sevenfold.server_config import RuntimeInfo, default_state_dir
+
+
+def simulate(
+    state: Annotated[
+        Path, typer.Option("--state", help="The server's state directory.", envvar="SEVENFOLD_STATE")
+    ] = default_state_dir(),
+    devices: Annotated[int, typer.Option("--devices", min=1, max=500)] = 5,
+    beats: Annotated[int, typer.Option("--beats", min=1)] = 3,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Provision simulated devices with the local fleet CA and run them."""
+    with reported_errors():
+        info = RuntimeInfo.read(state)
+        if info is None or info.broker_host is None or info.broker_port is None or not info.ca_path:
+            raise NoServer(f"no running server with a broker recorded in {state}")
+        fleet = run_fleet(
+            state_dir=state,
+            broker=BrokerAddress(
+                host=info.broker_host,
+                port=info.broker_port,
+                ca_path=Path(info.ca_path),
+                prefix=info.prefix,
+            ),
+            count=devices,
+            beats=beats,
+        )
+    results = [
+        {"device_id": d.device_id, "boot_count": d.boot_count, "beats": d.beats, "error": d.error}
+        for d in fleet.devices
+    ]
+    if as_json:
+        emit_json(results)
+    else:
+        for row in results:
+            console.print(row)
+    if any(d.error for d in fleet.devices):
+        raise typer.Exit(1)
+
+
+def run_fleet(*, state_dir: Path, broker: BrokerAddress, count: int, beats: int) -> SimulatedFleet:
+    """Provision *count* devices under the state dir and run them to completion."""
+    authority = fleet_authority(state_dir)
+    fleet = SimulatedFleet(
+        directory=state_dir / "devices",
+        broker=broker,
+        certify=lambda csr, device_id: authority.sign_csr(csr, required_common_name=device_id),
+        count=count,
+    )
+    fleet.provision()
+    fleet.start(beats=beats)
+    fleet.wait(timeout=60 + beats * 120)
+    return fleet

@@ -1,0 +1,172 @@
+"""The fleet server process: storage, broker link, services and the REST API.
+
+Attestation and updates are separate packages with their own routes and
+handlers; this module only wires the ones a deployment asks for into one
+process. The process keeps no state of its own beyond the database and its
+state directory, so several replicas can run behind a load balancer against
+one PostgreSQL and one broker cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+import attestation_server.api
+import update_service.api
+from attestation_server.enrollment import EnrollmentService
+from device_runtime.core.errors import TransportError
+from sevenfold import operator_token
+from sevenfold.broker import MosquittoBroker
+from sevenfold.gateway import Gateway
+from sevenfold.pki import CertificateAuthority, IssuedCredential
+from sevenfold.server_config import RuntimeInfo, ServerConfig
+from sevenfold.storage import Database, DeviceRegistry, open_database
+from update_service.repository_files import RepositoryFiles
+
+log = logging.getLogger(__name__)
+
+FLEET_CA_NAME = "Sevenfold Fleet CA"
+_HTTP_START_TIMEOUT_S = 15.0
+
+
+def fleet_authority(state_dir: Path) -> CertificateAuthority:
+    """The fleet CA of this installation, created on first start."""
+    directory = state_dir / "pki"
+    if (directory / "ca.pem").exists():
+        return CertificateAuthority.load(directory)
+    return CertificateAuthority.create(common_name=FLEET_CA_NAME, directory=directory)
+
+
+class FleetServer:
+    """Starts and stops everything one server process runs."""
+
+    def __init__(self, *, config: ServerConfig) -> None:
+        self.config = config
+        self.database: Database | None = None
+        self.registry: DeviceRegistry | None = None
+        self.broker: MosquittoBroker | None = None
+        self.gateway: Gateway | None = None
+        self.app: FastAPI | None = None
+        self.http_url = ""
+        self._http: uvicorn.Server | None = None
+        self._http_thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        config = self.config
+        config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        token = operator_token.load_or_create(config.state_dir)
+        self.database = open_database(config.resolved_database_url)
+        self.database.upgrade()
+        self.registry = DeviceRegistry(database=self.database)
+        app = FastAPI(
+            title="Sevenfold fleet server",
+            version="0.1.0",
+            description="Device attestation, enrollment and signed updates.",
+        )
+        authorized = operator_token.bearer_dependency(token)
+        broker_host: str | None = None
+        broker_port: int | None = None
+        ca_path: Path | None = None
+        try:
+            if "attestation" in config.services:
+                broker_host, broker_port, ca_path, credential = self._broker_link()
+                self.gateway = Gateway(
+                    host=broker_host,
+                    port=broker_port,
+                    ca_path=ca_path,
+                    credential=credential,
+                    registry=self.registry,
+                    prefix=config.prefix,
+                )
+                EnrollmentService(
+                    registry=self.registry, heartbeat_interval=config.heartbeat_interval
+                ).register(self.gateway)
+                self.gateway.start()
+                app.include_router(
+                    attestation_server.api.router(registry=self.registry, authorized=authorized)
+                )
+            if "updates" in config.services:
+                files = RepositoryFiles(root=config.state_dir / "repository")
+                app.include_router(update_service.api.router(files=files))
+            self.app = app
+            self._start_http(app)
+        except BaseException:
+            self.stop()
+            raise
+        RuntimeInfo(
+            http_url=self.http_url,
+            broker_host=broker_host,
+            broker_port=broker_port,
+            ca_path=str(ca_path) if ca_path else None,
+            prefix=config.prefix,
+            pid=os.getpid(),
+        ).write(config.state_dir)
+        log.info("fleet server ready at %s", self.http_url)
+
+    def _broker_link(self) -> tuple[str, int, Path, IssuedCredential]:
+        config = self.config
+        if config.broker is not None:
+            external = config.broker
+            credential = IssuedCredential(cert_path=external.cert_path, key_path=external.key_path)
+            return external.host, external.port, external.ca_path, credential
+        authority = fleet_authority(config.state_dir)
+        self.broker = MosquittoBroker.start(
+            directory=config.state_dir / "broker", authority=authority, prefix=config.prefix
+        )
+        credential = authority.issue_client(
+            common_name="sevenfold-server", directory=config.state_dir / "server-identity"
+        )
+        return self.broker.host, self.broker.port, self.broker.ca_path, credential
+
+    def _start_http(self, app: FastAPI) -> None:
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=self.config.http_host,
+                port=self.config.http_port,
+                log_level="warning",
+                access_log=False,
+            )
+        )
+        thread = threading.Thread(target=server.run, name="http", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + _HTTP_START_TIMEOUT_S
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise TransportError(
+                    f"HTTP API could not listen on {self.config.http_host}:{self.config.http_port}"
+                )
+            time.sleep(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        self.http_url = f"http://{self.config.http_host}:{port}"
+        self._http = server
+        self._http_thread = thread
+
+    def stop(self) -> None:
+        if self._http is not None and self._http_thread is not None:
+            self._http.should_exit = True
+            self._http_thread.join(timeout=10)
+            self._http = None
+        if self.gateway is not None:
+            self.gateway.stop()
+            self.gateway = None
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+        if self.database is not None:
+            self.database.dispose()
+            self.database = None
+
+    def __enter__(self) -> FleetServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
