@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -28,8 +29,8 @@ class EventView(BaseModel):
     device_id: str | None
     at: datetime
     kind: str
-    code: str
-    reason: str
+    code: str | None
+    reason: str | None
 
 
 def _device_view(record: DeviceRecord, now: datetime) -> DeviceView:
@@ -57,7 +58,7 @@ def _event_view(record: EventRecord) -> EventView:
     )
 
 
-def router(*, registry: DeviceRegistry, authorized: object) -> APIRouter:
+def router(*, registry: DeviceRegistry, authorized: Callable[..., None]) -> APIRouter:
     """Routes bound to *registry*; *authorized* is the operator-token dependency."""
     api = APIRouter(prefix="/api/v1", tags=["devices"], dependencies=[Depends(authorized)])
 

@@ -47,6 +47,17 @@ class EnrollmentService:
 
     def heartbeat(self, request: Request) -> Body:
         body = request.body
+        known = self.registry.get(request.device_id)
+        if (
+            known is not None
+            and known.boot_count == body["boot_count"]
+            and known.last_seq is not None
+            and body["seq"] <= known.last_seq
+        ):
+            raise InvalidField(
+                f"heartbeat {body['seq']} is not after {known.last_seq} in boot {known.boot_count}:"
+                " replayed or reordered"
+            )
         self.registry.heartbeat(
             request.device_id,
             seq=body["seq"],

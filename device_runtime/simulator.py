@@ -89,10 +89,7 @@ class SimulatedFleet:
 
     def wait(self, timeout: float) -> bool:
         """True when every device finished (successfully or not) within *timeout*."""
-        for device in self.devices:
-            if not device.done.wait(timeout):
-                return False
-        return True
+        return all(device.done.wait(timeout) for device in self.devices)
 
     def _run(self, device: SimulatedDevice, beats: int) -> None:
         rot = SoftwareRootOfTrust.open(directory=device.directory)

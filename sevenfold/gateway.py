@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from device_runtime.core import protocol
 from device_runtime.core.errors import InvalidField, ProtocolError, TransportError
@@ -71,7 +74,7 @@ class Gateway:
         self._workers: list[threading.Thread] = []
         self._ready = threading.Event()
         self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=protocol.SERVER_IDENTITY,
             protocol=mqtt.MQTTv311,
         )
@@ -113,8 +116,8 @@ class Gateway:
         client: mqtt.Client,
         userdata: object,
         flags: mqtt.ConnectFlags,
-        reason: mqtt.ReasonCode,
-        properties: mqtt.Properties | None,
+        reason: ReasonCode,
+        properties: Properties | None,
     ) -> None:
         if reason.is_failure:
             log.error("broker refused the server connection: %s", reason)
@@ -160,4 +163,3 @@ class Gateway:
                 return
             answer = protocol.encode("error", correlation, protocol.error_body(exc))
         self._client.publish(protocol.topic_down(self.prefix, device_id), answer, qos=1)
-

@@ -18,7 +18,7 @@ from fastapi import Header, HTTPException
 
 from device_runtime.ports.cpython.atomic_file import write_atomic
 
-TOKEN_FILE = "operator.token"
+TOKEN_FILE = "operator.token"  # noqa: S105 - a file name, not a secret
 
 
 def load_or_create(state_dir: Path) -> str:

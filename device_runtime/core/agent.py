@@ -10,6 +10,10 @@ MicroPython.
 from device_runtime.core import protocol
 from device_runtime.core.errors import InvalidField, ProtocolError, TransportError, from_wire
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from device_runtime.core.port_types import Clock, OnBeat, RandomBytes, Store, Transport
+
 BOOT_COUNT_KEY = "boot_count"
 
 
@@ -24,10 +28,10 @@ class DeviceAgent:
         swname: str,
         swversion: str,
         rot: str,
-        transport: object,
-        clock: object,
-        store: object,
-        random_bytes: object,
+        transport: "Transport",
+        clock: "Clock",
+        store: "Store",
+        random_bytes: "RandomBytes",
         prefix: str = protocol.DEFAULT_PREFIX,
         timeout_ms: int = 5000,
     ) -> None:
@@ -57,7 +61,7 @@ class DeviceAgent:
         self.transport.subscribe(protocol.topic_down(self.prefix, self.device_id))
         return self.boot_count
 
-    def request(self, kind: str, body: dict) -> dict:
+    def request(self, kind: str, body: dict[str, object]) -> dict[str, object]:
         """Send one request and wait for the response that carries its correlation id."""
         correlation = self.random_bytes(protocol.CORRELATION_BYTES)
         data = protocol.encode(kind, correlation, body)
@@ -77,27 +81,28 @@ class DeviceAgent:
             if envelope.correlation != correlation:
                 continue
             if envelope.kind == "error":
-                raise from_wire(envelope.body["code"], envelope.body["reason"])
+                raise from_wire(str(envelope.body["code"]), str(envelope.body["reason"]))
             if envelope.kind != protocol.RESPONSES[kind]:
                 raise InvalidField(kind + ": unexpected response " + repr(envelope.kind))
             return envelope.body
 
-    def enroll(self) -> dict:
-        body = {"device_id": self.device_id, "boot_count": self.boot_count}
+    def enroll(self) -> dict[str, object]:
+        body: dict[str, object] = {"device_id": self.device_id, "boot_count": self.boot_count}
         for key in self.info:
             body[key] = self.info[key]
         answer = self.request("enroll", body)
-        self.heartbeat_interval = answer["heartbeat_interval"]
+        interval = answer["heartbeat_interval"]
+        self.heartbeat_interval = interval if isinstance(interval, int) else 0
         return answer
 
-    def heartbeat(self) -> dict:
+    def heartbeat(self) -> dict[str, object]:
         self.seq += 1
         uptime = (self.clock.monotonic_ms() - self.started_ms) // 1000
         return self.request(
             "heartbeat", {"seq": self.seq, "uptime": uptime, "boot_count": self.boot_count}
         )
 
-    def run(self, *, beats: int, on_beat: object = None) -> None:
+    def run(self, *, beats: int, on_beat: "OnBeat | None" = None) -> None:
         """Heartbeat *beats* times at the interval the server asked for."""
         for i in range(beats):
             if i:

@@ -32,7 +32,7 @@ ROOTS_OF_TRUST = ("software", "tpm", "dice")
 # inclusive maximum for unsigned integers.
 _U32 = 0xFFFFFFFF
 _U64 = 0xFFFFFFFFFFFFFFFF
-SCHEMAS = {
+SCHEMAS: dict[str, dict[str, tuple[type, bool, int]]] = {
     "enroll": {
         "device_id": (str, True, 63),
         "hwmodel": (str, True, 64),
@@ -87,6 +87,8 @@ def check_device_id(device_id: object) -> str:
     """Device ids become topic levels and certificate CNs: keep them boring."""
     if not isinstance(device_id, str) or not 1 <= len(device_id) <= 63:
         raise InvalidField("device id must be 1-63 characters")
+    if device_id == SERVER_IDENTITY:
+        raise InvalidField("device id " + repr(device_id) + " is reserved for the fleet server")
     for i, ch in enumerate(device_id):
         ok = ("a" <= ch <= "z") or ("0" <= ch <= "9") or (ch == "-" and i > 0)
         if not ok:
@@ -94,7 +96,7 @@ def check_device_id(device_id: object) -> str:
     return device_id
 
 
-def _check_body(kind: str, body: object) -> dict:
+def _check_body(kind: str, body: object) -> dict[str, object]:
     if not isinstance(body, dict):
         raise InvalidField(kind + ": body must be a map")
     schema = SCHEMAS[kind]
@@ -112,14 +114,14 @@ def _check_body(kind: str, body: object) -> dict:
                 raise InvalidField(kind + "." + name + " must be an unsigned integer")
             if value < 0 or value > limit:
                 raise InvalidField(kind + "." + name + " is out of range")
-        elif not isinstance(value, ftype):
+        elif not isinstance(value, ftype) or not isinstance(value, (str, bytes)):
             raise InvalidField(kind + "." + name + " must be " + ftype.__name__)
         elif len(value) > limit:
             raise TooLarge(kind + "." + name + " is longer than " + str(limit))
     return body
 
 
-def encode(kind: str, correlation: bytes, body: dict) -> bytes:
+def encode(kind: str, correlation: bytes, body: dict[str, object]) -> bytes:
     """Build a message, validating it first so a bad one never leaves this side."""
     if kind not in SCHEMAS:
         raise UnknownType("unknown message type " + repr(kind))
@@ -137,7 +139,7 @@ class Envelope:
 
     __slots__ = ("body", "correlation", "kind")
 
-    def __init__(self, kind: str, correlation: bytes, body: dict) -> None:
+    def __init__(self, kind: str, correlation: bytes, body: dict[str, object]) -> None:
         self.kind = kind
         self.correlation = correlation
         self.body = body
@@ -178,7 +180,7 @@ def decode_request(data: bytes, device_id: str) -> Envelope:
     return envelope
 
 
-def error_body(error: ProtocolError) -> dict:
+def error_body(error: ProtocolError) -> dict[str, object]:
     reason = error.reason
     if len(reason) > MAX_TEXT:
         reason = reason[: MAX_TEXT - 3] + "..."

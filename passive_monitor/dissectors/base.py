@@ -50,7 +50,7 @@ class StreamDissector(ABC):
     def feed(self, data: bytes, *, to_server: bool, frame: int, ts: float) -> list[Message]:
         """Consume bytes of one direction; return the PDUs they complete."""
 
-    def gap(self, *, to_server: bool) -> None:
+    def gap(self, *, to_server: bool) -> None:  # noqa: B027 - optional hook
         """Bytes were lost in this direction (capture drop or mid-stream start)."""
 
 

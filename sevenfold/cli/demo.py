@@ -33,12 +33,14 @@ def demo(
         config = ServerConfig(state_dir=state, http_port=0, heartbeat_interval=1)
         with FleetServer(config=config) as fleet:
             assert fleet.broker is not None
-            say = (lambda _m: None) if as_json else console.print
-            say(f"[bold]fleet server[/] {fleet.http_url}  (OpenAPI {fleet.http_url}/docs)")
-            say(f"[bold]managed broker[/] mTLS on {fleet.broker.host}:{fleet.broker.port}")
-            say(f"provisioning {devices} simulated devices (software root of trust) ...")
+            if not as_json:
+                console.print(f"[bold]fleet server[/] {fleet.http_url} (OpenAPI at /docs)")
+                console.print(
+                    f"[bold]managed broker[/] mTLS on {fleet.broker.host}:{fleet.broker.port}"
+                )
+                console.print(f"provisioning {devices} simulated devices (software root of trust)")
             simulated = run_fleet(
-                state_dir=state,
+                state=state,
                 broker=BrokerAddress(
                     host=fleet.broker.host,
                     port=fleet.broker.port,

@@ -2,33 +2,28 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from sevenfold.api_client import FleetClient
+from sevenfold.cli.options import JsonOption, StateOption, state_dir
 from sevenfold.cli.output import console, device_table, emit_json, reported_errors
-from sevenfold.server_config import default_state_dir
 
 app = typer.Typer(help="Managed devices: enrollment, liveness, rejected messages.")
 
-StateOption = Annotated[
-    Path, typer.Option("--state", help="The server's state directory.", envvar="SEVENFOLD_STATE")
-]
 UrlOption = Annotated[str | None, typer.Option("--url", help="Server URL (default: from state).")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 @app.command("list")
 def list_devices(
-    state: StateOption = default_state_dir(),
+    state: StateOption = None,
     url: UrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """List every enrolled device with its status."""
     with reported_errors():
-        rows = FleetClient.for_state_dir(state, url=url).get("/api/v1/devices")
+        rows = FleetClient.for_state_dir(state_dir(state), url=url).get("/api/v1/devices")
     if as_json:
         emit_json(rows)
     else:
@@ -37,19 +32,21 @@ def list_devices(
 
 @app.command("events")
 def list_events(
-    state: StateOption = default_state_dir(),
+    state: StateOption = None,
     url: UrlOption = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
     as_json: JsonOption = False,
 ) -> None:
     """Recent enrollments and rejected messages, newest first."""
     with reported_errors():
-        rows = FleetClient.for_state_dir(state, url=url).get("/api/v1/events", limit=limit)
+        rows = FleetClient.for_state_dir(state_dir(state), url=url).get(
+            "/api/v1/events", limit=limit
+        )
     if as_json:
         emit_json(rows)
         return
     for row in rows:
         console.print(
             f"{row['at']}  {row['device_id'] or '-':<16} {row['kind']:<10} "
-            f"{row['code']}: {row['reason']}"
+            f"{row['code'] or ''} {row['reason'] or ''}"
         )

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from sevenfold.cli.options import StateOption, state_dir
 from sevenfold.cli.output import console, reported_errors
 from sevenfold.server import FleetServer
 from sevenfold.server_config import (
@@ -17,14 +18,11 @@ from sevenfold.server_config import (
     SERVICES,
     ExternalBroker,
     ServerConfig,
-    default_state_dir,
 )
 
 
 def server(
-    state: Annotated[
-        Path, typer.Option("--state", help="State directory.", envvar="SEVENFOLD_STATE")
-    ] = default_state_dir(),
+    state: StateOption = None,
     database: Annotated[
         str | None,
         typer.Option(
@@ -58,7 +56,7 @@ def server(
                 host=broker_host, port=broker_port, ca_path=broker_ca, cert_path=cert, key_path=key
             )
         config = ServerConfig(
-            state_dir=state,
+            state_dir=state_dir(state),
             database_url=database,
             http_host=http_host,
             http_port=http_port,
@@ -78,6 +76,6 @@ def server(
     console.print(f"fleet server at [bold]{fleet.http_url}[/] (OpenAPI: {fleet.http_url}/docs)")
     if fleet.broker is not None:
         console.print(f"managed broker (mTLS) at {fleet.broker.host}:{fleet.broker.port}")
-    console.print(f"state in {state}; stop with Ctrl-C")
+    console.print(f"state in {config.state_dir}; stop with Ctrl-C")
     stop.wait()
     fleet.stop()

@@ -7,28 +7,29 @@ from typing import Annotated
 
 import typer
 
+from device_runtime.core import protocol
 from device_runtime.simulator import BrokerAddress, SimulatedFleet
 from sevenfold.api_client import NoServer
+from sevenfold.cli.options import JsonOption, StateOption, state_dir
 from sevenfold.cli.output import console, emit_json, reported_errors
 from sevenfold.server import fleet_authority
-from sevenfold.server_config import RuntimeInfo, default_state_dir
+from sevenfold.server_config import RuntimeInfo
 
 
 def simulate(
-    state: Annotated[
-        Path, typer.Option("--state", help="The server's state directory.", envvar="SEVENFOLD_STATE")
-    ] = default_state_dir(),
+    state: StateOption = None,
     devices: Annotated[int, typer.Option("--devices", min=1, max=500)] = 5,
     beats: Annotated[int, typer.Option("--beats", min=1)] = 3,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Provision simulated devices with the local fleet CA and run them."""
+    state = state_dir(state)
     with reported_errors():
         info = RuntimeInfo.read(state)
         if info is None or info.broker_host is None or info.broker_port is None or not info.ca_path:
             raise NoServer(f"no running server with a broker recorded in {state}")
         fleet = run_fleet(
-            state_dir=state,
+            state=state,
             broker=BrokerAddress(
                 host=info.broker_host,
                 port=info.broker_port,
@@ -51,13 +52,15 @@ def simulate(
         raise typer.Exit(1)
 
 
-def run_fleet(*, state_dir: Path, broker: BrokerAddress, count: int, beats: int) -> SimulatedFleet:
+def run_fleet(*, state: Path, broker: BrokerAddress, count: int, beats: int) -> SimulatedFleet:
     """Provision *count* devices under the state dir and run them to completion."""
-    authority = fleet_authority(state_dir)
+    authority = fleet_authority(state)
     fleet = SimulatedFleet(
-        directory=state_dir / "devices",
+        directory=state / "devices",
         broker=broker,
-        certify=lambda csr, device_id: authority.sign_csr(csr, required_common_name=device_id),
+        certify=lambda csr, device_id: authority.sign_csr(
+            csr, required_common_name=protocol.check_device_id(device_id)
+        ),
         count=count,
     )
     fleet.provision()

@@ -2,9 +2,9 @@
 
 Same interface as the MicroPython port (connect, publish, subscribe, poll,
 close), so the device core cannot tell them apart. The broker's certificate
-must name *host* (the fleet broker certificates carry localhost and 127.0.0.1). The broker proves itself
-with the fleet CA; the device proves itself with the certificate whose key its
-root of trust holds.
+must name *host* (fleet broker certificates carry localhost and 127.0.0.1).
+The broker proves itself with the fleet CA; the device proves itself with the
+certificate whose key its root of trust holds.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ import threading
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from device_runtime.core.errors import TransportError
 
@@ -45,7 +48,7 @@ class MqttTransport:
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(certfile=str(cert_path), keyfile=str(key_path))
         self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
         )
         self._client.tls_set_context(context)
         self._client.on_connect = self._on_connect
@@ -56,8 +59,8 @@ class MqttTransport:
         client: mqtt.Client,
         userdata: object,
         flags: mqtt.ConnectFlags,
-        reason: mqtt.ReasonCode,
-        properties: mqtt.Properties | None,
+        reason: ReasonCode,
+        properties: Properties | None,
     ) -> None:
         if reason.is_failure:
             self._refused = str(reason)
@@ -97,14 +100,14 @@ class MqttTransport:
 
     def subscribe(self, topic: str) -> None:
         granted = threading.Event()
-        codes: list[mqtt.ReasonCode] = []
+        codes: list[ReasonCode] = []
 
         def on_subscribe(
             client: mqtt.Client,
             userdata: object,
             mid: int,
-            reasons: list[mqtt.ReasonCode],
-            properties: mqtt.Properties | None,
+            reasons: list[ReasonCode],
+            properties: Properties | None,
         ) -> None:
             codes.extend(reasons)
             granted.set()

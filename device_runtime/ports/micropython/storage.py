@@ -20,7 +20,7 @@ class DirectoryStore:
             os.mkdir(directory)
         except OSError as exc:
             if exc.errno != _EEXIST:
-                raise StorageError("cannot create " + repr(directory) + ": " + str(exc))
+                raise StorageError("cannot create " + repr(directory) + ": " + str(exc)) from exc
 
     def _path(self, key):
         if not key or "/" in key or key[0] == ".":
@@ -34,7 +34,7 @@ class DirectoryStore:
         except OSError as exc:
             if exc.errno == _ENOENT:
                 return None
-            raise StorageError("cannot read " + repr(key) + ": " + str(exc))
+            raise StorageError("cannot read " + repr(key) + ": " + str(exc)) from exc
 
     def write(self, key, value):
         path = self._path(key)
@@ -44,4 +44,4 @@ class DirectoryStore:
                 handle.write(value)
             os.rename(temporary, path)
         except OSError as exc:
-            raise StorageError("cannot write " + repr(key) + ": " + str(exc))
+            raise StorageError("cannot write " + repr(key) + ": " + str(exc)) from exc

@@ -1,0 +1,51 @@
+"""Crypto port for CPython devices and the simulator, backed by OpenSSL.
+
+Same three functions as the MicroPython port, so device-core code runs on
+either. Input checks go through the portable core parser first, so both ports
+refuse the same malformed keys and signatures with the same reasons; OpenSSL
+then does the arithmetic (bench/bench_p256.py measures how much faster).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from device_runtime.core import p256
+from device_runtime.core.errors import CryptoError
+
+MAX_RANDOM_BYTES = 1 << 16
+
+
+def sha256(data: bytes) -> bytes:
+    """SHA-256 of *data*, 32 bytes."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise CryptoError("data must be bytes")
+    return hashlib.sha256(data).digest()
+
+
+def verify_es256(public_key: bytes, message: bytes, signature: bytes) -> None:
+    """Return if *signature* (raw r || s) is a valid ES256 signature, else raise CryptoError."""
+    if not isinstance(message, (bytes, bytearray)):
+        raise CryptoError("message must be bytes")
+    x, y = p256.parse_public_point(public_key)
+    r, s = p256.parse_signature(signature)
+    try:
+        key = ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()
+        key.verify(encode_dss_signature(r, s), bytes(message), ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise CryptoError("signature does not match") from None
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise CryptoError(f"OpenSSL refused the key or signature: {exc}") from None
+
+
+def random_bytes(n: int) -> bytes:
+    """*n* bytes from the operating system's CSPRNG (getrandom or /dev/urandom)."""
+    if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= MAX_RANDOM_BYTES:
+        raise CryptoError(f"random byte count must be an int in [0, {MAX_RANDOM_BYTES}]")
+    return os.urandom(n)

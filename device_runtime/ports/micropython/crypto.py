@@ -1,0 +1,36 @@
+"""Crypto port for MicroPython: hashlib for SHA-256, the pure-Python core for ES256.
+
+MicroPython has no public-key cryptography, so signatures are checked by
+``device_runtime.core.p256`` (bench/bench_p256.py measures its speed).
+``os.urandom`` on the unix port reads the kernel CSPRNG (getrandom or
+/dev/urandom); boards whose ``os.urandom`` is backed by a hardware TRNG give the
+same guarantee, and a board without one must not use this port for key
+material. Same three functions as the CPython port.
+"""
+
+import hashlib
+import os
+
+from device_runtime.core import p256
+from device_runtime.core.errors import CryptoError
+
+MAX_RANDOM_BYTES = 1 << 16
+
+
+def sha256(data: bytes) -> bytes:
+    """SHA-256 of *data*, 32 bytes."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise CryptoError("data must be bytes")
+    return hashlib.sha256(data).digest()
+
+
+def verify_es256(public_key: bytes, message: bytes, signature: bytes) -> None:
+    """Return if *signature* (raw r || s) is a valid ES256 signature, else raise CryptoError."""
+    p256.verify(public_key, message, signature)
+
+
+def random_bytes(n: int) -> bytes:
+    """*n* bytes from ``os.urandom``; see the module docstring for its source."""
+    if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= MAX_RANDOM_BYTES:
+        raise CryptoError("random byte count must be an int in [0, 65536]")
+    return os.urandom(n)

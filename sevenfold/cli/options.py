@@ -1,0 +1,25 @@
+"""Options several subcommands share, spelled the same everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sevenfold.server_config import default_state_dir
+
+StateOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--state",
+        help="Server state directory [default: $SEVENFOLD_STATE or ~/.local/state/sevenfold].",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def state_dir(value: Path | None) -> Path:
+    """The explicit --state, else the environment's or the XDG default (read at run time)."""
+    return value if value is not None else default_state_dir()

@@ -1,0 +1,1 @@
+"""Alembic migrations of the fleet server's database, shipped with the package."""

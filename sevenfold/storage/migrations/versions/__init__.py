@@ -1,0 +1,1 @@
+"""Migration scripts; a package so that installing the wheel ships them."""

@@ -1,0 +1,1 @@
+pytest_plugins = ["tests.broker_fixtures", "tests.sevenfold.storage.database_fixtures"]

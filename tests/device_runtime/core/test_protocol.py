@@ -1,0 +1,130 @@
+"""Protocol schemas, envelopes and topics; runs under MicroPython and CPython."""
+
+from device_runtime.core import cbor, protocol
+from device_runtime.core.errors import (
+    IdentityMismatch,
+    InvalidField,
+    ProtocolError,
+    TooLarge,
+    UnknownType,
+    UnsupportedVersion,
+)
+
+PORTABLE = True
+
+CID = b"abcdefgh"
+ENROLL = {
+    "device_id": "dev-1",
+    "hwmodel": "board",
+    "swname": "fw",
+    "swversion": "1.2.3",
+    "rot": "tpm",
+    "boot_count": 4,
+}
+
+
+def _raises(error, function, *args):
+    try:
+        function(*args)
+    except error as exc:
+        return exc
+    raise AssertionError("expected " + error.__name__)
+
+
+def test_round_trip():
+    envelope = protocol.decode(protocol.encode("enroll", CID, ENROLL))
+    assert envelope.kind == "enroll"
+    assert envelope.correlation == CID
+    assert envelope.body == ENROLL
+
+
+def test_topics():
+    assert protocol.topic_up("sevenfold", "dev-1") == "sevenfold/d/dev-1/up"
+    assert protocol.topic_down("sevenfold", "dev-1") == "sevenfold/d/dev-1/down"
+    assert protocol.device_from_topic("sevenfold", "sevenfold/d/dev-1/up") == "dev-1"
+    assert protocol.device_from_topic("a/b", "a/b/d/x9/up") == "x9"
+
+
+def test_topic_rejections():
+    for topic in (
+        "sevenfold/d/dev-1/down",
+        "sevenfold/d/dev-1",
+        "other/d/dev-1/up",
+        "sevenfold/d/Dev/up",
+        "sevenfold/d/+/up",
+        "sevenfold/d//up",
+        "sevenfold/d/a/b/up",
+    ):
+        _raises(InvalidField, protocol.device_from_topic, "sevenfold", topic)
+
+
+def test_device_ids():
+    for good in ("a", "dev-1", "0123", "x" * 63):
+        assert protocol.check_device_id(good) == good
+    for bad in ("", "-a", "A", "a/b", "a+", "a#", "x" * 64, 7, None, "é", "sevenfold-server"):
+        _raises(InvalidField, protocol.check_device_id, bad)
+
+
+def test_encode_refuses_invalid_messages():
+    _raises(UnknownType, protocol.encode, "nope", CID, {})
+    _raises(InvalidField, protocol.encode, "enroll", b"short", ENROLL)
+    missing = dict(ENROLL)
+    del missing["rot"]
+    _raises(InvalidField, protocol.encode, "enroll", CID, missing)
+    extra = dict(ENROLL)
+    extra["admin"] = True
+    _raises(InvalidField, protocol.encode, "enroll", CID, extra)
+    long_name = dict(ENROLL)
+    long_name["hwmodel"] = "x" * 65
+    _raises(TooLarge, protocol.encode, "enroll", CID, long_name)
+
+
+def test_integer_fields():
+    for bad in (-1, True, "1", 2**64):
+        body = {"seq": bad, "uptime": 0, "boot_count": 0}
+        _raises(InvalidField, protocol.encode, "heartbeat", CID, body)
+
+
+def test_decode_rejections():
+    good = {"v": 1, "t": "enroll", "id": CID, "b": ENROLL}
+
+    def variant(key, value):
+        message = dict(good)
+        if value is None:
+            del message[key]
+        else:
+            message[key] = value
+        return cbor.dumps(message)
+
+    _raises(UnsupportedVersion, protocol.decode, variant("v", 2))
+    _raises(UnsupportedVersion, protocol.decode, variant("v", None))
+    _raises(UnknownType, protocol.decode, variant("t", "format-disk"))
+    _raises(UnknownType, protocol.decode, variant("t", 5))
+    _raises(InvalidField, protocol.decode, variant("id", b"x"))
+    _raises(InvalidField, protocol.decode, variant("b", [1]))
+    _raises(InvalidField, protocol.decode, variant("extra", 1))
+    _raises(InvalidField, protocol.decode, cbor.dumps([1, 2]))
+    _raises(TooLarge, protocol.decode, b"\x00" * (protocol.MAX_MESSAGE + 1))
+    _raises(ProtocolError, protocol.decode, b"\xff")
+
+
+def test_identity_comes_from_the_certificate():
+    data = protocol.encode("enroll", CID, ENROLL)
+    assert protocol.decode_request(data, "dev-1").body["device_id"] == "dev-1"
+    _raises(IdentityMismatch, protocol.decode_request, data, "dev-2")
+    answer = protocol.encode("enrolled", CID, {"heartbeat_interval": 5, "server_time": 1})
+    _raises(UnknownType, protocol.decode_request, answer, "dev-1")
+
+
+def test_error_body_truncates_long_reasons():
+    body = protocol.error_body(InvalidField("x" * 1000))
+    assert body["code"] == "bad-field"
+    assert len(body["reason"]) == protocol.MAX_TEXT
+    protocol.encode("error", CID, body)
+
+
+def test_correlation_salvage():
+    assert protocol.correlation_of(cbor.dumps({"id": CID, "t": 9})) == CID
+    assert protocol.correlation_of(cbor.dumps({"id": b"x"})) is None
+    assert protocol.correlation_of(b"\xff") is None
+    assert protocol.correlation_of(cbor.dumps([CID])) is None

