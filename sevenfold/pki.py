@@ -70,7 +70,7 @@ class IssuedCredential:
 
 
 def _utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _check_days(days: int) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import typer
@@ -33,17 +34,25 @@ def emit_json(value: Any) -> None:
 
 def device_table(rows: list[dict[str, Any]], *, title: str) -> Table:
     table = Table(title=title)
-    for column in ("device", "status", "root of trust", "software", "boots", "beats", "last seen"):
-        table.add_column(column)
-    style: Callable[[str], str] = lambda s: "green" if s == "online" else "red"  # noqa: E731
+    for column in ("device", "status", "root of trust", "firmware", "boots", "beats", "last seen"):
+        table.add_column(column, no_wrap=True)
     for row in rows:
+        colour = "green" if row["status"] == "online" else "red"
         table.add_row(
             row["device_id"],
-            f"[{style(row['status'])}]{row['status']}[/]",
+            f"[{colour}]{row['status']}[/]",
             row["rot"],
-            f"{row['swname']} {row['swversion']}",
+            row["swversion"],
             str(row["boot_count"]),
-            str(row["last_seq"] if row["last_seq"] is not None else "-"),
-            str(row["last_seen"]),
+            "-" if row["last_seq"] is None else str(row["last_seq"]),
+            _clock_time(str(row["last_seen"])),
         )
     return table
+
+
+def _clock_time(iso: str) -> str:
+    """HH:MM:SS UTC of an ISO timestamp; the date adds nothing to a live table."""
+    try:
+        return datetime.fromisoformat(iso).astimezone(UTC).strftime("%H:%M:%S UTC")
+    except ValueError:
+        return iso

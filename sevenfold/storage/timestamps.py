@@ -7,7 +7,7 @@ never wall-clock readings, whichever engine holds the data.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import DateTime
 from sqlalchemy.engine import Dialect
@@ -18,7 +18,7 @@ def require_aware(value: datetime, *, name: str) -> datetime:
     """Reject naive datetimes: their meaning depends on the host's zone setting."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be timezone-aware")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -36,5 +36,5 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)

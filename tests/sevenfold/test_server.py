@@ -116,3 +116,15 @@ def test_server_and_devices_list_as_separate_processes(tmp_path: Path) -> None:
         server.terminate()
         server.wait(timeout=20)
     assert server.returncode == 0
+
+
+def test_update_service_alone_needs_no_broker(tmp_path: Path) -> None:
+    config = ServerConfig(state_dir=tmp_path, http_port=0, services=("updates",))
+    metadata = tmp_path / "repository" / "metadata"
+    metadata.mkdir(parents=True)
+    (metadata / "root.json").write_text('{"signed": {}}')
+    with FleetServer(config=config) as server:
+        assert server.broker is None and server.gateway is None
+        assert httpx.get(f"{server.http_url}/tuf/metadata/root.json").json() == {"signed": {}}
+        assert httpx.get(f"{server.http_url}/tuf/metadata/..%2Fx.json").status_code in (400, 404)
+        assert httpx.get(f"{server.http_url}/api/v1/devices").status_code == 404

@@ -11,7 +11,6 @@ material. Same three functions as the CPython port.
 import hashlib
 import os
 
-from device_runtime.core import p256
 from device_runtime.core.errors import CryptoError
 
 MAX_RANDOM_BYTES = 1 << 16
@@ -26,6 +25,10 @@ def sha256(data: bytes) -> bytes:
 
 def verify_es256(public_key: bytes, message: bytes, signature: bytes) -> None:
     """Return if *signature* (raw r || s) is a valid ES256 signature, else raise CryptoError."""
+    # Imported on first use: the curve code costs RAM that a device which only
+    # needs random bytes right now should not pay at boot.
+    from device_runtime.core import p256
+
     p256.verify(public_key, message, signature)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import text
@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from device_runtime.core.errors import NotEnrolled, StorageError
 from sevenfold.storage import Database, DeviceRecord, DeviceRegistry
 
-NOW = datetime(2026, 11, 22, 8, 0, 0, 250_000, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 8, 0, 0, 250_000, tzinfo=UTC)
 FINGERPRINT = "a1" * 32
 
 
@@ -158,7 +158,7 @@ def test_timestamps_come_back_as_utc(registry: DeviceRegistry) -> None:
     assert stored is not None
     assert stored.enrolled_at == NOW
     assert stored.enrolled_at.utcoffset() == timedelta(0)
-    assert record.last_seen.tzinfo == timezone.utc
+    assert record.last_seen.tzinfo == UTC
     assert registry.events()[0].at.utcoffset() == timedelta(0)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from sevenfold.storage import Database, DeviceRegistry, open_database
 
-NOW = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 
 
 def _enroll(registry: DeviceRegistry, device_id: str) -> None:

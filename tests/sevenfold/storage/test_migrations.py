@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.resources import files
 
 from alembic.autogenerate import compare_metadata
@@ -14,7 +14,7 @@ from sevenfold.storage.models import Base
 from sevenfold.storage.schema import head_revision
 
 TABLES = {"devices", "device_events"}
-NOW = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 
 
 def _tables(database: Database) -> set[str]:

