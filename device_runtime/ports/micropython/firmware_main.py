@@ -1,0 +1,52 @@
+"""What a MicroPython board runs at boot: wire the ports into the agent and go.
+
+The configuration is a small JSON file written on the factory line (broker
+address, credential paths, identity); the key file stays on the device. Progress
+goes to the console one line per step, which is what a HIL bench reads.
+"""
+
+import json
+
+from device_runtime.core.agent import DeviceAgent
+from device_runtime.core.errors import SevenfoldError
+from device_runtime.ports.micropython.clock import SystemClock
+from device_runtime.ports.micropython.crypto import random_bytes
+from device_runtime.ports.micropython.storage import DirectoryStore
+from device_runtime.ports.micropython.transport import MqttTransport
+
+
+def run(config_path, beats=1):
+    with open(config_path) as handle:
+        config = json.load(handle)
+    transport = MqttTransport(
+        host=config["host"],
+        port=config["port"],
+        client_id=config["device_id"],
+        ca_path=config["ca"],
+        cert_path=config["cert"],
+        key_path=config["key"],
+        server_hostname=config.get("server_hostname", "localhost"),
+    )
+    agent = DeviceAgent(
+        device_id=config["device_id"],
+        hwmodel=config["hwmodel"],
+        swname=config["swname"],
+        swversion=config["swversion"],
+        rot=config["rot"],
+        transport=transport,
+        clock=SystemClock(),
+        store=DirectoryStore(directory=config["state_dir"]),
+        random_bytes=random_bytes,
+        prefix=config.get("prefix", "sevenfold"),
+    )
+    try:
+        print("boot", agent.boot())
+        answer = agent.enroll()
+        print("enrolled interval", answer["heartbeat_interval"])
+        agent.run(beats=beats, on_beat=lambda ack: print("beat", ack["seq"]))
+        print("done")
+    except SevenfoldError as exc:
+        print("error", exc.explain())
+        raise
+    finally:
+        transport.close()

@@ -1,0 +1,143 @@
+"""Transport port for MicroPython devices: MQTT 3.1.1 over mutual TLS with the ``ssl`` module.
+
+Same interface as the CPython port (connect, publish, subscribe, poll, close),
+so the device core cannot tell them apart. The broker proves itself with the
+fleet CA and must present a certificate naming *server_hostname*; the device
+proves itself with its own certificate, whose CN the broker uses as its name.
+
+MicroPython's mbedTLS build parses DER only, while the fleet hands out PEM, so
+the files are converted here with ``binascii`` on every connect; reading them
+afresh each time also picks up a rotated certificate without a restart. A CA
+file may hold several certificates (a rotation overlap), and each is trusted.
+Every wait on the broker is bounded by *timeout_ms*.
+"""
+
+import binascii
+import ssl
+
+from device_runtime.core.errors import TransportError
+from device_runtime.ports.micropython.mqtt_client import DEFAULT_TIMEOUT_MS, MqttClient
+
+_BEGIN = b"-----BEGIN "
+_END = b"-----END "
+
+
+def der_blocks(data: bytes, what: str) -> list:
+    """DER bodies of every PEM block in *data*, or *data* itself when it is already DER."""
+    if data[:1] == b"\x30":
+        return [data]
+    blocks = []
+    body = None
+    for raw_line in data.split(b"\n"):
+        line = raw_line.strip()
+        if line.startswith(_BEGIN):
+            if body is not None:
+                raise TransportError(what + ": PEM block opened inside another")
+            body = []
+        elif line.startswith(_END):
+            if body is None:
+                raise TransportError(what + ": PEM END line without BEGIN")
+            try:
+                blocks.append(binascii.a2b_base64(b"".join(body)))
+            except ValueError:
+                raise TransportError(what + ": PEM block is not valid base64") from None
+            body = None
+        elif body is not None:
+            body.append(line)
+    if body is not None:
+        raise TransportError(what + ": PEM block without END line")
+    if not blocks:
+        raise TransportError(what + ": neither PEM nor DER")
+    return blocks
+
+
+def _read(path, what: str) -> bytes:
+    try:
+        with open(str(path), "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise TransportError(
+            "cannot read the " + what + " " + str(path) + ": " + str(exc)
+        ) from None
+
+
+def tls_context(*, ca_path, cert_path, key_path):
+    """Client context that requires the broker's chain to end at the fleet CA."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.verify_mode = ssl.CERT_REQUIRED
+    try:
+        for anchor in der_blocks(_read(ca_path, "CA certificate"), "CA certificate"):
+            context.load_verify_locations(cadata=anchor)
+        certificate = der_blocks(_read(cert_path, "device certificate"), "device certificate")
+        key = der_blocks(_read(key_path, "device key"), "device key")
+        context.load_cert_chain(certificate[0], key[0])
+    except ValueError as exc:
+        raise TransportError("TLS credentials rejected: " + str(exc)) from None
+    return context
+
+
+class MqttTransport:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        client_id: str,
+        ca_path,
+        cert_path,
+        key_path,
+        server_hostname: str = "localhost",
+        keepalive: int = 60,
+        max_packet: int = 65536,
+        timeout_ms: int = DEFAULT_TIMEOUT_MS,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.client_id = client_id
+        self.ca_path = ca_path
+        self.cert_path = cert_path
+        self.key_path = key_path
+        self.server_hostname = server_hostname
+        self.keepalive = keepalive
+        self.max_packet = max_packet
+        self.timeout_ms = timeout_ms
+        self._client = None
+
+    def connect(self) -> None:
+        if self._client is not None and self._client.connected:
+            raise TransportError("already connected")
+        context = tls_context(
+            ca_path=self.ca_path, cert_path=self.cert_path, key_path=self.key_path
+        )
+        client = MqttClient(
+            host=self.host,
+            port=self.port,
+            client_id=self.client_id,
+            context=context,
+            server_hostname=self.server_hostname,
+            keepalive=self.keepalive,
+            max_packet=self.max_packet,
+            timeout_ms=self.timeout_ms,
+        )
+        client.connect()
+        self._client = client
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self._session().publish(topic, payload)
+
+    def subscribe(self, topic: str) -> None:
+        self._session().subscribe(topic)
+
+    def poll(self, timeout_ms: int):
+        return self._session().poll(timeout_ms)
+
+    def close(self) -> None:
+        client = self._client
+        self._client = None
+        if client is not None:
+            client.close()
+
+    def _session(self):
+        if self._client is None:
+            raise TransportError("not connected")
+        return self._client
