@@ -36,9 +36,13 @@ ensure_venv() {
     "$python" -m venv .venv
   fi
   if [ ! -f "$stamp" ]; then
-    echo "installing Python dependencies (.[$extras])"
-    .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e ".[$extras]"
+    echo "installing Python dependencies (.[$extras]); log in .venv/pip.log"
+    if ! { .venv/bin/python -m pip install --upgrade pip &&
+           .venv/bin/python -m pip install -e ".[$extras]"; } > .venv/pip.log 2>&1; then
+      tail -n 30 .venv/pip.log
+      echo "pip install failed; the full log is .venv/pip.log" >&2
+      return 1
+    fi
     touch "$stamp"
   fi
 }
