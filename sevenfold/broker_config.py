@@ -84,6 +84,7 @@ def config_text(*, port: int, files: BrokerFiles, run_as: str) -> str:
             "per_listener_settings false",
             "allow_anonymous false",
             "persistence false",
+            "set_tcp_nodelay true",
             "log_dest stderr",
             "log_type error",
             "log_type warning",

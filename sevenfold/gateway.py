@@ -26,6 +26,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from device_runtime.core import protocol
 from device_runtime.core.errors import InvalidField, ProtocolError, TransportError
+from device_runtime.ports.cpython.transport import disable_nagle
 from sevenfold.mqtt_tls import client_context
 from sevenfold.pki import IssuedCredential
 from sevenfold.storage import DeviceRegistry
@@ -79,6 +80,7 @@ class Gateway:
             protocol=mqtt.MQTTv311,
         )
         self._client.tls_set_context(client_context(ca_path=ca_path, credential=credential))
+        self._client.on_socket_open = disable_nagle
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
 

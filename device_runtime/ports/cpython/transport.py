@@ -10,6 +10,7 @@ certificate whose key its root of trust holds.
 from __future__ import annotations
 
 import queue
+import socket
 import ssl
 import threading
 from pathlib import Path
@@ -22,6 +23,12 @@ from paho.mqtt.reasoncodes import ReasonCode
 from device_runtime.core.errors import TransportError
 
 _CONNECT_TIMEOUT_S = 10.0
+
+
+def disable_nagle(client: mqtt.Client, userdata: object, sock: object) -> None:
+    """paho leaves Nagle on; request/response over MQTT then stalls on delayed ACKs (~40 ms)."""
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class MqttTransport:
@@ -51,6 +58,7 @@ class MqttTransport:
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
         )
         self._client.tls_set_context(context)
+        self._client.on_socket_open = disable_nagle
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
 
