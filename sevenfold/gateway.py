@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from device_runtime.core.errors import InvalidField, ProtocolError, TransportErr
 from device_runtime.ports.cpython.transport import disable_nagle
 from sevenfold.mqtt_tls import client_context
 from sevenfold.pki import IssuedCredential
+from sevenfold.rejection_budget import RejectionBudget
 from sevenfold.storage import DeviceRegistry
 
 log = logging.getLogger(__name__)
@@ -65,8 +67,10 @@ class Gateway:
         credential: IssuedCredential,
         registry: DeviceRegistry,
         prefix: str = protocol.DEFAULT_PREFIX,
+        budget: RejectionBudget | None = None,
     ) -> None:
         self.prefix = prefix
+        self._budget = budget or RejectionBudget()
         self.registry = registry
         self._host = host
         self._port = port
@@ -156,10 +160,14 @@ class Gateway:
                 protocol.RESPONSES[envelope.kind], envelope.correlation, handler(request)
             )
         except ProtocolError as exc:
-            log.warning("rejected a message from %s: %s", device_id, exc.explain())
-            self.registry.record_event(
-                device_id=device_id, kind="rejected", code=exc.code, reason=exc.reason, now=now
-            )
+            record, suppressed = self._budget.admit(device_id, time.monotonic())
+            if suppressed:
+                log.warning("%d more rejections from %s were not recorded", suppressed, device_id)
+            if record:
+                log.warning("rejected a message from %s: %s", device_id, exc.explain())
+                self.registry.record_event(
+                    device_id=device_id, kind="rejected", code=exc.code, reason=exc.reason, now=now
+                )
             correlation = protocol.correlation_of(payload)
             if correlation is None:
                 return

@@ -16,6 +16,7 @@ from attestation_server.enrollment import EnrollmentService
 from device_runtime.core import cbor, protocol
 from sevenfold.broker import MosquittoBroker
 from sevenfold.gateway import Gateway
+from sevenfold.rejection_budget import RejectionBudget
 from sevenfold.storage import Database, DeviceRegistry
 from tests.broker_fixtures import IssueCredential, MqttSession, OpenSession
 
@@ -172,3 +173,33 @@ def test_undecodable_payload_is_recorded_and_service_continues(
     assert a.receive(timeout=0.5) is None
     codes = [event.code for event in registry.events(limit=10) if event.device_id == "dev-a"]
     assert codes == [code]
+
+
+def test_a_flood_of_garbage_is_answered_but_recorded_within_budget(
+    mtls_broker: MosquittoBroker,
+    client_credentials: IssueCredential,
+    registry: DeviceRegistry,
+    mqtt_session: OpenSession,
+) -> None:
+    gateway = Gateway(
+        host=mtls_broker.host,
+        port=mtls_broker.port,
+        ca_path=mtls_broker.ca_path,
+        credential=client_credentials("sevenfold-server"),
+        registry=registry,
+        budget=RejectionBudget(per_window=5, window_s=3600),
+    )
+    gateway.start()
+    try:
+        session = mqtt_session(client_credentials("dev-f"), client_id="dev-f")
+        assert session.accepted()
+        session.subscribe(protocol.topic_down("sevenfold", "dev-f"))
+        unknown = raw({"v": 1, "t": "nope", "id": CORRELATION, "b": {}})
+        for _ in range(20):
+            session.publish(protocol.topic_up("sevenfold", "dev-f"), unknown)
+        answers = [session.receive(timeout=3) for _ in range(20)]
+        assert all(answer is not None for answer in answers)
+        events = [e for e in registry.events(limit=100) if e.device_id == "dev-f"]
+        assert len(events) == 5
+    finally:
+        gateway.stop()
