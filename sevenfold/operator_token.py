@@ -1,9 +1,12 @@
-"""The operator API token: generated per installation, never a default.
+"""The server's API tokens, one per kind of caller: generated per installation, never a default.
 
-The server writes a random token to its state directory (mode 0600) the first
-time it starts; the CLI on the same machine reads it from there, and remote
-clients are given it out of band. Requests present it as a bearer token and it
-is compared in constant time.
+Operators and the sites' passive sensors get separate tokens so that a sensor,
+which sits on a plant network and is the easier machine to compromise, cannot
+read the fleet's inventory or alerts, and an operator token cannot inject
+fake assets. The server writes each random token to its state directory (mode
+0600, atomically) the first time it starts; tools on the same machine read
+them from there, remote ones are given them out of band. Requests present a
+token as a bearer token and it is compared in constant time.
 """
 
 from __future__ import annotations
@@ -18,39 +21,58 @@ from fastapi import Header, HTTPException
 
 from device_runtime.ports.cpython.atomic_file import write_atomic
 
-TOKEN_FILE = "operator.token"  # noqa: S105 - a file name, not a secret
+OPERATOR = "operator"
+SENSOR = "sensor"
+TOKEN_NAMES = (OPERATOR, SENSOR)
+
+MIN_TOKEN_LENGTH = 32
+"""A shorter file content is treated as damaged and replaced by a fresh token."""
 
 
-def load_or_create(state_dir: Path) -> str:
-    path = state_dir / TOKEN_FILE
+def _known(name: str) -> str:
+    if name not in TOKEN_NAMES:
+        raise ValueError(f"token name must be one of {', '.join(TOKEN_NAMES)}, not {name!r}")
+    return name
+
+
+def token_file(name: str) -> str:
+    """The file name, inside the state directory, of the *name* token."""
+    return f"{_known(name)}.token"
+
+
+TOKEN_FILE = token_file(OPERATOR)
+
+
+def load_or_create(state_dir: Path, *, name: str = OPERATOR) -> str:
+    """The *name* token of this installation, created on first use."""
+    path = state_dir / token_file(name)
     if path.exists():
         token = path.read_text().strip()
-        if len(token) >= 32:
+        if len(token) >= MIN_TOKEN_LENGTH:
             return token
     token = secrets.token_urlsafe(32)
     write_atomic(path, token.encode(), mode=0o600)
     return token
 
 
-def read(state_dir: Path) -> str | None:
-    """The token a local CLI uses; None when no server has run with this state dir."""
+def read(state_dir: Path, *, name: str = OPERATOR) -> str | None:
+    """The token a local tool uses; None when no server has run with this state dir."""
     try:
-        return (state_dir / TOKEN_FILE).read_text().strip()
+        return (state_dir / token_file(name)).read_text().strip()
     except FileNotFoundError:
         return None
 
 
-def bearer_dependency(token: str) -> Callable[[str | None], None]:
-    """A FastAPI dependency that admits only requests carrying *token*."""
+def bearer_dependency(token: str, *, name: str = OPERATOR) -> Callable[[str | None], None]:
+    """A FastAPI dependency that admits only requests carrying the *name* token *token*."""
     expected = f"Bearer {token}".encode()
+    refusal = f"missing or wrong {_known(name)} token"
 
     def authorized(authorization: Annotated[str | None, Header()] = None) -> None:
         presented = (authorization or "").encode()
         if not hmac.compare_digest(presented, expected):
             raise HTTPException(
-                status_code=401,
-                detail="missing or wrong operator token",
-                headers={"WWW-Authenticate": "Bearer"},
+                status_code=401, detail=refusal, headers={"WWW-Authenticate": "Bearer"}
             )
 
     return authorized

@@ -1,10 +1,10 @@
 """The fleet server process: storage, broker link, services and the REST API.
 
-Attestation and updates are separate packages with their own routes and
-handlers; this module only wires the ones a deployment asks for into one
-process. The process keeps no state of its own beyond the database and its
-state directory, so several replicas can run behind a load balancer against
-one PostgreSQL and one broker cluster.
+Attestation, updates and the passive monitor's receiving end are separate
+packages with their own routes and handlers; this module only wires the ones
+a deployment asks for into one process. The process keeps no state of its own
+beyond the database and its state directory, so several replicas can run
+behind a load balancer against one PostgreSQL and one broker cluster.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import uvicorn
 from fastapi import FastAPI
 
 import attestation_server.api
+import passive_monitor.fleet_api
 import update_service.api
 from attestation_server.enrollment import EnrollmentService
 from device_runtime.core.errors import TransportError
@@ -27,7 +28,7 @@ from sevenfold.broker import MosquittoBroker
 from sevenfold.gateway import Gateway
 from sevenfold.pki import CertificateAuthority, IssuedCredential
 from sevenfold.server_config import RuntimeInfo, ServerConfig
-from sevenfold.storage import Database, DeviceRegistry, open_database
+from sevenfold.storage import AssetRegistry, Database, DeviceRegistry, open_database
 from update_service.repository_files import RepositoryFiles
 
 log = logging.getLogger(__name__)
@@ -61,16 +62,23 @@ class FleetServer:
     def start(self) -> None:
         config = self.config
         config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        token = operator_token.load_or_create(config.state_dir)
+        token = operator_token.load_or_create(config.state_dir, name=operator_token.OPERATOR)
+        sensor_token = operator_token.load_or_create(config.state_dir, name=operator_token.SENSOR)
         self.database = open_database(config.resolved_database_url)
         self.database.upgrade()
         self.registry = DeviceRegistry(database=self.database)
         app = FastAPI(
             title="Sevenfold fleet server",
             version="0.1.0",
-            description="Device attestation, enrollment and signed updates.",
+            description=(
+                "Device attestation, enrollment, signed updates and the legacy assets and"
+                " alerts passive sensors report."
+            ),
         )
-        authorized = operator_token.bearer_dependency(token)
+        authorized = operator_token.bearer_dependency(token, name=operator_token.OPERATOR)
+        sensor_authorized = operator_token.bearer_dependency(
+            sensor_token, name=operator_token.SENSOR
+        )
         broker_host: str | None = None
         broker_port: int | None = None
         ca_path: Path | None = None
@@ -95,6 +103,15 @@ class FleetServer:
             if "updates" in config.services:
                 files = RepositoryFiles(root=config.state_dir / "repository")
                 app.include_router(update_service.api.router(files=files))
+            if "monitor" in config.services:
+                app.include_router(
+                    passive_monitor.fleet_api.router(
+                        assets=AssetRegistry(database=self.database),
+                        devices=self.registry,
+                        operator=authorized,
+                        sensor=sensor_authorized,
+                    )
+                )
             self.app = app
             self._start_http(app)
         except BaseException:

@@ -11,7 +11,7 @@ from device_runtime.core import protocol
 from device_runtime.core.errors import InvalidField
 from device_runtime.ports.cpython.atomic_file import write_atomic
 
-SERVICES = ("attestation", "updates")
+SERVICES = ("attestation", "updates", "monitor")
 DEFAULT_HTTP_PORT = 8770
 RUNTIME_FILE = "server.json"
 

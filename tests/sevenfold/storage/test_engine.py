@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from sevenfold.storage import Database, DeviceRegistry, open_database
+from sevenfold.storage.schema import head_revision
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 
@@ -63,7 +64,7 @@ def test_data_survives_reopening(database_url: str) -> None:
         _enroll(DeviceRegistry(database=first), "survivor")
 
     with open_database(database_url) as second:
-        assert second.revision() == "0001"
+        assert second.revision() == head_revision()
         record = DeviceRegistry(database=second).get("survivor")
         assert record is not None
         assert record.enrolled_at == NOW

@@ -1,0 +1,1 @@
+"""Data files shipped with the passive monitor (the sample advisory set)."""

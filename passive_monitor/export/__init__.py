@@ -1,0 +1,1 @@
+"""SIEM export: JSON lines files and CEF over syslog (RFC 5424 over UDP or TCP)."""
