@@ -6,7 +6,8 @@ import logging
 
 import typer
 
-from sevenfold.cli import demo, devices, server, simulate
+from passive_monitor.cli import assets_app, baseline_app, monitor_command
+from sevenfold.cli import demo, devices, inventory, server, simulate
 
 app = typer.Typer(
     name="sevenfold",
@@ -18,6 +19,10 @@ app.command("server")(server.server)
 app.command("demo")(demo.demo)
 app.command("simulate")(simulate.simulate)
 app.add_typer(devices.app, name="devices")
+app.command("inventory")(inventory.inventory)
+app.command("monitor")(monitor_command)
+app.add_typer(assets_app, name="assets")
+app.add_typer(baseline_app, name="baseline")
 
 
 def main() -> None:

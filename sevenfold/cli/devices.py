@@ -7,12 +7,10 @@ from typing import Annotated
 import typer
 
 from sevenfold.api_client import FleetClient
-from sevenfold.cli.options import JsonOption, StateOption, state_dir
+from sevenfold.cli.options import JsonOption, StateOption, UrlOption, state_dir
 from sevenfold.cli.output import console, device_table, emit_json, reported_errors
 
 app = typer.Typer(help="Managed devices: enrollment, liveness, rejected messages.")
-
-UrlOption = Annotated[str | None, typer.Option("--url", help="Server URL (default: from state).")]
 
 
 @app.command("list")

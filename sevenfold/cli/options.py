@@ -23,3 +23,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable outpu
 def state_dir(value: Path | None) -> Path:
     """The explicit --state, else the environment's or the XDG default (read at run time)."""
     return value if value is not None else default_state_dir()
+
+
+UrlOption = Annotated[
+    str | None, typer.Option("--url", help="Server URL [default: the one recorded in the state]")
+]

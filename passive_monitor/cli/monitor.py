@@ -1,4 +1,4 @@
-"""``sevenfold monitor`` and ``sevenfold assets``: the passive monitor from a shell.
+"""``sevenfold monitor``: the passive monitor from a shell.
 
 One command covers the two deployments: replaying a capture file (forensics,
 acceptance tests, tuning a baseline before going live) and watching a SPAN
@@ -8,32 +8,30 @@ tuned on a capture behaves identically on the wire.
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TransferSpeedColumn
-from rich.table import Table
 
-from device_runtime.core.errors import SevenfoldError
-from passive_monitor.advisories import VulnerabilityHint, load_advisories, match
+from passive_monitor.advisories import load_advisories, match
 from passive_monitor.alerts.engine import Detector, protocols_by_service
 from passive_monitor.alerts.model import Alert
 from passive_monitor.baseline import Baseline
-from passive_monitor.capture.errors import CaptureError
+from passive_monitor.cli.reporting import JsonOption, UsageError, emit_json, reported
+from passive_monitor.cli.tables import alert_table, asset_table, hint_table
 from passive_monitor.dissectors import DatagramDissector, StreamDissector, all_dissectors
 from passive_monitor.export.cef import cef_event
 from passive_monitor.export.jsonl import write_jsonl
 from passive_monitor.export.syslog import SyslogSender
-from passive_monitor.inventory import Asset, Inventory, InventoryBuilder
+from passive_monitor.forwarding import FleetForwarder, ServerUnreachable
+from passive_monitor.inventory import Inventory, InventoryBuilder
 from passive_monitor.oui import OuiRegistry
 from passive_monitor.sensor import Observation, Sensor
 
@@ -43,35 +41,11 @@ INVENTORY_EVERY = 30.0
 DissectorClass = type[StreamDissector] | type[DatagramDissector]
 
 
-class UsageError(SevenfoldError):
-    code = "usage"
-
-
-@contextmanager
-def _reported() -> Iterator[None]:
-    """A Sevenfold or capture error becomes one line on stderr and exit 2, never a traceback."""
-    try:
-        yield
-    except SevenfoldError as exc:
-        Console(stderr=True).print(f"[red]error[/red] {exc.explain()}")
-        raise typer.Exit(2) from exc
-    except CaptureError as exc:
-        Console(stderr=True).print(f"[red]error[/red] capture: {exc}")
-        raise typer.Exit(2) from exc
-
-
 def _version() -> str:
     try:
         return metadata.version("sevenfold")
     except metadata.PackageNotFoundError:
         return "0"
-
-
-def _emit_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
-
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def monitor_command(
@@ -116,12 +90,31 @@ def monitor_command(
         list[str] | None,
         typer.Option("--port", help="Extra port for a protocol, e.g. modbus=5020 (repeatable)."),
     ] = None,
+    forward_state: Annotated[
+        Path | None,
+        typer.Option(
+            "--forward-state",
+            help="Forward assets and alerts to the fleet server whose state directory this is.",
+        ),
+    ] = None,
+    forward: Annotated[
+        str | None,
+        typer.Option("--forward", help="Forward to a remote fleet server at this URL."),
+    ] = None,
+    sensor_token_file: Annotated[
+        Path | None,
+        typer.Option("--sensor-token-file", help="The server's sensor token (with --forward)."),
+    ] = None,
+    site: Annotated[
+        str, typer.Option("--site", help="Site name the assets are filed under on the server.")
+    ] = "site",
     as_json: JsonOption = False,
 ) -> None:
-    """Watch OT traffic passively: inventory, baseline, alerts, SIEM export."""
-    with _reported():
+    """Watch OT traffic passively: inventory, baseline, alerts, SIEM export, fleet forwarding."""
+    with reported():
         if (pcap is None) == (interface is None):
             raise UsageError("give exactly one of --pcap FILE or --interface IF")
+        forwarder = _forwarder(forward_state, forward, sensor_token_file, site)
         if pcap is not None and not pcap.is_file():
             raise UsageError(f"{pcap}: no such capture file")
         known = load_advisories(advisories)
@@ -143,10 +136,13 @@ def monitor_command(
             observations = _observations(sensor, pcap, interface, duration, quiet=as_json)
             for observation in observations:
                 builder.observe(observation)
-                if inventory is not None and time.monotonic() - saved_at > INVENTORY_EVERY:
-                    # A sensor on a SPAN port runs for months; `assets list` must
-                    # not wait for it to stop to see what it has found.
-                    builder.snapshot().save(inventory)
+                if time.monotonic() - saved_at > INVENTORY_EVERY:
+                    # A sensor on a SPAN port runs for months; `assets list` and the
+                    # fleet server must not wait for it to stop to see what it found.
+                    if inventory is not None:
+                        builder.snapshot().save(inventory)
+                    if forwarder is not None:
+                        _forward(forwarder, builder.snapshot(), detector.alerts)
                     saved_at = time.monotonic()
                 for alert in detector.observe(observation):
                     if sender is not None:
@@ -167,6 +163,7 @@ def monitor_command(
             snapshot.save(inventory)
         if jsonl is not None:
             write_jsonl(jsonl, alerts=alerts, assets=snapshot.assets, hints=hints)
+        forwarded = _forward(forwarder, snapshot, alerts) if forwarder is not None else None
     stats = sensor.stats
     summary = {
         "source": str(pcap) if pcap is not None else f"interface:{interface}",
@@ -185,19 +182,50 @@ def monitor_command(
         "alerts": [alert.to_dict() for alert in alerts],
         "vulnerabilities": [hint.to_dict() for hint in hints],
         "cef_sent": sender.sent if sender is not None else 0,
+        "forwarded": forwarded,
     }
     if as_json:
-        _emit_json(summary)
+        emit_json(summary)
         return
     console = Console()
     console.print(
         f"{stats.packets} packets, {len(snapshot.assets)} assets, {len(alerts)} alerts, "
         f"{len(hints)} vulnerability hints"
     )
-    console.print(_asset_table(snapshot.assets))
-    console.print(_alert_table(alerts))
+    console.print(asset_table(snapshot.assets))
+    console.print(alert_table(alerts))
     if hints:
-        console.print(_hint_table(hints))
+        console.print(hint_table(hints))
+
+
+def _forwarder(
+    state: Path | None, url: str | None, token_file: Path | None, site: str
+) -> FleetForwarder | None:
+    if state is not None and url is not None:
+        raise UsageError("give --forward-state or --forward, not both")
+    if state is not None:
+        return FleetForwarder.for_state_dir(state, site=site)
+    if url is None:
+        return None
+    if token_file is None or not token_file.is_file():
+        raise UsageError("--forward needs --sensor-token-file with the server's sensor token")
+    return FleetForwarder(url=url, token=token_file.read_text().strip(), site=site)
+
+
+def _forward(forwarder: FleetForwarder, snapshot: Inventory, alerts: list[Alert]) -> dict[str, int]:
+    """Assets first, then alerts; an unreachable server leaves the alerts spooled."""
+    try:
+        assets = forwarder.send_inventory(snapshot)
+    except ServerUnreachable as exc:
+        Console(stderr=True).print(f"[yellow]warning[/] fleet server unreachable: {exc.reason}")
+        assets = None
+    delivery = forwarder.send_alerts(alerts)
+    return {
+        "assets": assets.sent if assets is not None else 0,
+        "alerts": delivery.sent,
+        "flushed": delivery.flushed,
+        "spooled": delivery.spooled,
+    }
 
 
 def _dissectors(extra: list[str]) -> tuple[list[DissectorClass], dict[str, str]]:
@@ -260,78 +288,3 @@ def _observations(
             if count % PROGRESS_EVERY == 0:
                 progress.update(task, completed=sensor.stats.bytes)
             yield observation
-
-
-def _asset_table(assets: tuple[Asset, ...]) -> Table:
-    table = Table(title=f"{len(assets)} assets")
-    table.add_column("ip", no_wrap=True)
-    for column in ("mac vendor", "roles", "vendor / product", "firmware", "level", "state"):
-        table.add_column(column)
-    for asset in assets:
-        roles = ", ".join(f"{protocol}:{role}" for protocol, role in asset.roles)
-        product = " ".join(t for t in (asset.vendor, asset.product, asset.model) if t)
-        if asset.device_instance is not None:
-            product = f"{product} (device {asset.device_instance})".strip()
-        table.add_row(
-            asset.ip,
-            asset.mac_vendor or "-",
-            roles or "-",
-            product or "-",
-            asset.firmware or "-",
-            "-" if asset.purdue_level is None else str(asset.purdue_level),
-            asset.plc_state or "-",
-        )
-    return table
-
-
-_SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
-
-
-def _alert_table(alerts: list[Alert]) -> Table:
-    table = Table(title=f"{len(alerts)} alerts")
-    for column in ("severity", "engine", "title", "ATT&CK", "count", "frames"):
-        table.add_column(column)
-    for alert in alerts:
-        style = _SEVERITY_STYLE[alert.severity]
-        table.add_row(
-            f"[{style}]{alert.severity}[/]",
-            alert.engine,
-            alert.title,
-            alert.technique or "-",
-            str(alert.count),
-            ",".join(str(e.frame) for e in alert.evidence[:5]),
-        )
-    return table
-
-
-def _hint_table(hints: list[VulnerabilityHint]) -> Table:
-    table = Table(title=f"{len(hints)} vulnerability hints")
-    for column in ("ip", "cve", "severity", "firmware", "confidence"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("title")
-    for hint in hints:
-        table.add_row(
-            hint.ip, hint.cve, hint.severity, hint.firmware or "-", hint.confidence, hint.title
-        )
-    return table
-
-
-assets_app = typer.Typer(help="Assets the passive monitor found (from its inventory file).")
-
-
-@assets_app.command("list")
-def list_assets(
-    inventory: Annotated[
-        Path, typer.Option("--inventory", help="Inventory file written by `monitor --inventory`.")
-    ],
-    as_json: JsonOption = False,
-) -> None:
-    """List every asset with its roles, identity and Purdue level."""
-    with _reported():
-        if not inventory.is_file():
-            raise UsageError(f"{inventory}: no such inventory file")
-        loaded = Inventory.load(inventory)
-    if as_json:
-        _emit_json([asset.to_dict() for asset in loaded.assets])
-    else:
-        Console().print(_asset_table(loaded.assets))

@@ -1,0 +1,33 @@
+"""``sevenfold assets``: what the passive monitor found, read from its inventory file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from passive_monitor.cli.reporting import JsonOption, UsageError, emit_json, reported
+from passive_monitor.cli.tables import asset_table
+from passive_monitor.inventory import Inventory
+
+assets_app = typer.Typer(help="Assets the passive monitor found (from its inventory file).")
+
+
+@assets_app.command("list")
+def list_assets(
+    inventory: Annotated[
+        Path, typer.Option("--inventory", help="Inventory file written by `monitor --inventory`.")
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """List every asset with its roles, identity and Purdue level."""
+    with reported():
+        if not inventory.is_file():
+            raise UsageError(f"{inventory}: no such inventory file")
+        loaded = Inventory.load(inventory)
+    if as_json:
+        emit_json([asset.to_dict() for asset in loaded.assets])
+    else:
+        Console().print(asset_table(loaded.assets))
