@@ -14,18 +14,20 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from passive_monitor.capture import read_capture
 from passive_monitor.capture.live import read_interface
-from passive_monitor.decode import PROTO_TCP, TCP_ACK, TCP_SYN, Packet, Skipped, decode
+from passive_monitor.decode import PROTO_TCP, TCP_ACK, TCP_SYN, PacketFields, Skipped, decode_fields
 from passive_monitor.dissectors import all_dissectors
 from passive_monitor.dissectors.base import DatagramDissector, Message, StreamDissector
-from passive_monitor.flows import Endpoint, Flow, FlowKey, FlowTable, TcpStream, flow_key
+from passive_monitor.flows import Endpoint, Flow, FlowKey, FlowTable, TcpStream
 from passive_monitor.reassembly import HoldBudget
 
 __all__ = ["Endpoint", "Observation", "Sensor", "SensorStats"]
 
 EXPIRE_EVERY = 4096
+SEQ_MASK = 0xFFFFFFFF
 UNKNOWN = Endpoint(None, "", 0)
 
 DissectorClass = type[StreamDissector] | type[DatagramDissector]
@@ -65,6 +67,46 @@ class SensorStats:
     decode_errors: int = 0
     fragments: int = 0
     dissector_errors: int = 0
+
+
+_new = object.__new__
+_slots: dict[str, Any] = {name: Observation.__dict__[name] for name in Observation.__slots__}
+_set_kind = _slots["kind"].__set__
+_set_frame = _slots["frame"].__set__
+_set_ts = _slots["ts"].__set__
+_set_transport = _slots["transport"].__set__
+_set_client = _slots["client"].__set__
+_set_server = _slots["server"].__set__
+_set_message = _slots["message"].__set__
+_set_reason = _slots["reason"].__set__
+
+
+def _observation(
+    kind: str,
+    frame: int,
+    ts: float,
+    transport: str,
+    client: Endpoint,
+    server: Endpoint,
+    message: Message | None,
+    reason: str = "",
+) -> Observation:
+    """``Observation(...)`` without the frozen dataclass's ``object.__setattr__`` per field.
+
+    The sensor makes one observation per PDU, and the generated ``__init__``
+    of a frozen dataclass costs more than decoding the packet did; filling the
+    slots through their descriptors gives the same immutable, equal object.
+    """
+    observation: Observation = _new(Observation)
+    _set_kind(observation, kind)
+    _set_frame(observation, frame)
+    _set_ts(observation, ts)
+    _set_transport(observation, transport)
+    _set_client(observation, client)
+    _set_server(observation, server)
+    _set_message(observation, message)
+    _set_reason(observation, reason)
+    return observation
 
 
 def _ip_text(raw: bytes) -> str:
@@ -111,7 +153,8 @@ class Sensor:
 
     @property
     def stats(self) -> SensorStats:
-        """Counters so far; flow figures are refreshed on each read."""
+        """Counters so far; packet and flow figures are refreshed on each read."""
+        self._stats.packets = self._frame
         self._stats.flows_active = len(self._table)
         self._stats.flows_evicted = self._table.evicted
         return self._stats
@@ -131,76 +174,104 @@ class Sensor:
 
         Frame numbers continue across calls on the same sensor, because the
         flow table does too.
+
+        This loop runs for every packet, so the common case is written out in
+        it rather than spread over helpers: the decoded packet stays a tuple
+        unpacked into locals, the flow table's dictionary is used directly, and
+        a TCP segment that continues its direction exactly, with nothing held
+        out of order, goes to the dissector without passing through the
+        reassembler. Everything else takes the general path.
         """
         stats = self._stats
         table = self._table
+        flows = table.flows
+        touch = flows.move_to_end
         for ts, linktype, data in packets:
-            self._frame += 1
-            frame = self._frame
-            stats.packets += 1
+            self._frame = frame = self._frame + 1
             stats.bytes += len(data)
             if frame % EXPIRE_EVERY == 0:
                 table.expire(ts)
-            pkt = decode(linktype, data)
-            if type(pkt) is not Packet:
+            pkt = decode_fields(linktype, data)
+            if type(pkt) is not tuple:
                 if isinstance(pkt, str):
                     stats.decode_errors += 1
-                    yield Observation("violation", frame, ts, "", UNKNOWN, UNKNOWN, None, pkt)
+                    yield _observation("violation", frame, ts, "", UNKNOWN, UNKNOWN, None, pkt)
                 elif pkt is Skipped.FRAGMENT:
                     stats.fragments += 1
                 continue
-            assert isinstance(pkt, Packet)
-            key = flow_key(pkt.proto, pkt.src_ip, pkt.sport, pkt.dst_ip, pkt.dport)
-            flow = table.get(key, ts)
-            tcp = pkt.proto == PROTO_TCP
-            flags = pkt.flags
-            if tcp and flow is not None and flags & (TCP_SYN | TCP_ACK) == TCP_SYN:
-                from_client = pkt.sport == flow.client_port and pkt.src_ip == flow.client_ip
-                if not from_client or flow.client_isn not in (None, pkt.seq):
-                    # A new connection on a reused port pair, or the side taken
-                    # for the server mid-stream turns out to be the client.
-                    table.remove(key)
-                    flow = None
+            _, _, src_ip, dst_ip, proto, sport, dport, flags, seq, ack, payload = pkt
+            # flows.flow_key, written out: both directions share the key, lower side first.
+            if src_ip < dst_ip or (src_ip == dst_ip and sport <= dport):
+                key: FlowKey = (proto, src_ip, sport, dst_ip, dport)
+            else:
+                key = (proto, dst_ip, dport, src_ip, sport)
+            flow = flows.get(key)
+            tcp = proto == PROTO_TCP
+            if flow is not None:
+                flow.last_seen = ts
+                touch(key)
+                if tcp and flags & (TCP_SYN | TCP_ACK) == TCP_SYN:
+                    from_client = sport == flow.client_port and src_ip == flow.client_ip
+                    if not from_client or flow.client_isn not in (None, seq):
+                        # A new connection on a reused port pair, or the side taken
+                        # for the server mid-stream turns out to be the client.
+                        table.remove(key)
+                        flow = None
             if flow is None:
                 flow = self._new_flow(key, pkt, ts)
-                yield Observation(
+                yield _observation(
                     "connection", frame, ts, "tcp" if tcp else "udp", flow.client, flow.server, None
                 )
-            from_client = pkt.sport == flow.client_port and pkt.src_ip == flow.client_ip
+            from_client = sport == flow.client_port and src_ip == flow.client_ip
             if tcp:
                 stream = flow.stream
                 if flags & TCP_SYN:
                     if from_client and not flags & TCP_ACK:
-                        flow.client_isn = pkt.seq
+                        flow.client_isn = seq
                     if stream is not None:
-                        (stream.to_server if from_client else stream.to_client).syn(pkt.seq)
+                        (stream.to_server if from_client else stream.to_client).syn(seq)
+                    seq = (seq + 1) & SEQ_MASK
                 if stream is None:
                     continue
-                found = self._tcp_stream(flow, stream, pkt, from_client, frame, ts)
-            elif flow.datagram is not None and pkt.payload:
-                found = self._deliver_datagram(flow, pkt.payload, from_client, frame, ts)
+                if flags & TCP_ACK and (stream.to_client if from_client else stream.to_server).held:
+                    found = self._tcp_stream(
+                        flow, stream, payload, seq, ack, flags, from_client, frame, ts
+                    )
+                elif payload:
+                    own = stream.to_server if from_client else stream.to_client
+                    if seq == own.next_seq and not own.held:
+                        own.next_seq = (seq + len(payload)) & SEQ_MASK
+                        found = self._deliver_stream(flow, payload, False, from_client, frame, ts)
+                    else:
+                        found = self._tcp_stream(
+                            flow, stream, payload, seq, ack, flags, from_client, frame, ts
+                        )
+                else:
+                    continue
+            elif flow.datagram is not None and payload:
+                found = self._deliver_datagram(flow, payload, from_client, frame, ts)
             else:
                 continue
-            if found:
-                yield from found
+            yield from found
 
-    def _new_flow(self, key: FlowKey, pkt: Packet, ts: float) -> Flow:
+    def _new_flow(self, key: FlowKey, pkt: PacketFields, ts: float) -> Flow:
         """Create a flow, deciding which side is the server."""
-        tcp = pkt.proto == PROTO_TCP
+        src_mac, dst_mac, src_ip, dst_ip, proto, sport, dport, flags, _, _, _ = pkt
+        tcp = proto == PROTO_TCP
         ports = self._tcp if tcp else self._udp
-        syn = pkt.flags & (TCP_SYN | TCP_ACK)
+        syn = flags & (TCP_SYN | TCP_ACK)
         if tcp and syn == TCP_SYN:
             src_is_server = False
         elif tcp and syn == TCP_SYN | TCP_ACK:
             src_is_server = True
-        elif pkt.dport in ports:
+        elif dport in ports:
             src_is_server = False
-        elif pkt.sport in ports:
+        elif sport in ports:
             src_is_server = True
         else:
-            src_is_server = pkt.sport < pkt.dport
-        src = Endpoint(_mac_text(pkt.src_mac), _ip_text(pkt.src_ip), pkt.sport)
-        dst = Endpoint(_mac_text(pkt.dst_mac), _ip_text(pkt.dst_ip), pkt.dport)
+            src_is_server = sport < dport
+        src = Endpoint(_mac_text(src_mac), _ip_text(src_ip), sport)
+        dst = Endpoint(_mac_text(dst_mac), _ip_text(dst_ip), dport)
         client, server = (dst, src) if src_is_server else (src, dst)
         stream: TcpStream | None = None
         datagram: DatagramDissector | None = None
@@ -211,31 +282,37 @@ class Sensor:
         else:
             datagram_cls = self._udp.get(server.port) or self._udp.get(client.port)
             datagram = datagram_cls() if datagram_cls is not None else None
-        client_ip = pkt.dst_ip if src_is_server else pkt.src_ip
+        client_ip = dst_ip if src_is_server else src_ip
         flow = Flow(client_ip, client.port, client, server, stream, datagram, ts)
         self._table.add(key, flow)
         return flow
 
     def _tcp_stream(
-        self, flow: Flow, stream: TcpStream, pkt: Packet, from_client: bool, frame: int, ts: float
+        self,
+        flow: Flow,
+        stream: TcpStream,
+        payload: bytes,
+        seq: int,
+        ack: int,
+        flags: int,
+        from_client: bool,
+        frame: int,
+        ts: float,
     ) -> list[Observation]:
-        """Reassemble one segment of a dissected conversation and feed what is ready.
+        """Reassemble one segment (*seq* already past any SYN) and feed what is ready.
 
         Returns a list rather than yielding: building a generator for every
         packet would cost more than the dissection of most of them.
         """
         found: list[Observation] = []
-        flags = pkt.flags
         if flags & TCP_ACK:
             peer = stream.to_client if from_client else stream.to_server
             if peer.held:
-                data, gap = peer.acked(pkt.ack)
+                data, gap = peer.acked(ack)
                 if data:
                     found += self._deliver_stream(flow, data, gap, not from_client, frame, ts)
-        payload = pkt.payload
         if payload:
             own = stream.to_server if from_client else stream.to_client
-            seq = (pkt.seq + 1) & 0xFFFFFFFF if flags & TCP_SYN else pkt.seq
             midstream = own.next_seq is None
             data, gap = own.push(seq, payload)
             if data:
@@ -255,10 +332,10 @@ class Sensor:
             self._stats.dissector_errors += 1
             reason = f"{stream.name} dissector failed: {type(exc).__name__}: {exc}"
             return [
-                Observation("violation", frame, ts, "tcp", flow.client, flow.server, None, reason)
+                _observation("violation", frame, ts, "tcp", flow.client, flow.server, None, reason)
             ]
         client, server = flow.client, flow.server
-        return [Observation("pdu", frame, ts, "tcp", client, server, m) for m in messages]
+        return [_observation("pdu", frame, ts, "tcp", client, server, m) for m in messages]
 
     def _deliver_datagram(
         self, flow: Flow, data: bytes, to_server: bool, frame: int, ts: float
@@ -271,7 +348,7 @@ class Sensor:
             self._stats.dissector_errors += 1
             reason = f"{datagram.name} dissector failed: {type(exc).__name__}: {exc}"
             return [
-                Observation("violation", frame, ts, "udp", flow.client, flow.server, None, reason)
+                _observation("violation", frame, ts, "udp", flow.client, flow.server, None, reason)
             ]
         client, server = flow.client, flow.server
-        return [Observation("pdu", frame, ts, "udp", client, server, m) for m in messages]
+        return [_observation("pdu", frame, ts, "udp", client, server, m) for m in messages]

@@ -29,8 +29,16 @@ def _one_int(value: object) -> int | None:
 
 
 def ints(fields: Fields, name: str) -> tuple[int, ...]:
-    """Every integer the field holds, in order."""
+    """Every integer the field holds, in order.
+
+    Plain integers and absent fields are by far the common case on the
+    per-message path, so they return before the general shape handling.
+    """
     value = fields.get(name)
+    if type(value) is int:
+        return (value,)
+    if value is None:
+        return ()
     items: tuple[object, ...] = value if isinstance(value, tuple) else (value,)
     found = (_one_int(item) for item in items)
     return tuple(item for item in found if item is not None)
@@ -38,6 +46,11 @@ def ints(fields: Fields, name: str) -> tuple[int, ...]:
 
 def first_int(fields: Fields, name: str) -> int | None:
     """The field's first integer, or None when absent or not a number."""
+    value = fields.get(name)
+    if type(value) is int:
+        return value
+    if value is None:
+        return None
     found = ints(fields, name)
     return found[0] if found else None
 

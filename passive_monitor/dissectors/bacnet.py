@@ -16,6 +16,7 @@ from typing import ClassVar
 from passive_monitor.dissectors import bacnet_services
 from passive_monitor.dissectors.bacnet_services import Fields, Malformed
 from passive_monitor.dissectors.base import DatagramDissector, Message
+from passive_monitor.dissectors.messages import new_message
 
 BVLC_TYPE = 0x81
 BVLC_HEADER = 4
@@ -45,19 +46,29 @@ class Short(Exception):
 
 
 class _Octets:
+    __slots__ = ("data", "offset")
+
     def __init__(self, data: bytes, offset: int = 0) -> None:
         self.data = data
         self.offset = offset
 
     def take(self, size: int) -> bytes:
-        if self.offset + size > len(self.data):
-            raise Short(f"needs {size} bytes at offset {self.offset}")
-        chunk = self.data[self.offset : self.offset + size]
-        self.offset += size
-        return chunk
+        offset = self.offset
+        if offset + size > len(self.data):
+            raise Short(f"needs {size} bytes at offset {offset}")
+        self.offset = offset + size
+        return self.data[offset : offset + size]
 
     def uint(self, size: int) -> int:
         return int.from_bytes(self.take(size), "big")
+
+    def u8(self) -> int:
+        """One octet; most header fields are one, so this skips the slice."""
+        offset = self.offset
+        if offset >= len(self.data):
+            raise Short(f"needs 1 bytes at offset {offset}")
+        self.offset = offset + 1
+        return self.data[offset]
 
     def rest(self) -> bytes:
         return self.take(len(self.data) - self.offset)
@@ -77,16 +88,16 @@ class BacnetDissector(DatagramDissector):
             is_request = _bvlc(_Octets(data), fields, violations)
         except (Short, Malformed) as error:
             violations.append(f"truncated or malformed: {error}")
-        return [Message("bacnet", frame, ts, is_request, fields, tuple(violations))]
+        return [new_message("bacnet", frame, ts, is_request, fields, tuple(violations))]
 
 
 def _bvlc(octets: _Octets, fields: Fields, violations: list[str]) -> bool | None:
-    kind = octets.uint(1)
+    kind = octets.u8()
     fields["bvlc.type"] = kind
     if kind != BVLC_TYPE:
         violations.append(f"BVLC type {kind:#04x} is not BACnet/IP")
         return None
-    function = octets.uint(1)
+    function = octets.u8()
     length = octets.uint(2)
     fields["bvlc.function"] = function
     fields["bvlc.length"] = length
@@ -109,7 +120,7 @@ def _bvlc(octets: _Octets, fields: Fields, violations: list[str]) -> bool | None
 def _address(octets: _Octets, prefix: str, fields: Fields) -> None:
     """DNET/DLEN/DADR or SNET/SLEN/SADR; the address is typed by its length as tshark does."""
     fields[f"bacnet.{prefix}net"] = octets.uint(2)
-    size = octets.uint(1)
+    size = octets.u8()
     fields[f"bacnet.{prefix}len"] = size
     address = octets.take(size)
     if size == MSTP_ADDRESS:
@@ -121,17 +132,17 @@ def _address(octets: _Octets, prefix: str, fields: Fields) -> None:
 
 
 def _npdu(octets: _Octets, fields: Fields, violations: list[str]) -> bool | None:
-    fields["bacnet.version"] = octets.uint(1)
-    control = octets.uint(1)
+    fields["bacnet.version"] = octets.u8()
+    control = octets.u8()
     fields["bacnet.control"] = control
     if control & DESTINATION:
         _address(octets, "d", fields)
     if control & SOURCE:
         _address(octets, "s", fields)
     if control & DESTINATION:
-        fields["bacnet.hopc"] = octets.uint(1)
+        fields["bacnet.hopc"] = octets.u8()
     if control & NETWORK_MESSAGE:
-        message = octets.uint(1)
+        message = octets.u8()
         fields["bacnet.mesgtyp"] = message
         if message >= PROPRIETARY_MESSAGES:
             fields["bacnet.vendor"] = octets.uint(2)
@@ -140,7 +151,7 @@ def _npdu(octets: _Octets, fields: Fields, violations: list[str]) -> bool | None
 
 
 def _apdu(octets: _Octets, fields: Fields, violations: list[str]) -> bool | None:
-    first = octets.uint(1)
+    first = octets.u8()
     kind, flags = first >> 4, first & 0x0F
     fields["bacapp.type"] = kind
     if kind == CONFIRMED:
@@ -148,18 +159,18 @@ def _apdu(octets: _Octets, fields: Fields, violations: list[str]) -> bool | None
         fields["bacapp.segmented_request"] = bool(flags & SEGMENTED)
         fields["bacapp.more_segments"] = bool(flags & MORE_FOLLOWS)
         fields["bacapp.SA"] = bool(flags & SEGMENTED_RESPONSE_ACCEPTED)
-        limits = octets.uint(1)
+        limits = octets.u8()
         fields["bacapp.response_segments"] = (limits >> 4) & 0x07
         fields["bacapp.max_adpu_size"] = limits & 0x0F
-        fields["bacapp.invoke_id"] = octets.uint(1)
+        fields["bacapp.invoke_id"] = octets.u8()
         _segment(flags, octets, fields)
-        service = octets.uint(1)
+        service = octets.u8()
         fields["bacapp.confirmed_service"] = service
         if not flags & SEGMENTED:
             bacnet_services.confirmed_request(service, octets.rest(), fields)
         return True
     if kind == UNCONFIRMED:
-        service = octets.uint(1)
+        service = octets.u8()
         fields["bacapp.unconfirmed_service"] = service
         bacnet_services.unconfirmed_request(service, octets.rest(), fields)
         return True
@@ -168,10 +179,10 @@ def _apdu(octets: _Octets, fields: Fields, violations: list[str]) -> bool | None
             fields["bacapp.pduflags"] = flags
             fields["bacapp.segmented_request"] = bool(flags & SEGMENTED)
             fields["bacapp.more_segments"] = bool(flags & MORE_FOLLOWS)
-        fields["bacapp.invoke_id"] = octets.uint(1)
+        fields["bacapp.invoke_id"] = octets.u8()
         if kind == COMPLEX_ACK:
             _segment(flags, octets, fields)
-        service = octets.uint(1)
+        service = octets.u8()
         fields["bacapp.confirmed_service"] = service
         if kind == ERROR:
             bacnet_services.error(octets.rest(), fields)
@@ -181,16 +192,16 @@ def _apdu(octets: _Octets, fields: Fields, violations: list[str]) -> bool | None
     if kind == SEGMENT_ACK:
         fields["bacapp.NAK"] = bool(flags & NEGATIVE_ACK)
         fields["bacapp.SRV"] = bool(flags & FROM_SERVER)
-        fields["bacapp.invoke_id"] = octets.uint(1)
-        fields["bacapp.sequence_number"] = octets.uint(1)
-        fields["bacapp.window_size"] = octets.uint(1)
+        fields["bacapp.invoke_id"] = octets.u8()
+        fields["bacapp.sequence_number"] = octets.u8()
+        fields["bacapp.window_size"] = octets.u8()
         return not flags & FROM_SERVER
     if kind in (REJECT, ABORT):
         if kind == ABORT:
             fields["bacapp.SRV"] = bool(flags & FROM_SERVER)
-        fields["bacapp.invoke_id"] = octets.uint(1)
+        fields["bacapp.invoke_id"] = octets.u8()
         reason = "bacapp.reject_reason" if kind == REJECT else "bacapp.abort_reason"
-        fields[reason] = octets.uint(1)
+        fields[reason] = octets.u8()
         return False
     violations.append(f"unknown APDU type {kind}")
     return None
@@ -199,8 +210,8 @@ def _apdu(octets: _Octets, fields: Fields, violations: list[str]) -> bool | None
 def _segment(flags: int, octets: _Octets, fields: Fields) -> None:
     """Sequence number and proposed window size, present only in segmented PDUs."""
     if flags & SEGMENTED:
-        fields["bacapp.sequence_number"] = octets.uint(1)
-        fields["bacapp.window_size"] = octets.uint(1)
+        fields["bacapp.sequence_number"] = octets.u8()
+        fields["bacapp.window_size"] = octets.u8()
 
 
 DISSECTORS = [BacnetDissector]

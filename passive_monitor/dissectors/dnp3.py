@@ -21,6 +21,7 @@ from passive_monitor.dissectors.base import (
     Message,
     StreamDissector,
 )
+from passive_monitor.dissectors.messages import new_message
 
 DNP3_PORT = 20000
 HEADER_LEN = 10
@@ -298,7 +299,7 @@ class _Link:
             violations.append("data block CRC mismatch")
         elif user:
             self._transport(bytes(user), (src, dst), fields, violations)
-        return Message("dnp3", frame, ts, bool(control & 0x80), fields, tuple(violations))
+        return new_message("dnp3", frame, ts, bool(control & 0x80), fields, tuple(violations))
 
     def _transport(
         self,
@@ -429,7 +430,8 @@ class Dnp3Udp(DatagramDissector):
 
 
 def _garbage(size: int, frame: int, ts: float) -> Message:
-    return Message("dnp3", frame, ts, None, {}, (f"not a DNP3 link frame: {size} bytes dropped",))
+    reason = f"not a DNP3 link frame: {size} bytes dropped"
+    return new_message("dnp3", frame, ts, None, {}, (reason,))
 
 
 DISSECTORS = [Dnp3Tcp, Dnp3Udp]

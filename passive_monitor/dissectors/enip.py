@@ -17,6 +17,7 @@ from typing import ClassVar
 from passive_monitor.dissectors import enip_cip
 from passive_monitor.dissectors.base import DatagramDissector, Message, StreamDissector
 from passive_monitor.dissectors.enip_wire import Cursor, Fields, Truncated, append
+from passive_monitor.dissectors.messages import new_message
 
 HEADER = 24
 NOP = 0x0000
@@ -76,7 +77,7 @@ class EnipDissector(StreamDissector):
                 del buffer[:skipped]
                 if not self._hunting[to_server]:
                     violation = f"{skipped} bytes outside any encapsulation header skipped"
-                    messages.append(Message("enip", frame, ts, None, {}, (violation,)))
+                    messages.append(new_message("enip", frame, ts, None, {}, (violation,)))
                 self._hunting[to_server] = True
                 continue
             size = HEADER + int.from_bytes(buffer[2:4], "little")
@@ -86,7 +87,7 @@ class EnipDissector(StreamDissector):
             del buffer[:size]
             self._hunting[to_server] = False
             fields, violations = encapsulation(pdu, to_server=to_server)
-            messages.append(Message("enip", frame, ts, to_server, fields, tuple(violations)))
+            messages.append(new_message("enip", frame, ts, to_server, fields, tuple(violations)))
         return messages
 
 
@@ -114,9 +115,9 @@ class EnipUdpDissector(DatagramDissector):
     def parse(self, data: bytes, *, to_server: bool, frame: int, ts: float) -> list[Message]:
         if len(data) < HEADER:
             violation = f"datagram of {len(data)} bytes is shorter than an encapsulation header"
-            return [Message("enip", frame, ts, to_server, {}, (violation,))]
+            return [new_message("enip", frame, ts, to_server, {}, (violation,))]
         fields, violations = encapsulation(data, to_server=to_server)
-        return [Message("enip", frame, ts, to_server, fields, tuple(violations))]
+        return [new_message("enip", frame, ts, to_server, fields, tuple(violations))]
 
 
 class CipIoDissector(DatagramDissector):
@@ -132,7 +133,7 @@ class CipIoDissector(DatagramDissector):
             _cpf(Cursor(data), SEND_UNIT_DATA, fields, violations, cyclic=True)
         except Truncated as error:
             violations.append(f"truncated: {error}")
-        return [Message("cipio", frame, ts, None, fields, tuple(violations))]
+        return [new_message("cipio", frame, ts, None, fields, tuple(violations))]
 
 
 def encapsulation(pdu: bytes, *, to_server: bool) -> tuple[Fields, list[str]]:

@@ -8,6 +8,8 @@ one place.
 
 from __future__ import annotations
 
+from typing import cast
+
 from passive_monitor.dissectors.base import FieldValue
 
 Fields = dict[str, FieldValue]
@@ -20,6 +22,8 @@ class Truncated(Exception):
 class Cursor:
     """Little-endian reader over one message part."""
 
+    __slots__ = ("data", "offset")
+
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.offset = 0
@@ -29,17 +33,22 @@ class Cursor:
         return len(self.data) - self.offset
 
     def take(self, size: int) -> bytes:
-        if size < 0 or self.offset + size > len(self.data):
-            raise Truncated(f"needs {size} bytes at offset {self.offset}, {self.remaining} left")
-        chunk = self.data[self.offset : self.offset + size]
-        self.offset += size
-        return chunk
+        offset = self.offset
+        if size < 0 or offset + size > len(self.data):
+            raise Truncated(f"needs {size} bytes at offset {offset}, {self.remaining} left")
+        self.offset = offset + size
+        return self.data[offset : offset + size]
 
     def uint(self, size: int) -> int:
         return int.from_bytes(self.take(size), "little")
 
     def u8(self) -> int:
-        return self.uint(1)
+        """One byte, read without the slice and conversion ``uint`` needs."""
+        offset = self.offset
+        if offset >= len(self.data):
+            raise Truncated(f"needs 1 bytes at offset {offset}, {self.remaining} left")
+        self.offset = offset + 1
+        return self.data[offset]
 
     def u16(self) -> int:
         return self.uint(2)
@@ -54,6 +63,7 @@ def append(fields: Fields, name: str, value: int) -> None:
     if isinstance(previous, int) and not isinstance(previous, bool):
         fields[name] = (previous, value)
     elif isinstance(previous, tuple):
-        fields[name] = (*(int(item) for item in previous), value)
+        # Only this function builds tuples under these names: they hold integers.
+        fields[name] = (*cast(tuple[int, ...], previous), value)
     else:
         fields[name] = value

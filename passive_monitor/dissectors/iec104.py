@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from passive_monitor.dissectors.base import FieldValue, Message, StreamDissector
 from passive_monitor.dissectors.iec104_types import ELEMENT_SIZES, VARIABLE_SIZE_TYPES
+from passive_monitor.dissectors.messages import new_message
 
 START = 0x68
 MIN_APCI = 4
@@ -134,13 +135,13 @@ class Iec104Dissector(StreamDissector):
             del buffer[: len(apdu)]
             self._hunting[to_server] = False
             fields, violations = parse_apdu(apdu)
-            messages.append(Message("iec104", frame, ts, to_server, fields, tuple(violations)))
+            messages.append(new_message("iec104", frame, ts, to_server, fields, tuple(violations)))
         return messages
 
     @staticmethod
     def _garbage(skipped: int, to_server: bool, frame: int, ts: float) -> Message:
         violation = f"{skipped} bytes without the 0x68 start byte skipped"
-        return Message("iec104", frame, ts, to_server, {}, (violation,))
+        return new_message("iec104", frame, ts, to_server, {}, (violation,))
 
 
 DISSECTORS = [Iec104Dissector]

@@ -16,10 +16,11 @@ these fields use a ``umas.`` prefix of their own.
 
 from __future__ import annotations
 
-from struct import unpack_from
+from struct import Struct, calcsize, unpack_from
 from typing import ClassVar
 
 from passive_monitor.dissectors.base import FieldValue, Message, StreamDissector
+from passive_monitor.dissectors.messages import new_message
 
 MBAP_LEN = 7
 # Unit identifier plus the largest PDU (253 bytes); a longer ADU is not Modbus
@@ -28,7 +29,13 @@ MAX_MBAP_LENGTH = 254
 MODBUS_PORT = 502
 UMAS_FUNCTION = 90
 MEI_READ_DEVICE_ID = 14
+MEI_FUNCTION = 43
 EXCEPTION_BIT = 0x80
+_U16 = Struct("!H")
+_PROT_LEN = Struct("!HH")
+_MBAP = Struct("!HHH")
+# The MBAP header, unit identifier and function code of a PDU that has one.
+_MBAP_FC = Struct("!HHHBB")
 
 
 class _Short(Exception):
@@ -52,13 +59,6 @@ class _Fields:
         self.fields[name] = value
         return value
 
-    def u16(self, name: str, at: int) -> int:
-        if at + 2 > self.size:
-            raise _Short(name)
-        value: int = unpack_from("!H", self.data, at)[0]
-        self.fields[name] = value
-        return value
-
     def append(self, name: str, value: int | str) -> None:
         """Add one occurrence of a repeated field (device-id objects)."""
         old = self.fields.get(name)
@@ -70,79 +70,103 @@ class _Fields:
             self.fields[name] = (*strs, value)
 
 
-def _request(r: _Fields, fc: int) -> None:
-    """Layouts of the request PDUs (offsets count from after the function code)."""
-    if fc in (1, 2, 15):
-        r.u16("modbus.reference_num", 1)
-        r.u16("modbus.bit_cnt", 3)
-        if fc == 15:
-            r.u8("modbus.byte_cnt", 5)
-    elif fc in (3, 4, 16):
-        r.u16("modbus.reference_num", 1)
-        r.u16("modbus.word_cnt", 3)
-        if fc == 16:
-            r.u8("modbus.byte_cnt", 5)
-    elif fc in (5, 6, 24):
-        r.u16("modbus.reference_num", 1)
-    elif fc == 8:
-        r.u16("modbus.diagnostic_code", 1)
-    elif fc in (20, 21):
-        r.u8("modbus.byte_cnt", 1)
-    elif fc == 22:
-        _mask_write(r)
-    elif fc == 23:
-        r.u16("modbus.read_reference_num", 1)
-        r.u16("modbus.read_word_cnt", 3)
-        r.u16("modbus.write_reference_num", 5)
-        r.u16("modbus.write_word_cnt", 7)
-        r.u8("modbus.byte_cnt", 9)
-    elif fc == 43:
-        if r.u8("modbus.mei", 1) == MEI_READ_DEVICE_ID:
-            r.u8("modbus.read_device_id", 2)
-            r.u8("modbus.object_id", 3)
-    elif fc == UMAS_FUNCTION:
-        r.u8("umas.session_key", 1)
-        r.u8("umas.func_code", 2)
+class _Layout:
+    """The fixed fields that follow one function code, as ``(name, struct code)`` pairs.
+
+    Most PDUs have such a layout; when the PDU holds all of it, one precompiled
+    unpack fills every field at once. A short PDU is read field by field so the
+    fields before the shortfall are kept and the first missing one is named.
+    """
+
+    __slots__ = ("ends", "names", "size", "struct")
+
+    def __init__(self, *layout: tuple[str, str]) -> None:
+        self.names = tuple(name for name, _ in layout)
+        self.struct = Struct("!" + "".join(code for _, code in layout))
+        self.size = self.struct.size
+        ends: list[int] = []
+        end = 0
+        for _, code in layout:
+            end += calcsize("!" + code)
+            ends.append(end)
+        self.ends = tuple(ends)
+
+    def read(self, data: bytes, start: int, fields: dict[str, FieldValue]) -> None:
+        """Store the fields found at *start*; raise ``_Short`` at the first missing one."""
+        room = len(data) - start
+        if room >= self.size:
+            fields.update(zip(self.names, self.struct.unpack_from(data, start), strict=False))
+            return
+        at = 0
+        for name, end in zip(self.names, self.ends, strict=True):
+            if end > room:
+                raise _Short(name)
+            fields[name] = int.from_bytes(data[start + at : start + end], "big")
+            at = end
 
 
-def _response(r: _Fields, fc: int) -> None:
-    """Layouts of the normal (non-exception) response PDUs."""
-    if fc in (1, 2, 3, 4, 12, 20, 21, 23):
-        r.u8("modbus.byte_cnt", 1)
-        if fc == 12:
-            r.u16("modbus.ev_status", 2)
-            r.u16("modbus.ev_count", 4)
-            r.u16("modbus.ev_msg_count", 6)
-    elif fc in (5, 6):
-        r.u16("modbus.reference_num", 1)
-    elif fc == 8:
-        r.u16("modbus.diagnostic_code", 1)
-    elif fc == 11:
-        r.u16("modbus.ev_status", 1)
-        r.u16("modbus.ev_count", 3)
-    elif fc == 15:
-        r.u16("modbus.reference_num", 1)
-        r.u16("modbus.bit_cnt", 3)
-    elif fc == 16:
-        r.u16("modbus.reference_num", 1)
-        r.u16("modbus.word_cnt", 3)
-    elif fc == 22:
-        _mask_write(r)
-    elif fc == 24:
-        r.u16("modbus.byte_cnt_16", 1)
-        r.u16("modbus.word_cnt", 3)
-    elif fc == 43:
-        if r.u8("modbus.mei", 1) == MEI_READ_DEVICE_ID:
-            _device_identification(r)
-    elif fc == UMAS_FUNCTION:
-        r.u8("umas.session_key", 1)
-        r.u8("umas.status", 2)
+def _layouts(table: dict[tuple[int, ...], tuple[tuple[str, str], ...]]) -> dict[int, _Layout]:
+    return {fc: _Layout(*layout) for codes, layout in table.items() for fc in codes}
 
 
-def _mask_write(r: _Fields) -> None:
-    r.u16("modbus.reference_num", 1)
-    r.u16("modbus.and_mask", 3)
-    r.u16("modbus.or_mask", 5)
+_REF = ("modbus.reference_num", "H")
+_BIT_CNT = ("modbus.bit_cnt", "H")
+_WORD_CNT = ("modbus.word_cnt", "H")
+_BYTE_CNT = ("modbus.byte_cnt", "B")
+_DIAGNOSTIC = ("modbus.diagnostic_code", "H")
+_MASK_WRITE = (_REF, ("modbus.and_mask", "H"), ("modbus.or_mask", "H"))
+_EV_STATUS = ("modbus.ev_status", "H")
+_EV_COUNT = ("modbus.ev_count", "H")
+_UMAS_SESSION = ("umas.session_key", "B")
+
+# Layouts after the function code; function 43 (encapsulated interfaces) is
+# variable and read by ``_mei_request`` and ``_mei_response`` instead.
+_REQUESTS = _layouts(
+    {
+        (1, 2): (_REF, _BIT_CNT),
+        (15,): (_REF, _BIT_CNT, _BYTE_CNT),
+        (3, 4): (_REF, _WORD_CNT),
+        (16,): (_REF, _WORD_CNT, _BYTE_CNT),
+        (5, 6, 24): (_REF,),
+        (8,): (_DIAGNOSTIC,),
+        (20, 21): (_BYTE_CNT,),
+        (22,): _MASK_WRITE,
+        (23,): (
+            ("modbus.read_reference_num", "H"),
+            ("modbus.read_word_cnt", "H"),
+            ("modbus.write_reference_num", "H"),
+            ("modbus.write_word_cnt", "H"),
+            _BYTE_CNT,
+        ),
+        (UMAS_FUNCTION,): (_UMAS_SESSION, ("umas.func_code", "B")),
+    }
+)
+_RESPONSES = _layouts(
+    {
+        (1, 2, 3, 4, 20, 21, 23): (_BYTE_CNT,),
+        (12,): (_BYTE_CNT, _EV_STATUS, _EV_COUNT, ("modbus.ev_msg_count", "H")),
+        (5, 6): (_REF,),
+        (8,): (_DIAGNOSTIC,),
+        (11,): (_EV_STATUS, _EV_COUNT),
+        (15,): (_REF, _BIT_CNT),
+        (16,): (_REF, _WORD_CNT),
+        (22,): _MASK_WRITE,
+        (24,): (("modbus.byte_cnt_16", "H"), _WORD_CNT),
+        (UMAS_FUNCTION,): (_UMAS_SESSION, ("umas.status", "B")),
+    }
+)
+_EXCEPTION = _Layout(("modbus.exception_code", "B"))
+
+
+def _mei_request(r: _Fields) -> None:
+    if r.u8("modbus.mei", 1) == MEI_READ_DEVICE_ID:
+        r.u8("modbus.read_device_id", 2)
+        r.u8("modbus.object_id", 3)
+
+
+def _mei_response(r: _Fields) -> None:
+    if r.u8("modbus.mei", 1) == MEI_READ_DEVICE_ID:
+        _device_identification(r)
 
 
 def _device_identification(r: _Fields) -> None:
@@ -200,20 +224,24 @@ class ModbusTcp(StreamDissector):
 
     def feed(self, data: bytes, *, to_server: bool, frame: int, ts: float) -> list[Message]:
         buf = self._buffers[to_server] + data if self._buffers[to_server] else data
-        messages: list[Message] = []
         if len(buf) < MBAP_LEN + 1:
             if _plausible_start(buf):
                 self._buffers[to_server] = buf
                 return []
             return [self._garbage(buf, to_server, frame, ts, "data shorter than MBAP")]
-        prot_id, length = unpack_from("!HH", buf, 2)
+        prot_id, length = _PROT_LEN.unpack_from(buf, 2)
         if prot_id != 0 or length < 2:
             reason = f"not MBAP (protocol id {prot_id}, length {length})"
             return [self._garbage(buf, to_server, frame, ts, reason)]
-        offset = 0
         size = len(buf)
+        if size == 6 + length and length <= MAX_MBAP_LENGTH:
+            # The usual segment: exactly one whole ADU, so nothing is left pending.
+            self._buffers[to_server] = b""
+            return [self._adu(buf, to_server, frame, ts)]
+        messages: list[Message] = []
+        offset = 0
         while size - offset >= 6:
-            (length,) = unpack_from("!H", buf, offset + 4)
+            (length,) = _U16.unpack_from(buf, offset + 4)
             end = offset + 6 + length
             if length > MAX_MBAP_LENGTH:
                 reason = f"MBAP length {length} beyond the {MAX_MBAP_LENGTH} the standard allows"
@@ -228,39 +256,60 @@ class ModbusTcp(StreamDissector):
 
     def _garbage(self, data: bytes, to_server: bool, frame: int, ts: float, why: str) -> Message:
         self._buffers[to_server] = b""
-        return Message("modbus", frame, ts, to_server, {}, (f"{why}: {len(data)} bytes dropped",))
+        reason = f"{why}: {len(data)} bytes dropped"
+        return new_message("modbus", frame, ts, to_server, {}, (reason,))
 
     def _adu(self, adu: bytes, to_server: bool, frame: int, ts: float) -> Message:
-        """One MBAP header and its PDU."""
-        trans_id, prot_id, length = unpack_from("!HHH", adu, 0)
+        """One MBAP header and its PDU (which starts at offset 7, the function code)."""
+        if len(adu) <= MBAP_LEN:
+            return _without_pdu(adu, to_server, frame, ts)
+        trans_id, prot_id, length, unit_id, raw_fc = _MBAP_FC.unpack_from(adu, 0)
+        fc = raw_fc & 0x7F
         fields: dict[str, FieldValue] = {
             "mbtcp.trans_id": trans_id,
             "mbtcp.prot_id": prot_id,
             "mbtcp.len": length,
+            "mbtcp.unit_id": unit_id,
+            "modbus.func_code": fc,
         }
-        violations: list[str] = []
-        if prot_id != 0:
-            violations.append(f"protocol identifier {prot_id} is not 0")
-        if length < 2:
-            violations.append(f"MBAP length {length} leaves no function code")
-        if len(adu) > MBAP_LEN - 1:
-            fields["mbtcp.unit_id"] = adu[6]
-        pdu = adu[MBAP_LEN:]
-        if pdu:
-            raw_fc = pdu[0]
-            fc = raw_fc & 0x7F
-            fields["modbus.func_code"] = fc
-            reader = _Fields(pdu, fields)
-            try:
-                if raw_fc & EXCEPTION_BIT:
-                    reader.u8("modbus.exception_code", 1)
-                elif to_server:
-                    _request(reader, fc)
-                else:
-                    _response(reader, fc)
-            except _Short as short:
-                violations.append(f"function {raw_fc}: PDU ends before {short}")
-        return Message("modbus", frame, ts, to_server, fields, tuple(violations))
+        # A header worth a violation is rare; the check is spelled out to skip a call.
+        violations = [] if prot_id == 0 and length >= 2 else _header_violations(prot_id, length)
+        try:
+            if raw_fc & EXCEPTION_BIT:
+                _EXCEPTION.read(adu, MBAP_LEN + 1, fields)
+            elif fc == MEI_FUNCTION:
+                reader = _Fields(adu[MBAP_LEN:], fields)
+                (_mei_request if to_server else _mei_response)(reader)
+            else:
+                layout = (_REQUESTS if to_server else _RESPONSES).get(fc)
+                if layout is not None:
+                    layout.read(adu, MBAP_LEN + 1, fields)
+        except _Short as short:
+            violations.append(f"function {raw_fc}: PDU ends before {short}")
+        return new_message("modbus", frame, ts, to_server, fields, tuple(violations))
+
+
+def _header_violations(prot_id: int, length: int) -> list[str]:
+    violations: list[str] = []
+    if prot_id != 0:
+        violations.append(f"protocol identifier {prot_id} is not 0")
+    if length < 2:
+        violations.append(f"MBAP length {length} leaves no function code")
+    return violations
+
+
+def _without_pdu(adu: bytes, to_server: bool, frame: int, ts: float) -> Message:
+    """An MBAP header (perhaps with a unit identifier) and no function code."""
+    trans_id, prot_id, length = _MBAP.unpack_from(adu, 0)
+    fields: dict[str, FieldValue] = {
+        "mbtcp.trans_id": trans_id,
+        "mbtcp.prot_id": prot_id,
+        "mbtcp.len": length,
+    }
+    if len(adu) > MBAP_LEN - 1:
+        fields["mbtcp.unit_id"] = adu[6]
+    violations = tuple(_header_violations(prot_id, length))
+    return new_message("modbus", frame, ts, to_server, fields, violations)
 
 
 DISSECTORS = [ModbusTcp]

@@ -17,6 +17,7 @@ from typing import ClassVar
 
 from passive_monitor.dissectors import s7comm_params, s7comm_szl
 from passive_monitor.dissectors.base import FieldValue, Message, StreamDissector
+from passive_monitor.dissectors.messages import new_message
 from passive_monitor.dissectors.s7comm_wire import Cursor, Truncated
 
 Fields = dict[str, FieldValue]
@@ -64,7 +65,7 @@ class S7commDissector(StreamDissector):
                 skipped = self._resync(buffer)
                 if not self._hunting[to_server]:
                     violation = f"{skipped} bytes outside any TPKT frame skipped"
-                    messages.append(Message("s7comm", frame, ts, None, {}, (violation,)))
+                    messages.append(new_message("s7comm", frame, ts, None, {}, (violation,)))
                 continue
             if len(buffer) < length:
                 break
@@ -90,7 +91,7 @@ class S7commDissector(StreamDissector):
             is_request = self._cotp_unit(Cursor(tpkt, TPKT_HEADER), to_server, fields, violations)
         except Truncated as error:
             violations.append(f"truncated: {error}")
-        return Message("s7comm", frame, ts, is_request, fields, tuple(violations))
+        return new_message("s7comm", frame, ts, is_request, fields, tuple(violations))
 
     def _cotp_unit(
         self, unit: Cursor, to_server: bool, fields: Fields, violations: list[str]

@@ -15,6 +15,8 @@ class Truncated(Exception):
 class Cursor:
     """Big-endian reader over one PDU part."""
 
+    __slots__ = ("data", "offset")
+
     def __init__(self, data: bytes, offset: int = 0) -> None:
         self.data = data
         self.offset = offset
@@ -24,17 +26,22 @@ class Cursor:
         return len(self.data) - self.offset
 
     def take(self, size: int) -> bytes:
-        if size < 0 or self.offset + size > len(self.data):
-            raise Truncated(f"needs {size} bytes at offset {self.offset}, {self.remaining} left")
-        chunk = self.data[self.offset : self.offset + size]
-        self.offset += size
-        return chunk
+        offset = self.offset
+        if size < 0 or offset + size > len(self.data):
+            raise Truncated(f"needs {size} bytes at offset {offset}, {self.remaining} left")
+        self.offset = offset + size
+        return self.data[offset : offset + size]
 
     def uint(self, size: int) -> int:
         return int.from_bytes(self.take(size), "big")
 
     def u8(self) -> int:
-        return self.uint(1)
+        """One byte, read without the slice and conversion ``uint`` needs."""
+        offset = self.offset
+        if offset >= len(self.data):
+            raise Truncated(f"needs 1 bytes at offset {offset}, {self.remaining} left")
+        self.offset = offset + 1
+        return self.data[offset]
 
     def u16(self) -> int:
         return self.uint(2)
