@@ -11,7 +11,6 @@ import typer
 from rich.console import Console
 
 from device_runtime.core.errors import SevenfoldError
-from passive_monitor.capture.errors import CaptureError
 
 
 class UsageError(SevenfoldError):
@@ -20,14 +19,11 @@ class UsageError(SevenfoldError):
 
 @contextmanager
 def reported() -> Iterator[None]:
-    """A Sevenfold or capture error becomes one line on stderr and exit 2, never a traceback."""
+    """A Sevenfold error (a damaged capture included) is one line on stderr and exit 2."""
     try:
         yield
     except SevenfoldError as exc:
         Console(stderr=True).print(f"[red]error[/red] {exc.explain()}")
-        raise typer.Exit(2) from exc
-    except CaptureError as exc:
-        Console(stderr=True).print(f"[red]error[/red] capture: {exc}")
         raise typer.Exit(2) from exc
 
 
