@@ -15,7 +15,7 @@ from typing import Any
 
 from device_runtime.core.errors import SevenfoldError
 from device_runtime.ports.cpython.atomic_file import write_atomic
-from passive_monitor.alerts.activity import classify
+from passive_monitor.alerts.activity import Activity
 from passive_monitor.alerts.addresses import is_host
 from passive_monitor.alerts.model import Alert
 from passive_monitor.sensor import Observation
@@ -57,8 +57,11 @@ class Baseline:
         self.first_ts: float | None = None
         self.last_ts: float | None = None
 
-    def learn(self, observation: Observation) -> None:
-        """Fold one observation into the picture of normal."""
+    def learn(self, observation: Observation, activity: Activity | None) -> None:
+        """Fold one observation, and what its message does, into the picture of normal.
+
+        The caller classifies the message once for learning and detection alike.
+        """
         self.learned += 1
         if self.first_ts is None:
             self.first_ts = observation.ts
@@ -71,10 +74,7 @@ class Baseline:
                 self.assets.add(ip)
         self.connections.add((client, server, service_of(observation)))
         message = observation.message
-        if message is None:
-            return
-        activity = classify(message)
-        if activity is not None:
+        if message is not None and activity is not None:
             self.functions.add((client, server, message.protocol, activity.function))
 
     def knows_connection(self, client: str, server: str, service: str) -> bool:

@@ -106,10 +106,10 @@ class Detector:
     def observe(self, observation: Observation) -> list[Alert]:
         """Alerts raised for the first time by this observation (repeats only update counts)."""
         learning = self._still_learning(observation)
-        if learning:
-            self.baseline.learn(observation)
         message = observation.message
         activity = classify(message) if message is not None else None
+        if learning:
+            self.baseline.learn(observation, activity)
         protocol = (
             message.protocol
             if message is not None
