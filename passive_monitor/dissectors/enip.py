@@ -16,7 +16,9 @@ from typing import ClassVar
 
 from passive_monitor.dissectors import enip_cip
 from passive_monitor.dissectors.base import DatagramDissector, Message, StreamDissector
-from passive_monitor.dissectors.enip_wire import Cursor, Fields, Truncated, append
+from passive_monitor.dissectors.cursor import LittleEndianCursor as Cursor
+from passive_monitor.dissectors.cursor import Truncated
+from passive_monitor.dissectors.enip_fields import Fields, append
 from passive_monitor.dissectors.messages import new_message
 
 HEADER = 24

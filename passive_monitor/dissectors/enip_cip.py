@@ -9,7 +9,9 @@ Set Attribute hidden inside one is still seen.
 
 from __future__ import annotations
 
-from passive_monitor.dissectors.enip_wire import Cursor, Fields, Truncated, append
+from passive_monitor.dissectors.cursor import LittleEndianCursor as Cursor
+from passive_monitor.dissectors.cursor import Truncated
+from passive_monitor.dissectors.enip_fields import Fields, append
 
 RESPONSE_BIT = 0x80
 MULTIPLE_SERVICE_PACKET = 0x0A

@@ -17,8 +17,8 @@ from typing import ClassVar
 
 from passive_monitor.dissectors import s7comm_params, s7comm_szl
 from passive_monitor.dissectors.base import FieldValue, Message, StreamDissector
+from passive_monitor.dissectors.cursor import Cursor, Truncated
 from passive_monitor.dissectors.messages import new_message
-from passive_monitor.dissectors.s7comm_wire import Cursor, Truncated
 
 Fields = dict[str, FieldValue]
 

@@ -8,7 +8,7 @@ out: variable addresses, block types and numbers, PI service names.
 from __future__ import annotations
 
 from passive_monitor.dissectors.base import FieldValue
-from passive_monitor.dissectors.s7comm_wire import Cursor
+from passive_monitor.dissectors.cursor import Cursor
 
 Fields = dict[str, FieldValue]
 

@@ -10,7 +10,7 @@ sits behind an address, without sending a single packet to it.
 from __future__ import annotations
 
 from passive_monitor.dissectors.base import FieldValue
-from passive_monitor.dissectors.s7comm_wire import Cursor
+from passive_monitor.dissectors.cursor import Cursor
 
 Fields = dict[str, FieldValue]
 

@@ -1,11 +1,14 @@
-"""Bounds-checked reading of S7 structures.
+"""Bounds-checked reading of length-prefixed protocol structures.
 
-S7 parameters nest several length-prefixed parts; reading them through one
-cursor that raises a private exception on overrun lets each parser keep every
-field it reached and turn the overrun into a violation at a single place.
+Industrial PDUs nest parts whose lengths and counts the sender chooses, so a
+hostile packet can claim anything. Reading through one cursor that raises a
+private exception on overrun keeps each parser short, lets it keep every field
+it reached, and turns the overrun into a violation in one place.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar, Literal
 
 
 class Truncated(Exception):
@@ -13,9 +16,10 @@ class Truncated(Exception):
 
 
 class Cursor:
-    """Big-endian reader over one PDU part."""
+    """Big-endian reader over one PDU part (S7, Modbus, DNP3 headers)."""
 
     __slots__ = ("data", "offset")
+    byteorder: ClassVar[Literal["big", "little"]] = "big"
 
     def __init__(self, data: bytes, offset: int = 0) -> None:
         self.data = data
@@ -33,7 +37,7 @@ class Cursor:
         return self.data[offset : offset + size]
 
     def uint(self, size: int) -> int:
-        return int.from_bytes(self.take(size), "big")
+        return int.from_bytes(self.take(size), self.byteorder)
 
     def u8(self) -> int:
         """One byte, read without the slice and conversion ``uint`` needs."""
@@ -46,7 +50,17 @@ class Cursor:
     def u16(self) -> int:
         return self.uint(2)
 
+    def u32(self) -> int:
+        return self.uint(4)
+
     def text(self, size: int) -> str:
-        """A fixed-size S7 string field, cut at the first NUL as the PLC pads with zeros."""
+        """A fixed-size string field, cut at the first NUL since devices pad with zeros."""
         raw = self.take(size)
         return raw.split(b"\x00", 1)[0].decode("latin-1")
+
+
+class LittleEndianCursor(Cursor):
+    """The same reader for little-endian protocols (EtherNet/IP and CIP)."""
+
+    __slots__ = ()
+    byteorder: ClassVar[Literal["big", "little"]] = "little"
