@@ -54,6 +54,23 @@ class StreamDissector(ABC):
         """Bytes were lost in this direction (capture drop or mid-stream start)."""
 
 
+class ResyncingStreamDissector(StreamDissector):
+    """A stream dissector that buffers each direction and hunts for a header after a gap.
+
+    ``_hunting[direction]`` is set when bytes were lost, so the first garbage
+    skipped afterwards is expected (a session picked up mid-stream) rather
+    than reported as a violation.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[bool, bytearray] = {True: bytearray(), False: bytearray()}
+        self._hunting: dict[bool, bool] = {True: False, False: False}
+
+    def gap(self, *, to_server: bool) -> None:
+        self._buffers[to_server].clear()
+        self._hunting[to_server] = True
+
+
 class DatagramDissector(ABC):
     """A protocol carried over UDP; stateless, one datagram at a time."""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from passive_monitor.dissectors import enip_cip
-from passive_monitor.dissectors.base import DatagramDissector, Message, StreamDissector
+from passive_monitor.dissectors.base import DatagramDissector, Message, ResyncingStreamDissector
 from passive_monitor.dissectors.cursor import LittleEndianCursor as Cursor
 from passive_monitor.dissectors.cursor import Truncated
 from passive_monitor.dissectors.enip_fields import Fields, append
@@ -55,19 +55,11 @@ ITEM_SEQUENCED_ADDRESS = 0x8002
 SOCKET_ADDRESS = 16
 
 
-class EnipDissector(StreamDissector):
+class EnipDissector(ResyncingStreamDissector):
     """One EtherNet/IP TCP session between a scanner or tool and an adapter."""
 
     name: ClassVar[str] = "enip"
     ports: ClassVar[frozenset[int]] = frozenset({44818})
-
-    def __init__(self) -> None:
-        self._buffers: dict[bool, bytearray] = {True: bytearray(), False: bytearray()}
-        self._hunting: dict[bool, bool] = {True: False, False: False}
-
-    def gap(self, *, to_server: bool) -> None:
-        self._buffers[to_server].clear()
-        self._hunting[to_server] = True
 
     def feed(self, data: bytes, *, to_server: bool, frame: int, ts: float) -> list[Message]:
         buffer = self._buffers[to_server]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from passive_monitor.dissectors.base import FieldValue, Message, StreamDissector
+from passive_monitor.dissectors.base import FieldValue, Message, ResyncingStreamDissector
 from passive_monitor.dissectors.iec104_types import ELEMENT_SIZES, VARIABLE_SIZE_TYPES
 from passive_monitor.dissectors.messages import new_message
 
@@ -103,19 +103,11 @@ def parse_apdu(apdu: bytes) -> tuple[dict[str, FieldValue], list[str]]:
     return fields, violations
 
 
-class Iec104Dissector(StreamDissector):
+class Iec104Dissector(ResyncingStreamDissector):
     """One IEC 104 connection; the controlling station is the client."""
 
     name: ClassVar[str] = "iec104"
     ports: ClassVar[frozenset[int]] = frozenset({2404})
-
-    def __init__(self) -> None:
-        self._buffers: dict[bool, bytearray] = {True: bytearray(), False: bytearray()}
-        self._hunting: dict[bool, bool] = {True: False, False: False}
-
-    def gap(self, *, to_server: bool) -> None:
-        self._buffers[to_server].clear()
-        self._hunting[to_server] = True
 
     def feed(self, data: bytes, *, to_server: bool, frame: int, ts: float) -> list[Message]:
         buffer = self._buffers[to_server]

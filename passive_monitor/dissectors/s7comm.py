@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from passive_monitor.dissectors import s7comm_params, s7comm_szl
-from passive_monitor.dissectors.base import FieldValue, Message, StreamDissector
+from passive_monitor.dissectors.base import FieldValue, Message, ResyncingStreamDissector
 from passive_monitor.dissectors.cursor import Cursor, Truncated
 from passive_monitor.dissectors.messages import new_message
 
@@ -38,22 +38,20 @@ USERDATA_REQUEST = 4
 MAX_PENDING_ANSWERS = 8
 
 
-class S7commDissector(StreamDissector):
+class S7commDissector(ResyncingStreamDissector):
     """One ISO-on-TCP connection to a Siemens PLC."""
 
     name: ClassVar[str] = "s7comm"
     ports: ClassVar[frozenset[int]] = frozenset({102})
 
     def __init__(self) -> None:
-        self._buffers: dict[bool, bytearray] = {True: bytearray(), False: bytearray()}
-        self._hunting: dict[bool, bool] = {True: False, False: False}
+        super().__init__()
         self._cotp: dict[bool, bytearray] = {True: bytearray(), False: bytearray()}
         self._fragments: dict[tuple[bool, int], bytes] = {}
 
     def gap(self, *, to_server: bool) -> None:
-        self._buffers[to_server].clear()
+        super().gap(to_server=to_server)
         self._cotp[to_server].clear()
-        self._hunting[to_server] = True
 
     def feed(self, data: bytes, *, to_server: bool, frame: int, ts: float) -> list[Message]:
         buffer = self._buffers[to_server]
