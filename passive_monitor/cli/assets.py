@@ -8,9 +8,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from passive_monitor.cli.reporting import JsonOption, UsageError, emit_json, reported
+from passive_monitor.cli.reporting import UsageError
 from passive_monitor.cli.tables import asset_table
 from passive_monitor.inventory import Inventory
+from sevenfold.cli.options import JsonOption
+from sevenfold.cli.output import emit_json, reported_errors
 
 assets_app = typer.Typer(help="Assets the passive monitor found (from its inventory file).")
 
@@ -23,7 +25,7 @@ def list_assets(
     as_json: JsonOption = False,
 ) -> None:
     """List every asset with its roles, identity and Purdue level."""
-    with reported():
+    with reported_errors():
         if not inventory.is_file():
             raise UsageError(f"{inventory}: no such inventory file")
         loaded = Inventory.load(inventory)

@@ -15,8 +15,10 @@ from rich.console import Console
 
 from passive_monitor.alerts.model import Alert
 from passive_monitor.baseline import Baseline
-from passive_monitor.cli.reporting import JsonOption, UsageError, emit_json, reported
+from passive_monitor.cli.reporting import UsageError
 from passive_monitor.export.jsonl import read_jsonl
+from sevenfold.cli.options import JsonOption
+from sevenfold.cli.output import emit_json, reported_errors
 
 baseline_app = typer.Typer(help="The learned baseline of who talks to whom, and how.")
 
@@ -31,7 +33,7 @@ def learn(
     as_json: JsonOption = False,
 ) -> None:
     """Accept the activity behind these alerts as normal from now on."""
-    with reported():
+    with reported_errors():
         for path in (baseline, alerts):
             if not path.is_file():
                 raise UsageError(f"{path}: no such file")

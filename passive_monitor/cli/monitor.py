@@ -24,7 +24,7 @@ from passive_monitor.advisories import load_advisories, match
 from passive_monitor.alerts.engine import Detector, protocols_by_service
 from passive_monitor.alerts.model import Alert
 from passive_monitor.baseline import Baseline
-from passive_monitor.cli.reporting import JsonOption, UsageError, emit_json, reported
+from passive_monitor.cli.reporting import UsageError
 from passive_monitor.cli.tables import alert_table, asset_table, hint_table
 from passive_monitor.dissectors import DatagramDissector, StreamDissector, all_dissectors
 from passive_monitor.export.cef import cef_event
@@ -34,6 +34,8 @@ from passive_monitor.forwarding import FleetForwarder, ServerUnreachable
 from passive_monitor.inventory import Inventory, InventoryBuilder
 from passive_monitor.oui import OuiRegistry
 from passive_monitor.sensor import Observation, Sensor
+from sevenfold.cli.options import JsonOption
+from sevenfold.cli.output import emit_json, reported_errors
 
 PROGRESS_EVERY = 2048
 INVENTORY_EVERY = 30.0
@@ -111,7 +113,7 @@ def monitor_command(
     as_json: JsonOption = False,
 ) -> None:
     """Watch OT traffic passively: inventory, baseline, alerts, SIEM export, fleet forwarding."""
-    with reported():
+    with reported_errors():
         if (pcap is None) == (interface is None):
             raise UsageError("give exactly one of --pcap FILE or --interface IF")
         forwarder = _forwarder(forward_state, forward, sensor_token_file, site)

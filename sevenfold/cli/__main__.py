@@ -1,5 +1,5 @@
 """``python -m sevenfold.cli``, the same as the ``sevenfold`` console script."""
 
-from sevenfold.cli import main
+from sevenfold.cli.app import main
 
 main()

@@ -29,7 +29,7 @@ def reported_errors() -> Iterator[None]:
 
 
 def emit_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, default=str))
+    typer.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
 def device_table(rows: list[dict[str, Any]], *, title: str) -> Table:

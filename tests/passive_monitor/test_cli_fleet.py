@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sevenfold.cli import app
+from sevenfold.cli.app import app
 from sevenfold.server import FleetServer
 from sevenfold.server_config import ServerConfig
 from tests.components import shared_dir

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from device_runtime.simulator import BrokerAddress
 from sevenfold import operator_token
-from sevenfold.cli import app
+from sevenfold.cli.app import app
 from sevenfold.cli.simulate import run_fleet
 from sevenfold.server import FleetServer
 from sevenfold.server_config import RuntimeInfo, ServerConfig

@@ -1,0 +1,34 @@
+"""The ``sevenfold`` command: one entry point, a subcommand per part.
+
+Assembled here rather than in the package so that other parts (the passive
+monitor) can share ``sevenfold.cli.output`` and ``options`` without a cycle.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from passive_monitor.cli import assets_app, baseline_app, monitor_command
+from sevenfold.cli import demo, devices, inventory, server, simulate
+
+app = typer.Typer(
+    name="sevenfold",
+    help="Device security platform: attestation, signed updates, fleet health, OT monitoring.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command("server")(server.server)
+app.command("demo")(demo.demo)
+app.command("simulate")(simulate.simulate)
+app.add_typer(devices.app, name="devices")
+app.command("inventory")(inventory.inventory)
+app.command("monitor")(monitor_command)
+app.add_typer(assets_app, name="assets")
+app.add_typer(baseline_app, name="baseline")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
