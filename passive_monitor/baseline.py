@@ -46,7 +46,16 @@ def service_of(observation: Observation) -> str:
 class Baseline:
     """Learned assets, connections and functions, plus alerts an operator accepted."""
 
-    __slots__ = ("accepted", "assets", "connections", "first_ts", "functions", "last_ts", "learned")
+    __slots__ = (
+        "accepted",
+        "assets",
+        "connections",
+        "first_ts",
+        "functions",
+        "last_ts",
+        "learned",
+        "revision",
+    )
 
     def __init__(self) -> None:
         self.assets: set[str] = set()
@@ -56,6 +65,9 @@ class Baseline:
         self.learned = 0
         self.first_ts: float | None = None
         self.last_ts: float | None = None
+        # Bumped on every change, so a detector knows when verdicts it
+        # remembered may no longer hold.
+        self.revision = 0
 
     def learn(self, observation: Observation, activity: Activity | None) -> None:
         """Fold one observation, and what its message does, into the picture of normal.
@@ -63,6 +75,7 @@ class Baseline:
         The caller classifies the message once for learning and detection alike.
         """
         self.learned += 1
+        self.revision += 1
         if self.first_ts is None:
             self.first_ts = observation.ts
         self.last_ts = observation.ts
@@ -89,6 +102,7 @@ class Baseline:
 
     def learn_alert(self, alert: Alert) -> None:
         """ "Learn this": the alert's activity becomes normal and is not raised again."""
+        self.revision += 1
         client = alert.client.ip if alert.client else ""
         server = alert.server.ip if alert.server else ""
         protocol = alert.protocol or ""

@@ -213,9 +213,10 @@ class InventoryBuilder:
                 return None
             draft = _Draft(ip=endpoint.ip, first_seen=ts, last_seen=ts)
             self._drafts[endpoint.ip] = draft
-        else:
-            draft.first_seen = min(draft.first_seen, ts)
-            draft.last_seen = max(draft.last_seen, ts)
+        elif ts > draft.last_seen:
+            draft.last_seen = ts
+        elif ts < draft.first_seen:
+            draft.first_seen = ts
         mac = endpoint.mac
         if mac and mac not in draft.macs and len(draft.macs) < MAX_MACS:
             draft.macs.append(mac)

@@ -8,6 +8,7 @@ the per-protocol knowledge lives here once and the rules stay protocol-blind.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -59,9 +60,11 @@ def _entry(entry: Entry | None, fallback: str) -> Entry:
     return entry if entry is not None else (fallback, "other", None)
 
 
+@functools.lru_cache(maxsize=4096)
 def _activity(
     function: str, label: str, category: Category, technique: str | None = None
 ) -> Activity:
+    """Shared instances: every polled request of one kind means the same thing."""
     return Activity(function=function, label=label, category=category, technique=technique)
 
 
@@ -129,12 +132,10 @@ def _modbus(fields: Fields) -> Activity | None:
             sub = first_int(fields, name)
             if sub is not None:
                 label, category, technique = _entry(_UMAS.get(sub), f"UMAS 0x{sub:02x}")
-                return Activity(
-                    function=f"90/0x{sub:02x}", label=label, category=category, technique=technique
-                )
+                return _activity(f"90/0x{sub:02x}", label, category, technique)
         return _activity("90", "UMAS", "other")
     label, category, technique = _entry(_MODBUS.get(code), f"Function {code}")
-    return Activity(function=str(code), label=label, category=category, technique=technique)
+    return _activity(str(code), label, category, technique)
 
 
 _DNP3: dict[int, Entry] = {
@@ -168,7 +169,7 @@ def _dnp3(fields: Fields) -> Activity | None:
         obj >> 8 == _DNP3_FILE_GROUP for obj in ints(fields, "dnp3.al.obj")
     ):
         label, category, technique = f"{label} (file object)", "file", None
-    return Activity(function=str(code), label=label, category=category, technique=technique)
+    return _activity(str(code), label, category, technique)
 
 
 _BACNET_CONFIRMED: dict[int, Entry] = {
@@ -197,17 +198,13 @@ def _bacnet(fields: Fields) -> Activity | None:
         label, category, technique = _entry(
             _BACNET_CONFIRMED.get(confirmed), f"Confirmed service {confirmed}"
         )
-        return Activity(
-            function=f"c{confirmed}", label=label, category=category, technique=technique
-        )
+        return _activity(f"c{confirmed}", label, category, technique)
     unconfirmed = first_int(fields, "bacapp.unconfirmed_service")
     if unconfirmed is not None:
         label, category, technique = _entry(
             _BACNET_UNCONFIRMED.get(unconfirmed), f"Unconfirmed service {unconfirmed}"
         )
-        return Activity(
-            function=f"u{unconfirmed}", label=label, category=category, technique=technique
-        )
+        return _activity(f"u{unconfirmed}", label, category, technique)
     return None
 
 
@@ -248,13 +245,9 @@ def _s7comm(fields: Fields) -> Activity | None:
         if func == 0x28:
             service = first_str(fields, "s7comm.param.pistart.servicename") or "?"
             label, category, technique = _entry(_S7_PI.get(service), f"PLC Control: {service}")
-            return Activity(
-                function=f"job/0x28/{service}", label=label, category=category, technique=technique
-            )
+            return _activity(f"job/0x28/{service}", label, category, technique)
         label, category, technique = _entry(_S7_JOB.get(func), f"Job 0x{func:02x}")
-        return Activity(
-            function=f"job/0x{func:02x}", label=label, category=category, technique=technique
-        )
+        return _activity(f"job/0x{func:02x}", label, category, technique)
     if rosctr == 7:
         group = first_int(fields, "s7comm.param.userdata.funcgroup")
         sub = first_int(fields, "s7comm.param.userdata.subfunc")
@@ -263,9 +256,7 @@ def _s7comm(fields: Fields) -> Activity | None:
         label, category, technique = _entry(
             _S7_USERDATA.get((group, sub)), f"Userdata {group}/{sub}"
         )
-        return Activity(
-            function=f"ud/{group}/{sub}", label=label, category=category, technique=technique
-        )
+        return _activity(f"ud/{group}/{sub}", label, category, technique)
     return None
 
 
@@ -300,19 +291,12 @@ def _enip(fields: Fields) -> Activity | None:
         label, category, technique = _entry(
             _CIP_SERVICES.get(service & 0x7F), f"CIP service 0x{service & 0x7F:02x}"
         )
-        return Activity(
-            function=f"cip/0x{service & 0x7F:02x}",
-            label=label,
-            category=category,
-            technique=technique,
-        )
+        return _activity(f"cip/0x{service & 0x7F:02x}", label, category, technique)
     command = first_int(fields, "enip.command")
     if command is None:
         return None
     label, category, technique = _entry(_ENIP_COMMANDS.get(command), f"Command 0x{command:02x}")
-    return Activity(
-        function=f"enip/0x{command:02x}", label=label, category=category, technique=technique
-    )
+    return _activity(f"enip/0x{command:02x}", label, category, technique)
 
 
 def _iec104(fields: Fields) -> Activity | None:

@@ -12,15 +12,21 @@ import dataclasses
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from passive_monitor.alerts.activity import classify
+from passive_monitor.alerts.activity import Activity, classify
 from passive_monitor.alerts.model import MAX_EVIDENCE, Alert, Evidence, alert_id
 from passive_monitor.alerts.rules import Candidate, departures, operational, scan, violations
 from passive_monitor.alerts.scan import ScanDetector
 from passive_monitor.baseline import Baseline
 from passive_monitor.dissectors import StreamDissector, all_dissectors
+from passive_monitor.flows import Endpoint
 from passive_monitor.sensor import Observation
 
 AlertKey = tuple[str, str, str, str, str]
+PolicyCase = tuple[Endpoint, Endpoint, str, str | None, Activity | None]
+
+# Distinct (client, server, protocol, activity) cases whose policy verdict is
+# remembered; past this the memo starts over rather than grow with a scan.
+MAX_POLICY_CASES = 65_536
 
 
 @dataclass(slots=True)
@@ -31,6 +37,14 @@ class _Tally:
     count: int
     last_seen: float
     evidence: list[Evidence]
+
+
+def alert_key(candidate: Candidate) -> AlertKey:
+    """What makes two candidates the same alert (see :func:`alert_id`)."""
+    client = candidate.client.ip if candidate.client else ""
+    server = candidate.server.ip if candidate.server else ""
+    protocol = candidate.protocol if candidate.keyed_protocol else None
+    return (candidate.rule, client, server, protocol or "", candidate.function or "")
 
 
 def protocols_by_service() -> dict[str, str]:
@@ -48,6 +62,8 @@ class Detector:
 
     __slots__ = (
         "_learning",
+        "_policy_cases",
+        "_policy_revision",
         "_start",
         "_tallies",
         "baseline",
@@ -77,6 +93,8 @@ class Detector:
         self._tallies: OrderedDict[AlertKey, _Tally] = OrderedDict()
         self._learning = learn_frames > 0 or learn_seconds > 0
         self._start: float | None = None
+        self._policy_cases: dict[PolicyCase, list[tuple[AlertKey, Candidate]]] = {}
+        self._policy_revision = -1
 
     @property
     def learning(self) -> bool:
@@ -126,36 +144,58 @@ class Detector:
                 port=observation.server.port,
             ):
                 candidates.append(scan(finding, observation))
+        cases = [(alert_key(candidate), candidate) for candidate in candidates]
         if not learning and observation.kind != "violation":
-            candidates.extend(departures(observation, activity, protocol, self.baseline))
+            cases += self._policy(observation, activity, protocol)
         raised: list[Alert] = []
-        for candidate in candidates:
-            alert = self._record(candidate, observation)
-            if alert is not None:
-                raised.append(alert)
-        return raised
-
-    def _record(self, candidate: Candidate, observation: Observation) -> Alert | None:
-        client = candidate.client.ip if candidate.client else ""
-        server = candidate.server.ip if candidate.server else ""
-        protocol = candidate.protocol if candidate.keyed_protocol else None
-        key = (candidate.rule, client, server, protocol or "", candidate.function or "")
-        tally = self._tallies.get(key)
-        if tally is not None:
+        tallies = self._tallies
+        for key, candidate in cases:
+            tally = tallies.get(key)
+            if tally is None:
+                alert = self._raise(key, candidate, observation)
+                if alert is not None:
+                    raised.append(alert)
+                continue
+            # A repeat, by far the common case: a polling loop costs a counter bump.
             tally.count += 1
             tally.last_seen = observation.ts
             evidence = tally.evidence
             if len(evidence) < MAX_EVIDENCE and evidence[-1].frame != observation.frame:
                 evidence.append(Evidence(frame=observation.frame, ts=observation.ts))
-            self._tallies.move_to_end(key)
-            return None
+            tallies.move_to_end(key)
+        return raised
+
+    def _policy(
+        self, observation: Observation, activity: Activity | None, protocol: str | None
+    ) -> list[tuple[AlertKey, Candidate]]:
+        """The policy engine's verdict, worked out once per distinct case.
+
+        After learning, a polling loop repeats the same client, server and
+        function for hours; the verdict depends only on those and on the
+        baseline, so it is remembered until the baseline changes.
+        """
+        if self._policy_revision != self.baseline.revision:
+            self._policy_cases.clear()
+            self._policy_revision = self.baseline.revision
+        case = (observation.client, observation.server, observation.transport, protocol, activity)
+        verdict = self._policy_cases.get(case)
+        if verdict is None:
+            if len(self._policy_cases) >= MAX_POLICY_CASES:
+                self._policy_cases.clear()
+            found = departures(observation, activity, protocol, self.baseline)
+            verdict = self._policy_cases[case] = [(alert_key(c), c) for c in found]
+        return verdict
+
+    def _raise(self, key: AlertKey, candidate: Candidate, observation: Observation) -> Alert | None:
+        """A new alert, unless an operator accepted this activity."""
         if self.baseline.accepts(key):
             return None
         if len(self._tallies) >= self.max_alerts:
             self._tallies.popitem(last=False)
         first = Evidence(frame=observation.frame, ts=observation.ts)
+        rule, client, server, protocol, function = key
         alert = Alert(
-            id=alert_id(candidate.rule, client, server, protocol, candidate.function),
+            id=alert_id(rule, client, server, protocol or None, function or None),
             rule=candidate.rule,
             engine=candidate.engine,
             severity=candidate.severity,

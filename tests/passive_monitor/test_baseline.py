@@ -72,6 +72,25 @@ def test_learn_alert_folds_a_policy_alert_into_the_baseline() -> None:
     assert again.alerts == []
 
 
+def test_learning_an_alert_while_detecting_silences_its_repeats() -> None:
+    # The detector remembers policy verdicts per conversation; learning an
+    # alert on the live baseline must make it forget them.
+    path = shared_dir("pcaps") / "modbus/modbus_example.pcap"
+    detector = Detector(baseline=Baseline(), learn_frames=95)
+    observations = list(Sensor().observe_file(path))
+    raised = []
+    for observation in observations:
+        raised += detector.observe(observation)
+    assert raised
+    for alert in raised:
+        detector.baseline.learn_alert(alert)
+    counts = {a.id: a.count for a in detector.alerts}
+    late = [o for o in observations if o.frame > 95]
+    for observation in late:
+        assert detector.observe(observation) == []
+    assert {a.id: a.count for a in detector.alerts} == counts
+
+
 def test_learn_alert_accepts_an_operational_alert() -> None:
     first = detect("dnp3/cold_restart_and_response.pcap", Baseline(), learn_frames=10**9)
     (restart,) = [a for a in first.alerts if a.rule == "restart"]
