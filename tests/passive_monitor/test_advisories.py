@@ -48,13 +48,16 @@ def test_rockwell_module_from_list_identity() -> None:
     assert {h.ip for h in hints} == {"10.1.1.164"}
 
 
-def test_fixed_firmware_is_not_flagged_and_unknown_firmware_is_flagged_as_such() -> None:
+def test_firmware_past_a_fix_clears_only_that_cve_and_unknown_firmware_is_flagged_as_such() -> None:
     advisories = load_advisories()
     patched = Asset(
         ip="10.0.0.9", vendor="Siemens", product="6ES7 315-2EH14-0AB0", firmware="V3.2.17"
     )
     unknown = Asset(ip="10.0.0.9", vendor="Siemens", product="6ES7 315-2EH14-0AB0")
-    assert match((patched,), advisories) == []
+    # V3.2.17 is past the V3.X.16 fix for CVE-2017-12741; SSA-731239 names no fixed
+    # firmware, so CVE-2016-9158/9159 still apply.
+    patched_cves = {h.cve for h in match((patched,), advisories)}
+    assert patched_cves == {"CVE-2016-9158", "CVE-2016-9159"}
     unknown_hints = match((unknown,), advisories)
     assert unknown_hints and {h.confidence for h in unknown_hints} == {"version-unknown"}
 
