@@ -193,9 +193,8 @@ class Detector:
         if len(self._tallies) >= self.max_alerts:
             self._tallies.popitem(last=False)
         first = Evidence(frame=observation.frame, ts=observation.ts)
-        rule, client, server, protocol, function = key
         alert = Alert(
-            id=alert_id(rule, client, server, protocol or None, function or None),
+            id=alert_id(*key),
             rule=candidate.rule,
             engine=candidate.engine,
             severity=candidate.severity,
