@@ -9,7 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel
 
-from sevenfold.storage import DeviceRecord, DeviceRegistry, EventRecord
+from attestation_server.records import DeviceRecord, EventRecord
+from attestation_server.registry import DeviceRegistry
 
 
 class DeviceView(BaseModel):

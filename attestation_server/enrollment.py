@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from attestation_server.registry import DeviceRegistry
 from device_runtime.core.errors import InvalidField
-from sevenfold.gateway import Body, Gateway, Request
-from sevenfold.storage import DeviceRegistry
+from fleet_platform.gateway import Body, Gateway, Request
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -28,13 +28,15 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from attestation_server.enrollment import EnrollmentService
+from attestation_server.registry import DeviceRegistry
 from device_runtime.core import protocol
 from device_runtime.ports.cpython.transport import MqttTransport, disable_nagle
-from sevenfold.broker import MosquittoBroker
-from sevenfold.gateway import Gateway
-from sevenfold.mqtt_tls import client_context
-from sevenfold.pki import CertificateAuthority
-from sevenfold.storage import DeviceRegistry, open_database
+from fleet_platform.broker import MosquittoBroker
+from fleet_platform.gateway import Gateway
+from fleet_platform.mqtt_tls import client_context
+from fleet_platform.pki import CertificateAuthority
+from fleet_platform.storage import open_database
+from sevenfold.server import MIGRATIONS
 
 DEVICE = "bench-0001"
 REPEATS = 5
@@ -115,7 +117,7 @@ def main() -> None:
             echo.disconnect()
             echo.loop_stop()
 
-            database = open_database(f"sqlite:///{tmp / 'fleet.db'}")
+            database = open_database(f"sqlite:///{tmp / 'fleet.db'}", migrations=MIGRATIONS)
             database.upgrade()
             registry = DeviceRegistry(database=database)
             gateway = Gateway(
@@ -125,7 +127,7 @@ def main() -> None:
                 credential=authority.issue_client(
                     common_name="sevenfold-server", directory=tmp / "server"
                 ),
-                registry=registry,
+                record_rejection=registry.record_rejection,
             )
             EnrollmentService(registry=registry, heartbeat_interval=30).register(gateway)
             gateway.start()

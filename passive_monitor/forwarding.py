@@ -26,12 +26,11 @@ import httpx
 
 from device_runtime.core.errors import TransportError
 from device_runtime.ports.cpython.atomic_file import write_atomic
+from fleet_platform import api_tokens
+from fleet_platform.server_config import NoServer, RuntimeInfo
 from passive_monitor.alerts.model import Alert
 from passive_monitor.inventory import Inventory
-from sevenfold import operator_token
-from sevenfold.api_client import NoServer
-from sevenfold.server_config import RuntimeInfo
-from sevenfold.storage.assets import check_site
+from passive_monitor.site import check_site
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +192,7 @@ class FleetForwarder:
         The spool defaults to ``spool/<site>.alerts.jsonl`` beside them, so a restarted
         sensor finds the alerts its previous run could not deliver.
         """
-        token = operator_token.read(state_dir, name=operator_token.SENSOR)
+        token = api_tokens.read(state_dir, name=api_tokens.SENSOR)
         if token is None:
             raise NoServer(f"no sensor token in {state_dir}; start `sevenfold server` first")
         info = RuntimeInfo.read(state_dir)

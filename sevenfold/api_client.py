@@ -7,15 +7,9 @@ from typing import Any
 
 import httpx
 
-from device_runtime.core.errors import SevenfoldError, TransportError
-from sevenfold import operator_token
-from sevenfold.server_config import RuntimeInfo
-
-
-class NoServer(SevenfoldError):
-    """No running server could be found for this state directory."""
-
-    code = "no-server"
+from device_runtime.core.errors import TransportError
+from fleet_platform import api_tokens
+from fleet_platform.server_config import NoServer, RuntimeInfo
 
 
 class FleetClient:
@@ -27,7 +21,7 @@ class FleetClient:
     @classmethod
     def for_state_dir(cls, state_dir: Path, *, url: str | None = None) -> FleetClient:
         """Find the local server's URL and operator token in its state directory."""
-        token = operator_token.read(state_dir)
+        token = api_tokens.read(state_dir)
         if token is None:
             raise NoServer(f"no operator token in {state_dir}; start `sevenfold server` first")
         if url is None:

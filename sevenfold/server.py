@@ -18,31 +18,29 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
+import attestation_server
 import attestation_server.api
-import passive_monitor.fleet_api
+import passive_monitor.receiver
+import passive_monitor.receiver.api
 import update_service.api
 from attestation_server.enrollment import EnrollmentService
+from attestation_server.registry import DeviceRegistry
 from device_runtime.core.errors import TransportError
-from sevenfold import operator_token
-from sevenfold.broker import MosquittoBroker
-from sevenfold.gateway import Gateway
-from sevenfold.pki import CertificateAuthority, IssuedCredential
-from sevenfold.server_config import RuntimeInfo, ServerConfig
-from sevenfold.storage import AssetRegistry, Database, DeviceRegistry, open_database
+from fleet_platform import api_tokens, bearer_auth
+from fleet_platform.broker import MosquittoBroker
+from fleet_platform.gateway import Gateway
+from fleet_platform.pki import IssuedCredential, fleet_authority
+from fleet_platform.server_config import RuntimeInfo, ServerConfig
+from fleet_platform.storage import Database, open_database
+from passive_monitor.receiver.store import AssetRegistry
 from update_service.repository_files import RepositoryFiles
 
 log = logging.getLogger(__name__)
 
-FLEET_CA_NAME = "Sevenfold Fleet CA"
+MIGRATIONS = (attestation_server.MIGRATIONS, passive_monitor.receiver.MIGRATIONS)
+"""Every service's migrations, in the order of the one history they form."""
+
 _HTTP_START_TIMEOUT_S = 15.0
-
-
-def fleet_authority(state_dir: Path) -> CertificateAuthority:
-    """The fleet CA of this installation, created on first start."""
-    directory = state_dir / "pki"
-    if (directory / "ca.pem").exists():
-        return CertificateAuthority.load(directory)
-    return CertificateAuthority.create(common_name=FLEET_CA_NAME, directory=directory)
 
 
 class FleetServer:
@@ -62,9 +60,9 @@ class FleetServer:
     def start(self) -> None:
         config = self.config
         config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        token = operator_token.load_or_create(config.state_dir, name=operator_token.OPERATOR)
-        sensor_token = operator_token.load_or_create(config.state_dir, name=operator_token.SENSOR)
-        self.database = open_database(config.resolved_database_url)
+        token = api_tokens.load_or_create(config.state_dir, name=api_tokens.OPERATOR)
+        sensor_token = api_tokens.load_or_create(config.state_dir, name=api_tokens.SENSOR)
+        self.database = open_database(config.resolved_database_url, migrations=MIGRATIONS)
         self.database.upgrade()
         self.registry = DeviceRegistry(database=self.database)
         app = FastAPI(
@@ -75,10 +73,8 @@ class FleetServer:
                 " alerts passive sensors report."
             ),
         )
-        authorized = operator_token.bearer_dependency(token, name=operator_token.OPERATOR)
-        sensor_authorized = operator_token.bearer_dependency(
-            sensor_token, name=operator_token.SENSOR
-        )
+        authorized = bearer_auth.bearer_dependency(token, name=api_tokens.OPERATOR)
+        sensor_authorized = bearer_auth.bearer_dependency(sensor_token, name=api_tokens.SENSOR)
         broker_host: str | None = None
         broker_port: int | None = None
         ca_path: Path | None = None
@@ -90,7 +86,7 @@ class FleetServer:
                     port=broker_port,
                     ca_path=ca_path,
                     credential=credential,
-                    registry=self.registry,
+                    record_rejection=self.registry.record_rejection,
                     prefix=config.prefix,
                 )
                 EnrollmentService(
@@ -105,9 +101,9 @@ class FleetServer:
                 app.include_router(update_service.api.router(files=files))
             if "monitor" in config.services:
                 app.include_router(
-                    passive_monitor.fleet_api.router(
+                    passive_monitor.receiver.api.router(
                         assets=AssetRegistry(database=self.database),
-                        devices=self.registry,
+                        devices=self.registry.list_devices,
                         operator=authorized,
                         sensor=sensor_authorized,
                     )

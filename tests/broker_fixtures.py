@@ -20,8 +20,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from sevenfold.broker import MosquittoBroker
-from sevenfold.pki import CertificateAuthority, IssuedCredential
+from fleet_platform.broker import MosquittoBroker
+from fleet_platform.pki import CertificateAuthority, IssuedCredential
 from tests.components import binary
 
 WAIT = 5.0

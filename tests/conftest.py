@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.broker_fixtures", "tests.sevenfold.storage.database_fixtures"]
+pytest_plugins = ["tests.broker_fixtures", "tests.fleet_platform.storage.database_fixtures"]

@@ -1,7 +1,7 @@
 """The ``sevenfold`` command: one entry point, a subcommand per part.
 
-Assembled here rather than in the package so that other parts (the passive
-monitor) can share ``sevenfold.cli.output`` and ``options`` without a cycle.
+Assembled here rather than in the package ``__init__`` so that each subcommand
+module can be imported (and tested) on its own.
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ import logging
 
 import typer
 
-from passive_monitor.cli import assets_app, baseline_app, monitor_command
 from sevenfold.cli import demo, devices, inventory, server, simulate
+from sevenfold.cli.assets import assets_app
+from sevenfold.cli.baseline import baseline_app
+from sevenfold.cli.monitor import monitor_command
 
 app = typer.Typer(
     name="sevenfold",

@@ -14,12 +14,10 @@ from typing import Annotated
 
 import typer
 
-from device_runtime.simulator import BrokerAddress
+from fleet_platform.server_config import ServerConfig
 from sevenfold.api_client import FleetClient
+from sevenfold.cli.extras import missing_extra
 from sevenfold.cli.output import console, device_table, emit_json, reported_errors
-from sevenfold.cli.simulate import run_fleet
-from sevenfold.server import FleetServer
-from sevenfold.server_config import ServerConfig
 
 
 def demo(
@@ -28,6 +26,13 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Start a server and simulated devices; show them online; exit 0 if all are."""
+    with reported_errors():
+        try:
+            from device_runtime.simulator import BrokerAddress
+            from sevenfold.cli.simulate import run_fleet
+            from sevenfold.server import FleetServer
+        except ModuleNotFoundError as exc:
+            raise missing_extra(command="demo", extra="server", error=exc) from exc
     with reported_errors(), tempfile.TemporaryDirectory(prefix="sevenfold-demo-") as tmp:
         state = Path(tmp)
         config = ServerConfig(state_dir=state, http_port=0, heartbeat_interval=1)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from sevenfold.server_config import default_state_dir
+from fleet_platform.server_config import default_state_dir
 
 StateOption = Annotated[
     Path | None,

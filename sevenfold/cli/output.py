@@ -11,6 +11,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from device_runtime.core.errors import SevenfoldError
 
@@ -24,7 +25,7 @@ def reported_errors() -> Iterator[None]:
     try:
         yield
     except SevenfoldError as exc:
-        errors.print(f"[red]error[/red] {exc.explain()}")
+        errors.print(Text.assemble(("error", "red"), " ", exc.explain()))
         raise typer.Exit(2) from exc
 
 

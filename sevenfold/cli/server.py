@@ -10,15 +10,15 @@ from typing import Annotated
 
 import typer
 
-from sevenfold.cli.options import StateOption, state_dir
-from sevenfold.cli.output import console, reported_errors
-from sevenfold.server import FleetServer
-from sevenfold.server_config import (
+from fleet_platform.server_config import (
     DEFAULT_HTTP_PORT,
     SERVICES,
     ExternalBroker,
     ServerConfig,
 )
+from sevenfold.cli.extras import missing_extra
+from sevenfold.cli.options import StateOption, state_dir
+from sevenfold.cli.output import console, reported_errors
 
 
 def server(
@@ -48,6 +48,10 @@ def server(
 ) -> None:
     """Serve attestation and updates (REST API, OpenAPI at /docs, MQTT gateway)."""
     with reported_errors():
+        try:
+            from sevenfold.server import FleetServer
+        except ModuleNotFoundError as exc:
+            raise missing_extra(command="server", extra="server", error=exc) from exc
         external = None
         if broker_host is not None:
             if broker_ca is None or cert is None or key is None:

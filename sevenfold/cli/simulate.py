@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from device_runtime.core import protocol
-from device_runtime.simulator import BrokerAddress, SimulatedFleet
-from sevenfold.api_client import NoServer
+from fleet_platform.server_config import NoServer, RuntimeInfo
+from sevenfold.cli.extras import missing_extra
 from sevenfold.cli.options import JsonOption, StateOption, state_dir
 from sevenfold.cli.output import console, emit_json, reported_errors
-from sevenfold.server import fleet_authority
-from sevenfold.server_config import RuntimeInfo
+
+if TYPE_CHECKING:
+    from device_runtime.simulator import BrokerAddress, SimulatedFleet
 
 
 def simulate(
@@ -25,6 +26,10 @@ def simulate(
     """Provision simulated devices with the local fleet CA and run them."""
     state = state_dir(state)
     with reported_errors():
+        try:
+            from device_runtime.simulator import BrokerAddress
+        except ModuleNotFoundError as exc:
+            raise missing_extra(command="simulate", extra="device", error=exc) from exc
         info = RuntimeInfo.read(state)
         if info is None or info.broker_host is None or info.broker_port is None or not info.ca_path:
             raise NoServer(f"no running server with a broker recorded in {state}")
@@ -54,6 +59,9 @@ def simulate(
 
 def run_fleet(*, state: Path, broker: BrokerAddress, count: int, beats: int) -> SimulatedFleet:
     """Provision *count* devices under the state dir and run them to completion."""
+    from device_runtime.simulator import SimulatedFleet
+    from fleet_platform.pki import fleet_authority
+
     authority = fleet_authority(state)
     fleet = SimulatedFleet(
         directory=state / "devices",

@@ -11,6 +11,8 @@ import httpx
 import pytest
 
 from device_runtime.core.errors import TransportError
+from fleet_platform import api_tokens
+from fleet_platform.server_config import NoServer, ServerConfig
 from passive_monitor.alerts.engine import Detector
 from passive_monitor.alerts.model import Alert, Party, alert_id
 from passive_monitor.baseline import Baseline
@@ -25,10 +27,7 @@ from passive_monitor.forwarding import (
 )
 from passive_monitor.inventory import Asset, Inventory, InventoryBuilder
 from passive_monitor.sensor import Sensor
-from sevenfold import operator_token
-from sevenfold.api_client import NoServer
 from sevenfold.server import FleetServer
-from sevenfold.server_config import ServerConfig
 from tests.components import free_port
 from tests.passive_monitor.shared_captures import capture
 
@@ -74,7 +73,7 @@ def server(state: Path) -> Iterator[FleetServer]:
 
 
 def _stored_alerts(server: FleetServer) -> dict[str, int]:
-    token = operator_token.read(server.config.state_dir)
+    token = api_tokens.read(server.config.state_dir)
     response = httpx.get(
         f"{server.http_url}/api/v1/alerts",
         params={"limit": 1000},
@@ -88,7 +87,7 @@ def _stored_alerts(server: FleetServer) -> dict[str, int]:
 
 
 def _stored_assets(server: FleetServer) -> list[dict[str, Any]]:
-    token = operator_token.read(server.config.state_dir)
+    token = api_tokens.read(server.config.state_dir)
     response = httpx.get(
         f"{server.http_url}/api/v1/assets", headers={"Authorization": f"Bearer {token}"}
     )
@@ -108,7 +107,7 @@ def test_sensor_on_a_capture_forwards_through_the_state_dir(
         detector.observe(observation)
     inventory = builder.snapshot()
     with FleetForwarder.for_state_dir(state, site="plant-a") as forwarder:
-        token = operator_token.read(state, name=operator_token.SENSOR)
+        token = api_tokens.read(state, name=api_tokens.SENSOR)
         assert token is not None and token not in repr(forwarder)
         assert forwarder.send_inventory(inventory) == Delivery(
             sent=len(inventory.assets), flushed=0, spooled=0
@@ -123,7 +122,7 @@ def test_sensor_on_a_capture_forwards_through_the_state_dir(
 def test_for_state_dir_without_a_server_explains_itself(tmp_path: Path) -> None:
     with pytest.raises(NoServer, match="sensor token"):
         FleetForwarder.for_state_dir(tmp_path, site="plant-a")
-    operator_token.load_or_create(tmp_path, name=operator_token.SENSOR)
+    api_tokens.load_or_create(tmp_path, name=api_tokens.SENSOR)
     with pytest.raises(NoServer, match="no running server"):
         FleetForwarder.for_state_dir(tmp_path, site="plant-a")
 
@@ -141,7 +140,7 @@ def test_large_inventories_and_alert_batches_are_split(server: FleetServer, stat
 
 def test_alerts_spooled_while_the_server_is_down_arrive_once(state: Path) -> None:
     port = free_port()
-    token = operator_token.load_or_create(state, name=operator_token.SENSOR)
+    token = api_tokens.load_or_create(state, name=api_tokens.SENSOR)
     spool = state / "spool" / "plant-a.alerts.jsonl"
     url = f"http://127.0.0.1:{port}"
     early = [_alert(n, count=2) for n in range(10)]
@@ -177,7 +176,7 @@ def test_alerts_spooled_while_the_server_is_down_arrive_once(state: Path) -> Non
 def test_server_errors_are_retried_then_spooled(server: FleetServer, state: Path) -> None:
     assert server.database is not None
     spool = state / "spool.jsonl"
-    token = operator_token.read(state, name=operator_token.SENSOR)
+    token = api_tokens.read(state, name=api_tokens.SENSOR)
     assert token is not None
     forwarder = FleetForwarder(
         url=server.http_url, token=token, site="plant-a", spool=spool, attempts=3, backoff=0.01
@@ -194,8 +193,8 @@ def test_server_errors_are_retried_then_spooled(server: FleetServer, state: Path
 
 def test_refusals_carry_the_server_reason(server: FleetServer, state: Path) -> None:
     spool = state / "spool.jsonl"
-    operator = operator_token.read(state)
-    sensor = operator_token.read(state, name=operator_token.SENSOR)
+    operator = api_tokens.read(state)
+    sensor = api_tokens.read(state, name=api_tokens.SENSOR)
     assert operator is not None and sensor is not None
 
     with FleetForwarder(url=server.http_url, token=operator, site="plant-a", spool=spool) as wrong:
@@ -219,7 +218,7 @@ def test_refusals_carry_the_server_reason(server: FleetServer, state: Path) -> N
 
 def test_a_torn_spool_line_is_skipped(server: FleetServer, state: Path) -> None:
     spool = state / "torn.jsonl"
-    token = operator_token.read(state, name=operator_token.SENSOR)
+    token = api_tokens.read(state, name=api_tokens.SENSOR)
     assert token is not None
     with FleetForwarder(url=server.http_url, token=token, site="plant-a", spool=spool) as fw:
         assert fw.spool is not None

@@ -30,12 +30,12 @@ from typer.testing import CliRunner, Result
 from passive_monitor.alerts.engine import Detector
 from passive_monitor.alerts.model import Alert
 from passive_monitor.baseline import Baseline
-from passive_monitor.cli import monitor_command
 from passive_monitor.dissectors.bacnet import BacnetDissector
 from passive_monitor.dissectors.modbus import ModbusTcp
 from passive_monitor.inventory import Asset, InventoryBuilder
 from passive_monitor.oui import DEFAULT_DIRECTORY
 from passive_monitor.sensor import Sensor
+from sevenfold.cli.monitor import monitor_command
 from tests.components import free_port
 from tests.strict_mode import missing
 

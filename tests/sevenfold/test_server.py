@@ -15,11 +15,11 @@ import pytest
 from typer.testing import CliRunner
 
 from device_runtime.simulator import BrokerAddress
-from sevenfold import operator_token
+from fleet_platform import api_tokens
+from fleet_platform.server_config import RuntimeInfo, ServerConfig
 from sevenfold.cli.app import app
 from sevenfold.cli.simulate import run_fleet
 from sevenfold.server import FleetServer
-from sevenfold.server_config import RuntimeInfo, ServerConfig
 from tests.components import binary
 
 
@@ -35,9 +35,9 @@ def test_rest_api_needs_the_operator_token(fleet: FleetServer) -> None:
     devices = f"{fleet.http_url}/api/v1/devices"
     assert httpx.get(devices).status_code == 401
     assert httpx.get(devices, headers={"Authorization": "Bearer wrong"}).status_code == 401
-    token = operator_token.read(fleet.config.state_dir)
+    token = api_tokens.read(fleet.config.state_dir)
     assert token is not None and len(token) >= 32
-    assert (fleet.config.state_dir / operator_token.TOKEN_FILE).stat().st_mode & 0o077 == 0
+    assert (fleet.config.state_dir / api_tokens.TOKEN_FILE).stat().st_mode & 0o077 == 0
     ok = httpx.get(devices, headers={"Authorization": f"Bearer {token}"})
     assert ok.status_code == 200 and ok.json() == []
 

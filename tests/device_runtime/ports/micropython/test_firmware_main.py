@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from firmware_images.micropython_bundle import build
-from sevenfold.server import FleetServer, fleet_authority
-from sevenfold.server_config import ServerConfig
+from fleet_platform.pki import fleet_authority
+from fleet_platform.server_config import ServerConfig
+from sevenfold.server import FleetServer
 from tests.components import binary
 
 REPO = Path(__file__).resolve().parents[4]

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from firmware_images.micropython_bundle import build
-from sevenfold.broker import MosquittoBroker
-from sevenfold.pki import CertificateAuthority, IssuedCredential
+from fleet_platform.broker import MosquittoBroker
+from fleet_platform.pki import CertificateAuthority, IssuedCredential
 from tests.broker_fixtures import IssueCredential, OpenSession
 from tests.components import binary, free_port
 

@@ -1,0 +1,53 @@
+"""The attestation server's tables: enrolled devices and their audit trail.
+
+These models are the reference the Alembic migrations in ``migrations/`` are
+checked against; the migrations, not ``create_all``, build a real database.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from fleet_platform.storage.tables import Base
+from fleet_platform.storage.timestamps import UtcDateTime
+
+
+class Device(Base):
+    """One enrolled device and the latest state its heartbeats reported."""
+
+    __tablename__ = "devices"
+    __table_args__ = (
+        CheckConstraint("rot IN ('software', 'tpm', 'dice')", name="rot_kind"),
+        CheckConstraint("boot_count >= 0", name="boot_count_non_negative"),
+        CheckConstraint("heartbeat_interval > 0", name="heartbeat_interval_positive"),
+    )
+
+    device_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    enrolled_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UtcDateTime)
+    hwmodel: Mapped[str] = mapped_column(Text)
+    swname: Mapped[str] = mapped_column(Text)
+    swversion: Mapped[str] = mapped_column(Text)
+    rot: Mapped[str] = mapped_column(Text)
+    cert_fingerprint: Mapped[str | None] = mapped_column(Text)
+    boot_count: Mapped[int] = mapped_column(BigInteger)
+    last_seq: Mapped[int | None] = mapped_column(BigInteger)
+    last_uptime: Mapped[int | None] = mapped_column(BigInteger)
+    heartbeat_interval: Mapped[int] = mapped_column(Integer)
+
+
+class DeviceEvent(Base):
+    """An audit entry; ``device_id`` has no foreign key so rejections of unknown ids fit."""
+
+    __tablename__ = "device_events"
+    __table_args__ = (Index("ix_device_events_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    kind: Mapped[str] = mapped_column(Text)
+    code: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,109 @@
+"""Where a fleet server keeps its state and how it reaches its broker."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from device_runtime.core import protocol
+from device_runtime.core.errors import InvalidField, SevenfoldError
+from device_runtime.ports.cpython.atomic_file import write_atomic
+
+SERVICES = ("attestation", "updates", "monitor")
+DEFAULT_HTTP_PORT = 8770
+RUNTIME_FILE = "server.json"
+
+
+class NoServer(SevenfoldError):
+    """No running server could be found for this state directory."""
+
+    code = "no-server"
+
+
+def default_state_dir() -> Path:
+    """``$SEVENFOLD_STATE``, else the XDG state directory."""
+    explicit = os.environ.get("SEVENFOLD_STATE")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "sevenfold"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExternalBroker:
+    """A broker someone else runs (Mosquitto cluster, EMQX, HiveMQ) that does mTLS."""
+
+    host: str
+    port: int
+    ca_path: Path
+    cert_path: Path
+    key_path: Path
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    state_dir: Path
+    database_url: str | None = None
+    http_host: str = "127.0.0.1"
+    http_port: int = DEFAULT_HTTP_PORT
+    broker: ExternalBroker | None = None
+    prefix: str = protocol.DEFAULT_PREFIX
+    heartbeat_interval: int = 30
+    services: tuple[str, ...] = SERVICES
+
+    def __post_init__(self) -> None:
+        unknown = set(self.services) - set(SERVICES)
+        if unknown or not self.services:
+            raise InvalidField(f"services must be a non-empty subset of {SERVICES}")
+        if not 1 <= self.heartbeat_interval <= 86400:
+            raise InvalidField("heartbeat interval must be 1..86400 seconds")
+
+    @property
+    def resolved_database_url(self) -> str:
+        """SQLite in the state directory unless a URL (e.g. PostgreSQL) was given."""
+        return self.database_url or f"sqlite:///{self.state_dir / 'sevenfold.db'}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuntimeInfo:
+    """What a running server publishes in its state dir for local tools to find it."""
+
+    http_url: str
+    broker_host: str | None
+    broker_port: int | None
+    ca_path: str | None
+    prefix: str
+    pid: int
+
+    def write(self, state_dir: Path) -> None:
+        data = json.dumps(
+            {
+                "http_url": self.http_url,
+                "broker_host": self.broker_host,
+                "broker_port": self.broker_port,
+                "ca_path": self.ca_path,
+                "prefix": self.prefix,
+                "pid": self.pid,
+            },
+            indent=2,
+        )
+        write_atomic(state_dir / RUNTIME_FILE, data.encode(), mode=0o644)
+
+    @classmethod
+    def read(cls, state_dir: Path) -> RuntimeInfo | None:
+        try:
+            raw = json.loads((state_dir / RUNTIME_FILE).read_text())
+            return cls(
+                http_url=str(raw["http_url"]),
+                broker_host=raw["broker_host"],
+                broker_port=raw["broker_port"],
+                ca_path=raw["ca_path"],
+                prefix=str(raw["prefix"]),
+                pid=int(raw["pid"]),
+            )
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidField(f"{state_dir / RUNTIME_FILE} is damaged: {exc}") from exc

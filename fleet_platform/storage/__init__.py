@@ -1,0 +1,10 @@
+"""The fleet server's storage engine: SQLite embedded by default, PostgreSQL shared.
+
+The engine, its durability settings and the migration runner live here; the
+tables belong to the services that own them, each shipping its own Alembic
+migrations, which the server composition hands to :func:`open_database`.
+"""
+
+from fleet_platform.storage.engine import Database, open_database
+
+__all__ = ["Database", "open_database"]

@@ -1,0 +1,150 @@
+"""Opening the fleet database: an embedded SQLite file by default, PostgreSQL by URL.
+
+Durability and concurrency settings are applied on every new connection rather
+than trusted to the server's configuration: a fleet registry that loses an
+enrollment on power loss, or fails under concurrent heartbeats, is a security bug.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+
+from fleet_platform.storage import schema
+
+BUSY_TIMEOUT_MS = 30_000
+"""How long a SQLite writer waits for another thread's write lock before failing."""
+
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = FULL",
+    "PRAGMA foreign_keys = ON",
+    f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
+)
+"""WAL lets readers run beside the writer; FULL syncs the WAL on every commit."""
+
+
+class Database:
+    """An engine plus the session factory every storage query goes through."""
+
+    def __init__(self, *, engine: Engine, migrations: Sequence[Path]) -> None:
+        self._engine = engine
+        self._migrations = tuple(migrations)
+        self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, for callers that need Core access."""
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``; upserts are spelled per dialect."""
+        return self._engine.dialect.name
+
+    def session(self) -> Session:
+        """A new session; use it as a context manager and keep it to one transaction."""
+        return self._sessions()
+
+    def upgrade(self, *, revision: str = "head") -> None:
+        """Migrate the schema forward; a no-op when already at *revision*."""
+        schema.upgrade(self._engine, locations=self._migrations, revision=revision)
+
+    def downgrade(self, *, revision: str) -> None:
+        """Migrate the schema back to *revision* (``"base"`` drops every table)."""
+        schema.downgrade(self._engine, locations=self._migrations, revision=revision)
+
+    def revision(self) -> str | None:
+        """The schema revision the database is at, None before the first upgrade."""
+        return schema.current_revision(self._engine)
+
+    def dispose(self) -> None:
+        """Close every pooled connection (SQLite checkpoints its WAL on last close)."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.dispose()
+
+    def __repr__(self) -> str:
+        return f"Database({self._engine.url.render_as_string(hide_password=True)!r})"
+
+
+def open_database(url: str, *, migrations: Sequence[Path]) -> Database:
+    """Open *url* (``sqlite:///path`` or ``postgresql+psycopg://...``) without migrating it.
+
+    *migrations* are the version-script directories of the services whose tables
+    this database holds; :meth:`Database.upgrade` applies them.
+
+    ``sqlite://`` (in memory) shares a single connection so that every session sees
+    the same data; it suits tests and tools, while a multi-threaded server needs a file.
+    """
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return Database(engine=_sqlite_engine(parsed), migrations=migrations)
+    if backend == "postgresql":
+        return Database(engine=_postgresql_engine(parsed), migrations=migrations)
+    raise ValueError(f"unsupported database backend {backend!r}: use sqlite or postgresql")
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    in_memory = url.database in (None, "", ":memory:")
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+        # One shared connection, or each pooled connection would see its own empty database.
+        poolclass=StaticPool if in_memory else None,
+    )
+    event.listen(engine, "connect", _configure_sqlite_connection)
+    event.listen(engine, "begin", _begin_sqlite_transaction)
+    return engine
+
+
+def _configure_sqlite_connection(
+    dbapi_connection: DBAPIConnection, connection_record: ConnectionPoolEntry
+) -> None:
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        raise TypeError("the sqlite engine must use the sqlite3 driver")
+    # The driver's own implicit BEGIN skips SELECTs and DDL; transactions are begun
+    # explicitly instead (see _begin_sqlite_transaction).
+    dbapi_connection.isolation_level = None
+    for pragma in SQLITE_PRAGMAS:
+        dbapi_connection.execute(pragma).close()
+
+
+def _begin_sqlite_transaction(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN")
+
+
+def _postgresql_engine(url: URL) -> Engine:
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    engine = create_engine(url, pool_pre_ping=True)
+    event.listen(engine, "connect", _configure_postgresql_connection)
+    return engine
+
+
+def _configure_postgresql_connection(
+    dbapi_connection: DBAPIConnection, connection_record: ConnectionPoolEntry
+) -> None:
+    # A server configured with synchronous_commit=off could lose acknowledged writes.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET synchronous_commit TO on")
+    cursor.close()
+    dbapi_connection.commit()

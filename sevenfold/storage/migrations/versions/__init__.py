@@ -1,1 +1,0 @@
-"""Migration scripts; a package so that installing the wheel ships them."""
