@@ -68,6 +68,52 @@ class NotEnrolled(ProtocolError):
     code = "not-enrolled"
 
 
+class Replayed(ProtocolError):
+    """A request repeats or precedes one already accepted: a replayed or reordered
+    sequence number, or a boot count lower than one the server has seen (a cloned
+    or rolled-back device)."""
+
+    code = "replayed"
+
+
+class InternalError(ProtocolError):
+    """The server failed in a way that is not the device's fault; try again later."""
+
+    code = "internal"
+
+
+class RetryLater(ProtocolError):
+    """Not refused, not served: send the same request again after ``retry_after_ms``.
+
+    The device is expected to wait at least that long, plus a random share of it
+    so that a fleet told to wait at once does not come back at once.
+    """
+
+    code = "retry-later"
+
+    def __init__(self, reason: str, retry_after_ms: int = 1000) -> None:
+        super().__init__(reason)
+        self.retry_after_ms = retry_after_ms
+
+
+class Busy(RetryLater):
+    """The server is overloaded and did not look at the request."""
+
+    code = "busy"
+
+
+class RateLimited(RetryLater):
+    """This device sent more requests than its share; the others are unaffected."""
+
+    code = "rate-limited"
+
+
+class Unavailable(RetryLater):
+    """The server cannot reach its storage just now; nothing was recorded."""
+
+    code = "unavailable"
+
+
 class CryptoError(SevenfoldError):
     """A signature, key or certificate did not verify or could not be used."""
 
@@ -94,12 +140,19 @@ WIRE_ERRORS = (
     InvalidField,
     IdentityMismatch,
     NotEnrolled,
+    Replayed,
+    InternalError,
 )
+RETRY_ERRORS = (Busy, RateLimited, Unavailable, RetryLater)
 
 
-def from_wire(code: str, reason: str) -> ProtocolError:
+def from_wire(code: str, reason: str, retry_after_ms: object = None) -> ProtocolError:
     """Rebuild the error a peer reported, so callers can catch it by class."""
     for cls in WIRE_ERRORS:
         if cls.code == code:
             return cls(reason)
+    for retry in RETRY_ERRORS:
+        if retry.code == code:
+            wait = retry_after_ms if isinstance(retry_after_ms, int) else 1000
+            return retry(reason, wait)
     return ProtocolError(reason)

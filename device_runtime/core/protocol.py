@@ -14,6 +14,7 @@ from device_runtime.core.errors import (
     IdentityMismatch,
     InvalidField,
     ProtocolError,
+    RetryLater,
     TooLarge,
     UnknownType,
     UnsupportedVersion,
@@ -27,6 +28,9 @@ DEFAULT_PREFIX = "sevenfold"
 SERVER_IDENTITY = "sevenfold-server"
 
 ROOTS_OF_TRUST = ("software", "tpm", "dice")
+
+MAX_RETRY_AFTER_MS = 600000
+"""Longest wait a server may ask of a device (ten minutes), in milliseconds."""
 
 # name: (type, required, limit) — limit is a max length for text/bytes and an
 # inclusive maximum for unsigned integers.
@@ -57,6 +61,7 @@ SCHEMAS: dict[str, dict[str, tuple[type, bool, int]]] = {
     "error": {
         "code": (str, True, 32),
         "reason": (str, True, MAX_TEXT),
+        "retry_after": (int, False, MAX_RETRY_AFTER_MS),
     },
 }
 
@@ -184,7 +189,10 @@ def error_body(error: ProtocolError) -> dict[str, object]:
     reason = error.reason
     if len(reason) > MAX_TEXT:
         reason = reason[: MAX_TEXT - 3] + "..."
-    return {"code": error.code, "reason": reason}
+    body: dict[str, object] = {"code": error.code, "reason": reason}
+    if isinstance(error, RetryLater):
+        body["retry_after"] = min(max(error.retry_after_ms, 0), MAX_RETRY_AFTER_MS)
+    return body
 
 
 def correlation_of(data: bytes) -> bytes | None:
