@@ -16,7 +16,10 @@ from attestation_server.registry import DeviceRegistry
 class DeviceView(BaseModel):
     device_id: str
     status: str
-    rot: str
+    rot_claimed: str
+    """The root of trust the device says it has; nobody has checked."""
+    rot_verified: str | None
+    """The root of trust attestation proved; null until it has."""
     hwmodel: str
     swname: str
     swversion: str
@@ -38,7 +41,8 @@ def _device_view(record: DeviceRecord, now: datetime) -> DeviceView:
     return DeviceView(
         device_id=record.device_id,
         status=record.status(now),
-        rot=record.rot,
+        rot_claimed=record.rot_claimed,
+        rot_verified=record.rot_verified,
         hwmodel=record.hwmodel,
         swname=record.swname,
         swversion=record.swversion,

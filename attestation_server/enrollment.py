@@ -1,16 +1,20 @@
 """Enrollment and liveness: the device registry's view of the fleet.
 
-Enrollment here records what a device says about itself under the identity its
-certificate proves; attestation (evidence, verification, short-lived fleet
-certificates) builds on this record.
+Enrollment records what a device says about itself under the identity its
+certificate proves, marked as claimed; attestation (evidence, verification,
+short-lived fleet certificates) is what turns a claim into a verified fact.
+Each handler runs inside the gateway's transaction for its batch, so what it
+writes is committed before the device hears the answer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
+
+from sqlalchemy import Connection
 
 from attestation_server.registry import DeviceRegistry
-from device_runtime.core.errors import InvalidField
 from fleet_platform.gateway import Body, Gateway, Request
 
 
@@ -25,44 +29,32 @@ class EnrollmentService:
         gateway.handle("enroll", self.enroll)
         gateway.handle("heartbeat", self.heartbeat)
 
-    def enroll(self, request: Request) -> Body:
+    def enroll(self, request: Request, tx: Connection) -> Body:
         body = request.body
-        if body["rot"] not in ("software", "tpm", "dice"):
-            raise InvalidField(f"unknown root of trust {body['rot']!r}")
         self.registry.enroll(
             request.device_id,
-            hwmodel=body["hwmodel"],
-            swname=body["swname"],
-            swversion=body["swversion"],
-            rot=body["rot"],
-            boot_count=body["boot_count"],
+            hwmodel=cast(str, body["hwmodel"]),
+            swname=cast(str, body["swname"]),
+            swversion=cast(str, body["swversion"]),
+            rot_claimed=cast(str, body["rot"]),
+            boot_count=cast(int, body["boot_count"]),
             heartbeat_interval=self.heartbeat_interval,
-            cert_fingerprint=None,
             now=request.received_at,
+            tx=tx,
         )
         return {
             "heartbeat_interval": self.heartbeat_interval,
             "server_time": int(request.received_at.timestamp()),
         }
 
-    def heartbeat(self, request: Request) -> Body:
+    def heartbeat(self, request: Request, tx: Connection) -> Body:
         body = request.body
-        known = self.registry.get(request.device_id)
-        if (
-            known is not None
-            and known.boot_count == body["boot_count"]
-            and known.last_seq is not None
-            and body["seq"] <= known.last_seq
-        ):
-            raise InvalidField(
-                f"heartbeat {body['seq']} is not after {known.last_seq} in boot {known.boot_count}:"
-                " replayed or reordered"
-            )
         self.registry.heartbeat(
             request.device_id,
-            seq=body["seq"],
-            uptime=body["uptime"],
-            boot_count=body["boot_count"],
+            seq=cast(int, body["seq"]),
+            uptime=cast(int, body["uptime"]),
+            boot_count=cast(int, body["boot_count"]),
             now=request.received_at,
+            tx=tx,
         )
         return {"seq": body["seq"], "server_time": int(request.received_at.timestamp())}

@@ -1,7 +1,7 @@
-"""Immutable snapshots of stored rows, handed to callers instead of ORM objects.
+"""Immutable snapshots of stored rows, handed to callers instead of database rows.
 
-A snapshot cannot lazy-load or flush behind the caller's back, so it is safe to
-pass between threads and to keep after its session has closed.
+A snapshot cannot change behind the caller's back, so it is safe to pass
+between threads and to keep after its transaction has ended.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from attestation_server.tables import Device, DeviceEvent
+from sqlalchemy import RowMapping
+
+from attestation_server.tables import Device
 from fleet_platform.storage.timestamps import require_aware
 
 DeviceStatus = Literal["online", "offline"]
@@ -29,7 +31,8 @@ class DeviceRecord:
     hwmodel: str
     swname: str
     swversion: str
-    rot: str
+    rot_claimed: str
+    rot_verified: str | None
     cert_fingerprint: str | None
     boot_count: int
     last_seq: int | None
@@ -37,28 +40,18 @@ class DeviceRecord:
     heartbeat_interval: int
 
     @classmethod
-    def from_model(cls, device: Device) -> DeviceRecord:
-        """Snapshot a loaded row while its session is still open."""
-        return cls(
-            device_id=device.device_id,
-            enrolled_at=device.enrolled_at,
-            last_seen=device.last_seen,
-            hwmodel=device.hwmodel,
-            swname=device.swname,
-            swversion=device.swversion,
-            rot=device.rot,
-            cert_fingerprint=device.cert_fingerprint,
-            boot_count=device.boot_count,
-            last_seq=device.last_seq,
-            last_uptime=device.last_uptime,
-            heartbeat_interval=device.heartbeat_interval,
-        )
+    def from_row(cls, row: RowMapping) -> DeviceRecord:
+        """Snapshot a Core result row of the devices table."""
+        return cls(**{name: row[name] for name in _DEVICE_FIELDS})
 
     def status(self, now: datetime) -> DeviceStatus:
         """Derived on read, never stored, so it can't go stale when heartbeats stop."""
         silence = require_aware(now, name="now") - self.last_seen
         allowed = timedelta(seconds=MISSED_HEARTBEATS_BEFORE_OFFLINE * self.heartbeat_interval)
         return "online" if silence <= allowed else "offline"
+
+
+_DEVICE_FIELDS = tuple(column.name for column in Device.__table__.columns)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,13 +66,13 @@ class EventRecord:
     reason: str
 
     @classmethod
-    def from_model(cls, event: DeviceEvent) -> EventRecord:
-        """Snapshot a loaded row while its session is still open."""
+    def from_row(cls, row: RowMapping) -> EventRecord:
+        """Snapshot a Core result row of the events table."""
         return cls(
-            id=event.id,
-            device_id=event.device_id,
-            at=event.at,
-            kind=event.kind,
-            code=event.code,
-            reason=event.reason,
+            id=row["id"],
+            device_id=row["device_id"],
+            at=row["at"],
+            kind=row["kind"],
+            code=row["code"],
+            reason=row["reason"],
         )

@@ -1,10 +1,21 @@
 """The registry of enrolled devices and the audit trail of what happened to them.
 
-Every method is one short transaction whose first statement writes (an upsert,
-an UPDATE ... RETURNING or an INSERT). On SQLite that takes the write lock up
-front, where the busy timeout applies, instead of upgrading a read snapshot that
-another thread may already have outdated; on PostgreSQL the row lock makes
-concurrent heartbeats for one device serialize rather than lose updates.
+The monotonic rules a device's reports must follow are enforced by the database
+in the statement that writes them, never by reading first and writing after:
+
+* a boot count never goes backwards (a lower one is the first sign of a cloned
+  or rolled-back device, and is recorded as a security event);
+* within one boot, heartbeat sequence numbers strictly increase;
+* an enrollment never lowers either: a repeated enroll in the same boot keeps
+  the sequence, only a new boot starts a new one.
+
+Each rule is the ``WHERE`` clause of one conditional ``UPDATE`` or upsert, so
+two workers (or two server replicas) racing with the same report cannot both
+win on SQLite or PostgreSQL. Only when the write matched nothing does the
+registry read the row, to say why.
+
+Every write method takes an optional open transaction (``tx``), so the gateway
+can serve a batch of requests in one commit; without one it opens its own.
 """
 
 from __future__ import annotations
@@ -12,24 +23,23 @@ from __future__ import annotations
 import string
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, RowMapping, Table, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import ReturningInsert
 
 from attestation_server.records import DeviceRecord, EventRecord
 from attestation_server.tables import Device, DeviceEvent
-from device_runtime.core.errors import NotEnrolled, ProtocolError, StorageError
+from device_runtime.core.errors import NotEnrolled, ProtocolError, Replayed
 from device_runtime.core.protocol import ROOTS_OF_TRUST
+from fleet_platform.event_budget import EventBudget
 from fleet_platform.storage import Database
 from fleet_platform.storage.timestamps import require_aware
 
 MAX_COUNTER = 2**63 - 1
-"""Largest counter a BIGINT column holds; devices report counters as CBOR uints."""
+"""Largest counter a BIGINT column holds; the protocol's counter limits are this."""
 
 MAX_HEARTBEAT_INTERVAL = 2**31 - 1
 """Largest heartbeat interval, in seconds, an INTEGER column holds."""
@@ -37,12 +47,45 @@ MAX_HEARTBEAT_INTERVAL = 2**31 - 1
 FINGERPRINT_LENGTH = 64
 """Hex digits of a SHA-256 digest."""
 
+SECURITY = "security"
+"""Event kind of what an operator must look at: a device behaving like a clone or a rollback."""
+
+BOOT_REGRESSED = "boot-regressed"
+
+_CLAIM = (
+    "last_seen",
+    "hwmodel",
+    "swname",
+    "swversion",
+    "rot_claimed",
+    "cert_fingerprint",
+    "heartbeat_interval",
+)
+"""What an enroll refreshes: what the device says about itself, and when it said it."""
+
+_DEVICES = cast(Table, Device.__table__)
+_EVENTS = cast(Table, DeviceEvent.__table__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Enrollment:
+    """The stored device after an enroll, and whether it started a new boot."""
+
+    record: DeviceRecord
+    new_boot: bool
+
 
 class DeviceRegistry:
-    """Enrollment, liveness and audit events of the fleet, safe to share between threads."""
+    """Enrollment, liveness and audit events of the fleet, safe to share between threads.
 
-    def __init__(self, *, database: Database) -> None:
+    *budget* rations the events written per device, so a device that keeps
+    misbehaving (or keeps rebooting) cannot fill the audit table; what is
+    rationed away is counted and reported in the next event that is written.
+    """
+
+    def __init__(self, *, database: Database, budget: EventBudget | None = None) -> None:
         self._database = database
+        self._budget = budget or EventBudget()
 
     def enroll(
         self,
@@ -51,20 +94,23 @@ class DeviceRegistry:
         hwmodel: str,
         swname: str,
         swversion: str,
-        rot: str,
+        rot_claimed: str,
         boot_count: int,
         heartbeat_interval: int,
-        cert_fingerprint: str | None,
         now: datetime,
-    ) -> DeviceRecord:
-        """Insert the device, or replace its record when it enrolls again.
+        cert_fingerprint: str | None = None,
+        tx: Connection | None = None,
+    ) -> Enrollment:
+        """Insert the device or refresh it; a new boot starts a new heartbeat sequence.
 
-        Re-enrollment starts a new heartbeat sequence, so the last sequence number
-        and uptime are cleared rather than compared against the new ones.
+        Raises :class:`Replayed` when *boot_count* is lower than one already seen
+        (after recording a security event); the stored record is left untouched.
         """
         _check_device_id(device_id)
-        if rot not in ROOTS_OF_TRUST:
-            raise ValueError(f"rot must be one of {', '.join(ROOTS_OF_TRUST)}, not {rot!r}")
+        if rot_claimed not in ROOTS_OF_TRUST:
+            raise ValueError(
+                f"rot_claimed must be one of {', '.join(ROOTS_OF_TRUST)}, not {rot_claimed!r}"
+            )
         _check_counter(boot_count, name="boot_count")
         if not _is_int(heartbeat_interval) or not 0 < heartbeat_interval <= MAX_HEARTBEAT_INTERVAL:
             raise ValueError("heartbeat_interval must be a positive number of seconds")
@@ -76,120 +122,259 @@ class DeviceRegistry:
             "hwmodel": hwmodel,
             "swname": swname,
             "swversion": swversion,
-            "rot": rot,
+            "rot_claimed": rot_claimed,
+            "rot_verified": None,
             "cert_fingerprint": _normalise_fingerprint(cert_fingerprint),
             "boot_count": boot_count,
             "last_seq": None,
             "last_uptime": None,
             "heartbeat_interval": heartbeat_interval,
         }
-        with self._transaction("enroll") as session:
-            device = session.scalars(self._upsert_device(values)).one()
-            record = DeviceRecord.from_model(device)
-            session.add(
-                DeviceEvent(
+        claim = {name: values[name] for name in _CLAIM}
+        with self._in(tx, "enroll") as connection:
+            row, new_boot = self._enroll_row(connection, values, claim)
+            record = DeviceRecord.from_row(row)
+            if new_boot:
+                self._write_event(
+                    connection,
                     device_id=device_id,
-                    at=at,
                     kind="enrolled",
                     code=None,
-                    reason=f"{rot} root of trust, {hwmodel} running {swname} {swversion}",
+                    reason=(
+                        f"boot {boot_count}: {rot_claimed} root of trust (claimed),"
+                        f" {hwmodel} running {swname} {swversion}"
+                    ),
+                    at=at,
                 )
-            )
-        return record
+        return Enrollment(record=record, new_boot=new_boot)
 
     def heartbeat(
-        self, device_id: str, *, seq: int, uptime: int, boot_count: int, now: datetime
+        self,
+        device_id: str,
+        *,
+        seq: int,
+        uptime: int,
+        boot_count: int,
+        now: datetime,
+        tx: Connection | None = None,
     ) -> DeviceRecord:
-        """Record that the device is alive; raises NotEnrolled for an unknown device."""
+        """Record that the device is alive, if this report is newer than every one before.
+
+        Raises :class:`NotEnrolled` for an unknown device and :class:`Replayed`
+        for a sequence number that is not after the last one in this boot, or a
+        boot before the last one seen (which also records a security event).
+        """
         _check_device_id(device_id)
         _check_counter(seq, name="seq")
         _check_counter(uptime, name="uptime")
         _check_counter(boot_count, name="boot_count")
-        statement = (
-            update(Device)
-            .where(Device.device_id == device_id)
-            .values(
-                last_seen=require_aware(now, name="now"),
-                last_seq=seq,
-                last_uptime=uptime,
-                boot_count=boot_count,
-            )
-            .returning(Device)
+        at = require_aware(now, name="now")
+        newer = (_DEVICES.c.boot_count < boot_count) | (
+            (_DEVICES.c.boot_count == boot_count)
+            & (_DEVICES.c.last_seq.is_(None) | (_DEVICES.c.last_seq < seq))
         )
-        with self._transaction("heartbeat") as session:
-            device = session.scalars(statement).one_or_none()
-            if device is None:
+        statement = (
+            update(_DEVICES)
+            .where(_DEVICES.c.device_id == device_id, newer)
+            .values(last_seen=at, last_seq=seq, last_uptime=uptime, boot_count=boot_count)
+            .returning(*_DEVICES.c)
+        )
+        with self._in(tx, "heartbeat") as connection:
+            row = connection.execute(statement).mappings().one_or_none()
+            if row is not None:
+                return DeviceRecord.from_row(row)
+            known = connection.execute(
+                select(_DEVICES.c.boot_count, _DEVICES.c.last_seq).where(
+                    _DEVICES.c.device_id == device_id
+                )
+            ).one_or_none()
+            if known is None:
                 raise NotEnrolled(f"device {device_id!r} is not enrolled")
-            return DeviceRecord.from_model(device)
+            if boot_count < known.boot_count:
+                self._boot_regressed(connection, device_id, boot_count, at)
+            raise Replayed(
+                f"heartbeat {seq} is not after {known.last_seq} in boot {boot_count}:"
+                " replayed or reordered"
+            )
 
     def get(self, device_id: str) -> DeviceRecord | None:
         """The device's record, or None if it never enrolled."""
-        with self._transaction("get") as session:
-            device = session.get(Device, device_id)
-            return None if device is None else DeviceRecord.from_model(device)
+        with self._in(None, "get") as connection:
+            row = (
+                connection.execute(select(_DEVICES).where(_DEVICES.c.device_id == device_id))
+                .mappings()
+                .one_or_none()
+            )
+        return None if row is None else DeviceRecord.from_row(row)
 
     def list_devices(self) -> list[DeviceRecord]:
         """Every enrolled device, ordered by device id."""
-        with self._transaction("list devices") as session:
-            devices = session.scalars(select(Device).order_by(Device.device_id))
-            return [DeviceRecord.from_model(device) for device in devices]
+        with self._in(None, "list devices") as connection:
+            rows = connection.execute(select(_DEVICES).order_by(_DEVICES.c.device_id)).mappings()
+            return [DeviceRecord.from_row(row) for row in rows]
 
     def record_event(
-        self, *, device_id: str | None, kind: str, code: str | None, reason: str, now: datetime
-    ) -> None:
-        """Append an audit event; the device need not exist (rejections of unknown ids)."""
+        self,
+        *,
+        device_id: str | None,
+        kind: str,
+        code: str | None,
+        reason: str,
+        now: datetime,
+        tx: Connection | None = None,
+    ) -> bool:
+        """Append an audit event unless the device's budget is spent; True if written.
+
+        The device need not exist (rejections of unknown ids are events too).
+        """
         if not kind:
             raise ValueError("kind must not be empty")
-        event = DeviceEvent(
-            device_id=device_id,
-            at=require_aware(now, name="now"),
-            kind=kind,
-            code=code,
-            reason=reason,
-        )
-        with self._transaction("record event") as session:
-            session.add(event)
+        at = require_aware(now, name="now")
+        with self._in(tx, "record event") as connection:
+            return self._write_event(
+                connection, device_id=device_id, kind=kind, code=code, reason=reason, at=at
+            )
 
-    def record_rejection(self, device_id: str, error: ProtocolError, now: datetime) -> None:
+    def record_rejection(
+        self, device_id: str, error: ProtocolError, now: datetime, tx: Connection | None = None
+    ) -> bool:
         """The gateway's hook: a message from *device_id* was rejected with *error*."""
-        self.record_event(
-            device_id=device_id, kind="rejected", code=error.code, reason=error.reason, now=now
+        return self.record_event(
+            device_id=device_id,
+            kind="rejected",
+            code=error.code,
+            reason=error.reason,
+            now=now,
+            tx=tx,
         )
 
     def events(self, *, limit: int = 100) -> list[EventRecord]:
         """The newest *limit* events, newest first (ties broken by insertion order)."""
         if not _is_int(limit) or limit < 1:
             raise ValueError("limit must be a positive integer")
-        statement = (
-            select(DeviceEvent).order_by(DeviceEvent.at.desc(), DeviceEvent.id.desc()).limit(limit)
+        statement = select(_EVENTS).order_by(_EVENTS.c.at.desc(), _EVENTS.c.id.desc()).limit(limit)
+        with self._in(None, "list events") as connection:
+            return [EventRecord.from_row(row) for row in connection.execute(statement).mappings()]
+
+    def _boot_regressed(
+        self, connection: Connection, device_id: str, boot_count: int, at: datetime
+    ) -> None:
+        """Record the security event and refuse: this boot comes before one already seen."""
+        known = connection.execute(
+            select(_DEVICES.c.boot_count).where(_DEVICES.c.device_id == device_id)
+        ).scalar_one()
+        reason = (
+            f"boot count went backwards: {boot_count} after {known}"
+            " (a cloned or rolled-back device, or a replay)"
         )
-        with self._transaction("list events") as session:
-            return [EventRecord.from_model(event) for event in session.scalars(statement)]
+        self._write_event(
+            connection,
+            device_id=device_id,
+            kind=SECURITY,
+            code=BOOT_REGRESSED,
+            reason=reason,
+            at=at,
+        )
+        raise Replayed(reason)
+
+    def _write_event(
+        self,
+        connection: Connection,
+        *,
+        device_id: str | None,
+        kind: str,
+        code: str | None,
+        reason: str,
+        at: datetime,
+    ) -> bool:
+        admitted, suppressed = self._budget.admit(device_id or "", at.timestamp())
+        if not admitted:
+            return False
+        if suppressed:
+            reason = f"{reason} ({suppressed} earlier events of this device were not recorded)"
+        connection.execute(
+            insert(_EVENTS),
+            {"device_id": device_id, "at": at, "kind": kind, "code": code, "reason": reason},
+        )
+        return True
 
     @contextmanager
-    def _transaction(self, operation: str) -> Iterator[Session]:
-        """One transaction; driver failures surface as the protocol's StorageError."""
-        try:
-            with self._database.session() as session, session.begin():
-                yield session
-        except SQLAlchemyError as exc:
-            raise StorageError(f"{operation} failed: {type(exc).__name__}") from exc
+    def _in(self, tx: Connection | None, operation: str) -> Iterator[Connection]:
+        """The caller's transaction, or a new one of our own.
 
-    def _upsert_device(self, values: dict[str, Any]) -> ReturningInsert[Device]:
-        replaced = {name: value for name, value in values.items() if name != "device_id"}
-        if self._database.dialect == "sqlite":
-            return (
-                sqlite.insert(Device)
+        A refusal (ProtocolError) commits what was written before it, as in the
+        gateway's batches: the security event that explains a refusal must stay.
+        """
+        if tx is not None:
+            yield tx
+            return
+        refusal: ProtocolError | None = None
+        with self._database.transaction(operation) as connection:
+            try:
+                yield connection
+            except ProtocolError as exc:
+                refusal = exc
+        if refusal is not None:
+            raise refusal
+
+    def _enroll_row(
+        self, connection: Connection, values: dict[str, Any], claim: dict[str, Any]
+    ) -> tuple[RowMapping, bool]:
+        """(the stored row, whether this enroll began a boot), each step one conditional write.
+
+        First enrollment inserts; a higher boot count replaces the record and starts
+        a new sequence; the same boot count refreshes what the device claims and
+        keeps the sequence; a lower one refuses. Racing enrolls each take exactly
+        one of these paths, because each step writes only if its condition holds.
+        """
+        device_id = values["device_id"]
+        boot_count = values["boot_count"]
+        dialect = sqlite if self._database.dialect == "sqlite" else postgresql
+        inserted = (
+            connection.execute(
+                dialect.insert(_DEVICES)
                 .values(values)
-                .on_conflict_do_update(index_elements=[Device.device_id], set_=replaced)
-                .returning(Device)
+                .on_conflict_do_nothing(index_elements=[_DEVICES.c.device_id])
+                .returning(*_DEVICES.c)
             )
-        return (
-            postgresql.insert(Device)
-            .values(values)
-            .on_conflict_do_update(index_elements=[Device.device_id], set_=replaced)
-            .returning(Device)
+            .mappings()
+            .one_or_none()
         )
+        if inserted is not None:
+            return inserted, True
+        this_device = _DEVICES.c.device_id == device_id
+        newer_boot = (
+            connection.execute(
+                update(_DEVICES)
+                .where(this_device, _DEVICES.c.boot_count < boot_count)
+                .values(
+                    enrolled_at=values["enrolled_at"],
+                    boot_count=boot_count,
+                    last_seq=None,
+                    last_uptime=None,
+                    **claim,
+                )
+                .returning(*_DEVICES.c)
+            )
+            .mappings()
+            .one_or_none()
+        )
+        if newer_boot is not None:
+            return newer_boot, True
+        same_boot = (
+            connection.execute(
+                update(_DEVICES)
+                .where(this_device, _DEVICES.c.boot_count == boot_count)
+                .values(**claim)
+                .returning(*_DEVICES.c)
+            )
+            .mappings()
+            .one_or_none()
+        )
+        if same_boot is not None:
+            return same_boot, False
+        self._boot_regressed(connection, device_id, boot_count, values["last_seen"])
+        raise AssertionError("unreachable")
 
 
 def _is_int(value: object) -> bool:

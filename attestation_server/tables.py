@@ -11,16 +11,27 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from device_runtime.core.protocol import ROOTS_OF_TRUST
 from fleet_platform.storage.tables import Base
 from fleet_platform.storage.timestamps import UtcDateTime
 
+_KINDS = "(" + ", ".join(f"'{kind}'" for kind in ROOTS_OF_TRUST) + ")"
+
 
 class Device(Base):
-    """One enrolled device and the latest state its heartbeats reported."""
+    """One enrolled device and the latest state its heartbeats reported.
+
+    ``rot_claimed`` is the root of trust the device says it has; ``rot_verified``
+    is the one attestation proved, and stays NULL until it does. The registry
+    never lets the first stand in for the second.
+    """
 
     __tablename__ = "devices"
     __table_args__ = (
-        CheckConstraint("rot IN ('software', 'tpm', 'dice')", name="rot_kind"),
+        CheckConstraint(f"rot_claimed IN {_KINDS}", name="rot_claimed_kind"),
+        CheckConstraint(
+            f"rot_verified IS NULL OR rot_verified IN {_KINDS}", name="rot_verified_kind"
+        ),
         CheckConstraint("boot_count >= 0", name="boot_count_non_negative"),
         CheckConstraint("heartbeat_interval > 0", name="heartbeat_interval_positive"),
     )
@@ -31,7 +42,8 @@ class Device(Base):
     hwmodel: Mapped[str] = mapped_column(Text)
     swname: Mapped[str] = mapped_column(Text)
     swversion: Mapped[str] = mapped_column(Text)
-    rot: Mapped[str] = mapped_column(Text)
+    rot_claimed: Mapped[str] = mapped_column(Text)
+    rot_verified: Mapped[str | None] = mapped_column(Text)
     cert_fingerprint: Mapped[str | None] = mapped_column(Text)
     boot_count: Mapped[int] = mapped_column(BigInteger)
     last_seq: Mapped[int | None] = mapped_column(BigInteger)

@@ -3,15 +3,36 @@
 The gateway is the only place that turns broker traffic into calls on the
 services. The sender's identity is the device id in the topic, which the broker
 binds to the client certificate (``use_identity_as_username`` + ``%u`` ACLs);
-nothing in a payload can change it. Every rejected message is answered with a
-specific error code, logged with its reason and recorded, and the gateway goes
-on serving everyone else.
+nothing in a payload can change it.
+
+What it guarantees, whatever a device sends:
+
+* **Every request gets an answer or a counted reason.** A rejected request is
+  answered with its specific error code; a device over its rate is told to
+  wait (``rate-limited``), an overloaded server says ``busy`` with a
+  ``retry_after``, a storage outage ``unavailable``, a bug ``internal``; only a
+  message with no recoverable correlation id (nothing to answer to), or a
+  device ignoring its rate-limit notice, is dropped, and that is counted.
+* **No message stops a worker.** Every exception is caught per request; an
+  unexpected one is logged with its traceback once (then counted) and the
+  worker goes on. Liveness (:meth:`health`) reports a dead worker or a lost
+  broker connection.
+* **Fairness.** Each device has its own short line (:mod:`request_queue`) and
+  token bucket (:mod:`rate_limits`); a flood from one device costs the others
+  a few microseconds per message, not their place in line.
+* **Answers after commit.** A worker serves a batch of requests (at most one
+  per device) in one database transaction and publishes the answers only once
+  it has committed, so an acknowledged heartbeat is durable; a request whose
+  handler fails in an unexpected way is retried alone so it cannot take the
+  rest of its batch down with it.
+* **One replica per message.** Servers subscribe through an MQTT shared
+  subscription, so N replicas or gateway processes split the traffic instead
+  of each processing (and then refusing as replays) every message.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -22,19 +43,50 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from device_runtime.core import protocol
-from device_runtime.core.errors import InvalidField, ProtocolError, TransportError
+from device_runtime.core.errors import (
+    Busy,
+    InternalError,
+    InvalidField,
+    ProtocolError,
+    RateLimited,
+    StorageError,
+    TransportError,
+    Unavailable,
+)
 from device_runtime.ports.cpython.transport import disable_nagle
+from fleet_platform.bounded_mqtt import BoundedClient
+from fleet_platform.event_budget import EventBudget
+from fleet_platform.fault_log import FaultLog
+from fleet_platform.gateway_limits import GatewayLimits
+from fleet_platform.health import Health
+from fleet_platform.metrics import Metrics
 from fleet_platform.mqtt_tls import client_context
 from fleet_platform.pki import IssuedCredential
-from fleet_platform.rejection_budget import RejectionBudget
+from fleet_platform.rate_limits import RateLimits
+from fleet_platform.request_queue import FairQueue, Work
+from fleet_platform.storage import Database
 
 log = logging.getLogger(__name__)
 
 Body = dict[str, Any]
+
+SHARE_GROUP = "sevenfold-gateway"
+"""Shared-subscription group every gateway (replica or process) of one fleet joins."""
+
+MAX_INCOMING = protocol.MAX_MESSAGE + 512
+"""Largest MQTT packet the server reads: a maximal message plus topic and header."""
+
+_CONNECT_TIMEOUT_S = 10.0
+_RECONNECT_MAX_S = 5
+_STORAGE_FAILURES_BEFORE_OUTAGE = 2
+"""Consecutive storage failures after which the rest of a batch is answered ``unavailable``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,14 +99,17 @@ class Request:
     received_at: datetime
 
 
-Handler = Callable[[Request], Body]
+Handler = Callable[[Request, Connection], Body]
+"""Serves one request inside the batch's transaction and returns the response body.
 
-RecordRejection = Callable[[str, ProtocolError, datetime], None]
-"""(device id, the error, when) -> None: how the owning service writes a rejection down."""
+Raising a :class:`ProtocolError` answers the device with that error; what the
+handler wrote before raising is committed (that is how it records why). Any
+other exception is a bug: the request is answered ``internal`` and none of its
+writes are kept.
+"""
 
-_QUEUE_LIMIT = 1024
-_WORKERS = 4
-_CONNECT_TIMEOUT_S = 10.0
+RecordRejection = Callable[[str, ProtocolError, datetime, Connection], bool]
+"""(device id, the error, when, transaction) -> written?: how the owning service notes a refusal."""
 
 
 class Gateway:
@@ -67,28 +122,50 @@ class Gateway:
         port: int,
         ca_path: Path,
         credential: IssuedCredential,
+        database: Database,
         record_rejection: RecordRejection,
+        client_id: str = protocol.SERVER_IDENTITY,
         prefix: str = protocol.DEFAULT_PREFIX,
-        budget: RejectionBudget | None = None,
+        limits: GatewayLimits | None = None,
+        metrics: Metrics | None = None,
+        log_budget: EventBudget | None = None,
     ) -> None:
         self.prefix = prefix
-        self._budget = budget or RejectionBudget()
+        self.limits = limits or GatewayLimits()
+        self.metrics = metrics or Metrics()
+        self._database = database
         self._record_rejection = record_rejection
         self._host = host
         self._port = port
         self._handlers: dict[str, Handler] = {}
-        self._work: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue(maxsize=_QUEUE_LIMIT)
+        self._queue = FairQueue(
+            per_device=self.limits.per_device_queue, total=self.limits.total_queue
+        )
+        self._rates = RateLimits(rate=self.limits.rate, burst=self.limits.burst)
+        self._log_budget = log_budget or EventBudget(per_window=10, window_s=60.0)
+        self._faults = FaultLog(log)
         self._workers: list[threading.Thread] = []
         self._ready = threading.Event()
-        self._client = mqtt.Client(
+        self._stopping = False
+        self._served_per_s = 0.0
+        self._client = BoundedClient(
             CallbackAPIVersion.VERSION2,
-            client_id=protocol.SERVER_IDENTITY,
-            protocol=mqtt.MQTTv311,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+            max_incoming=MAX_INCOMING,
         )
         self._client.tls_set_context(client_context(ca_path=ca_path, credential=credential))
         self._client.on_socket_open = disable_nagle
         self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.reconnect_delay_set(min_delay=1, max_delay=_RECONNECT_MAX_S)
+        # Answers are QoS 1; paho's default window of 20 in flight would queue them.
+        self._client.max_inflight_messages_set(1000)
+
+    @property
+    def subscription(self) -> str:
+        return f"$share/{SHARE_GROUP}/{self.prefix}/d/+/up"
 
     def handle(self, kind: str, handler: Handler) -> None:
         """Route requests of *kind* to *handler*; its result is the response body."""
@@ -97,13 +174,18 @@ class Gateway:
         self._handlers[kind] = handler
 
     def start(self) -> None:
-        for index in range(_WORKERS):
+        for index in range(self.limits.workers):
             worker = threading.Thread(target=self._work_loop, name=f"gateway-{index}", daemon=True)
             worker.start()
             self._workers.append(worker)
+        connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        connect.MaximumPacketSize = MAX_INCOMING
         try:
-            self._client.connect(self._host, self._port, keepalive=30)
+            self._client.connect(
+                self._host, self._port, keepalive=30, clean_start=True, properties=connect
+            )
         except OSError as exc:
+            self.stop()
             raise TransportError(f"cannot reach the broker at {self._host}:{self._port}") from exc
         self._client.loop_start()
         if not self._ready.wait(_CONNECT_TIMEOUT_S):
@@ -111,13 +193,26 @@ class Gateway:
             raise TransportError("the broker did not accept the server's connection in time")
 
     def stop(self) -> None:
+        self._stopping = True
         self._client.disconnect()
         self._client.loop_stop()
-        for _ in self._workers:
-            self._work.put(None)
+        self._queue.close()
         for worker in self._workers:
             worker.join(timeout=5)
         self._workers.clear()
+
+    def health(self) -> Health:
+        """Unhealthy when a worker died or the broker connection is down."""
+        dead = [worker.name for worker in self._workers if not worker.is_alive()]
+        if dead:
+            return Health(False, f"worker threads not running: {', '.join(dead)}")
+        if not self._workers:
+            return Health(False, "not started")
+        if not self._client.is_connected():
+            return Health(False, f"not connected to the broker at {self._host}:{self._port}")
+        return Health(True, f"{len(self._workers)} workers, {len(self._queue)} requests waiting")
+
+    # -- network thread ------------------------------------------------------------
 
     def _on_connect(
         self,
@@ -130,46 +225,206 @@ class Gateway:
         if reason.is_failure:
             log.error("broker refused the server connection: %s", reason)
             return
-        client.subscribe(f"{self.prefix}/d/+/up", qos=1)
+        # Clean start: subscriptions do not survive a reconnect, so make them again.
+        client.subscribe(self.subscription, qos=1)
+        log.info("connected to the broker at %s:%d", self._host, self._port)
         self._ready.set()
 
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if self._stopping:
+            return
+        self.metrics.count("sevenfold_gateway_disconnects_total")
+        log.warning("lost the broker connection (%s); reconnecting", reason)
+
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        """Admission only: identity from the topic, the device's rate, its place in line."""
         try:
-            self._work.put_nowait(msg)
-        except queue.Full:
-            log.warning("dropping a message on %s: request queue full", msg.topic)
+            device_id = protocol.device_from_topic(self.prefix, msg.topic)
+        except ProtocolError:
+            self.metrics.count("sevenfold_gateway_dropped_total", "bad-topic")
+            return
+        payload = bytes(msg.payload)
+        now = time.monotonic()
+        verdict = self._rates.check(device_id, now)
+        if verdict != "allow":
+            self.metrics.count("sevenfold_gateway_rate_limited_total")
+            if verdict == "drop":
+                self.metrics.count("sevenfold_gateway_dropped_total", "rate-limited")
+                return
+            wait = self._rates.retry_after_ms(device_id)
+            self._refuse(device_id, payload, RateLimited(f"over {self.limits.rate:g}/s", wait))
+            return
+        work = Work(device_id, payload, datetime.now(UTC), now)
+        refused = self._queue.put(work)
+        if refused is not None:
+            self.metrics.count("sevenfold_gateway_busy_total", refused)
+            self._refuse(device_id, payload, Busy("server overloaded", self._busy_wait_ms()))
+
+    def _refuse(self, device_id: str, payload: bytes, error: ProtocolError) -> None:
+        """Answer without serving; the request itself was never looked at."""
+        correlation = protocol.correlation_of(payload)
+        if correlation is None:
+            self.metrics.count("sevenfold_gateway_dropped_total", "no-correlation")
+            return
+        self.metrics.count("sevenfold_gateway_answers_total", error.code)
+        self._publish(device_id, protocol.encode("error", correlation, protocol.error_body(error)))
+
+    def _busy_wait_ms(self) -> int:
+        """Roughly how long the queue takes to drain at the recent pace."""
+        rate = max(self._served_per_s, 1.0)
+        wait = int(len(self._queue) / rate * 1000)
+        return min(max(wait, self.limits.busy_retry_min_ms), self.limits.busy_retry_max_ms)
+
+    # -- workers ---------------------------------------------------------------------
 
     def _work_loop(self) -> None:
-        while (msg := self._work.get()) is not None:
-            self._serve(msg.topic, bytes(msg.payload))
+        while (batch := self._queue.take(limit=self.limits.batch, timeout=1.0)) is not None:
+            if not batch:
+                continue
+            started = time.monotonic()
+            try:
+                self._serve(batch)
+            except Exception as exc:  # the last line of defence: the worker must live on
+                self._faults.fault(exc, context="serving a batch", now=time.monotonic())
+                self.metrics.count("sevenfold_gateway_internal_errors_total")
+            finally:
+                self._queue.done(batch)
+            elapsed = max(time.monotonic() - started, 1e-6)
+            self._served_per_s = 0.8 * self._served_per_s + 0.2 * (len(batch) / elapsed)
 
-    def _serve(self, topic: str, payload: bytes) -> None:
-        now = datetime.now(UTC)
+    def _serve(self, batch: list[Work]) -> None:
+        answers: list[tuple[Work, bytes]] = []
+        decoded: list[tuple[Work, protocol.Envelope | ProtocolError]] = [
+            (work, self._decode(work)) for work in batch
+        ]
         try:
-            device_id = protocol.device_from_topic(self.prefix, topic)
-        except ProtocolError as exc:
-            log.warning("ignoring message on %r: %s", topic, exc.explain())
-            return
+            with self._database.transaction("serve requests") as tx:
+                for work, item in decoded:
+                    answer = self._answer(work, item, tx)
+                    if answer is not None:
+                        answers.append((work, answer))
+        except _Unexpected:
+            answers = self._serve_one_by_one(decoded)
+        except StorageError as exc:
+            log.warning("storage failed for a batch of %d: %s", len(batch), exc.reason)
+            answers = self._serve_one_by_one(decoded)
+        done = time.monotonic()
+        for work, answer in answers:
+            self._publish(work.device_id, answer)
+        self.metrics.observe_latency(done - work.received_mono for work, _ in answers)
+
+    def _serve_one_by_one(
+        self, decoded: list[tuple[Work, protocol.Envelope | ProtocolError]]
+    ) -> list[tuple[Work, bytes]]:
+        """Each request in a transaction of its own, so a fault stays with its request."""
+        answers: list[tuple[Work, bytes]] = []
+        failures = 0
+        for work, item in decoded:
+            if failures >= _STORAGE_FAILURES_BEFORE_OUTAGE:
+                answer = self._error(work, item, Unavailable("storage unavailable", 2000))
+            else:
+                try:
+                    with self._database.transaction("serve a request") as tx:
+                        answer = self._answer(work, item, tx)
+                    failures = 0
+                except _Unexpected as fault:
+                    self._faults.fault(
+                        fault.error, context=f"serving {fault.kind}", now=time.monotonic()
+                    )
+                    self.metrics.count("sevenfold_gateway_internal_errors_total", fault.kind)
+                    failure = InternalError(f"{fault.kind} failed on the server; try again later")
+                    answer = self._error(work, item, failure)
+                except StorageError:
+                    failures += 1
+                    answer = self._error(work, item, Unavailable("storage unavailable", 2000))
+            if answer is not None:
+                answers.append((work, answer))
+        return answers
+
+    def _decode(self, work: Work) -> protocol.Envelope | ProtocolError:
         try:
-            envelope = protocol.decode_request(payload, device_id)
-            handler = self._handlers.get(envelope.kind)
-            if handler is None:
-                raise InvalidField(f"{envelope.kind!r} is not served here")
-            request = Request(
-                device_id=device_id, kind=envelope.kind, body=envelope.body, received_at=now
-            )
-            answer = protocol.encode(
-                protocol.RESPONSES[envelope.kind], envelope.correlation, handler(request)
-            )
+            envelope = protocol.decode_request(work.payload, work.device_id)
         except ProtocolError as exc:
-            record, suppressed = self._budget.admit(device_id, time.monotonic())
-            if suppressed:
-                log.warning("%d more rejections from %s were not recorded", suppressed, device_id)
-            if record:
-                log.warning("rejected a message from %s: %s", device_id, exc.explain())
-                self._record_rejection(device_id, exc, now)
-            correlation = protocol.correlation_of(payload)
-            if correlation is None:
-                return
-            answer = protocol.encode("error", correlation, protocol.error_body(exc))
-        self._client.publish(protocol.topic_down(self.prefix, device_id), answer, qos=1)
+            return exc
+        if envelope.kind not in self._handlers:
+            return InvalidField(f"{envelope.kind!r} is not served here")
+        return envelope
+
+    def _answer(
+        self, work: Work, item: protocol.Envelope | ProtocolError, tx: Connection
+    ) -> bytes | None:
+        """The encoded answer to one request, served inside *tx*."""
+        if isinstance(item, ProtocolError):
+            return self._reject(work, item, tx)
+        request = Request(work.device_id, item.kind, item.body, work.received_at)
+        try:
+            body = self._handlers[item.kind](request, tx)
+            answer = protocol.encode(protocol.RESPONSES[item.kind], item.correlation, body)
+        except ProtocolError as exc:
+            return self._reject(work, exc, tx, correlation=item.correlation)
+        except SQLAlchemyError:
+            raise
+        except Exception as exc:
+            raise _Unexpected(item.kind, exc) from exc
+        self.metrics.count("sevenfold_gateway_answers_total", "ok")
+        return answer
+
+    def _reject(
+        self,
+        work: Work,
+        error: ProtocolError,
+        tx: Connection,
+        *,
+        correlation: bytes | None = None,
+    ) -> bytes | None:
+        if self._record_rejection(work.device_id, error, work.received_at, tx):
+            self._log_rejection(work.device_id, error)
+        return self._error(work, None, error, correlation=correlation)
+
+    def _error(
+        self,
+        work: Work,
+        item: protocol.Envelope | ProtocolError | None,
+        error: ProtocolError,
+        *,
+        correlation: bytes | None = None,
+    ) -> bytes | None:
+        self.metrics.count("sevenfold_gateway_answers_total", error.code)
+        if correlation is None:
+            correlation = (
+                item.correlation
+                if isinstance(item, protocol.Envelope)
+                else protocol.correlation_of(work.payload)
+            )
+        if correlation is None:
+            self.metrics.count("sevenfold_gateway_dropped_total", "no-correlation")
+            return None
+        return protocol.encode("error", correlation, protocol.error_body(error))
+
+    def _log_rejection(self, device_id: str, error: ProtocolError) -> None:
+        admitted, suppressed = self._log_budget.admit(device_id, time.monotonic())
+        if suppressed:
+            log.warning("%d more rejections from %s were not logged", suppressed, device_id)
+        if admitted:
+            log.warning("rejected a message from %s: %s", device_id, error.explain())
+
+    def _publish(self, device_id: str, payload: bytes) -> None:
+        info = self._client.publish(protocol.topic_down(self.prefix, device_id), payload, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            self.metrics.count("sevenfold_gateway_dropped_total", "publish-failed")
+
+
+class _Unexpected(Exception):
+    """A handler failed in a way no device should be able to cause: a bug."""
+
+    def __init__(self, kind: str, error: Exception) -> None:
+        super().__init__(f"{kind}: {type(error).__name__}")
+        self.kind = kind
+        self.error = error

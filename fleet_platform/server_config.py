@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from device_runtime.core import protocol
 from device_runtime.core.errors import InvalidField, SevenfoldError
 from device_runtime.ports.cpython.atomic_file import write_atomic
+from fleet_platform.gateway_limits import GatewayLimits
 
 SERVICES = ("attestation", "updates", "monitor")
 DEFAULT_HTTP_PORT = 8770
@@ -52,6 +53,9 @@ class ServerConfig:
     prefix: str = protocol.DEFAULT_PREFIX
     heartbeat_interval: int = 30
     services: tuple[str, ...] = SERVICES
+    gateway_identity: str = protocol.SERVER_IDENTITY
+    """The client id the gateway connects with: its certificate CN on the managed broker."""
+    gateway_limits: GatewayLimits = field(default_factory=GatewayLimits)
 
     def __post_init__(self) -> None:
         unknown = set(self.services) - set(SERVICES)

@@ -29,10 +29,14 @@ from device_runtime.core.errors import TransportError
 from fleet_platform import api_tokens, bearer_auth
 from fleet_platform.broker import MosquittoBroker
 from fleet_platform.gateway import Gateway
+from fleet_platform.health import Health
+from fleet_platform.metrics import Metrics
 from fleet_platform.pki import IssuedCredential, fleet_authority
 from fleet_platform.server_config import RuntimeInfo, ServerConfig
 from fleet_platform.storage import Database, open_database
 from passive_monitor.receiver.store import AssetRegistry
+from sevenfold import health_api
+from sevenfold.health_api import HealthCheck
 from update_service.repository_files import RepositoryFiles
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,7 @@ class FleetServer:
         self.broker: MosquittoBroker | None = None
         self.gateway: Gateway | None = None
         self.app: FastAPI | None = None
+        self.metrics = Metrics()
         self.http_url = ""
         self._http: uvicorn.Server | None = None
         self._http_thread: threading.Thread | None = None
@@ -86,8 +91,12 @@ class FleetServer:
                     port=broker_port,
                     ca_path=ca_path,
                     credential=credential,
+                    database=self.database,
                     record_rejection=self.registry.record_rejection,
+                    client_id=config.gateway_identity,
                     prefix=config.prefix,
+                    limits=config.gateway_limits,
+                    metrics=self.metrics,
                 )
                 EnrollmentService(
                     registry=self.registry, heartbeat_interval=config.heartbeat_interval
@@ -108,6 +117,11 @@ class FleetServer:
                         sensor=sensor_authorized,
                     )
                 )
+            app.include_router(
+                health_api.router(
+                    checks=self._health_checks(), metrics=self.metrics, authorized=authorized
+                )
+            )
             self.app = app
             self._start_http(app)
         except BaseException:
@@ -123,6 +137,26 @@ class FleetServer:
         ).write(config.state_dir)
         log.info("fleet server ready at %s", self.http_url)
 
+    def _health_checks(self) -> dict[str, HealthCheck]:
+        checks: dict[str, HealthCheck] = {"database": self._database_health}
+        if self.gateway is not None:
+            checks["gateway"] = self.gateway.health
+        if self.broker is not None:
+            checks["broker"] = self._broker_health
+        return checks
+
+    def _database_health(self) -> Health:
+        database = self.database
+        if database is None or not database.reachable():
+            return Health(False, "the database does not answer")
+        return Health(True, f"{database.dialect} answers")
+
+    def _broker_health(self) -> Health:
+        broker = self.broker
+        if broker is None or not broker.running:
+            return Health(False, "the managed broker is not running")
+        return Health(True, f"managed broker running on {broker.host}:{broker.port}")
+
     def _broker_link(self) -> tuple[str, int, Path, IssuedCredential]:
         config = self.config
         if config.broker is not None:
@@ -134,7 +168,7 @@ class FleetServer:
             directory=config.state_dir / "broker", authority=authority, prefix=config.prefix
         )
         credential = authority.issue_client(
-            common_name="sevenfold-server", directory=config.state_dir / "server-identity"
+            common_name=config.gateway_identity, directory=config.state_dir / "server-identity"
         )
         return self.broker.host, self.broker.port, self.broker.ca_path, credential
 

@@ -8,20 +8,26 @@ enrollment on power loss, or fails under concurrent heartbeats, is a security bu
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
+from device_runtime.core.errors import StorageError
 from fleet_platform.storage import schema
 
 BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite writer waits for another thread's write lock before failing."""
+
+POSTGRESQL_CONNECT_TIMEOUT_S = 5
+"""How long opening a PostgreSQL connection may take before it counts as unreachable."""
 
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -53,6 +59,30 @@ class Database:
     def session(self) -> Session:
         """A new session; use it as a context manager and keep it to one transaction."""
         return self._sessions()
+
+    @contextmanager
+    def transaction(self, operation: str) -> Iterator[Connection]:
+        """One transaction on a Core connection, committed when the block ends.
+
+        Driver failures (SQLite busy past its timeout, PostgreSQL gone) surface as
+        :class:`StorageError` naming *operation*, never as a driver exception, so
+        callers handle one error for "storage is not there right now". Any other
+        exception rolls the transaction back and propagates unchanged.
+        """
+        try:
+            with self._engine.begin() as connection:
+                yield connection
+        except SQLAlchemyError as exc:
+            raise StorageError(f"{operation} failed: {type(exc).__name__}") from exc
+
+    def reachable(self) -> bool:
+        """True when a trivial query succeeds now; what a liveness check asks."""
+        try:
+            with self._engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except SQLAlchemyError:
+            return False
+        return True
 
     def upgrade(self, *, revision: str = "head") -> None:
         """Migrate the schema forward; a no-op when already at *revision*."""
@@ -135,7 +165,12 @@ def _begin_sqlite_transaction(connection: Connection) -> None:
 def _postgresql_engine(url: URL) -> Engine:
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
-    engine = create_engine(url, pool_pre_ping=True)
+    engine = create_engine(
+        url,
+        pool_pre_ping=True,
+        # A server that is gone must fail a request within seconds, not hang a worker.
+        connect_args={"connect_timeout": POSTGRESQL_CONNECT_TIMEOUT_S},
+    )
     event.listen(engine, "connect", _configure_postgresql_connection)
     return engine
 

@@ -42,7 +42,7 @@ def device_table(rows: list[dict[str, Any]], *, title: str) -> Table:
         table.add_row(
             row["device_id"],
             f"[{colour}]{row['status']}[/]",
-            row["rot"],
+            row["rot_verified"] or f"{row['rot_claimed']} (claimed)",
             row["swversion"],
             str(row["boot_count"]),
             "-" if row["last_seq"] is None else str(row["last_seq"]),

@@ -1,22 +1,31 @@
-"""Enrollment, heartbeats, liveness and the audit trail, on every engine."""
+"""The device registry on every engine: enrollment, the monotonic rules, the audit trail.
+
+The replay and reorder rules are raced with real threads against SQLite and
+PostgreSQL: whatever the interleaving, a report is accepted once, a sequence
+never goes backwards and a boot count never rewinds.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from attestation_server.records import DeviceRecord
-from attestation_server.registry import DeviceRegistry
-from device_runtime.core.errors import NotEnrolled, StorageError
+from attestation_server.registry import BOOT_REGRESSED, SECURITY, DeviceRegistry, Enrollment
+from device_runtime.core.errors import NotEnrolled, Replayed, StorageError
+from fleet_platform.event_budget import EventBudget
 from fleet_platform.storage import Database
 
 NOW = datetime(2026, 11, 22, 8, 0, 0, 250_000, tzinfo=UTC)
 FINGERPRINT = "a1" * 32
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -31,82 +40,203 @@ def _enroll(
     now: datetime = NOW,
     swversion: str = "1.0.0",
     interval: int = 60,
-) -> DeviceRecord:
+    boot_count: int = 7,
+) -> Enrollment:
     return registry.enroll(
         device_id,
         hwmodel="board-a",
         swname="sensor-fw",
         swversion=swversion,
-        rot="tpm",
-        boot_count=7,
+        rot_claimed="tpm",
+        boot_count=boot_count,
         heartbeat_interval=interval,
         cert_fingerprint=FINGERPRINT,
         now=now,
     )
 
 
-def test_enroll_stores_the_device_and_an_event(registry: DeviceRegistry) -> None:
-    record = _enroll(registry, "dev-1")
+def _beat(
+    registry: DeviceRegistry, device_id: str, seq: int, *, boot: int = 7, at: datetime = NOW
+) -> DeviceRecord:
+    return registry.heartbeat(device_id, seq=seq, uptime=seq, boot_count=boot, now=at)
 
-    assert record == DeviceRecord(
+
+def _race(threads: int, work: Callable[[int], T]) -> list[T | BaseException]:
+    """Run *work(i)* on *threads* threads released at the same instant."""
+    start = threading.Barrier(threads)
+
+    def run(worker: int) -> T | BaseException:
+        start.wait()
+        try:
+            return work(worker)
+        except (Replayed, NotEnrolled) as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return [done.result() for done in [pool.submit(run, w) for w in range(threads)]]
+
+
+def test_enroll_stores_the_claim_and_an_event(registry: DeviceRegistry) -> None:
+    enrollment = _enroll(registry, "dev-1")
+
+    assert enrollment.new_boot
+    assert enrollment.record == DeviceRecord(
         device_id="dev-1",
         enrolled_at=NOW,
         last_seen=NOW,
         hwmodel="board-a",
         swname="sensor-fw",
         swversion="1.0.0",
-        rot="tpm",
+        rot_claimed="tpm",
+        rot_verified=None,
         cert_fingerprint=FINGERPRINT,
         boot_count=7,
         last_seq=None,
         last_uptime=None,
         heartbeat_interval=60,
     )
-    assert registry.get("dev-1") == record
+    assert registry.get("dev-1") == enrollment.record
     [event] = registry.events()
     assert (event.device_id, event.kind, event.code, event.at) == ("dev-1", "enrolled", None, NOW)
-    assert "tpm" in event.reason
+    assert "tpm root of trust (claimed)" in event.reason
 
 
-def test_reenrollment_replaces_the_record(registry: DeviceRegistry) -> None:
+def test_a_claimed_root_of_trust_is_never_recorded_as_verified(registry: DeviceRegistry) -> None:
+    """A software device that says ``tpm`` is stored as a claim; only attestation verifies."""
     _enroll(registry, "dev-1")
-    registry.heartbeat("dev-1", seq=5, uptime=300, boot_count=7, now=NOW + timedelta(minutes=5))
+    record = registry.get("dev-1")
+    assert record is not None
+    assert (record.rot_claimed, record.rot_verified) == ("tpm", None)
+
+
+def test_a_new_boot_starts_a_new_sequence(registry: DeviceRegistry) -> None:
+    _enroll(registry, "dev-1")
+    _beat(registry, "dev-1", 5, at=NOW + timedelta(minutes=5))
     later = NOW + timedelta(hours=1)
 
-    record = registry.enroll(
+    enrollment = registry.enroll(
         "dev-1",
         hwmodel="board-b",
         swname="sensor-fw",
         swversion="2.0.0",
-        rot="dice",
+        rot_claimed="dice",
         boot_count=8,
         heartbeat_interval=30,
-        cert_fingerprint=None,
         now=later,
     )
 
-    assert record.enrolled_at == record.last_seen == later
-    assert (record.hwmodel, record.swversion, record.rot) == ("board-b", "2.0.0", "dice")
-    assert (record.boot_count, record.heartbeat_interval) == (8, 30)
-    assert record.cert_fingerprint is None
-    assert (record.last_seq, record.last_uptime) == (None, None)
-    assert registry.list_devices() == [record]
+    record = enrollment.record
+    assert enrollment.new_boot
+    assert (record.hwmodel, record.swversion, record.rot_claimed) == ("board-b", "2.0.0", "dice")
+    assert (record.boot_count, record.last_seq, record.last_uptime) == (8, None, None)
+    assert (record.enrolled_at, record.last_seen, record.heartbeat_interval) == (later, later, 30)
     assert [event.kind for event in registry.events()] == ["enrolled", "enrolled"]
 
 
-def test_fingerprint_is_stored_in_lower_case(registry: DeviceRegistry) -> None:
-    record = registry.enroll(
-        "dev-1",
-        hwmodel="h",
-        swname="s",
-        swversion="v",
-        rot="software",
-        boot_count=0,
-        heartbeat_interval=1,
-        cert_fingerprint=FINGERPRINT.upper(),
-        now=NOW,
+def test_a_replayed_enroll_does_not_reset_the_sequence(registry: DeviceRegistry) -> None:
+    """Defect: a replayed enroll cleared last_seq, so old heartbeats passed again."""
+    _enroll(registry, "dev-1")
+    _beat(registry, "dev-1", 5)
+    replay = _enroll(registry, "dev-1", now=NOW + timedelta(seconds=10))
+
+    assert not replay.new_boot
+    assert replay.record.last_seq == 5
+    assert replay.record.enrolled_at == NOW
+    with pytest.raises(Replayed):
+        _beat(registry, "dev-1", 3)
+    assert [event.kind for event in registry.events()] == ["enrolled"]
+
+
+def test_a_heartbeat_from_an_earlier_boot_is_refused_as_a_security_event(
+    registry: DeviceRegistry,
+) -> None:
+    """Defect: a heartbeat from boot 6 was accepted and rewound boot_count from 7."""
+    _enroll(registry, "dev-1")
+    _beat(registry, "dev-1", 1)
+
+    with pytest.raises(Replayed, match="boot count went backwards: 6 after 7"):
+        _beat(registry, "dev-1", 99, boot=6)
+
+    record = registry.get("dev-1")
+    assert record is not None and (record.boot_count, record.last_seq) == (7, 1)
+    security = [event for event in registry.events() if event.kind == SECURITY]
+    assert [event.code for event in security] == [BOOT_REGRESSED]
+
+
+def test_an_enroll_from_an_earlier_boot_is_refused_and_changes_nothing(
+    registry: DeviceRegistry,
+) -> None:
+    _enroll(registry, "dev-1")
+    _beat(registry, "dev-1", 4)
+    before = registry.get("dev-1")
+
+    with pytest.raises(Replayed, match="backwards"):
+        _enroll(registry, "dev-1", boot_count=3, swversion="0.9.0", now=NOW + timedelta(hours=1))
+
+    assert registry.get("dev-1") == before
+    assert registry.events()[0].code == BOOT_REGRESSED
+
+
+def test_heartbeats_must_strictly_increase_within_a_boot(registry: DeviceRegistry) -> None:
+    """Defect: seq N+2 then N+1 both passed and last_seq went backwards."""
+    _enroll(registry, "dev-1")
+    _beat(registry, "dev-1", 3)
+    with pytest.raises(Replayed, match="not after 3"):
+        _beat(registry, "dev-1", 2)
+    with pytest.raises(Replayed):
+        _beat(registry, "dev-1", 3)
+    assert _beat(registry, "dev-1", 4).last_seq == 4
+
+
+def test_a_heartbeat_from_a_later_boot_moves_the_boot_on(registry: DeviceRegistry) -> None:
+    _enroll(registry, "dev-1")
+    _beat(registry, "dev-1", 50)
+    record = _beat(registry, "dev-1", 1, boot=8)
+    assert (record.boot_count, record.last_seq) == (8, 1)
+
+
+def test_identical_heartbeats_raced_are_accepted_once(registry: DeviceRegistry) -> None:
+    """Defect: identical heartbeats sent at once were acknowledged once per worker."""
+    _enroll(registry, "dev-1")
+    outcomes = _race(8, lambda worker: _beat(registry, "dev-1", 1))
+    accepted = [o for o in outcomes if isinstance(o, DeviceRecord)]
+    assert len(accepted) == 1
+    assert all(isinstance(o, Replayed) for o in outcomes if o not in accepted)
+
+
+def test_raced_sequence_numbers_never_go_backwards(registry: DeviceRegistry) -> None:
+    _enroll(registry, "dev-1")
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def beat(worker: int) -> None:
+        for seq in range(worker, 240, 8):
+            try:
+                record = _beat(registry, "dev-1", seq)
+            except Replayed:
+                continue
+            with lock:
+                seen.append(record.last_seq or 0)
+
+    _race(8, beat)
+    record = registry.get("dev-1")
+    assert record is not None and record.last_seq == max(seen)
+    # Each thread's view of what it wrote only ever rises: no accepted write undid a later one.
+    assert seen and max(seen) >= 232
+
+
+def test_raced_boots_keep_the_highest(registry: DeviceRegistry) -> None:
+    _enroll(registry, "dev-1", boot_count=1)
+    outcomes = _race(
+        6,
+        lambda worker: _enroll(
+            registry, "dev-1", boot_count=10 - worker, now=NOW + timedelta(seconds=worker)
+        ),
     )
-    assert record.cert_fingerprint == FINGERPRINT
+    record = registry.get("dev-1")
+    assert record is not None and record.boot_count == 10
+    refused = [o for o in outcomes if isinstance(o, Replayed)]
+    assert len(refused) == sum(1 for e in registry.events() if e.code == BOOT_REGRESSED)
 
 
 def test_heartbeat_updates_liveness(registry: DeviceRegistry) -> None:
@@ -121,9 +251,18 @@ def test_heartbeat_updates_liveness(registry: DeviceRegistry) -> None:
     assert registry.get("dev-1") == record
 
 
+def test_counters_reach_what_storage_holds(registry: DeviceRegistry) -> None:
+    """Defect: seq = 2**63 raised a bare ValueError from the driver in a worker."""
+    _enroll(registry, "dev-1")
+    top = 2**63 - 1
+    assert _beat(registry, "dev-1", top).last_seq == top
+    with pytest.raises(ValueError, match="seq"):
+        _beat(registry, "dev-1", top + 1)
+
+
 def test_heartbeat_from_an_unknown_device_raises_not_enrolled(registry: DeviceRegistry) -> None:
     with pytest.raises(NotEnrolled) as raised:
-        registry.heartbeat("stranger", seq=1, uptime=1, boot_count=1, now=NOW)
+        _beat(registry, "stranger", 1, boot=1)
     assert raised.value.code == "not-enrolled"
     assert registry.get("stranger") is None
     assert registry.list_devices() == []
@@ -140,7 +279,7 @@ def test_devices_are_listed_by_id(registry: DeviceRegistry) -> None:
 
 
 def test_status_turns_offline_after_three_missed_intervals(registry: DeviceRegistry) -> None:
-    record = registry.get(_enroll(registry, "dev-1", interval=20).device_id)
+    record = registry.get(_enroll(registry, "dev-1", interval=20).record.device_id)
     assert record is not None
 
     assert record.status(NOW) == "online"
@@ -155,12 +294,12 @@ def test_status_turns_offline_after_three_missed_intervals(registry: DeviceRegis
 
 def test_timestamps_come_back_as_utc(registry: DeviceRegistry) -> None:
     eastern = timezone(timedelta(hours=-5))
-    record = _enroll(registry, "dev-1", now=NOW.astimezone(eastern))
+    enrollment = _enroll(registry, "dev-1", now=NOW.astimezone(eastern))
     stored = registry.get("dev-1")
     assert stored is not None
     assert stored.enrolled_at == NOW
     assert stored.enrolled_at.utcoffset() == timedelta(0)
-    assert record.last_seen.tzinfo == UTC
+    assert enrollment.record.last_seen.tzinfo == UTC
     assert registry.events()[0].at.utcoffset() == timedelta(0)
 
 
@@ -178,7 +317,7 @@ def test_naive_timestamps_are_refused(registry: DeviceRegistry) -> None:
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("rot", "hsm"),
+        ("rot_claimed", "hsm"),
         ("cert_fingerprint", "a1" * 31),
         ("cert_fingerprint", "zz" * 32),
         ("boot_count", -1),
@@ -192,7 +331,7 @@ def test_enroll_refuses_invalid_fields(registry: DeviceRegistry, field: str, val
         "hwmodel": "h",
         "swname": "s",
         "swversion": "v",
-        "rot": "tpm",
+        "rot_claimed": "tpm",
         "boot_count": 1,
         "heartbeat_interval": 60,
         "cert_fingerprint": FINGERPRINT,
@@ -204,25 +343,36 @@ def test_enroll_refuses_invalid_fields(registry: DeviceRegistry, field: str, val
     assert registry.list_devices() == []
 
 
-def test_heartbeat_refuses_negative_counters(registry: DeviceRegistry) -> None:
-    _enroll(registry, "dev-1")
-    with pytest.raises(ValueError, match="seq"):
-        registry.heartbeat("dev-1", seq=-1, uptime=1, boot_count=1, now=NOW)
-    record = registry.get("dev-1")
-    assert record is not None
-    assert record.last_seq is None
+def test_fingerprint_is_stored_in_lower_case(registry: DeviceRegistry) -> None:
+    enrollment = registry.enroll(
+        "dev-1",
+        hwmodel="h",
+        swname="s",
+        swversion="v",
+        rot_claimed="software",
+        boot_count=0,
+        heartbeat_interval=1,
+        cert_fingerprint=FINGERPRINT.upper(),
+        now=NOW,
+    )
+    assert enrollment.record.cert_fingerprint == FINGERPRINT
 
 
 def test_schema_constraints_back_up_validation(database: Database) -> None:
-    with pytest.raises(IntegrityError), database.engine.begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO devices (device_id, enrolled_at, last_seen, hwmodel, swname,"
-                " swversion, rot, boot_count, heartbeat_interval)"
-                " VALUES ('d', :now, :now, 'h', 's', 'v', 'hsm', 0, 60)"
-            ),
-            {"now": NOW},
-        )
+    for rot in ("rot_claimed", "rot_verified"):
+        with pytest.raises(IntegrityError), database.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO devices (device_id, enrolled_at, last_seen, hwmodel, swname,"
+                    f" swversion, rot_claimed, {rot}, boot_count, heartbeat_interval)"
+                    " VALUES ('d', :now, :now, 'h', 's', 'v', 'tpm', 'hsm', 0, 60)"
+                    if rot == "rot_verified"
+                    else "INSERT INTO devices (device_id, enrolled_at, last_seen, hwmodel, swname,"
+                    " swversion, rot_claimed, boot_count, heartbeat_interval)"
+                    " VALUES ('d', :now, :now, 'h', 's', 'v', 'hsm', 0, 60)"
+                ),
+                {"now": NOW},
+            )
 
 
 def test_events_are_newest_first_and_limited(registry: DeviceRegistry) -> None:
@@ -235,27 +385,20 @@ def test_events_are_newest_first_and_limited(registry: DeviceRegistry) -> None:
             reason=f"at +{offset}s",
             now=NOW + timedelta(seconds=offset),
         )
-    registry.record_event(
-        device_id=None,
-        kind="rejected",
-        code="bad-cbor",
-        reason="tie",
-        now=NOW + timedelta(seconds=60),
-    )
-    registry.record_event(
-        device_id=None,
-        kind="rejected",
-        code="too-large",
-        reason="tie",
-        now=NOW + timedelta(seconds=60),
-    )
+    for code in ("bad-cbor", "too-large"):
+        registry.record_event(
+            device_id=None,
+            kind="rejected",
+            code=code,
+            reason="tie",
+            now=NOW + timedelta(seconds=60),
+        )
 
     events = registry.events()
     assert [event.code for event in events[:2]] == ["too-large", "bad-cbor"]
     assert [event.device_id for event in events[2:]] == ["d50", "d40", "d30", "d20", "d10"]
     assert [event.at for event in events] == sorted((event.at for event in events), reverse=True)
     assert registry.events(limit=3) == events[:3]
-    assert registry.events(limit=1)[0].code == "too-large"
     with pytest.raises(ValueError, match="limit"):
         registry.events(limit=0)
 
@@ -274,50 +417,52 @@ def test_events_may_name_unknown_devices(registry: DeviceRegistry) -> None:
     assert registry.get("never-enrolled") is None
 
 
-def test_concurrent_heartbeats_from_threads(registry: DeviceRegistry) -> None:
+def test_events_per_device_are_rationed_and_the_gap_is_reported(database: Database) -> None:
+    registry = DeviceRegistry(database=database, budget=EventBudget(per_window=3, window_s=60))
+    for second in range(10):
+        registry.record_event(
+            device_id="noisy",
+            kind="rejected",
+            code="bad-cbor",
+            reason="garbage",
+            now=NOW + timedelta(seconds=second),
+        )
+    registry.record_event(
+        device_id="quiet", kind="rejected", code="bad-cbor", reason="once", now=NOW
+    )
+    assert registry.record_event(
+        device_id="noisy", kind="rejected", code="bad-cbor", reason="later",
+        now=NOW + timedelta(seconds=61),
+    )  # fmt: skip
+    noisy = [event for event in registry.events(limit=100) if event.device_id == "noisy"]
+    assert len(noisy) == 4
+    assert "7 earlier events of this device were not recorded" in noisy[0].reason
+    assert any(event.device_id == "quiet" for event in registry.events())
+
+
+def test_concurrent_heartbeats_of_many_devices(registry: DeviceRegistry) -> None:
     threads, beats = 6, 15
     for worker in range(threads):
         _enroll(registry, f"own-{worker}")
-    _enroll(registry, "shared")
-    start = threading.Barrier(threads)
 
     def beat(worker: int) -> None:
-        start.wait()
         for seq in range(beats):
-            at = NOW + timedelta(seconds=seq)
-            registry.heartbeat(f"own-{worker}", seq=seq, uptime=seq, boot_count=7, now=at)
-            registry.heartbeat("shared", seq=worker * beats + seq, uptime=seq, boot_count=7, now=at)
+            _beat(registry, f"own-{worker}", seq, at=NOW + timedelta(seconds=seq))
 
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        for done in [pool.submit(beat, worker) for worker in range(threads)]:
-            done.result()
-
+    _race(threads, beat)
     for worker in range(threads):
         record = registry.get(f"own-{worker}")
         assert record is not None
         assert (record.last_seq, record.last_uptime) == (beats - 1, beats - 1)
         assert record.last_seen == NOW + timedelta(seconds=beats - 1)
-    shared = registry.get("shared")
-    assert shared is not None
-    assert shared.last_seq is not None
-    assert 0 <= shared.last_seq < threads * beats
-    assert shared.last_uptime == shared.last_seq % beats
 
 
 def test_concurrent_enrollment_of_one_device_keeps_one_row(registry: DeviceRegistry) -> None:
-    threads = 6
-    start = threading.Barrier(threads)
-
-    def enroll(worker: int) -> DeviceRecord:
-        start.wait()
-        return _enroll(registry, "racer", swversion=f"1.0.{worker}")
-
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        results = [done.result() for done in [pool.submit(enroll, w) for w in range(threads)]]
-
+    outcomes = _race(6, lambda worker: _enroll(registry, "racer", swversion=f"1.0.{worker}"))
     [stored] = registry.list_devices()
-    assert stored.swversion in {record.swversion for record in results}
-    assert len(registry.events()) == threads
+    assert stored.swversion in {o.record.swversion for o in outcomes if isinstance(o, Enrollment)}
+    assert sum(1 for o in outcomes if isinstance(o, Enrollment) and o.new_boot) == 1
+    assert [event.kind for event in registry.events()] == ["enrolled"]
 
 
 def test_driver_failures_surface_as_storage_errors(database: Database) -> None:

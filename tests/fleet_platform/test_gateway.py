@@ -7,7 +7,10 @@ server keeps answering everyone else.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +19,12 @@ from attestation_server.enrollment import EnrollmentService
 from attestation_server.registry import DeviceRegistry
 from device_runtime.core import cbor, protocol
 from fleet_platform.broker import MosquittoBroker
-from fleet_platform.gateway import Gateway
-from fleet_platform.rejection_budget import RejectionBudget
+from fleet_platform.event_budget import EventBudget
+from fleet_platform.gateway import Gateway, Request
+from fleet_platform.gateway_limits import GatewayLimits
 from fleet_platform.storage import Database
 from tests.broker_fixtures import IssueCredential, MqttSession, OpenSession
+from tests.components import binary, free_port
 
 CORRELATION = b"\x01\x02\x03\x04\x05\x06\x07\x08"
 
@@ -29,17 +34,32 @@ def registry(database: Database) -> DeviceRegistry:
     return DeviceRegistry(database=database)
 
 
+def make_gateway(
+    broker: MosquittoBroker,
+    credentials: IssueCredential,
+    database: Database,
+    registry: DeviceRegistry,
+    **options: Any,
+) -> Gateway:
+    return Gateway(
+        host=broker.host,
+        port=broker.port,
+        ca_path=broker.ca_path,
+        credential=credentials("sevenfold-server"),
+        database=database,
+        record_rejection=registry.record_rejection,
+        **options,
+    )
+
+
 @pytest.fixture
 def gateway(
-    mtls_broker: MosquittoBroker, client_credentials: IssueCredential, registry: DeviceRegistry
+    mtls_broker: MosquittoBroker,
+    client_credentials: IssueCredential,
+    database: Database,
+    registry: DeviceRegistry,
 ) -> Iterator[Gateway]:
-    gateway = Gateway(
-        host=mtls_broker.host,
-        port=mtls_broker.port,
-        ca_path=mtls_broker.ca_path,
-        credential=client_credentials("sevenfold-server"),
-        record_rejection=registry.record_rejection,
-    )
+    gateway = make_gateway(mtls_broker, client_credentials, database, registry)
     EnrollmentService(registry=registry, heartbeat_interval=30).register(gateway)
     gateway.start()
     yield gateway
@@ -96,7 +116,7 @@ def test_enroll_then_heartbeat(device: Device, registry: DeviceRegistry) -> None
     assert record is not None and record.last_seq == 1
     replayed = ask(a, "dev-a", protocol.encode("heartbeat", CORRELATION, beat))
     assert replayed is not None and replayed.kind == "error"
-    assert replayed.body["code"] == "bad-field" and "replayed" in replayed.body["reason"]
+    assert replayed.body["code"] == "replayed" and "replayed" in replayed.body["reason"]
 
 
 HOSTILE: list[tuple[str, bytes, str]] = [
@@ -179,17 +199,11 @@ def test_undecodable_payload_is_recorded_and_service_continues(
 def test_a_flood_of_garbage_is_answered_but_recorded_within_budget(
     mtls_broker: MosquittoBroker,
     client_credentials: IssueCredential,
-    registry: DeviceRegistry,
+    database: Database,
     mqtt_session: OpenSession,
 ) -> None:
-    gateway = Gateway(
-        host=mtls_broker.host,
-        port=mtls_broker.port,
-        ca_path=mtls_broker.ca_path,
-        credential=client_credentials("sevenfold-server"),
-        record_rejection=registry.record_rejection,
-        budget=RejectionBudget(per_window=5, window_s=3600),
-    )
+    registry = DeviceRegistry(database=database, budget=EventBudget(per_window=5, window_s=3600))
+    gateway = make_gateway(mtls_broker, client_credentials, database, registry)
     gateway.start()
     try:
         session = mqtt_session(client_credentials("dev-f"), client_id="dev-f")
@@ -202,5 +216,204 @@ def test_a_flood_of_garbage_is_answered_but_recorded_within_budget(
         assert all(answer is not None for answer in answers)
         events = [e for e in registry.events(limit=100) if e.device_id == "dev-f"]
         assert len(events) == 5
+        assert gateway.metrics.value("sevenfold_gateway_answers_total", "unknown-type") == 20
     finally:
         gateway.stop()
+
+
+def _running_gateway(
+    broker: MosquittoBroker,
+    credentials: IssueCredential,
+    database: Database,
+    registry: DeviceRegistry,
+    **options: Any,
+) -> Gateway:
+    gateway = make_gateway(broker, credentials, database, registry, **options)
+    EnrollmentService(registry=registry, heartbeat_interval=30).register(gateway)
+    gateway.start()
+    return gateway
+
+
+def _enrolled(device: Device, device_id: str) -> MqttSession:
+    session = device(device_id)
+    answer = ask(session, device_id, protocol.encode("enroll", CORRELATION, enroll_body(device_id)))
+    assert answer is not None and answer.kind == "enrolled"
+    return session
+
+
+def _beat(seq: int, correlation: bytes = CORRELATION) -> bytes:
+    return protocol.encode("heartbeat", correlation, {"seq": seq, "uptime": 1, "boot_count": 1})
+
+
+def test_counters_storage_cannot_hold_never_stop_a_worker(device: Device) -> None:
+    """Defect: four heartbeats with seq = 2**63 killed all four workers."""
+    a = _enrolled(device, "dev-a")
+    huge = raw({"v": 1, "t": "heartbeat", "id": CORRELATION,
+                "b": {"seq": 2**63, "uptime": 1, "boot_count": 1}})  # fmt: skip
+    for _ in range(8):
+        answer = ask(a, "dev-a", huge)
+        assert answer is not None and answer.kind == "error"
+    answer = ask(a, "dev-a", _beat(1))
+    assert answer is not None and answer.kind == "heartbeat-ack"
+
+
+def test_an_unexpected_fault_is_answered_logged_once_and_counted(
+    gateway: Gateway, device: Device, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = _enrolled(device, "dev-a")
+
+    def broken(request: Request, tx: Any) -> dict[str, Any]:
+        raise RuntimeError("a bug a device can reach")
+
+    gateway.handle("heartbeat", broken)
+    with caplog.at_level(logging.ERROR, logger="fleet_platform.gateway"):
+        for seq in range(1, 6):
+            answer = ask(a, "dev-a", _beat(seq))
+            assert answer is not None and answer.kind == "error"
+            assert answer.body["code"] == "internal"
+            assert "a bug" not in str(answer.body["reason"])
+    tracebacks = [r for r in caplog.records if r.exc_info is not None]
+    assert len(tracebacks) == 1 and "RuntimeError" in tracebacks[0].getMessage()
+    assert gateway.metrics.total("sevenfold_gateway_internal_errors_total") == 5
+    assert gateway.health().ok
+    b = _enrolled(device, "dev-b")
+    assert b.client.is_connected()
+
+
+def test_a_storage_outage_is_answered_unavailable_and_service_resumes(
+    gateway: Gateway, device: Device, database: Database
+) -> None:
+    """Defect: a storage error killed the worker that met it."""
+    a = _enrolled(device, "dev-a")
+    database.downgrade(revision="base")
+    try:
+        answer = ask(a, "dev-a", _beat(1))
+        assert answer is not None and answer.kind == "error"
+        assert answer.body["code"] == "unavailable"
+        assert isinstance(answer.body["retry_after"], int) and answer.body["retry_after"] > 0
+    finally:
+        database.upgrade()
+    assert gateway.health().ok
+    again = _enrolled(device, "dev-a")
+    answer = ask(again, "dev-a", _beat(1))
+    assert answer is not None and answer.kind == "heartbeat-ack"
+
+
+def test_identical_heartbeats_at_once_are_acknowledged_once(
+    device: Device, registry: DeviceRegistry
+) -> None:
+    a = _enrolled(device, "dev-a")
+    for _ in range(10):
+        a.publish(protocol.topic_up("sevenfold", "dev-a"), _beat(1))
+    answers = [a.receive(timeout=3) for _ in range(10)]
+    kinds = [protocol.decode(answer[1]).kind for answer in answers if answer is not None]
+    assert kinds.count("heartbeat-ack") == 1
+    assert kinds.count("error") == 9
+
+
+def test_a_device_over_its_rate_is_told_to_wait_and_others_are_unaffected(
+    mtls_broker: MosquittoBroker,
+    client_credentials: IssueCredential,
+    database: Database,
+    registry: DeviceRegistry,
+    mqtt_session: OpenSession,
+) -> None:
+    limits = GatewayLimits(rate=1.0, burst=3)
+    gateway = _running_gateway(mtls_broker, client_credentials, database, registry, limits=limits)
+    try:
+        session = mqtt_session(client_credentials("dev-r"), client_id="dev-r")
+        assert session.accepted()
+        session.subscribe(protocol.topic_down("sevenfold", "dev-r"))
+        enroll = protocol.encode("enroll", CORRELATION, enroll_body("dev-r"))
+        for _ in range(30):
+            session.publish(protocol.topic_up("sevenfold", "dev-r"), enroll)
+        answers = []
+        while (received := session.receive(timeout=1.5)) is not None:
+            answers.append(protocol.decode(received[1]))
+        enrolled = [a for a in answers if a.kind == "enrolled"]
+        limited = [a for a in answers if a.kind == "error" and a.body["code"] == "rate-limited"]
+        assert 3 <= len(enrolled) <= 5
+        assert 1 <= len(limited) <= 3
+        assert all(0 < int(a.body["retry_after"]) <= 1000 for a in limited)  # type: ignore[call-overload]
+        assert gateway.metrics.value("sevenfold_gateway_dropped_total", "rate-limited") > 0
+        other = mqtt_session(client_credentials("dev-o"), client_id="dev-o")
+        assert other.accepted()
+        other.subscribe(protocol.topic_down("sevenfold", "dev-o"))
+        answer = ask(other, "dev-o", protocol.encode("enroll", CORRELATION, enroll_body("dev-o")))
+        assert answer is not None and answer.kind == "enrolled"
+        assert len([e for e in registry.events(limit=100) if e.device_id == "dev-r"]) == 1
+    finally:
+        gateway.stop()
+
+
+def test_an_overloaded_server_answers_busy_never_silence(
+    mtls_broker: MosquittoBroker,
+    client_credentials: IssueCredential,
+    database: Database,
+    registry: DeviceRegistry,
+    mqtt_session: OpenSession,
+) -> None:
+    """Defect: with the request queue full, requests were dropped without an answer."""
+    limits = GatewayLimits(workers=1, batch=1, per_device_queue=2, total_queue=2)
+    gateway = _running_gateway(mtls_broker, client_credentials, database, registry, limits=limits)
+    slow = threading.Event()
+
+    def slow_enroll(request: Request, tx: Any) -> dict[str, Any]:
+        slow.wait(0.3)
+        return {"heartbeat_interval": 30, "server_time": 0}
+
+    gateway.handle("enroll", slow_enroll)
+    try:
+        sessions = []
+        for index in range(6):
+            device_id = f"dev-{index}"
+            session = mqtt_session(client_credentials(device_id), client_id=device_id)
+            assert session.accepted()
+            session.subscribe(protocol.topic_down("sevenfold", device_id))
+            sessions.append((device_id, session))
+        for device_id, session in sessions:
+            session.publish(
+                protocol.topic_up("sevenfold", device_id),
+                protocol.encode("enroll", CORRELATION, enroll_body(device_id)),
+            )
+        answers = []
+        for _, session in sessions:
+            received = session.receive(timeout=5)
+            assert received is not None, "every request gets an answer"
+            answers.append(protocol.decode(received[1]))
+        busy = [a for a in answers if a.kind == "error" and a.body["code"] == "busy"]
+        assert busy and len(busy) + sum(a.kind == "enrolled" for a in answers) == 6
+        assert all(int(a.body["retry_after"]) >= limits.busy_retry_min_ms for a in busy)  # type: ignore[call-overload]
+    finally:
+        slow.set()
+        gateway.stop()
+
+
+def test_health_follows_the_broker_connection(
+    fleet_ca: Any, client_credentials: IssueCredential, database: Database,
+    registry: DeviceRegistry, tmp_path: Path,
+) -> None:  # fmt: skip
+    port = free_port()
+    broker = MosquittoBroker.start(
+        directory=tmp_path / "broker", authority=fleet_ca, port=port, mosquitto=binary("mosquitto")
+    )
+    gateway = _running_gateway(broker, client_credentials, database, registry)
+    try:
+        assert gateway.health().ok
+        broker.stop()
+        deadline = time.monotonic() + 10
+        while gateway.health().ok and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not gateway.health().ok
+        assert "broker" in gateway.health().detail
+        broker = MosquittoBroker.start(
+            directory=tmp_path / "broker", authority=fleet_ca, port=port,
+            mosquitto=binary("mosquitto"),
+        )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while not gateway.health().ok and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert gateway.health().ok
+    finally:
+        gateway.stop()
+        broker.stop()

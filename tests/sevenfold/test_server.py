@@ -69,7 +69,7 @@ def test_simulated_devices_enroll_and_show_up_in_cli(fleet: FleetServer) -> None
     assert [row["device_id"] for row in rows] == ["sim-0001", "sim-0002", "sim-0003"]
     assert {row["status"] for row in rows} == {"online"}
     assert {row["last_seq"] for row in rows} == {2}
-    assert {row["rot"] for row in rows} == {"software"}
+    assert {(row["rot_claimed"], row["rot_verified"]) for row in rows} == {("software", None)}
 
 
 def test_cli_without_server_explains_itself(tmp_path: Path) -> None:

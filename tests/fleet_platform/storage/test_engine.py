@@ -23,7 +23,7 @@ def _enroll(registry: DeviceRegistry, device_id: str) -> None:
         hwmodel="board-a",
         swname="fw",
         swversion="1.0.0",
-        rot="dice",
+        rot_claimed="dice",
         boot_count=3,
         heartbeat_interval=60,
         cert_fingerprint="0f" * 32,
@@ -70,7 +70,7 @@ def test_data_survives_reopening(database_url: str) -> None:
         record = DeviceRegistry(database=second).get("survivor")
         assert record is not None
         assert record.enrolled_at == NOW
-        assert record.rot == "dice"
+        assert record.rot_claimed == "dice"
         assert record.cert_fingerprint == "0f" * 32
 
 
