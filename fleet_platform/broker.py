@@ -3,7 +3,9 @@
 Tests, the fleet server and the demo all need the same broker policy; starting it
 from one place means none of them can drift to a laxer configuration. Start-up
 is only reported done once an authenticated MQTT session has been accepted, so
-callers never race a broker that is still loading its certificates.
+callers never race a broker that is still loading its certificates. The files
+written at start stay in place, so the process can be launched again on the same
+port (:meth:`MosquittoBroker.relaunch`, used by the supervisor) after it died.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -23,8 +26,11 @@ from types import TracebackType
 from device_runtime.core.errors import CryptoError
 from device_runtime.ports.cpython.atomic_file import write_atomic
 from fleet_platform.broker_config import (
+    DEFAULT_BROKER_PORT,
+    LISTEN_HOST,
     BrokerError,
     BrokerFiles,
+    BrokerPortTaken,
     acl_text,
     check_port,
     check_prefix,
@@ -33,18 +39,22 @@ from fleet_platform.broker_config import (
 from fleet_platform.mqtt_tls import client_context
 from fleet_platform.pki import CertificateAuthority, IssuedCredential
 
-__all__ = ["BrokerError", "MosquittoBroker"]
+__all__ = ["DEFAULT_BROKER_PORT", "BrokerError", "BrokerPortTaken", "MosquittoBroker"]
 
-HOST = "127.0.0.1"
+HOST = LISTEN_HOST
 BROKER_COMMON_NAME = "sevenfold-broker"
 # Not a valid device id (it has a dot), so it can never be mistaken for a device.
 PROBE_COMMON_NAME = "fleet_platform.broker-probe"
 _LOG_NAME = "mosquitto.log"
+_CONFIG_NAME = "mosquitto.conf"
 _TAIL_LINES = 20
 _PORT_ATTEMPTS = 3
 _PORT_TAKEN = "Address already in use"
 
 _PR_SET_PDEATHSIG = 1
+# Resolved before any fork: a child of a threaded parent must not take the
+# dynamic loader's locks, which another thread may have held at fork time.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
 
 
 def locate_mosquitto(mosquitto: str | None = None) -> str:
@@ -57,9 +67,8 @@ def locate_mosquitto(mosquitto: str | None = None) -> str:
 
 
 def _die_with_parent() -> None:
-    """Linux: the broker gets SIGTERM when the process that started it dies, even by SIGKILL."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    """Linux: the broker gets SIGTERM when the thread that started it ends, even by SIGKILL."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _current_user() -> str:
@@ -85,25 +94,36 @@ def _connect_packet(client_id: str) -> bytes:
 
 
 class MosquittoBroker:
-    """A running mosquitto child process listening on loopback with mutual TLS."""
+    """A mosquitto child process listening on loopback with mutual TLS.
+
+    One process at a time: :meth:`relaunch` replaces a process that has ended,
+    and :meth:`stop` is final, so nothing can start the broker again after it.
+    """
 
     def __init__(
         self,
         *,
-        process: subprocess.Popen[bytes],
+        executable: str,
         directory: Path,
         port: int,
         prefix: str,
-        ca_path: Path,
+        files: BrokerFiles,
         probe: IssuedCredential,
+        ready_timeout: float,
     ) -> None:
-        self._process = process
         self.directory = directory
         self.host = HOST
         self.port = port
         self.prefix = prefix
-        self.ca_path = ca_path
+        self.ca_path = files.ca_path
+        self._executable = executable
         self._probe = probe
+        self._ready_timeout = ready_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
+        # Held while the process is replaced or stopped, so stop() cannot miss a relaunch.
+        self._lock = threading.Lock()
+        self._stopped = False
 
     @classmethod
     def start(
@@ -119,8 +139,11 @@ class MosquittoBroker:
     ) -> MosquittoBroker:
         """Write certificates, ACL and config into *directory*, launch mosquitto, wait for it.
 
-        With no *port* a free one is picked, and picked again if another process
-        grabs it before mosquitto binds it.
+        The fleet server passes *port* (:data:`DEFAULT_BROKER_PORT` unless the
+        operator chose another) and gets :class:`BrokerPortTaken` when another
+        process holds it. With no *port* a free one is picked, and picked again
+        if another process grabs it before mosquitto binds it: for tests only,
+        as devices could not find a broker whose port changes.
         """
         check_prefix(prefix)
         acl = acl_text(prefix=prefix, server_identities=tuple(server_identities))
@@ -152,65 +175,29 @@ class MosquittoBroker:
             raise BrokerError(f"cannot prepare mosquitto's files in {directory}: {exc}") from exc
 
         def run_once() -> MosquittoBroker:
-            return cls._run_once(
+            broker = cls(
                 executable=executable,
                 directory=directory,
-                files=files,
                 port=_free_port() if port is None else port,
                 prefix=prefix,
+                files=files,
                 probe=probe,
                 ready_timeout=ready_timeout,
             )
+            broker._write_config(files)
+            broker._launch(fresh_log=True)
+            return broker
 
         for _ in range(0 if port is not None else _PORT_ATTEMPTS - 1):
             try:
                 return run_once()
-            except BrokerError as exc:
-                if _PORT_TAKEN not in exc.reason:
-                    raise
+            except BrokerPortTaken:
+                pass
         return run_once()
 
-    @classmethod
-    def _run_once(
-        cls,
-        *,
-        executable: str,
-        directory: Path,
-        files: BrokerFiles,
-        port: int,
-        prefix: str,
-        probe: IssuedCredential,
-        ready_timeout: float,
-    ) -> MosquittoBroker:
-        config_path = directory / "mosquitto.conf"
-        config = config_text(port=port, files=files, run_as=_current_user())
-        try:
-            write_atomic(config_path, config.encode(), mode=0o600)
-            with (directory / _LOG_NAME).open("wb") as log:
-                process = subprocess.Popen(
-                    [executable, "-c", str(config_path)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    preexec_fn=_die_with_parent,
-                )
-        except OSError as exc:
-            raise BrokerError(f"cannot launch {executable} in {directory}: {exc}") from exc
-        broker = cls(
-            process=process,
-            directory=directory,
-            port=port,
-            prefix=prefix,
-            ca_path=files.ca_path,
-            probe=probe,
-        )
-        try:
-            broker._wait_ready(ready_timeout)
-        except BaseException:
-            broker.stop()
-            raise
-        return broker
+    @property
+    def config_path(self) -> Path:
+        return self.directory / _CONFIG_NAME
 
     @property
     def log_path(self) -> Path:
@@ -218,29 +205,52 @@ class MosquittoBroker:
 
     @property
     def running(self) -> bool:
-        return self._process.poll() is None
+        process = self._process
+        return process is not None and process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The current (or last) mosquitto process id."""
+        return None if self._process is None else self._process.pid
+
+    @property
+    def exit_status(self) -> int | None:
+        """How the last process ended (negative: killed by that signal); None while it runs."""
+        return None if self._process is None else self._process.poll()
+
+    @property
+    def stopped(self) -> bool:
+        """True once :meth:`stop` was called: the broker will not be launched again."""
+        return self._stopped
 
     def log_tail(self, lines: int = _TAIL_LINES) -> str:
         """Last lines of mosquitto's own output, the only place it explains a refusal."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return self._read_log(0, lines)
+
+    def launch_output(self, lines: int = _TAIL_LINES) -> str:
+        """Last lines mosquitto wrote since its latest launch: why that process failed or died."""
+        return self._read_log(self._log_offset, lines)
 
     def client_context(self, credential: IssuedCredential) -> ssl.SSLContext:
         """TLS context for a client of this broker presenting *credential*."""
         return client_context(ca_path=self.ca_path, credential=credential)
 
+    def relaunch(self) -> None:
+        """Start mosquitto again, same files and port, after its process ended; wait for it.
+
+        Raises :class:`BrokerError` (:class:`BrokerPortTaken` when another
+        process took the port meanwhile) when the new process does not come up,
+        and when the broker was stopped or is still running.
+        """
+        if self.running:
+            raise BrokerError(f"mosquitto is still running on port {self.port} (pid {self.pid})")
+        self._launch(fresh_log=False)
+
     def stop(self, timeout: float = 5.0) -> None:
-        """Terminate mosquitto; safe to call more than once."""
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=timeout)
+        """Terminate mosquitto for good; safe to call more than once and from any thread."""
+        with self._lock:
+            self._stopped = True
+            self._terminate(timeout)
 
     def __enter__(self) -> MosquittoBroker:
         return self
@@ -253,7 +263,64 @@ class MosquittoBroker:
     ) -> None:
         self.stop()
 
+    def _read_log(self, offset: int, lines: int) -> str:
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(offset)
+                text = log.read().decode(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _write_config(self, files: BrokerFiles) -> None:
+        config = config_text(
+            port=self.port, prefix=self.prefix, files=files, run_as=_current_user()
+        )
+        try:
+            write_atomic(self.config_path, config.encode(), mode=0o600)
+        except OSError as exc:
+            raise BrokerError(f"cannot write {self.config_path}: {exc}") from exc
+
+    def _launch(self, *, fresh_log: bool) -> None:
+        """Spawn mosquitto and wait until it accepts the probe; on failure leave no process."""
+        with self._lock:
+            if self._stopped:
+                raise BrokerError(f"the broker on port {self.port} was stopped; not launching it")
+            try:
+                with self.log_path.open("wb" if fresh_log else "ab") as log:
+                    self._log_offset = log.tell()
+                    self._process = subprocess.Popen(
+                        [self._executable, "-c", str(self.config_path)],
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                        preexec_fn=_die_with_parent,
+                    )
+            except OSError as exc:
+                raise BrokerError(
+                    f"cannot launch {self._executable} in {self.directory}: {exc}"
+                ) from exc
+        try:
+            self._wait_ready(self._ready_timeout)
+        except BaseException:
+            with self._lock:
+                self._terminate(timeout=5.0)
+            raise
+
+    def _terminate(self, timeout: float) -> None:
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=timeout)
+
     def _wait_ready(self, timeout: float) -> None:
+        process = self._process
+        assert process is not None, "launched before waiting"
         try:
             context = self.client_context(self._probe)
         except CryptoError as exc:
@@ -261,9 +328,12 @@ class MosquittoBroker:
         deadline = time.monotonic() + timeout
         last_error = "no attempt made"
         while True:
-            code = self._process.poll()
+            code = process.poll()
             if code is not None:
-                raise BrokerError(f"mosquitto exited with status {code}:\n{self.log_tail()}")
+                output = self.launch_output()
+                if _PORT_TAKEN in output:
+                    raise BrokerPortTaken(self.port, output)
+                raise BrokerError(f"mosquitto exited with status {code}:\n{output}")
             try:
                 accepted = self._session_accepted(context)
             except (OSError, ssl.SSLError) as exc:
@@ -271,11 +341,13 @@ class MosquittoBroker:
             else:
                 if accepted is None:
                     return
-                raise BrokerError(f"mosquitto refused the probe ({accepted}):\n{self.log_tail()}")
+                raise BrokerError(
+                    f"mosquitto refused the probe ({accepted}):\n{self.launch_output()}"
+                )
             if time.monotonic() >= deadline:
                 raise BrokerError(
                     f"mosquitto did not accept a TLS session on port {self.port} within "
-                    f"{timeout:g}s (last error: {last_error}):\n{self.log_tail()}"
+                    f"{timeout:g}s (last error: {last_error}):\n{self.launch_output()}"
                 )
             time.sleep(0.05)
 

@@ -4,6 +4,12 @@ Kept apart from process handling so the exact policy the broker enforces can be
 read and tested as text. The ACL relies on ``%u``, which mosquitto fills in from
 the certificate CN because of ``use_identity_as_username``; ``%c`` would be the
 client id, which any client picks freely.
+
+Mosquitto 2.0's ``acl_file`` never checks SUBSCRIBE (every filter, ``$share/...``
+included, is granted); what it enforces is "read" on each message it delivers,
+checked against the message's own topic. So a device's subscription to another
+device's topics, shared or not, yields nothing, and a server's shared
+subscription needs nothing beyond its read grant on the device tree.
 """
 
 from __future__ import annotations
@@ -12,18 +18,50 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from device_runtime.core.errors import TransportError
+from device_runtime.core import protocol
+from device_runtime.core.errors import InvalidField, TransportError
+
+LISTEN_HOST = "127.0.0.1"
+"""The managed broker's only listening address."""
+
+DEFAULT_BROKER_PORT = 8883
+"""Where the managed broker listens unless told otherwise: the IANA port of MQTT over TLS.
+
+Devices are configured with a host and a port, so the port must survive broker
+restarts and server restarts; a free port picked at random (``port=None``) is
+for tests only.
+"""
 
 # One or more topic levels; no wildcards, no empty levels, no leading '$'.
 _PREFIX = re.compile(r"^[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*$")
 # A server identity is a certificate CN used verbatim as a broker username.
 _IDENTITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# The longest device id the protocol accepts, hence the longest device topic level.
+LONGEST_DEVICE_ID = protocol.SCHEMAS["enroll"]["device_id"][2]
+# PUBLISH variable header: topic length field and, at QoS 1 and 2, the packet id.
+_TOPIC_LENGTH_BYTES = 2
+_PACKET_ID_BYTES = 2
+_FIXED_HEADER_TYPE_BYTES = 1
 
 
 class BrokerError(TransportError):
     """The broker could not be configured, started or reached."""
 
     code = "broker"
+
+
+class BrokerPortTaken(BrokerError):
+    """Another process listens on the port the managed broker must use."""
+
+    code = "broker-port-taken"
+
+    def __init__(self, port: int, mosquitto_output: str) -> None:
+        super().__init__(
+            f"port {port} on {LISTEN_HOST} is already in use by another process, so the managed"
+            f" broker cannot listen there; stop that process or give the broker another port"
+            f" (sevenfold server --broker-port PORT):\n{mosquitto_output}"
+        )
+        self.port = port
 
 
 @dataclass(frozen=True)
@@ -51,15 +89,64 @@ def check_port(port: int) -> int:
     return port
 
 
+def check_server_identity(identity: str) -> str:
+    """Reject a server CN that a device could also hold: it would get every device's topics.
+
+    Device ids are certificate CNs too, so a server identity must be one no
+    device id can be: the reserved ``sevenfold-server``, or a name with a
+    character device ids never have (a dot, as in ``sevenfold-server.2``).
+    """
+    if not isinstance(identity, str) or not _IDENTITY.fullmatch(identity):
+        raise BrokerError(f"server identity {identity!r} is not a valid certificate CN")
+    if identity == protocol.SERVER_IDENTITY:
+        return identity
+    try:
+        protocol.check_device_id(identity)
+    except InvalidField:
+        return identity
+    raise BrokerError(
+        f"server identity {identity!r} is also a valid device id, so a device could hold it;"
+        f" use {protocol.SERVER_IDENTITY!r} or a name with a dot such as"
+        f" '{protocol.SERVER_IDENTITY}.2'"
+    )
+
+
+def max_packet_size(prefix: str) -> int:
+    """Mosquitto's ``max_packet_size`` for the fleet: one largest message on the longest topic.
+
+    A PUBLISH is a type byte, the remaining length (1-4 bytes), the topic's
+    2-byte length and bytes, a 2-byte packet id (QoS 1 and 2) and the payload.
+    Mosquitto 2.0 compares *remaining length + 1* with the limit, leaving out
+    the remaining-length bytes themselves, so the value is counted its way
+    (the boundary is tested against the real broker). The longest topic is a
+    down topic (``/down`` is longer than ``/up``): servers publish there, and a
+    server disconnected for an oversized response would drop every device.
+    """
+    longest_id = "x" * LONGEST_DEVICE_ID
+    longest_topic = max(
+        protocol.topic_up(check_prefix(prefix), longest_id),
+        protocol.topic_down(prefix, longest_id),
+        key=len,
+    )
+    remaining = _TOPIC_LENGTH_BYTES + len(longest_topic) + _PACKET_ID_BYTES + protocol.MAX_MESSAGE
+    return _FIXED_HEADER_TYPE_BYTES + remaining
+
+
 def acl_text(*, prefix: str, server_identities: tuple[str, ...]) -> str:
-    """ACL granting servers the whole device tree and each device only its own two topics."""
+    """ACL granting servers the whole device tree and each device only its own two topics.
+
+    The servers' grant is what lets their shared subscriptions
+    (``$share/<group>/<prefix>/d/+/up``) receive: mosquitto checks "read" on
+    each delivered message's topic, not on the ``$share`` filter.
+    """
     check_prefix(prefix)
     if not server_identities:
         raise BrokerError("at least one server identity is needed to reach the devices")
+    if len(set(server_identities)) != len(server_identities):
+        raise BrokerError(f"server identities {server_identities!r} repeat a name")
     lines = ["# Fleet servers: every device's up and down topics."]
     for identity in server_identities:
-        if not isinstance(identity, str) or not _IDENTITY.fullmatch(identity):
-            raise BrokerError(f"server identity {identity!r} is not a valid certificate CN")
+        check_server_identity(identity)
         lines += [f"user {identity}", f"topic readwrite {prefix}/d/#", ""]
     lines += [
         "# Every client: publish to its own up topic, receive on its own down topic.",
@@ -70,9 +157,10 @@ def acl_text(*, prefix: str, server_identities: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def config_text(*, port: int, files: BrokerFiles, run_as: str) -> str:
+def config_text(*, port: int, prefix: str, files: BrokerFiles, run_as: str) -> str:
     """Broker configuration: one loopback listener, client certificates required, no state."""
     check_port(port)
+    packet_limit = max_packet_size(prefix)
     for path in (files.ca_path, files.cert_path, files.key_path, files.acl_path):
         if any(ch in str(path) for ch in "\n\r"):
             raise BrokerError(f"path {str(path)!r} cannot be written into a mosquitto config")
@@ -85,6 +173,8 @@ def config_text(*, port: int, files: BrokerFiles, run_as: str) -> str:
             "allow_anonymous false",
             "persistence false",
             "set_tcp_nodelay true",
+            # Larger packets cannot hold a valid protocol message; the sender is disconnected.
+            f"max_packet_size {packet_limit}",
             "log_dest stderr",
             "log_type error",
             "log_type warning",
@@ -93,7 +183,7 @@ def config_text(*, port: int, files: BrokerFiles, run_as: str) -> str:
             "connection_messages true",
             f"acl_file {files.acl_path}",
             "",
-            f"listener {port} 127.0.0.1",
+            f"listener {port} {LISTEN_HOST}",
             "protocol mqtt",
             f"cafile {files.ca_path}",
             f"certfile {files.cert_path}",

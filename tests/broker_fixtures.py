@@ -22,9 +22,12 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from fleet_platform.broker import MosquittoBroker
 from fleet_platform.pki import CertificateAuthority, IssuedCredential
+from fleet_platform.server_replicas import replica_identities
 from tests.components import binary
 
 WAIT = 5.0
+SESSION_BROKER_REPLICAS = 2
+"""Server identities the session broker accepts: replicas 0 and 1 (see server_replicas)."""
 
 IssueCredential = Callable[[str], IssuedCredential]
 
@@ -130,6 +133,18 @@ class MqttSession:
 OpenSession = Callable[..., MqttSession]
 
 
+def session_to(
+    broker: MosquittoBroker, credential: IssuedCredential, *, client_id: str
+) -> MqttSession:
+    """An MqttSession opened to *broker* with *credential*; the caller closes it."""
+    return MqttSession(
+        host=broker.host,
+        port=broker.port,
+        context=broker.client_context(credential),
+        client_id=client_id,
+    ).open()
+
+
 @pytest.fixture(scope="session")
 def fleet_ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
     """One CA per test session, as a real fleet has one trust anchor."""
@@ -145,7 +160,10 @@ def mtls_broker(
     """A started broker shared by the session; start-up costs a process launch and a handshake."""
     executable = binary("mosquitto")
     with MosquittoBroker.start(
-        directory=tmp_path_factory.mktemp("broker"), authority=fleet_ca, mosquitto=executable
+        directory=tmp_path_factory.mktemp("broker"),
+        authority=fleet_ca,
+        server_identities=replica_identities(SESSION_BROKER_REPLICAS),
+        mosquitto=executable,
     ) as broker:
         yield broker
 

@@ -8,8 +8,18 @@ from pathlib import Path
 
 import pytest
 
+from device_runtime.core import protocol
+from device_runtime.core.errors import InvalidField
 from fleet_platform.broker import MosquittoBroker
-from fleet_platform.broker_config import BrokerError, acl_text
+from fleet_platform.broker_config import (
+    DEFAULT_BROKER_PORT,
+    LONGEST_DEVICE_ID,
+    BrokerError,
+    BrokerPortTaken,
+    acl_text,
+    check_server_identity,
+    max_packet_size,
+)
 from fleet_platform.pki import CertificateAuthority
 from tests.components import binary, free_port
 
@@ -46,6 +56,7 @@ def test_start_writes_private_files_and_stop_closes_port(
             "allow_anonymous false",
             "persistence false",
             "tls_version tlsv1.2",
+            f"max_packet_size {max_packet_size('sevenfold')}",
         ):
             assert line in config.splitlines()
         assert "u'fleet_platform.broker-probe'" in broker.log_tail()
@@ -65,12 +76,14 @@ def test_context_manager_stops_the_process(
 
 
 def test_acl_uses_certificate_identity_only() -> None:
-    text = acl_text(prefix="sevenfold", server_identities=("sevenfold-server", "backup"))
+    text = acl_text(
+        prefix="sevenfold", server_identities=("sevenfold-server", "sevenfold-server.1")
+    )
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert lines == [
         "user sevenfold-server",
         "topic readwrite sevenfold/d/#",
-        "user backup",
+        "user sevenfold-server.1",
         "topic readwrite sevenfold/d/#",
         "pattern write sevenfold/d/%u/up",
         "pattern read sevenfold/d/%u/down",
@@ -89,6 +102,8 @@ def test_acl_uses_certificate_identity_only() -> None:
         {"server_identities": ()},
         {"server_identities": ("two words",)},
         {"server_identities": ("wild/+",)},
+        {"server_identities": ("backup",)},
+        {"server_identities": ("sevenfold-server", "sevenfold-server")},
         {"port": 0},
         {"port": 70000},
         {"mosquitto": "/nonexistent/mosquitto"},
@@ -102,17 +117,57 @@ def test_bad_settings_raise_broker_error(
     assert not (tmp_path / "mosquitto.conf").exists()
 
 
-def test_port_in_use_reports_mosquittos_own_words(
+def test_port_in_use_names_the_port_the_option_and_mosquittos_own_words(
     fleet_ca: CertificateAuthority, mosquitto: str, tmp_path: Path
 ) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        with pytest.raises(BrokerError, match=r"(?s)exited with status.*Address already in use"):
+        with pytest.raises(BrokerPortTaken) as caught:
             MosquittoBroker.start(
                 directory=tmp_path, authority=fleet_ca, port=port, mosquitto=mosquitto
             )
+    assert caught.value.port == port
+    assert caught.value.code == "broker-port-taken"
+    message = caught.value.explain()
+    assert f"port {port} on 127.0.0.1 is already in use" in message
+    assert "--broker-port" in message
+    assert "Address already in use" in message
+
+
+def test_default_port_is_mqtt_over_tls() -> None:
+    assert DEFAULT_BROKER_PORT == 8883
+
+
+@pytest.mark.parametrize(
+    "identity", ["sevenfold-server", "sevenfold-server.1", "sevenfold-server.12", "ops.eu-1"]
+)
+def test_server_identities_no_device_can_hold(identity: str) -> None:
+    assert check_server_identity(identity) == identity
+    with pytest.raises(InvalidField):
+        protocol.check_device_id(identity)
+
+
+@pytest.mark.parametrize("identity", ["sevenfold-server-2", "backup", "ops-a", "a" * 63])
+def test_server_identity_that_is_also_a_device_id_is_refused(identity: str) -> None:
+    protocol.check_device_id(identity)
+    with pytest.raises(BrokerError, match="also a valid device id"):
+        check_server_identity(identity)
+
+
+def test_longest_device_id_is_the_protocols() -> None:
+    protocol.check_device_id("a" * LONGEST_DEVICE_ID)
+    with pytest.raises(InvalidField):
+        protocol.check_device_id("a" * (LONGEST_DEVICE_ID + 1))
+
+
+def test_packet_limit_follows_the_prefix_and_the_protocol_limit() -> None:
+    longer = "plant7/fleet"
+    assert max_packet_size(longer) - max_packet_size("sevenfold") == len(longer) - len("sevenfold")
+    assert max_packet_size("sevenfold") > protocol.MAX_MESSAGE
+    with pytest.raises(BrokerError):
+        max_packet_size("a/+")
 
 
 def test_broker_that_never_listens_times_out(

@@ -16,7 +16,7 @@ import pytest
 
 from fleet_platform.broker import MosquittoBroker
 from fleet_platform.pki import CertificateAuthority, IssuedCredential
-from tests.broker_fixtures import MqttSession
+from tests.broker_fixtures import MqttSession, session_to
 from tests.components import binary
 
 Issue = Callable[[str], IssuedCredential]
@@ -168,19 +168,14 @@ def test_custom_prefix_and_several_server_identities(
         directory=tmp_path / "broker",
         authority=fleet_ca,
         prefix="plant7/fleet",
-        server_identities=("ops-a", "ops-b"),
+        server_identities=("ops.a", "ops.b"),
         mosquitto=binary("mosquitto"),
     ) as broker:
         sessions: list[MqttSession] = []
         try:
-            for name in ("ops-b", "dev-p"):
-                session = MqttSession(
-                    host=broker.host,
-                    port=broker.port,
-                    context=broker.client_context(client_credentials(name)),
-                    client_id=fresh(name),
-                )
-                sessions.append(session.open())
+            for name in ("ops.b", "dev-p"):
+                session = session_to(broker, client_credentials(name), client_id=fresh(name))
+                sessions.append(session)
                 assert session.accepted()
             ops, device = sessions
             assert ops.subscribe("plant7/fleet/d/#") == [1]
