@@ -36,25 +36,6 @@ from fleet_platform.pki import CertificateAuthority, fleet_authority
 from fleet_platform.server_config import RuntimeInfo
 
 POSTGRES_URL = os.environ.get("SEVENFOLD_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-ECHO = """
-import sys, paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from fleet_platform.mqtt_tls import client_context
-from fleet_platform.pki import IssuedCredential
-from device_runtime.ports.cpython.transport import disable_nagle
-host, port, ca, cert, key = sys.argv[1:6]
-client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="sevenfold-server",
-                     protocol=mqtt.MQTTv5)
-client.tls_set_context(client_context(ca_path=ca, credential=IssuedCredential(cert_path=cert, key_path=key)))
-client.on_socket_open = disable_nagle
-client.max_inflight_messages_set(1000)
-def on_message(c, userdata, msg):
-    c.publish(msg.topic[:-2] + "down", msg.payload, qos=1)
-client.on_connect = lambda c, *a: (c.subscribe("$share/sevenfold-gateway/sevenfold/d/+/up", qos=1), print("ready", flush=True))
-client.on_message = on_message
-client.connect(host, int(port))
-client.loop_forever()
-"""
 
 
 def cpu_seconds(pid: int) -> float:
@@ -106,7 +87,8 @@ def bench_server(args: argparse.Namespace, database: str, tmp: Path) -> dict[str
         command += ["--gateway-processes", str(args.gateway_processes)]
     if url:
         command += ["--database", url]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(tmp / f"server-{database}.log", "w"))  # noqa: SIM115
+    with (tmp / f"server-{database}.log").open("w") as server_log:
+        server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=server_log)
     try:
         info = _wait_for_server(state, server)
         assert info.broker_host and info.broker_port and info.ca_path
@@ -140,10 +122,11 @@ def bench_echo(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     authority = CertificateAuthority.create(common_name="Echo CA", directory=tmp / "echo-ca")
     devices = issue_devices(authority, args.devices, tmp / "echo-devices")
     credential = authority.issue_client(common_name="sevenfold-server", directory=tmp / "echo-id")
-    with MosquittoBroker.start(directory=tmp / "echo-broker", authority=authority) as broker:
+    broker_dir = tmp / "echo-broker"
+    with MosquittoBroker.start(directory=broker_dir, authority=authority) as broker:
         echo = subprocess.Popen(
-            [sys.executable, "-c", ECHO, broker.host, str(broker.port), str(broker.ca_path),
-             str(credential.cert_path), str(credential.key_path)],
+            [sys.executable, "-m", "bench.mqtt_echo", broker.host, str(broker.port),
+             str(broker.ca_path), str(credential.cert_path), str(credential.key_path)],
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:

@@ -128,6 +128,7 @@ def main() -> None:
                     common_name="sevenfold-server", directory=tmp / "server"
                 ),
                 record_rejection=registry.record_rejection,
+                share_group="bench",
             )
             EnrollmentService(registry=registry, heartbeat_interval=30).register(gateway)
             gateway.start()

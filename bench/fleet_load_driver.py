@@ -201,9 +201,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
     await asyncio.gather(*(beat(d) for d in devices))
     result["heartbeats"] = summary(outcome, time.monotonic() - started)
-    result["heartbeats"]["per_second"] = round(
-        len(outcome.latencies) / max(duration, 1e-9), 1
-    )
+    result["heartbeats"]["per_second"] = round(len(outcome.latencies) / max(duration, 1e-9), 1)
     for device in devices:
         if device.writer is not None:
             device.writer.close()

@@ -71,14 +71,12 @@ from fleet_platform.mqtt_tls import client_context
 from fleet_platform.pki import IssuedCredential
 from fleet_platform.rate_limits import RateLimits
 from fleet_platform.request_queue import FairQueue, Work
+from fleet_platform.server_replicas import shared_up_filter
 from fleet_platform.storage import Database
 
 log = logging.getLogger(__name__)
 
 Body = dict[str, Any]
-
-SHARE_GROUP = "sevenfold-gateway"
-"""Shared-subscription group every gateway (replica or process) of one fleet joins."""
 
 MAX_INCOMING = protocol.MAX_MESSAGE + 512
 """Largest MQTT packet the server reads: a maximal message plus topic and header."""
@@ -125,12 +123,14 @@ class Gateway:
         database: Database,
         record_rejection: RecordRejection,
         client_id: str = protocol.SERVER_IDENTITY,
+        share_group: str,
         prefix: str = protocol.DEFAULT_PREFIX,
         limits: GatewayLimits | None = None,
         metrics: Metrics | None = None,
         log_budget: EventBudget | None = None,
     ) -> None:
         self.prefix = prefix
+        self.share_group = share_group
         self.limits = limits or GatewayLimits()
         self.metrics = metrics or Metrics()
         self._database = database
@@ -165,7 +165,7 @@ class Gateway:
 
     @property
     def subscription(self) -> str:
-        return f"$share/{SHARE_GROUP}/{self.prefix}/d/+/up"
+        return shared_up_filter(self.prefix, self.share_group)
 
     def handle(self, kind: str, handler: Handler) -> None:
         """Route requests of *kind* to *handler*; its result is the response body."""

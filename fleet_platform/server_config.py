@@ -10,6 +10,7 @@ from pathlib import Path
 from device_runtime.core import protocol
 from device_runtime.core.errors import InvalidField, SevenfoldError
 from device_runtime.ports.cpython.atomic_file import write_atomic
+from fleet_platform.broker_config import DEFAULT_BROKER_PORT
 from fleet_platform.gateway_limits import GatewayLimits
 
 SERVICES = ("attestation", "updates", "monitor")
@@ -53,8 +54,8 @@ class ServerConfig:
     prefix: str = protocol.DEFAULT_PREFIX
     heartbeat_interval: int = 30
     services: tuple[str, ...] = SERVICES
-    gateway_identity: str = protocol.SERVER_IDENTITY
-    """The client id the gateway connects with: its certificate CN on the managed broker."""
+    broker_port: int = DEFAULT_BROKER_PORT
+    """Port of the managed broker (0: any free port, for tests); ignored with an external one."""
     gateway_limits: GatewayLimits = field(default_factory=GatewayLimits)
 
     def __post_init__(self) -> None:

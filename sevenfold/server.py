@@ -1,10 +1,17 @@
 """The fleet server process: storage, broker link, services and the REST API.
 
 Attestation, updates and the passive monitor's receiving end are separate
-packages with their own routes and handlers; this module only wires the ones
-a deployment asks for into one process. The process keeps no state of its own
-beyond the database and its state directory, so several replicas can run
-behind a load balancer against one PostgreSQL and one broker cluster.
+packages with their own routes, handlers and tables; this module only wires the
+ones a deployment asks for into one process. The process keeps no state of its
+own beyond the database and its state directory, so several replicas can run
+behind a load balancer against one PostgreSQL and one broker cluster: each
+connects with its own certificate, and all of them subscribe in one MQTT share
+group whose name comes from a secret in the shared database, so every device
+request reaches exactly one of them.
+
+With no broker configured the server runs Mosquitto itself, on a fixed port
+(devices are configured with host and port) and under a supervisor that
+restarts it when it dies; ``/healthz`` says unhealthy while it is down.
 """
 
 from __future__ import annotations
@@ -16,24 +23,30 @@ import time
 from pathlib import Path
 
 import uvicorn
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 from fastapi import FastAPI
 
 import attestation_server
 import attestation_server.api
+import fleet_platform.storage
 import passive_monitor.receiver
 import passive_monitor.receiver.api
 import update_service.api
 from attestation_server.enrollment import EnrollmentService
 from attestation_server.registry import DeviceRegistry
-from device_runtime.core.errors import TransportError
+from device_runtime.core.errors import CryptoError, TransportError
 from fleet_platform import api_tokens, bearer_auth
 from fleet_platform.broker import MosquittoBroker
+from fleet_platform.broker_supervisor import BrokerSupervisor
 from fleet_platform.gateway import Gateway
 from fleet_platform.health import Health
 from fleet_platform.metrics import Metrics
 from fleet_platform.pki import IssuedCredential, fleet_authority
 from fleet_platform.server_config import RuntimeInfo, ServerConfig
+from fleet_platform.server_replicas import replica_identities, share_group
 from fleet_platform.storage import Database, open_database
+from fleet_platform.storage.fleet_secrets import SHARE_GROUP, fleet_secret
 from passive_monitor.receiver.store import AssetRegistry
 from sevenfold import health_api
 from sevenfold.health_api import HealthCheck
@@ -41,8 +54,12 @@ from update_service.repository_files import RepositoryFiles
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS = (attestation_server.MIGRATIONS, passive_monitor.receiver.MIGRATIONS)
-"""Every service's migrations, in the order of the one history they form."""
+MIGRATIONS = (
+    attestation_server.MIGRATIONS,
+    passive_monitor.receiver.MIGRATIONS,
+    fleet_platform.storage.MIGRATIONS,
+)
+"""Every service's migrations (and the platform's), in the one history they form."""
 
 _HTTP_START_TIMEOUT_S = 15.0
 
@@ -55,6 +72,7 @@ class FleetServer:
         self.database: Database | None = None
         self.registry: DeviceRegistry | None = None
         self.broker: MosquittoBroker | None = None
+        self.supervisor: BrokerSupervisor | None = None
         self.gateway: Gateway | None = None
         self.app: FastAPI | None = None
         self.metrics = Metrics()
@@ -93,7 +111,8 @@ class FleetServer:
                     credential=credential,
                     database=self.database,
                     record_rejection=self.registry.record_rejection,
-                    client_id=config.gateway_identity,
+                    client_id=certificate_identity(credential.cert_path),
+                    share_group=share_group(fleet_secret(self.database, SHARE_GROUP)),
                     prefix=config.prefix,
                     limits=config.gateway_limits,
                     metrics=self.metrics,
@@ -141,7 +160,7 @@ class FleetServer:
         checks: dict[str, HealthCheck] = {"database": self._database_health}
         if self.gateway is not None:
             checks["gateway"] = self.gateway.health
-        if self.broker is not None:
+        if self.supervisor is not None:
             checks["broker"] = self._broker_health
         return checks
 
@@ -152,10 +171,11 @@ class FleetServer:
         return Health(True, f"{database.dialect} answers")
 
     def _broker_health(self) -> Health:
-        broker = self.broker
-        if broker is None or not broker.running:
+        supervisor = self.supervisor
+        if supervisor is None:
             return Health(False, "the managed broker is not running")
-        return Health(True, f"managed broker running on {broker.host}:{broker.port}")
+        health = supervisor.health()
+        return Health(health.ok, health.detail)
 
     def _broker_link(self) -> tuple[str, int, Path, IssuedCredential]:
         config = self.config
@@ -164,11 +184,17 @@ class FleetServer:
             credential = IssuedCredential(cert_path=external.cert_path, key_path=external.key_path)
             return external.host, external.port, external.ca_path, credential
         authority = fleet_authority(config.state_dir)
+        identities = replica_identities(1)
         self.broker = MosquittoBroker.start(
-            directory=config.state_dir / "broker", authority=authority, prefix=config.prefix
+            directory=config.state_dir / "broker",
+            authority=authority,
+            port=config.broker_port or None,
+            prefix=config.prefix,
+            server_identities=identities,
         )
+        self.supervisor = BrokerSupervisor(self.broker).start()
         credential = authority.issue_client(
-            common_name=config.gateway_identity, directory=config.state_dir / "server-identity"
+            common_name=identities[0], directory=config.state_dir / "server-identity"
         )
         return self.broker.host, self.broker.port, self.broker.ca_path, credential
 
@@ -204,9 +230,10 @@ class FleetServer:
         if self.gateway is not None:
             self.gateway.stop()
             self.gateway = None
-        if self.broker is not None:
-            self.broker.stop()
-            self.broker = None
+        if self.supervisor is not None:
+            self.supervisor.stop()
+            self.supervisor = None
+        self.broker = None
         if self.database is not None:
             self.database.dispose()
             self.database = None
@@ -217,3 +244,19 @@ class FleetServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def certificate_identity(cert_path: Path) -> str:
+    """The CN of a client certificate: the name the broker knows this server by.
+
+    It is also the MQTT client id, so that on a broker that does not derive the
+    client id from the certificate, two replicas still never share one.
+    """
+    try:
+        certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise CryptoError(f"cannot read the server certificate {cert_path}: {exc}") from exc
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if len(names) != 1 or not isinstance(names[0].value, str):
+        raise CryptoError(f"the server certificate {cert_path} must have exactly one CN")
+    return names[0].value

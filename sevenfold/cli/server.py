@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from fleet_platform.broker_config import DEFAULT_BROKER_PORT
 from fleet_platform.server_config import (
     DEFAULT_HTTP_PORT,
     SERVICES,
@@ -40,7 +41,16 @@ def server(
     broker_host: Annotated[
         str | None, typer.Option("--broker-host", help="External mTLS broker (default: managed).")
     ] = None,
-    broker_port: Annotated[int, typer.Option("--broker-port")] = 8883,
+    broker_port: Annotated[
+        int,
+        typer.Option(
+            "--broker-port",
+            min=0,
+            max=65535,
+            help="The managed broker listens here (0: any free port); with --broker-host,"
+            " where the external broker is reached.",
+        ),
+    ] = DEFAULT_BROKER_PORT,
     broker_ca: Annotated[Path | None, typer.Option("--broker-ca")] = None,
     cert: Annotated[Path | None, typer.Option("--cert", help="Server client certificate.")] = None,
     key: Annotated[Path | None, typer.Option("--key", help="Server client key.")] = None,
@@ -66,6 +76,7 @@ def server(
             http_port=http_port,
             broker=external,
             heartbeat_interval=heartbeat_interval,
+            broker_port=broker_port,
             services=tuple(service) if service else SERVICES,
         )
         fleet = FleetServer(config=config)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ def make_gateway(
         credential=credentials("sevenfold-server"),
         database=database,
         record_rejection=registry.record_rejection,
+        share_group=f"test-{uuid.uuid4().hex}",
         **options,
     )
 

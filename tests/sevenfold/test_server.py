@@ -26,7 +26,9 @@ from tests.components import binary
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[FleetServer]:
     binary("mosquitto")
-    config = ServerConfig(state_dir=tmp_path / "state", http_port=0, heartbeat_interval=1)
+    config = ServerConfig(
+        state_dir=tmp_path / "state", http_port=0, broker_port=0, heartbeat_interval=1
+    )
     with FleetServer(config=config) as server:
         yield server
 
@@ -84,7 +86,7 @@ def test_server_and_devices_list_as_separate_processes(tmp_path: Path) -> None:
     env = {**os.environ, "SEVENFOLD_STATE": str(state)}
     sevenfold = [sys.executable, "-m", "sevenfold.cli"]
     server = subprocess.Popen(
-        [*sevenfold, "server", "--http-port", "0"],
+        [*sevenfold, "server", "--http-port", "0", "--broker-port", "0"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

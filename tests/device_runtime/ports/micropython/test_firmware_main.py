@@ -37,7 +37,9 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[FleetServer]:
     binary("mosquitto")
-    config = ServerConfig(state_dir=tmp_path / "state", http_port=0, heartbeat_interval=1)
+    config = ServerConfig(
+        state_dir=tmp_path / "state", http_port=0, broker_port=0, heartbeat_interval=1
+    )
     with FleetServer(config=config) as server:
         yield server
 
