@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, RowMapping, Table, insert, select, update
+from sqlalchemy import Connection, RowMapping, Table, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from attestation_server.records import DeviceRecord, EventRecord
@@ -65,6 +65,25 @@ _CLAIM = (
 
 _DEVICES = cast(Table, Device.__table__)
 _EVENTS = cast(Table, DeviceEvent.__table__)
+
+_HEARTBEAT = (
+    update(_DEVICES)
+    .where(
+        _DEVICES.c.device_id == bindparam("id"),
+        (_DEVICES.c.boot_count < bindparam("boot"))
+        | (
+            (_DEVICES.c.boot_count == bindparam("boot"))
+            & (_DEVICES.c.last_seq.is_(None) | (_DEVICES.c.last_seq < bindparam("seq")))
+        ),
+    )
+    .values(
+        last_seen=bindparam("now"),
+        last_seq=bindparam("seq"),
+        last_uptime=bindparam("uptime"),
+        boot_count=bindparam("boot"),
+    )
+)
+"""The heartbeat's conditional write, built once: only a newer report matches the row."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -157,32 +176,24 @@ class DeviceRegistry:
         boot_count: int,
         now: datetime,
         tx: Connection | None = None,
-    ) -> DeviceRecord:
+    ) -> None:
         """Record that the device is alive, if this report is newer than every one before.
 
         Raises :class:`NotEnrolled` for an unknown device and :class:`Replayed`
         for a sequence number that is not after the last one in this boot, or a
         boot before the last one seen (which also records a security event).
+        This is the fleet's most frequent write: one prepared statement, judged
+        by its row count, and a read only when it refused.
         """
         _check_device_id(device_id)
         _check_counter(seq, name="seq")
         _check_counter(uptime, name="uptime")
         _check_counter(boot_count, name="boot_count")
         at = require_aware(now, name="now")
-        newer = (_DEVICES.c.boot_count < boot_count) | (
-            (_DEVICES.c.boot_count == boot_count)
-            & (_DEVICES.c.last_seq.is_(None) | (_DEVICES.c.last_seq < seq))
-        )
-        statement = (
-            update(_DEVICES)
-            .where(_DEVICES.c.device_id == device_id, newer)
-            .values(last_seen=at, last_seq=seq, last_uptime=uptime, boot_count=boot_count)
-            .returning(*_DEVICES.c)
-        )
+        values = {"id": device_id, "seq": seq, "uptime": uptime, "boot": boot_count, "now": at}
         with self._in(tx, "heartbeat") as connection:
-            row = connection.execute(statement).mappings().one_or_none()
-            if row is not None:
-                return DeviceRecord.from_row(row)
+            if connection.execute(_HEARTBEAT, values).rowcount == 1:
+                return
             known = connection.execute(
                 select(_DEVICES.c.boot_count, _DEVICES.c.last_seq).where(
                     _DEVICES.c.device_id == device_id

@@ -98,6 +98,7 @@ def bench_server(args: argparse.Namespace, database: str, tmp: Path) -> dict[str
             "host": info.broker_host, "port": info.broker_port, "ca": info.ca_path,
             "prefix": info.prefix, "credentials": str(tmp / "devices"), "devices": devices,
             "interval": args.interval, "duration": args.duration,
+            "watch": {"server": server.pid, **({"broker": broker_pid} if broker_pid else {})},
         }  # fmt: skip
         result = run_driver(spec, tmp)
         server_cpu = cpu_seconds(server.pid) - before[0]
@@ -136,6 +137,7 @@ def bench_echo(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 "host": broker.host, "port": broker.port, "ca": str(broker.ca_path),
                 "prefix": "sevenfold", "credentials": str(tmp / "echo-devices"),
                 "devices": devices, "interval": args.interval, "duration": args.duration,
+                "watch": {"server": echo.pid, "broker": broker.pid},
             }  # fmt: skip
             result = run_driver(spec, tmp)
             result["server_cpu_s"] = round(cpu_seconds(echo.pid) - before, 2)

@@ -33,6 +33,7 @@ from device_runtime.core import protocol
 from device_runtime.ports.cpython.transport import MqttTransport, disable_nagle
 from fleet_platform.broker import MosquittoBroker
 from fleet_platform.gateway import Gateway
+from fleet_platform.gateway_limits import GatewayLimits
 from fleet_platform.mqtt_tls import client_context
 from fleet_platform.pki import CertificateAuthority
 from fleet_platform.storage import open_database
@@ -127,8 +128,11 @@ def main() -> None:
                 credential=authority.issue_client(
                     common_name="sevenfold-server", directory=tmp / "server"
                 ),
+                database=database,
                 record_rejection=registry.record_rejection,
                 share_group="bench",
+                # One device asking as fast as it can: lift its rate limit for this figure.
+                limits=GatewayLimits(rate=1e9, burst=10**9),
             )
             EnrollmentService(registry=registry, heartbeat_interval=30).register(gateway)
             gateway.start()

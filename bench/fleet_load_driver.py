@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from device_runtime.core import protocol
+from device_runtime.core.errors import ProtocolError
 from device_runtime.ports.micropython import mqtt_packet as packet
 
 RETRY = ("busy", "rate-limited", "unavailable")
@@ -91,7 +92,7 @@ class Device:
             self.writer.write(packet.encode_puback(packet_id))
         try:
             envelope = protocol.decode(payload)
-        except protocol.ProtocolError:
+        except ProtocolError:
             return
         waiter = self.waiting.pop(envelope.correlation, None)
         if waiter is not None and not waiter.done():
@@ -137,6 +138,26 @@ def _context(ca: str, cert: str, key: str) -> ssl.SSLContext:
     return context
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[11:13]) / os.sysconf("SC_CLK_TCK")
+
+
+class PhaseCpu:
+    """CPU each watched process (and this driver) spends during one phase."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = {"driver": os.getpid(), **pids}
+        self.started = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.wall = time.monotonic()
+
+    def result(self) -> dict[str, float]:
+        wall = time.monotonic() - self.wall
+        used = {n: cpu_seconds(pid) - self.started[n] for n, pid in self.pids.items()}
+        return {f"{name}_cores": round(seconds / wall, 3) for name, seconds in used.items()}
+
+
 def summary(outcome: Outcome, elapsed: float) -> dict[str, Any]:
     latencies = sorted(outcome.latencies)
     result: dict[str, Any] = {
@@ -178,11 +199,13 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     await asyncio.gather(*(connect(i, d) for i, d in enumerate(devices)))
     result: dict[str, Any] = {"connect_seconds": round(time.monotonic() - started, 2)}
 
+    watched: dict[str, int] = spec.get("watch", {})
     if spec.get("enroll", True):
         outcome = Outcome()
         started = time.monotonic()
+        cpu = PhaseCpu(watched)
         await asyncio.gather(*(d.request("enroll", _enroll_body(d), outcome) for d in devices))
-        result["enroll_storm"] = summary(outcome, time.monotonic() - started)
+        result["enroll_storm"] = summary(outcome, time.monotonic() - started) | cpu.result()
 
     interval, duration = spec["interval"], spec["duration"]
     outcome = Outcome()
@@ -199,8 +222,9 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         await asyncio.gather(*pending)
 
     started = time.monotonic()
+    cpu = PhaseCpu(watched)
     await asyncio.gather(*(beat(d) for d in devices))
-    result["heartbeats"] = summary(outcome, time.monotonic() - started)
+    result["heartbeats"] = summary(outcome, time.monotonic() - started) | cpu.result()
     result["heartbeats"]["per_second"] = round(len(outcome.latencies) / max(duration, 1e-9), 1)
     for device in devices:
         if device.writer is not None:

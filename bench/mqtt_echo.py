@@ -1,9 +1,10 @@
 """The anchor of the fleet benchmarks: answer every request by sending its bytes back.
 
 No decoding, no validation, no database: what MQTT over mutual TLS alone costs
-behind the same broker policy (the same ACLs, a shared subscription, QoS 1
-both ways, Nagle off). Run as ``python -m bench.mqtt_echo HOST PORT CA CERT KEY``;
-it prints ``ready`` once subscribed.
+behind the same broker policy (the same ACLs, a shared subscription, requests
+at QoS 1 and answers at QoS 0 as the server sends them, Nagle off). Run as
+``python -m bench.mqtt_echo HOST PORT CA CERT KEY``; it prints ``ready`` once
+subscribed.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ def main() -> None:
     credential = IssuedCredential(cert_path=Path(cert), key_path=Path(key))
     client.tls_set_context(client_context(ca_path=Path(ca), credential=credential))
     client.on_socket_open = disable_nagle
-    client.max_inflight_messages_set(1000)
 
     def on_message(c: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        c.publish(msg.topic[: -len("up")] + "down", msg.payload, qos=1)
+        # QoS 0, as the fleet server answers.
+        c.publish(msg.topic[: -len("up")] + "down", msg.payload, qos=0)
 
     def on_connect(c: mqtt.Client, *args: object) -> None:
         c.subscribe(shared_up_filter("sevenfold", "echo"), qos=1)

@@ -157,6 +157,10 @@ def acl_text(*, prefix: str, server_identities: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+MAX_QUEUED_MESSAGES = 100_000
+MAX_QUEUED_BYTES = 64 << 20
+
+
 def config_text(*, port: int, prefix: str, files: BrokerFiles, run_as: str) -> str:
     """Broker configuration: one loopback listener, client certificates required, no state."""
     check_port(port)
@@ -175,6 +179,12 @@ def config_text(*, port: int, prefix: str, files: BrokerFiles, run_as: str) -> s
             "set_tcp_nodelay true",
             # Larger packets cannot hold a valid protocol message; the sender is disconnected.
             f"max_packet_size {packet_limit}",
+            # The servers' sessions take every device's requests: during an enroll storm
+            # mosquitto's default of 1,000 queued messages per client silently drops the
+            # rest. Deep but bounded, in messages and in bytes; the server itself answers
+            # "busy" when it cannot keep up, which a dropped message never could.
+            f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+            f"max_queued_bytes {MAX_QUEUED_BYTES}",
             "log_dest stderr",
             "log_type error",
             "log_type warning",

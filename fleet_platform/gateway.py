@@ -160,8 +160,6 @@ class Gateway:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.reconnect_delay_set(min_delay=1, max_delay=_RECONNECT_MAX_S)
-        # Answers are QoS 1; paho's default window of 20 in flight would queue them.
-        self._client.max_inflight_messages_set(1000)
 
     @property
     def subscription(self) -> str:
@@ -416,7 +414,9 @@ class Gateway:
             log.warning("rejected a message from %s: %s", device_id, error.explain())
 
     def _publish(self, device_id: str, payload: bytes) -> None:
-        info = self._client.publish(protocol.topic_down(self.prefix, device_id), payload, qos=1)
+        """Answers go out at QoS 0: a lost one is a timeout the device retries anyway,
+        and QoS 1 would add an acknowledgement per answer on both sides of the broker."""
+        info = self._client.publish(protocol.topic_down(self.prefix, device_id), payload, qos=0)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             self.metrics.count("sevenfold_gateway_dropped_total", "publish-failed")
 

@@ -58,7 +58,11 @@ def _enroll(
 def _beat(
     registry: DeviceRegistry, device_id: str, seq: int, *, boot: int = 7, at: datetime = NOW
 ) -> DeviceRecord:
-    return registry.heartbeat(device_id, seq=seq, uptime=seq, boot_count=boot, now=at)
+    """Heartbeat, then read the stored record back (the write itself returns nothing)."""
+    registry.heartbeat(device_id, seq=seq, uptime=seq, boot_count=boot, now=at)
+    record = registry.get(device_id)
+    assert record is not None
+    return record
 
 
 def _race(threads: int, work: Callable[[int], T]) -> list[T | BaseException]:
@@ -243,12 +247,13 @@ def test_heartbeat_updates_liveness(registry: DeviceRegistry) -> None:
     _enroll(registry, "dev-1")
     seen = NOW + timedelta(seconds=61)
 
-    record = registry.heartbeat("dev-1", seq=1, uptime=61, boot_count=7, now=seen)
+    registry.heartbeat("dev-1", seq=1, uptime=61, boot_count=7, now=seen)
+    record = registry.get("dev-1")
 
+    assert record is not None
     assert (record.last_seq, record.last_uptime, record.boot_count) == (1, 61, 7)
     assert record.last_seen == seen
     assert record.enrolled_at == NOW
-    assert registry.get("dev-1") == record
 
 
 def test_counters_reach_what_storage_holds(registry: DeviceRegistry) -> None:
