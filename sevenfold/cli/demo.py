@@ -36,7 +36,8 @@ def demo(
             raise missing_extra(command="demo", extra="server", error=exc) from exc
     with reported_errors(), tempfile.TemporaryDirectory(prefix="sevenfold-demo-") as tmp:
         state = Path(tmp)
-        config = ServerConfig(state_dir=state, http_port=0, heartbeat_interval=1)
+        # Free ports: a demo must not collide with a real server (or another demo) on 8883.
+        config = ServerConfig(state_dir=state, http_port=0, broker_port=0, heartbeat_interval=1)
         with FleetServer(config=config) as fleet:
             assert fleet.broker is not None
             if not as_json:
