@@ -7,7 +7,10 @@ enrollment on power loss, or fails under concurrent heartbeats, is a security bu
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +26,8 @@ from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from device_runtime.core.errors import StorageError
 from fleet_platform.storage import schema
 
+log = logging.getLogger(__name__)
+
 BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite writer waits for another thread's write lock before failing."""
 
@@ -36,6 +41,15 @@ SQLITE_PRAGMAS = (
     f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
 )
 """WAL lets readers run beside the writer; FULL syncs the WAL on every commit."""
+
+PRIVATE_FILE = 0o600
+"""Mode of the SQLite database and its companion files: the server's user only."""
+
+SHARED_BITS = 0o077
+"""Group and other permission bits, none of which the database files may have."""
+
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+"""Files SQLite keeps beside the database, named by suffix; they hold its data too."""
 
 
 class Database:
@@ -135,6 +149,9 @@ def open_database(url: str, *, migrations: Sequence[Path]) -> Database:
 
 def _sqlite_engine(url: URL) -> Engine:
     in_memory = url.database in (None, "", ":memory:")
+    # A URI filename (uri=true) may name options rather than a plain file; it is the caller's.
+    if not in_memory and not url.query.get("uri"):
+        _make_private(Path(str(url.database)))
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
@@ -144,6 +161,47 @@ def _sqlite_engine(url: URL) -> Engine:
     event.listen(engine, "connect", _configure_sqlite_connection)
     event.listen(engine, "begin", _begin_sqlite_transaction)
     return engine
+
+
+def _make_private(database: Path) -> None:
+    """Create the database file 0600 before SQLite does, and close up an existing one.
+
+    The file holds every device's record and the audit trail. SQLite creates its
+    ``-wal``, ``-shm`` and ``-journal`` files with the database file's own mode,
+    so a database created 0600 keeps them private too, whatever the umask;
+    companions an earlier, more open database left behind are closed up here
+    (and must not be links, which SQLite never makes). The parent directory is
+    not created: a mistyped path should fail, not scatter databases.
+    """
+    if not database.parent.is_dir():
+        return  # SQLite reports the missing directory when it first connects.
+    _close_up(database, os.O_RDWR | os.O_CREAT)
+    for suffix in SQLITE_COMPANIONS:
+        _close_up(database.with_name(database.name + suffix), os.O_RDONLY | os.O_NOFOLLOW)
+
+
+def _close_up(path: Path, flags: int) -> None:
+    """Open *path* with *flags* (creating it 0600 with O_CREAT) and take away group and
+    other access; a missing file without O_CREAT is left missing."""
+    try:
+        descriptor = os.open(path, flags, PRIVATE_FILE)
+    except FileNotFoundError:
+        if flags & os.O_CREAT:
+            raise StorageError(f"cannot create the database file {path}") from None
+        return
+    except OSError as exc:
+        raise StorageError(f"cannot open the database file {path}: {exc.strerror}") from exc
+    try:
+        mode = stat.S_IMODE(os.fstat(descriptor).st_mode)
+        if mode & SHARED_BITS:
+            os.fchmod(descriptor, mode & PRIVATE_FILE)
+            log.warning(
+                "%s had mode %04o, open to other users; now %04o", path, mode, mode & PRIVATE_FILE
+            )
+    except OSError as exc:
+        raise StorageError(f"{path} is open to other users and cannot be made private") from exc
+    finally:
+        os.close(descriptor)
 
 
 def _configure_sqlite_connection(

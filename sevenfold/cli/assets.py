@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from passive_monitor.inventory import Inventory
 from sevenfold.cli.options import JsonOption
-from sevenfold.cli.output import emit_json, reported_errors
+from sevenfold.cli.output import emit_json, reported_errors, show
 from sevenfold.cli.reporting import UsageError
 from sevenfold.cli.tables import asset_table
 
@@ -32,4 +31,4 @@ def list_assets(
     if as_json:
         emit_json([asset.to_dict() for asset in loaded.assets])
     else:
-        Console().print(asset_table(loaded.assets))
+        show(asset_table(loaded.assets))

@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from passive_monitor.alerts.model import Alert
 from passive_monitor.baseline import Baseline
 from passive_monitor.export.jsonl import read_jsonl
 from sevenfold.cli.options import JsonOption
-from sevenfold.cli.output import emit_json, reported_errors
+from sevenfold.cli.output import emit_json, reported_errors, say
 from sevenfold.cli.reporting import UsageError
 
 baseline_app = typer.Typer(help="The learned baseline of who talks to whom, and how.")
@@ -61,4 +60,4 @@ def learn(
     if as_json:
         emit_json({"baseline": str(baseline), "learned": alert_ids})
     else:
-        Console().print(f"learned {len(alert_ids)} alert(s) into {baseline}")
+        say(f"learned {len(alert_ids)} alert(s) into ", baseline)

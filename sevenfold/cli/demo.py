@@ -17,7 +17,8 @@ import typer
 from fleet_platform.server_config import ServerConfig
 from sevenfold.api_client import FleetClient
 from sevenfold.cli.extras import missing_extra
-from sevenfold.cli.output import console, device_table, emit_json, reported_errors
+from sevenfold.cli.output import emit_json, reported_errors, say, show
+from sevenfold.cli.tables import device_table
 
 
 def demo(
@@ -35,15 +36,17 @@ def demo(
             raise missing_extra(command="demo", extra="server", error=exc) from exc
     with reported_errors(), tempfile.TemporaryDirectory(prefix="sevenfold-demo-") as tmp:
         state = Path(tmp)
-        config = ServerConfig(state_dir=state, http_port=0, heartbeat_interval=1)
+        # Free ports: a demo must not collide with a real server (or another demo) on 8883.
+        config = ServerConfig(state_dir=state, http_port=0, broker_port=0, heartbeat_interval=1)
         with FleetServer(config=config) as fleet:
             assert fleet.broker is not None
             if not as_json:
-                console.print(f"[bold]fleet server[/] {fleet.http_url} (OpenAPI at /docs)")
-                console.print(
-                    f"[bold]managed broker[/] mTLS on {fleet.broker.host}:{fleet.broker.port}"
+                say(("fleet server", "bold"), " ", fleet.http_url, " (OpenAPI at /docs)")
+                say(
+                    ("managed broker", "bold"),
+                    f" mTLS on {fleet.broker.host}:{fleet.broker.port}",
                 )
-                console.print(f"provisioning {devices} simulated devices (software root of trust)")
+                say(f"provisioning {devices} simulated devices (software root of trust)")
             simulated = run_fleet(
                 state=state,
                 broker=BrokerAddress(
@@ -61,9 +64,9 @@ def demo(
     if as_json:
         emit_json({"devices": rows, "errors": {d.device_id: d.error for d in failed}})
     else:
-        console.print(device_table(rows, title="Fleet"))
+        show(device_table(rows, title="Fleet"))
         for device in failed:
-            console.print(f"[red]{device.device_id}[/]: {device.error}")
-        console.print(f"{len(online)}/{devices} devices online")
+            say((device.device_id, "red"), ": ", device.error)
+        say(f"{len(online)}/{devices} devices online")
     if failed or len(online) != devices:
         raise typer.Exit(1)

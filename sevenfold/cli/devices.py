@@ -8,7 +8,8 @@ import typer
 
 from sevenfold.api_client import FleetClient
 from sevenfold.cli.options import JsonOption, StateOption, UrlOption, state_dir
-from sevenfold.cli.output import console, device_table, emit_json, reported_errors
+from sevenfold.cli.output import emit_json, reported_errors, show
+from sevenfold.cli.tables import device_table, event_table
 
 app = typer.Typer(help="Managed devices: enrollment, liveness, rejected messages.")
 
@@ -25,7 +26,7 @@ def list_devices(
     if as_json:
         emit_json(rows)
     else:
-        console.print(device_table(rows, title=f"{len(rows)} devices"))
+        show(device_table(rows, title=f"{len(rows)} devices"))
 
 
 @app.command("events")
@@ -42,9 +43,5 @@ def list_events(
         )
     if as_json:
         emit_json(rows)
-        return
-    for row in rows:
-        console.print(
-            f"{row['at']}  {row['device_id'] or '-':<16} {row['kind']:<10} "
-            f"{row['code'] or ''} {row['reason'] or ''}"
-        )
+    else:
+        show(event_table(rows))

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Annotated, cast
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.progress import BarColumn, Progress, TransferSpeedColumn
 
 from passive_monitor.advisories import load_advisories, match
 from passive_monitor.alerts.engine import Detector, protocols_by_service
@@ -33,7 +32,15 @@ from passive_monitor.inventory import Inventory, InventoryBuilder
 from passive_monitor.oui import OuiRegistry
 from passive_monitor.sensor import Observation, Sensor
 from sevenfold.cli.options import JsonOption
-from sevenfold.cli.output import emit_json, reported_errors
+from sevenfold.cli.output import (
+    LiteralDescriptionColumn,
+    emit_json,
+    reported_errors,
+    say,
+    show,
+    stderr_console,
+    warn,
+)
 from sevenfold.cli.reporting import UsageError
 from sevenfold.cli.tables import alert_table, asset_table, hint_table
 
@@ -189,15 +196,14 @@ def monitor_command(
     if as_json:
         emit_json(summary)
         return
-    console = Console()
-    console.print(
+    say(
         f"{stats.packets} packets, {len(snapshot.assets)} assets, {len(alerts)} alerts, "
         f"{len(hints)} vulnerability hints"
     )
-    console.print(asset_table(snapshot.assets))
-    console.print(alert_table(alerts))
+    show(asset_table(snapshot.assets))
+    show(alert_table(alerts))
     if hints:
-        console.print(hint_table(hints))
+        show(hint_table(hints))
 
 
 def _forwarder(
@@ -219,7 +225,7 @@ def _forward(forwarder: FleetForwarder, snapshot: Inventory, alerts: list[Alert]
     try:
         assets = forwarder.send_inventory(snapshot)
     except ServerUnreachable as exc:
-        Console(stderr=True).print(f"[yellow]warning[/] fleet server unreachable: {exc.reason}")
+        warn("fleet server unreachable: ", exc.reason)
         assets = None
     delivery = forwarder.send_alerts(alerts)
     return {
@@ -277,10 +283,10 @@ def _observations(
         return
     assert pcap is not None
     progress = Progress(
-        TextColumn("[bold]{task.description}"),
+        LiteralDescriptionColumn(),
         BarColumn(),
         TransferSpeedColumn(),
-        console=Console(stderr=True),
+        console=stderr_console(),
         transient=True,
         disable=quiet or not sys.stderr.isatty(),
     )

@@ -19,7 +19,7 @@ from fleet_platform.server_config import (
 )
 from sevenfold.cli.extras import missing_extra
 from sevenfold.cli.options import StateOption, state_dir
-from sevenfold.cli.output import console, reported_errors
+from sevenfold.cli.output import reported_errors, say
 
 
 def server(
@@ -88,9 +88,9 @@ def server(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    console.print(f"fleet server at [bold]{fleet.http_url}[/] (OpenAPI: {fleet.http_url}/docs)")
+    say("fleet server at ", (fleet.http_url, "bold"), f" (OpenAPI: {fleet.http_url}/docs)")
     if fleet.broker is not None:
-        console.print(f"managed broker (mTLS) at {fleet.broker.host}:{fleet.broker.port}")
-    console.print(f"state in {config.state_dir}; stop with Ctrl-C")
+        say(f"managed broker (mTLS) at {fleet.broker.host}:{fleet.broker.port}")
+    say("state in ", config.state_dir, "; stop with Ctrl-C")
     stop.wait()
     fleet.stop()

@@ -11,7 +11,8 @@ from device_runtime.core import protocol
 from fleet_platform.server_config import NoServer, RuntimeInfo
 from sevenfold.cli.extras import missing_extra
 from sevenfold.cli.options import JsonOption, StateOption, state_dir
-from sevenfold.cli.output import console, emit_json, reported_errors
+from sevenfold.cli.output import emit_json, reported_errors, show
+from sevenfold.cli.tables import simulated_device_table
 
 if TYPE_CHECKING:
     from device_runtime.simulator import BrokerAddress, SimulatedFleet
@@ -51,8 +52,7 @@ def simulate(
     if as_json:
         emit_json(results)
     else:
-        for row in results:
-            console.print(row)
+        show(simulated_device_table(fleet.devices))
     if any(d.error for d in fleet.devices):
         raise typer.Exit(1)
 

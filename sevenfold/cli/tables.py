@@ -1,63 +1,163 @@
-"""Rich tables for assets, alerts and vulnerability hints."""
+"""The operator's tables: devices and their events, the inventory, assets, alerts, hints.
+
+Every cell is literal text (:func:`sevenfold.cli.output.literal_table`): what is
+in these rows was written by devices, sensors, captures and the server.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
 from rich.table import Table
 
-from passive_monitor.advisories import VulnerabilityHint
-from passive_monitor.alerts.model import Alert
-from passive_monitor.inventory import Asset
+from sevenfold.cli.output import literal_table
+
+if TYPE_CHECKING:
+    from device_runtime.simulator import SimulatedDevice
+    from passive_monitor.advisories import VulnerabilityHint
+    from passive_monitor.alerts.model import Alert
+    from passive_monitor.inventory import Asset
+
+
+def device_table(rows: list[dict[str, Any]], *, title: str) -> Table:
+    """The server's ``/devices`` rows, online in green and offline in red."""
+    return literal_table(
+        headers=("device", "status", "root of trust", "firmware", "boots", "beats", "last seen"),
+        title=title,
+        rows=(
+            (
+                row["device_id"],
+                (row["status"], "green" if row["status"] == "online" else "red"),
+                row["rot_verified"] or f"{row['rot_claimed']} (claimed)",
+                row["swversion"],
+                row["boot_count"],
+                row["last_seq"],
+                _clock_time(str(row["last_seen"])),
+            )
+            for row in rows
+        ),
+    )
+
+
+def event_table(rows: list[dict[str, Any]]) -> Table:
+    """The server's ``/events`` rows, newest first as the server sends them."""
+    return literal_table(
+        headers=("at", "device", "kind", "code", "reason"),
+        title=f"{len(rows)} events",
+        rows=(
+            (row["at"], row["device_id"], row["kind"], row["code"], row["reason"]) for row in rows
+        ),
+    )
+
+
+def inventory_table(rows: list[dict[str, Any]]) -> Table:
+    """The server's ``/inventory``: enrolled devices and passively seen legacy assets."""
+    return literal_table(
+        headers=("managed", "name / address", "site", "identity", "status"),
+        title=f"{len(rows)} devices and assets",
+        rows=(
+            (
+                ("yes", "green") if row["managed"] else ("no", "yellow"),
+                row["name"] if row["managed"] else _legacy_address(row),
+                row["site"],
+                _joined(row["vendor"], row["product"], row["firmware"]),
+                row["status"],
+            )
+            for row in rows
+        ),
+    )
 
 
 def asset_table(assets: tuple[Asset, ...]) -> Table:
-    table = Table(title=f"{len(assets)} assets")
-    table.add_column("ip", no_wrap=True)
-    for column in ("mac vendor", "roles", "vendor / product", "firmware", "level", "state"):
-        table.add_column(column)
-    for asset in assets:
-        roles = ", ".join(f"{protocol}:{role}" for protocol, role in asset.roles)
-        product = " ".join(t for t in (asset.vendor, asset.product, asset.model) if t)
-        if asset.device_instance is not None:
-            product = f"{product} (device {asset.device_instance})".strip()
-        table.add_row(
-            asset.ip,
-            asset.mac_vendor or "-",
-            roles or "-",
-            product or "-",
-            asset.firmware or "-",
-            "-" if asset.purdue_level is None else str(asset.purdue_level),
-            asset.plc_state or "-",
-        )
-    return table
+    """What the passive monitor learned of each host."""
+    return literal_table(
+        headers=("ip", "mac vendor", "roles", "vendor / product", "firmware", "level", "state"),
+        title=f"{len(assets)} assets",
+        rows=(
+            (
+                asset.ip,
+                asset.mac_vendor,
+                ", ".join(f"{protocol}:{role}" for protocol, role in asset.roles) or None,
+                _product(asset),
+                asset.firmware,
+                asset.purdue_level,
+                asset.plc_state,
+            )
+            for asset in assets
+        ),
+    )
 
 
 _SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
 
 
 def alert_table(alerts: list[Alert]) -> Table:
-    table = Table(title=f"{len(alerts)} alerts")
-    for column in ("severity", "engine", "title", "ATT&CK", "count", "frames"):
-        table.add_column(column)
-    for alert in alerts:
-        style = _SEVERITY_STYLE[alert.severity]
-        table.add_row(
-            f"[{style}]{alert.severity}[/]",
-            alert.engine,
-            alert.title,
-            alert.technique or "-",
-            str(alert.count),
-            ",".join(str(e.frame) for e in alert.evidence[:5]),
-        )
-    return table
+    """The monitor's alerts, severity in colour, with the first capture frames as evidence."""
+    return literal_table(
+        headers=("severity", "engine", "title", "ATT&CK", "count", "frames"),
+        title=f"{len(alerts)} alerts",
+        rows=(
+            (
+                (alert.severity, _SEVERITY_STYLE.get(alert.severity, "")),
+                alert.engine,
+                alert.title,
+                alert.technique,
+                alert.count,
+                ",".join(str(e.frame) for e in alert.evidence[:5]),
+            )
+            for alert in alerts
+        ),
+    )
 
 
 def hint_table(hints: list[VulnerabilityHint]) -> Table:
-    table = Table(title=f"{len(hints)} vulnerability hints")
-    for column in ("ip", "cve", "severity", "firmware", "confidence"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("title")
-    for hint in hints:
-        table.add_row(
-            hint.ip, hint.cve, hint.severity, hint.firmware or "-", hint.confidence, hint.title
-        )
-    return table
+    """Advisories that probably apply to an asset of the inventory."""
+    return literal_table(
+        headers=("ip", "cve", "severity", "firmware", "confidence", "title"),
+        title=f"{len(hints)} vulnerability hints",
+        rows=(
+            (hint.ip, hint.cve, hint.severity, hint.firmware, hint.confidence, hint.title)
+            for hint in hints
+        ),
+    )
+
+
+def simulated_device_table(devices: Iterable[SimulatedDevice]) -> Table:
+    """How each simulated device fared; the error is the server's or the broker's answer."""
+    listed = list(devices)
+    return literal_table(
+        headers=("device", "boots", "beats", "error"),
+        title=f"{len(listed)} simulated devices",
+        rows=(
+            (device.device_id, device.boot_count, device.beats, (device.error, "red"))
+            for device in listed
+        ),
+    )
+
+
+def _joined(*parts: object) -> str | None:
+    """The given parts that are set, space-separated; None (shown as ``-``) when none is."""
+    return " ".join(str(part) for part in parts if part) or None
+
+
+def _legacy_address(row: dict[str, Any]) -> str:
+    """A legacy asset's address, and its name in brackets when the traffic gave it one."""
+    address, name = str(row["ip"]), row["name"]
+    return f"{address} ({name})" if name and name != address else address
+
+
+def _product(asset: Asset) -> str | None:
+    product = _joined(asset.vendor, asset.product, asset.model)
+    if asset.device_instance is not None:
+        return _joined(product, f"(device {asset.device_instance})")
+    return product
+
+
+def _clock_time(iso: str) -> str:
+    """HH:MM:SS UTC of an ISO timestamp; the date adds nothing to a live table."""
+    try:
+        return datetime.fromisoformat(iso).astimezone(UTC).strftime("%H:%M:%S UTC")
+    except ValueError:
+        return iso

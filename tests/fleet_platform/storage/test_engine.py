@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import re
+import sqlite3
+import stat
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,6 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from attestation_server.registry import DeviceRegistry
+from device_runtime.core.errors import StorageError
 from fleet_platform.storage import Database, open_database
 from fleet_platform.storage.schema import head_revision
 from sevenfold.server import MIGRATIONS
@@ -117,3 +124,65 @@ def test_plain_postgresql_url_uses_psycopg() -> None:
 def test_other_backends_are_refused() -> None:
     with pytest.raises(ValueError, match="unsupported database backend"):
         open_database("mysql://fleet@127.0.0.1/fleet", migrations=MIGRATIONS)
+
+
+@pytest.fixture
+def usual_umask() -> Iterator[None]:
+    """Umask 022, under which SQLite on its own creates a world-readable database."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def _modes(folder: Path) -> dict[str, str]:
+    return {p.name: f"{stat.S_IMODE(p.stat().st_mode):04o}" for p in folder.iterdir()}
+
+
+SQLITE_FILES = ("fleet.db", "fleet.db-shm", "fleet.db-wal")
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_a_new_sqlite_database_and_its_wal_and_shm_are_private(tmp_path: Path) -> None:
+    with open_database(f"sqlite:///{tmp_path / 'fleet.db'}", migrations=MIGRATIONS) as database:
+        database.upgrade()
+        _enroll(DeviceRegistry(database=database), "private")
+        with database.engine.connect():  # the WAL and shared memory exist while it is open
+            assert _modes(tmp_path) == dict.fromkeys(SQLITE_FILES, "0600")
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_a_database_an_older_version_left_open_is_closed_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "fleet.db"
+    older = sqlite3.connect(path)  # as SQLite alone creates it: 0644, and so its WAL and shm
+    try:
+        older.execute("PRAGMA journal_mode = WAL").close()
+        older.execute("CREATE TABLE kept (x INTEGER)").close()
+        older.execute("INSERT INTO kept VALUES (1)").close()
+        older.commit()
+        assert _modes(tmp_path) == dict.fromkeys(SQLITE_FILES, "0644")
+        with caplog.at_level(logging.WARNING, logger="fleet_platform.storage.engine"):
+            database = open_database(f"sqlite:///{path}", migrations=MIGRATIONS)
+        with database:
+            assert _modes(tmp_path) == dict.fromkeys(SQLITE_FILES, "0600")
+            assert caplog.text.count("open to other users") == len(SQLITE_FILES)
+            with database.engine.connect() as connection:
+                assert connection.exec_driver_sql("SELECT x FROM kept").scalar() == 1
+    finally:
+        older.close()
+
+
+def test_a_linked_companion_file_is_refused(tmp_path: Path) -> None:
+    """SQLite never links its WAL; a link there would write the fleet's data elsewhere."""
+    (tmp_path / "fleet.db-wal").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(StorageError, match=re.escape("fleet.db-wal")):
+        open_database(f"sqlite:///{tmp_path / 'fleet.db'}", migrations=MIGRATIONS)
+
+
+def test_uri_filenames_are_left_to_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``file:`` is SQLite's syntax, not part of a file name to create."""
+    monkeypatch.chdir(tmp_path)
+    with open_database("sqlite:///file:fleet.db?uri=true", migrations=MIGRATIONS) as database:
+        database.upgrade()
+    assert {path.name for path in tmp_path.iterdir()} == {"fleet.db"}
