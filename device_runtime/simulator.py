@@ -77,7 +77,7 @@ class SimulatedFleet:
             cert_path = device.directory / CERT_FILE
             if not cert_path.exists():
                 pem = self.certify(rot.csr(common_name=device.device_id), device.device_id)
-                write_atomic(cert_path, pem, mode=0o644)
+                write_atomic(cert_path, pem, mode=0o600)
 
     def start(self, *, beats: int) -> None:
         for device in self.devices:

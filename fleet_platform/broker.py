@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 from device_runtime.core.errors import CryptoError
 from device_runtime.ports.cpython.atomic_file import write_atomic
@@ -154,7 +155,7 @@ class MosquittoBroker:
         try:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             ca_path = directory / "ca.pem"
-            write_atomic(ca_path, authority.cert_path.read_bytes(), mode=0o644)
+            write_atomic(ca_path, authority.cert_path.read_bytes(), mode=0o600)
             server = authority.issue_server(
                 common_name=BROKER_COMMON_NAME,
                 hosts=[HOST, "localhost"],
@@ -287,7 +288,7 @@ class MosquittoBroker:
             if self._stopped:
                 raise BrokerError(f"the broker on port {self.port} was stopped; not launching it")
             try:
-                with self.log_path.open("wb" if fresh_log else "ab") as log:
+                with _private_log(self.log_path, fresh=fresh_log) as log:
                     self._log_offset = log.tell()
                     self._process = subprocess.Popen(
                         [self._executable, "-c", str(self.config_path)],
@@ -370,3 +371,11 @@ class MosquittoBroker:
                 return f"CONNACK return code {reply[3]}"
             tls.sendall(b"\xe0\x00")
             return None
+
+
+def _private_log(path: Path, *, fresh: bool) -> BinaryIO:
+    """mosquitto's output file, owner-only whatever the umask: it names every client."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if fresh else os.O_APPEND)
+    descriptor = os.open(path, flags, 0o600)
+    os.fchmod(descriptor, 0o600)
+    return os.fdopen(descriptor, "wb" if fresh else "ab")

@@ -172,7 +172,7 @@ class CertificateAuthority:
             .sign(key, hashes.SHA256())
         )
         write_atomic(directory / CA_KEY_NAME, _key_pem(key), mode=0o600)
-        write_atomic(directory / CA_CERT_NAME, _cert_pem(certificate), mode=0o644)
+        write_atomic(directory / CA_CERT_NAME, _cert_pem(certificate), mode=0o600)
         return cls(certificate=certificate, private_key=key, directory=directory)
 
     @classmethod
@@ -348,7 +348,7 @@ class CertificateAuthority:
         if {credential.cert_path.resolve(), credential.key_path.resolve()} & own:
             raise InvalidName(f"issuing {common_name!r} here would overwrite the CA itself")
         write_atomic(credential.key_path, _key_pem(key), mode=0o600)
-        write_atomic(credential.cert_path, _cert_pem(certificate), mode=0o644)
+        write_atomic(credential.cert_path, _cert_pem(certificate), mode=0o600)
         return credential
 
 

@@ -94,7 +94,7 @@ class RuntimeInfo:
             },
             indent=2,
         )
-        write_atomic(state_dir / RUNTIME_FILE, data.encode(), mode=0o644)
+        write_atomic(state_dir / RUNTIME_FILE, data.encode(), mode=0o600)
 
     @classmethod
     def read(cls, state_dir: Path) -> RuntimeInfo | None:

@@ -36,7 +36,7 @@ class FleetClient:
             response = httpx.get(
                 f"{self.url}{path}", headers=self._headers, params=params, timeout=self._timeout
             )
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise TransportError(f"cannot reach the fleet server at {self.url}: {exc}") from exc
         if response.status_code != 200:
             detail = response.json().get("detail", response.text) if response.content else ""

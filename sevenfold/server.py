@@ -45,6 +45,7 @@ from fleet_platform.metrics import Metrics
 from fleet_platform.pki import IssuedCredential, fleet_authority
 from fleet_platform.server_config import RuntimeInfo, ServerConfig
 from fleet_platform.server_replicas import replica_identities, share_group
+from fleet_platform.state_directory import secure_state_directory
 from fleet_platform.storage import Database, open_database
 from fleet_platform.storage.fleet_secrets import SHARE_GROUP, fleet_secret
 from passive_monitor.receiver.store import AssetRegistry
@@ -82,7 +83,7 @@ class FleetServer:
 
     def start(self) -> None:
         config = self.config
-        config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        secure_state_directory(config.state_dir)
         token = api_tokens.load_or_create(config.state_dir, name=api_tokens.OPERATOR)
         sensor_token = api_tokens.load_or_create(config.state_dir, name=api_tokens.SENSOR)
         self.database = open_database(config.resolved_database_url, migrations=MIGRATIONS)

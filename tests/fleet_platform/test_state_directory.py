@@ -153,14 +153,6 @@ def test_a_link_on_the_path_is_judged_by_where_it_leads(parent: Path) -> None:
         secure_state_directory(parent / "mine" / "state")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "needs the integration in sevenfold/server.py (FleetServer.start calls"
-        " secure_state_directory) and 0600 modes for server.json, the PKI and broker files"
-        " and mosquitto.log; remove this marker with those changes"
-    ),
-)
 def test_nothing_a_running_server_keeps_is_open_to_other_users(tmp_path: Path) -> None:
     """Start on a 0755 directory, serve enrollments and heartbeats, then look at every entry."""
     binary("mosquitto")

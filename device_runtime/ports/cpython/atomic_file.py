@@ -15,7 +15,7 @@ from pathlib import Path
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """Replace *path* with *data*; the file is created with *mode* (owner-only by default)."""
     directory = path.parent
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
     temporary = Path(name)
     try:
