@@ -9,12 +9,14 @@ writes is committed before the device hears the answer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
 from sqlalchemy import Connection
 
-from attestation_server.registry import DeviceRegistry
+from attestation_server.registry import DeviceRegistry, Heartbeat
+from device_runtime.core.errors import ProtocolError
 from fleet_platform.gateway import Body, Gateway, Request
 
 
@@ -27,7 +29,7 @@ class EnrollmentService:
 
     def register(self, gateway: Gateway) -> None:
         gateway.handle("enroll", self.enroll)
-        gateway.handle("heartbeat", self.heartbeat)
+        gateway.handle_batch("heartbeat", self.heartbeats)
 
     def enroll(self, request: Request, tx: Connection) -> Body:
         body = request.body
@@ -47,14 +49,22 @@ class EnrollmentService:
             "server_time": int(request.received_at.timestamp()),
         }
 
-    def heartbeat(self, request: Request, tx: Connection) -> Body:
-        body = request.body
-        self.registry.heartbeat(
-            request.device_id,
-            seq=cast(int, body["seq"]),
-            uptime=cast(int, body["uptime"]),
-            boot_count=cast(int, body["boot_count"]),
-            now=request.received_at,
-            tx=tx,
-        )
-        return {"seq": body["seq"], "server_time": int(request.received_at.timestamp())}
+    def heartbeats(self, requests: Sequence[Request], tx: Connection) -> list[Body | ProtocolError]:
+        """Every heartbeat of a batch in one write; each answered on its own merits."""
+        reports = [
+            Heartbeat(
+                device_id=request.device_id,
+                seq=cast(int, request.body["seq"]),
+                uptime=cast(int, request.body["uptime"]),
+                boot_count=cast(int, request.body["boot_count"]),
+                at=request.received_at,
+            )
+            for request in requests
+        ]
+        refusals = self.registry.heartbeats(reports, tx=tx)
+        return [
+            refusal
+            if refusal is not None
+            else {"seq": request.body["seq"], "server_time": int(request.received_at.timestamp())}
+            for request, refusal in zip(requests, refusals, strict=True)
+        ]

@@ -21,7 +21,7 @@ can serve a batch of requests in one commit; without one it opens its own.
 from __future__ import annotations
 
 import string
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -66,24 +66,50 @@ _CLAIM = (
 _DEVICES = cast(Table, Device.__table__)
 _EVENTS = cast(Table, DeviceEvent.__table__)
 
-_HEARTBEAT = (
+_ROWS_PER_STATEMENT = 100
+"""Reports per batch statement: 500 parameters, far below every engine's limit."""
+
+_CLAIMED: dict[str, Any] = {name: bindparam(f"p_{name}") for name in _CLAIM}
+_ENROLL_NEW_BOOT = (
     update(_DEVICES)
     .where(
-        _DEVICES.c.device_id == bindparam("id"),
-        (_DEVICES.c.boot_count < bindparam("boot"))
-        | (
-            (_DEVICES.c.boot_count == bindparam("boot"))
-            & (_DEVICES.c.last_seq.is_(None) | (_DEVICES.c.last_seq < bindparam("seq")))
-        ),
+        _DEVICES.c.device_id == bindparam("p_device_id"),
+        _DEVICES.c.boot_count < bindparam("p_boot_count"),
     )
     .values(
-        last_seen=bindparam("now"),
-        last_seq=bindparam("seq"),
-        last_uptime=bindparam("uptime"),
-        boot_count=bindparam("boot"),
+        enrolled_at=bindparam("p_enrolled_at"),
+        boot_count=bindparam("p_boot_count"),
+        last_seq=None,
+        last_uptime=None,
+        **_CLAIMED,
     )
+    .returning(*_DEVICES.c)
 )
-"""The heartbeat's conditional write, built once: only a newer report matches the row."""
+"""An enroll in a later boot: replace the claim and start the sequence over."""
+
+_ENROLL_SAME_BOOT = (
+    update(_DEVICES)
+    .where(
+        _DEVICES.c.device_id == bindparam("p_device_id"),
+        _DEVICES.c.boot_count == bindparam("p_boot_count"),
+    )
+    .values(**_CLAIMED)
+    .returning(*_DEVICES.c)
+)
+"""An enroll repeated in the same boot: refresh the claim, keep the sequence."""
+
+_INSERT_EVENT = insert(_EVENTS)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heartbeat:
+    """One device's report that it is alive, as the registry records it."""
+
+    device_id: str
+    seq: int
+    uptime: int
+    boot_count: int
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,6 +131,17 @@ class DeviceRegistry:
     def __init__(self, *, database: Database, budget: EventBudget | None = None) -> None:
         self._database = database
         self._budget = budget or EventBudget()
+        self._heartbeat_statements: dict[int, str] = {}
+        dialect_impl = _DEVICES.c.last_seen.type.dialect_impl(database.engine.dialect)
+        # Timestamps go through the column type's own conversion, so a batch stores
+        # them exactly as every other statement does.
+        self._timestamp = dialect_impl.bind_processor(database.engine.dialect) or _as_is
+        dialect = sqlite if database.dialect == "sqlite" else postgresql
+        self._insert_device = (
+            dialect.insert(_DEVICES)
+            .on_conflict_do_nothing(index_elements=[_DEVICES.c.device_id])
+            .returning(*_DEVICES.c)
+        )
 
     def enroll(
         self,
@@ -149,9 +186,8 @@ class DeviceRegistry:
             "last_uptime": None,
             "heartbeat_interval": heartbeat_interval,
         }
-        claim = {name: values[name] for name in _CLAIM}
         with self._in(tx, "enroll") as connection:
-            row, new_boot = self._enroll_row(connection, values, claim)
+            row, new_boot = self._enroll_row(connection, values)
             record = DeviceRecord.from_row(row)
             if new_boot:
                 self._write_event(
@@ -182,31 +218,91 @@ class DeviceRegistry:
         Raises :class:`NotEnrolled` for an unknown device and :class:`Replayed`
         for a sequence number that is not after the last one in this boot, or a
         boot before the last one seen (which also records a security event).
-        This is the fleet's most frequent write: one prepared statement, judged
-        by its row count, and a read only when it refused.
         """
-        _check_device_id(device_id)
-        _check_counter(seq, name="seq")
-        _check_counter(uptime, name="uptime")
-        _check_counter(boot_count, name="boot_count")
-        at = require_aware(now, name="now")
-        values = {"id": device_id, "seq": seq, "uptime": uptime, "boot": boot_count, "now": at}
+        report = Heartbeat(
+            device_id=device_id, seq=seq, uptime=uptime, boot_count=boot_count, at=now
+        )
         with self._in(tx, "heartbeat") as connection:
-            if connection.execute(_HEARTBEAT, values).rowcount == 1:
-                return
-            known = connection.execute(
-                select(_DEVICES.c.boot_count, _DEVICES.c.last_seq).where(
-                    _DEVICES.c.device_id == device_id
+            [refusal] = self.heartbeats([report], tx=connection)
+            if refusal is not None:
+                raise refusal
+
+    def heartbeats(
+        self, reports: Sequence[Heartbeat], *, tx: Connection
+    ) -> list[ProtocolError | None]:
+        """Record many devices' heartbeats (one each) with one statement; a refusal per report.
+
+        This is the fleet's most frequent write, so it is one conditional
+        ``UPDATE ... FROM (VALUES ...)`` for the whole batch: one round trip to
+        the database, however many devices. The rows it did not match are the
+        refused reports, and only those are read back, to say why.
+        """
+        if len({report.device_id for report in reports}) != len(reports):
+            raise ValueError("a batch holds at most one heartbeat per device")
+        for report in reports:
+            _check_device_id(report.device_id)
+            _check_counter(report.seq, name="seq")
+            _check_counter(report.uptime, name="uptime")
+            _check_counter(report.boot_count, name="boot_count")
+            require_aware(report.at, name="now")
+        accepted: set[str] = set()
+        for start in range(0, len(reports), _ROWS_PER_STATEMENT):
+            chunk = reports[start : start + _ROWS_PER_STATEMENT]
+            sql = self._heartbeat_sql(len(chunk))
+            params = tuple(
+                value
+                for report in chunk
+                for value in (
+                    report.device_id,
+                    report.seq,
+                    report.uptime,
+                    report.boot_count,
+                    self._timestamp(report.at),
                 )
-            ).one_or_none()
-            if known is None:
-                raise NotEnrolled(f"device {device_id!r} is not enrolled")
-            if boot_count < known.boot_count:
-                self._boot_regressed(connection, device_id, boot_count, at)
-            raise Replayed(
-                f"heartbeat {seq} is not after {known.last_seq} in boot {boot_count}:"
-                " replayed or reordered"
             )
+            accepted.update(row[0] for row in tx.exec_driver_sql(sql, params))
+        return [
+            None if report.device_id in accepted else self._refusal(tx, report)
+            for report in reports
+        ]
+
+    def _refusal(self, connection: Connection, report: Heartbeat) -> ProtocolError:
+        """Why the conditional write did not take this report (read only when it did not)."""
+        known = connection.execute(
+            select(_DEVICES.c.boot_count, _DEVICES.c.last_seq).where(
+                _DEVICES.c.device_id == report.device_id
+            )
+        ).one_or_none()
+        if known is None:
+            return NotEnrolled(f"device {report.device_id!r} is not enrolled")
+        if report.boot_count < known.boot_count:
+            try:
+                self._boot_regressed(connection, report.device_id, report.boot_count, report.at)
+            except Replayed as refusal:
+                return refusal
+        return Replayed(
+            f"heartbeat {report.seq} is not after {known.last_seq} in boot {report.boot_count}:"
+            " replayed or reordered"
+        )
+
+    def _heartbeat_sql(self, rows: int) -> str:
+        """The batch statement for *rows* reports, in this driver's parameter style."""
+        cached = self._heartbeat_statements.get(rows)
+        if cached is not None:
+            return cached
+        mark = "?" if self._database.engine.dialect.paramstyle == "qmark" else "%s"
+        row = "(" + ", ".join([mark] * 5) + ")"
+        # Only placeholders are put into the text; every value is a bound parameter.
+        sql = (
+            f"WITH v(id, seq, uptime, boot, seen) AS (VALUES {', '.join([row] * rows)}) "  # noqa: S608
+            "UPDATE devices SET last_seen = v.seen, last_seq = v.seq, last_uptime = v.uptime,"
+            " boot_count = v.boot FROM v WHERE devices.device_id = v.id"
+            " AND (devices.boot_count < v.boot OR (devices.boot_count = v.boot"
+            " AND (devices.last_seq IS NULL OR devices.last_seq < v.seq)))"
+            " RETURNING devices.device_id"
+        )
+        self._heartbeat_statements[rows] = sql
+        return sql
 
     def get(self, device_id: str) -> DeviceRecord | None:
         """The device's record, or None if it never enrolled."""
@@ -304,7 +400,7 @@ class DeviceRegistry:
         if suppressed:
             reason = f"{reason} ({suppressed} earlier events of this device were not recorded)"
         connection.execute(
-            insert(_EVENTS),
+            _INSERT_EVENT,
             {"device_id": device_id, "at": at, "kind": kind, "code": code, "reason": reason},
         )
         return True
@@ -329,7 +425,7 @@ class DeviceRegistry:
             raise refusal
 
     def _enroll_row(
-        self, connection: Connection, values: dict[str, Any], claim: dict[str, Any]
+        self, connection: Connection, values: dict[str, Any]
     ) -> tuple[RowMapping, bool]:
         """(the stored row, whether this enroll began a boot), each step one conditional write.
 
@@ -338,54 +434,23 @@ class DeviceRegistry:
         keeps the sequence; a lower one refuses. Racing enrolls each take exactly
         one of these paths, because each step writes only if its condition holds.
         """
-        device_id = values["device_id"]
-        boot_count = values["boot_count"]
-        dialect = sqlite if self._database.dialect == "sqlite" else postgresql
-        inserted = (
-            connection.execute(
-                dialect.insert(_DEVICES)
-                .values(values)
-                .on_conflict_do_nothing(index_elements=[_DEVICES.c.device_id])
-                .returning(*_DEVICES.c)
-            )
-            .mappings()
-            .one_or_none()
-        )
+        params = {f"p_{name}": value for name, value in values.items()}
+        inserted = connection.execute(self._insert_device, values).mappings().one_or_none()
         if inserted is not None:
             return inserted, True
-        this_device = _DEVICES.c.device_id == device_id
-        newer_boot = (
-            connection.execute(
-                update(_DEVICES)
-                .where(this_device, _DEVICES.c.boot_count < boot_count)
-                .values(
-                    enrolled_at=values["enrolled_at"],
-                    boot_count=boot_count,
-                    last_seq=None,
-                    last_uptime=None,
-                    **claim,
-                )
-                .returning(*_DEVICES.c)
-            )
-            .mappings()
-            .one_or_none()
-        )
+        newer_boot = connection.execute(_ENROLL_NEW_BOOT, params).mappings().one_or_none()
         if newer_boot is not None:
             return newer_boot, True
-        same_boot = (
-            connection.execute(
-                update(_DEVICES)
-                .where(this_device, _DEVICES.c.boot_count == boot_count)
-                .values(**claim)
-                .returning(*_DEVICES.c)
-            )
-            .mappings()
-            .one_or_none()
-        )
+        same_boot = connection.execute(_ENROLL_SAME_BOOT, params).mappings().one_or_none()
         if same_boot is not None:
             return same_boot, False
+        device_id, boot_count = values["device_id"], values["boot_count"]
         self._boot_regressed(connection, device_id, boot_count, values["last_seen"])
         raise AssertionError("unreachable")
+
+
+def _as_is(value: Any) -> Any:
+    return value
 
 
 def _is_int(value: object) -> bool:

@@ -14,7 +14,10 @@ from dataclasses import dataclass
 class GatewayLimits:
     """How much work the gateway takes on, per device and in total."""
 
-    workers: int = 2
+    workers: int | None = None
+    """Worker threads; by default one on SQLite (which has one writer at a time, so a
+    second would only wait for the lock) and two on PostgreSQL (one waits on the
+    network while the other works)."""
     batch: int = 64
     per_device_queue: int = 32
     total_queue: int = 4096

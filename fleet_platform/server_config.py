@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from device_runtime.core import protocol
-from device_runtime.core.errors import InvalidField, SevenfoldError
+from device_runtime.core.errors import ConfigError, SevenfoldError
 from device_runtime.ports.cpython.atomic_file import write_atomic
 from fleet_platform.broker_config import DEFAULT_BROKER_PORT
 from fleet_platform.gateway_limits import GatewayLimits
@@ -61,9 +61,9 @@ class ServerConfig:
     def __post_init__(self) -> None:
         unknown = set(self.services) - set(SERVICES)
         if unknown or not self.services:
-            raise InvalidField(f"services must be a non-empty subset of {SERVICES}")
+            raise ConfigError(f"services must be a non-empty subset of {SERVICES}")
         if not 1 <= self.heartbeat_interval <= 86400:
-            raise InvalidField("heartbeat interval must be 1..86400 seconds")
+            raise ConfigError("heartbeat interval must be 1..86400 seconds")
 
     @property
     def resolved_database_url(self) -> str:
@@ -111,4 +111,4 @@ class RuntimeInfo:
         except FileNotFoundError:
             return None
         except (ValueError, KeyError, TypeError) as exc:
-            raise InvalidField(f"{state_dir / RUNTIME_FILE} is damaged: {exc}") from exc
+            raise ConfigError(f"{state_dir / RUNTIME_FILE} is damaged: {exc}") from exc

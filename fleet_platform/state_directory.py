@@ -34,7 +34,7 @@ import os
 import stat
 from pathlib import Path
 
-from device_runtime.core.errors import SevenfoldError
+from device_runtime.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +45,12 @@ SHARED_BITS = 0o077
 ROOT_UID = 0
 
 
-class UnsafeStateDirectory(SevenfoldError):
+class UnsafeStateDirectory(ConfigError):
     """The state directory could be read or replaced by another local user.
 
     A configuration the operator has to fix on this machine, not something a
     device or a sensor sent, so it has no wire code of the protocol.
     """
-
-    code = "config"
 
 
 def secure_state_directory(path: Path) -> Path:

@@ -132,6 +132,13 @@ class TransportError(SevenfoldError):
     code = "transport"
 
 
+class ConfigError(SevenfoldError):
+    """This side was set up wrongly (an option, a file, a directory): no peer is at fault,
+    so it is never sent over the wire."""
+
+    code = "config"
+
+
 WIRE_ERRORS = (
     DecodeError,
     TooLarge,

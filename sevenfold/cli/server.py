@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 from pathlib import Path
@@ -81,6 +82,11 @@ def server(
         )
         fleet = FleetServer(config=config)
         fleet.start()
+    # Everything loaded so far lives as long as the process: moved out of the
+    # collector's sight, full collections stay short instead of pausing every
+    # request in flight for hundreds of milliseconds on a large fleet.
+    gc.collect()
+    gc.freeze()
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

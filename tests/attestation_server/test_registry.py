@@ -18,7 +18,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from attestation_server.records import DeviceRecord
-from attestation_server.registry import BOOT_REGRESSED, SECURITY, DeviceRegistry, Enrollment
+from attestation_server.registry import (
+    BOOT_REGRESSED,
+    SECURITY,
+    DeviceRegistry,
+    Enrollment,
+    Heartbeat,
+)
 from device_runtime.core.errors import NotEnrolled, Replayed, StorageError
 from fleet_platform.event_budget import EventBudget
 from fleet_platform.storage import Database
@@ -477,3 +483,43 @@ def test_driver_failures_surface_as_storage_errors(database: Database) -> None:
         registry.list_devices()
     assert raised.value.code == "storage"
     assert "list devices" in raised.value.reason
+
+
+def test_a_batch_of_heartbeats_is_judged_report_by_report(
+    registry: DeviceRegistry, database: Database
+) -> None:
+    for device_id in ("fresh", "replay", "clone"):
+        _enroll(registry, device_id)
+    _beat(registry, "replay", 9)
+    reports = [
+        Heartbeat(device_id="fresh", seq=1, uptime=1, boot_count=7, at=NOW),
+        Heartbeat(device_id="replay", seq=9, uptime=9, boot_count=7, at=NOW),
+        Heartbeat(device_id="clone", seq=1, uptime=1, boot_count=6, at=NOW),
+        Heartbeat(device_id="stranger", seq=1, uptime=1, boot_count=1, at=NOW),
+    ]
+    with database.transaction("batch") as tx:
+        outcomes = registry.heartbeats(reports, tx=tx)
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], Replayed) and "not after 9" in outcomes[1].reason
+    assert isinstance(outcomes[2], Replayed) and "backwards" in outcomes[2].reason
+    assert isinstance(outcomes[3], NotEnrolled)
+    fresh = registry.get("fresh")
+    assert fresh is not None and (fresh.last_seq, fresh.last_seen) == (1, NOW)
+    assert [e.code for e in registry.events() if e.kind == SECURITY] == [BOOT_REGRESSED]
+    with (
+        pytest.raises(ValueError, match="one heartbeat per device"),
+        database.transaction("x") as tx,
+    ):
+        registry.heartbeats(reports[:1] * 2, tx=tx)
+
+
+def test_a_batch_larger_than_one_statement_is_recorded_whole(
+    registry: DeviceRegistry, database: Database
+) -> None:
+    ids = [f"dev-{n}" for n in range(250)]
+    for device_id in ids:
+        _enroll(registry, device_id)
+    reports = [Heartbeat(device_id=d, seq=5, uptime=5, boot_count=7, at=NOW) for d in ids]
+    with database.transaction("batch") as tx:
+        assert registry.heartbeats(reports, tx=tx) == [None] * len(ids)
+    assert {record.last_seq for record in registry.list_devices()} == {5}
