@@ -210,6 +210,11 @@ class MosquittoBroker:
         return process is not None and process.poll() is None
 
     @property
+    def name(self) -> str:
+        """How the supervisor and the health check refer to this broker."""
+        return f"mosquitto on {self.host}:{self.port}"
+
+    @property
     def pid(self) -> int | None:
         """The current (or last) mosquitto process id."""
         return None if self._process is None else self._process.pid

@@ -38,11 +38,11 @@ from attestation_server.registry import DeviceRegistry
 from device_runtime.core.errors import CryptoError, TransportError
 from fleet_platform import api_tokens, bearer_auth
 from fleet_platform.broker import MosquittoBroker
-from fleet_platform.broker_supervisor import BrokerSupervisor
 from fleet_platform.gateway import Gateway
 from fleet_platform.health import Health
 from fleet_platform.metrics import Metrics
 from fleet_platform.pki import IssuedCredential, fleet_authority
+from fleet_platform.process_supervisor import ProcessSupervisor
 from fleet_platform.server_config import RuntimeInfo, ServerConfig
 from fleet_platform.server_replicas import replica_identities, share_group
 from fleet_platform.state_directory import secure_state_directory
@@ -73,7 +73,7 @@ class FleetServer:
         self.database: Database | None = None
         self.registry: DeviceRegistry | None = None
         self.broker: MosquittoBroker | None = None
-        self.supervisor: BrokerSupervisor | None = None
+        self.supervisor: ProcessSupervisor | None = None
         self.gateway: Gateway | None = None
         self.app: FastAPI | None = None
         self.metrics = Metrics()
@@ -193,7 +193,7 @@ class FleetServer:
             prefix=config.prefix,
             server_identities=identities,
         )
-        self.supervisor = BrokerSupervisor(self.broker).start()
+        self.supervisor = ProcessSupervisor(self.broker).start()
         credential = authority.issue_client(
             common_name=identities[0], directory=config.state_dir / "server-identity"
         )

@@ -1,13 +1,15 @@
-"""Keeps the managed Mosquitto running: notices its death, says why, restarts it, reports health.
+"""Keeps a child process running: notices its death, says why, restarts it, reports health.
 
-Devices reach the fleet only through the broker, so a broker that died unnoticed
-takes the whole fleet offline while the server still looks alive. The
-supervisor is one thread that polls the process, logs a death at error level
-with the tail of mosquitto's own output (the only place it explains itself),
-and launches it again on the same port, since devices are configured with that
-port. Restarts back off exponentially so a broker that dies at once does not
-spin, and the back-off starts over once a restarted broker has stayed up.
-:meth:`BrokerSupervisor.health` is what the server's health endpoint reports.
+The server's children are the managed Mosquitto (devices reach the fleet only
+through it, so a broker that died unnoticed takes the whole fleet offline while
+the server still looks alive) and its extra gateway processes. The supervisor
+is one thread per child that polls the process, logs a death at error level
+with the tail of the child's own output (the only place it explains itself),
+and launches it again the same way (a broker on the same port, since devices
+are configured with that port). Restarts back off exponentially so a child
+that dies at once does not spin, and the back-off starts over once a restarted
+child has stayed up. :meth:`ProcessSupervisor.health` is what the server's
+health endpoint reports.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import Protocol
 
-from fleet_platform.broker import MosquittoBroker
-from fleet_platform.broker_config import BrokerError
+from device_runtime.core.errors import ConfigError, SevenfoldError
 
-__all__ = ["BrokerHealth", "BrokerSupervisor", "RestartBackoff"]
+__all__ = ["ProcessHealth", "ProcessSupervisor", "RestartBackoff", "Supervised"]
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +39,16 @@ class RestartBackoff:
     max_delay: float = 30.0
     """The doubling stops here."""
     stable_after: float = 30.0
-    """A broker up this long when it dies counts as a fresh outage: back to *first_delay*."""
+    """A child up this long when it dies counts as a fresh outage: back to *first_delay*."""
 
     def __post_init__(self) -> None:
         if not 0 < self.first_delay <= self.max_delay:
-            raise BrokerError(
+            raise ConfigError(
                 f"restart back-off needs 0 < first delay ({self.first_delay}) <= max delay"
                 f" ({self.max_delay})"
             )
         if self.stable_after <= 0:
-            raise BrokerError(f"stable_after must be positive, got {self.stable_after}")
+            raise ConfigError(f"stable_after must be positive, got {self.stable_after}")
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before restart attempt *attempt* (0 is the first) of an outage."""
@@ -54,23 +56,57 @@ class RestartBackoff:
         return min(self.max_delay, self.first_delay * 2.0 ** min(attempt, 64))
 
 
+class Supervised(Protocol):
+    """A child process the supervisor can watch and launch again."""
+
+    @property
+    def name(self) -> str:
+        """What the logs and the health check call it, e.g. ``mosquitto on 127.0.0.1:8883``."""
+        ...
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def exit_status(self) -> int | None:
+        """How the last process ended (negative: killed by that signal); None while it runs."""
+        ...
+
+    @property
+    def stopped(self) -> bool:
+        """True once stop() was called: it will not be launched again."""
+        ...
+
+    def launch_output(self) -> str:
+        """The last lines the process wrote since its latest launch."""
+        ...
+
+    def relaunch(self) -> None:
+        """Start it again after its process ended; raise a SevenfoldError if it cannot."""
+        ...
+
+    def stop(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
-class BrokerHealth:
-    """A snapshot of the managed broker for a health endpoint: *ok* and one line saying why."""
+class ProcessHealth:
+    """A snapshot of one child for a health endpoint: *ok* and one line saying why."""
 
     ok: bool
     detail: str
-    host: str
-    port: int
+    name: str
     pid: int | None
     restarts: int
     """Successful restarts since the supervisor started."""
     failed_attempts: int
-    """Restart attempts that failed in the current outage (0 while the broker runs)."""
+    """Restart attempts that failed in the current outage (0 while the child runs)."""
     last_exit_status: int | None
     """How the last dead process ended: its exit status, or minus the signal that killed it."""
     down_since: datetime | None
-    """When the current outage was noticed (UTC); None while the broker runs."""
+    """When the current outage was noticed (UTC); None while the child runs."""
     last_error: str | None
     """Why the latest restart attempt failed; None once a restart succeeded."""
 
@@ -79,8 +115,7 @@ class BrokerHealth:
         return {
             "ok": self.ok,
             "detail": self.detail,
-            "host": self.host,
-            "port": self.port,
+            "name": self.name,
             "pid": self.pid,
             "restarts": self.restarts,
             "failed_attempts": self.failed_attempts,
@@ -103,29 +138,29 @@ def describe_exit(status: int | None) -> str:
     return f"exited with status {status}"
 
 
-class BrokerSupervisor:
-    """Watches one started :class:`MosquittoBroker` from a thread and restarts it when it dies.
+class ProcessSupervisor:
+    """Watches one started child from a thread and restarts it when it dies.
 
-    Stop the broker through :meth:`stop`, which ends the watching first, so no
+    Stop the child through :meth:`stop`, which ends the watching first, so no
     restart can happen during or after it.
     """
 
     def __init__(
         self,
-        broker: MosquittoBroker,
+        child: Supervised,
         *,
         backoff: RestartBackoff | None = None,
         poll_interval: float = 0.1,
     ) -> None:
         if poll_interval <= 0:
-            raise BrokerError(f"poll interval must be positive, got {poll_interval}")
-        self.broker = broker
+            raise ConfigError(f"poll interval must be positive, got {poll_interval}")
+        self.child = child
         self.backoff = backoff or RestartBackoff()
         self._poll_interval = poll_interval
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._state = threading.Lock()
-        self._up = broker.running
+        self._up = child.running
         self._up_since = time.monotonic()
         self._restarts = 0
         self._failed_attempts = 0
@@ -135,50 +170,53 @@ class BrokerSupervisor:
         # Attempts so far in the current run of quick deaths; sets the next delay.
         self._attempt = 0
 
-    def start(self) -> BrokerSupervisor:
-        """Begin watching; the broker must be running (as :meth:`MosquittoBroker.start` leaves it).
+    def start(self) -> ProcessSupervisor:
+        """Begin watching; the child must be running (as its own start leaves it).
 
         The thread also launches the restarted processes, which die with it
         (PR_SET_PDEATHSIG follows the launching thread); it runs until stop().
         """
         if self._thread is not None:
-            raise BrokerError("the broker supervisor is already started")
-        if self._stopping.is_set() or self.broker.stopped:
-            raise BrokerError(f"the broker on port {self.broker.port} was stopped")
-        if not self.broker.running:
-            raise BrokerError(
-                f"mosquitto on port {self.broker.port} is not running"
-                f" ({describe_exit(self.broker.exit_status)}); start it before supervising it"
+            raise ConfigError(f"the supervisor of {self.child.name} is already started")
+        if self._stopping.is_set() or self.child.stopped:
+            raise ConfigError(f"{self.child.name} was stopped")
+        if not self.child.running:
+            raise ConfigError(
+                f"{self.child.name} is not running"
+                f" ({describe_exit(self.child.exit_status)}); start it before supervising it"
             )
-        self._thread = threading.Thread(target=self._watch, name="broker-supervisor", daemon=True)
+        self._thread = threading.Thread(
+            target=self._watch, name=f"supervisor {self.child.name}", daemon=True
+        )
         self._thread.start()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop watching, then stop the broker; nothing restarts it afterwards. Idempotent."""
+        """Stop watching, then stop the child; nothing restarts it afterwards. Idempotent."""
         self._stopping.set()
-        # Stopping the broker also ends a restart attempt that is waiting for its process.
-        self.broker.stop()
+        # Stopping the child also ends a restart attempt that is waiting for its process.
+        self.child.stop()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
             if thread.is_alive():
-                raise BrokerError(f"the broker supervisor did not end within {timeout:g}s")
+                raise ConfigError(
+                    f"the supervisor of {self.child.name} did not end within {timeout:g}s"
+                )
         with self._state:
             self._up = False
 
-    def health(self) -> BrokerHealth:
+    def health(self) -> ProcessHealth:
         """Current state; cheap enough to call on every health request."""
-        broker = self.broker
-        running = broker.running
+        child = self.child
+        running = child.running
         with self._state:
             ok = self._up and running and not self._stopping.is_set()
-            snapshot = BrokerHealth(
+            snapshot = ProcessHealth(
                 ok=ok,
                 detail="",
-                host=broker.host,
-                port=broker.port,
-                pid=broker.pid if running else None,
+                name=child.name,
+                pid=child.pid if running else None,
                 restarts=self._restarts,
                 failed_attempts=self._failed_attempts,
                 last_exit_status=self._last_exit_status,
@@ -187,7 +225,7 @@ class BrokerSupervisor:
             )
         return replace(snapshot, detail=_detail(snapshot, stopped=self._stopping.is_set()))
 
-    def __enter__(self) -> BrokerSupervisor:
+    def __enter__(self) -> ProcessSupervisor:
         return self.start() if self._thread is None else self
 
     def __exit__(
@@ -201,19 +239,19 @@ class BrokerSupervisor:
     def _watch(self) -> None:
         while not self._stopping.wait(self._poll_interval):
             # Checked in this order: stop() sets the event before it ends the process.
-            if self.broker.running or self._stopping.is_set():
+            if self.child.running or self._stopping.is_set():
                 continue
             try:
                 self._recover()
             except Exception:
                 # The supervisor must outlive anything unexpected, or nothing would restart
-                # the broker any more; the next poll tries again.
-                log.exception("supervising mosquitto on port %d failed", self.broker.port)
+                # the child any more; the next poll tries again.
+                log.exception("supervising %s failed", self.child.name)
 
     def _recover(self) -> None:
-        """The broker was found dead: report it, then restart it until it is up or stop()."""
-        broker = self.broker
-        status = broker.exit_status
+        """The child was found dead: report it, then restart it until it is up or stop()."""
+        child = self.child
+        status = child.exit_status
         noticed = time.monotonic()
         with self._state:
             if self._up and noticed - self._up_since >= self.backoff.stable_after:
@@ -222,28 +260,28 @@ class BrokerSupervisor:
             self._last_exit_status = status
             self._down_since = datetime.now(UTC)
         log.error(
-            "mosquitto on port %d (pid %s) %s; restarting in %gs; its last output:\n%s",
-            broker.port,
-            broker.pid,
+            "%s (pid %s) %s; restarting in %gs; its last output:\n%s",
+            child.name,
+            child.pid,
             describe_exit(status),
             self.backoff.delay(self._attempt),
-            broker.launch_output(),
+            child.launch_output(),
         )
         while True:
             if self._stopping.wait(self.backoff.delay(self._attempt)):
                 return
             self._attempt += 1
             try:
-                broker.relaunch()
-            except BrokerError as exc:
+                child.relaunch()
+            except SevenfoldError as exc:
                 if self._stopping.is_set():
                     return
                 with self._state:
                     self._failed_attempts += 1
                     self._last_error = exc.reason
                 log.error(
-                    "restarting mosquitto on port %d failed (attempt %d): %s; next attempt in %gs",
-                    broker.port,
+                    "restarting %s failed (attempt %d): %s; next attempt in %gs",
+                    child.name,
                     self._attempt,
                     exc.reason,
                     self.backoff.delay(self._attempt),
@@ -260,17 +298,17 @@ class BrokerSupervisor:
             self._down_since = None
         outage = (datetime.now(UTC) - down_since).total_seconds() if down_since else 0.0
         log.warning(
-            "mosquitto restarted on port %d (pid %s) after %.2fs down; restart %d",
-            broker.port,
-            broker.pid,
+            "%s restarted (pid %s) after %.2fs down; restart %d",
+            child.name,
+            child.pid,
             outage,
             self._restarts,
         )
 
 
-def _detail(health: BrokerHealth, *, stopped: bool) -> str:
+def _detail(health: ProcessHealth, *, stopped: bool) -> str:
     """The snapshot's one-line explanation, for the health endpoint and an operator's eyes."""
-    where = f"mosquitto on {health.host}:{health.port}"
+    where = health.name
     if stopped:
         return f"{where} is stopped"
     if health.ok:

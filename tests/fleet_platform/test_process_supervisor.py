@@ -21,19 +21,19 @@ from pathlib import Path
 
 import pytest
 
+from device_runtime.core.errors import ConfigError, SevenfoldError
 from fleet_platform.broker import MosquittoBroker
-from fleet_platform.broker_config import BrokerError
-from fleet_platform.broker_supervisor import (
-    BrokerHealth,
-    BrokerSupervisor,
+from fleet_platform.pki import CertificateAuthority
+from fleet_platform.process_supervisor import (
+    ProcessHealth,
+    ProcessSupervisor,
     RestartBackoff,
     describe_exit,
 )
-from fleet_platform.pki import CertificateAuthority
 from tests.broker_fixtures import IssueCredential, session_to
 from tests.components import binary, free_port
 
-SUPERVISOR_LOG = "fleet_platform.broker_supervisor"
+SUPERVISOR_LOG = "fleet_platform.process_supervisor"
 FAST = RestartBackoff(first_delay=0.1, max_delay=0.4, stable_after=60.0)
 RESTART_BOUND_S = 5.0
 """Default back-off (0.5 s) + detection (0.1 s) + start-up, with a wide margin for a loaded CI."""
@@ -68,7 +68,7 @@ def wrapper(tmp_path: Path) -> MosquittoWrapper:
     return MosquittoWrapper(tmp_path, binary("mosquitto"))
 
 
-StartSupervised = Callable[..., BrokerSupervisor]
+StartSupervised = Callable[..., ProcessSupervisor]
 
 
 @pytest.fixture
@@ -76,11 +76,11 @@ def supervised(
     fleet_ca: CertificateAuthority, wrapper: MosquittoWrapper, tmp_path: Path
 ) -> Iterator[StartSupervised]:
     """Callable starting a broker on a free port under a supervisor; all stopped afterwards."""
-    started: list[BrokerSupervisor] = []
+    started: list[ProcessSupervisor] = []
 
     def start(
         backoff: RestartBackoff | None = None, ready_timeout: float = 10.0
-    ) -> BrokerSupervisor:
+    ) -> ProcessSupervisor:
         broker = MosquittoBroker.start(
             directory=tmp_path / f"broker-{len(started)}",
             authority=fleet_ca,
@@ -88,7 +88,7 @@ def supervised(
             mosquitto=str(wrapper.path),
             ready_timeout=ready_timeout,
         )
-        supervisor = BrokerSupervisor(broker, backoff=backoff)
+        supervisor = ProcessSupervisor(broker, backoff=backoff)
         started.append(supervisor)
         return supervisor.start()
 
@@ -97,9 +97,9 @@ def supervised(
         supervisor.stop()
 
 
-def kill(supervisor: BrokerSupervisor) -> int:
-    pid = supervisor.broker.pid
-    assert pid is not None and supervisor.broker.running
+def kill(supervisor: ProcessSupervisor) -> int:
+    pid = supervisor.child.pid
+    assert pid is not None and supervisor.child.running
     os.kill(pid, signal.SIGKILL)
     return pid
 
@@ -110,8 +110,8 @@ def alive(pid: int) -> bool:
 
 
 def wait_for(
-    supervisor: BrokerSupervisor, condition: Callable[[BrokerHealth], bool], timeout: float
-) -> BrokerHealth:
+    supervisor: ProcessSupervisor, condition: Callable[[ProcessHealth], bool], timeout: float
+) -> ProcessHealth:
     deadline = time.monotonic() + timeout
     while True:
         health = supervisor.health()
@@ -121,9 +121,9 @@ def wait_for(
         time.sleep(0.02)
 
 
-def mtls_client_connects(supervisor: BrokerSupervisor, issue: IssueCredential) -> bool:
+def mtls_client_connects(supervisor: ProcessSupervisor, issue: IssueCredential) -> bool:
     credential = issue(f"dev-{uuid.uuid4().hex[:8]}")
-    session = session_to(supervisor.broker, credential, client_id="probe")
+    session = session_to(supervisor.child, credential, client_id="probe")
     try:
         return session.accepted()
     finally:
@@ -147,9 +147,9 @@ def test_killed_broker_is_back_on_the_same_port_and_serves_mtls_again(
 ) -> None:
     caplog.set_level(logging.INFO, logger=SUPERVISOR_LOG)
     supervisor = supervised()
-    port = supervisor.broker.port
+    port = supervisor.child.port
     assert supervisor.health().ok
-    before = session_to(supervisor.broker, client_credentials("dev-before"), client_id="x")
+    before = session_to(supervisor.child, client_credentials("dev-before"), client_id="x")
     assert before.accepted()
 
     killed_at = time.monotonic()
@@ -160,15 +160,15 @@ def test_killed_broker_is_back_on_the_same_port_and_serves_mtls_again(
 
     assert before.disconnected.wait(1.0)
     before.close()
-    assert supervisor.broker.port == port and health.port == port
+    assert supervisor.child.port == port
     assert health.pid not in (None, old_pid) and not alive(old_pid)
     assert health.last_exit_status == -signal.SIGKILL
     assert health.down_since is None and health.failed_attempts == 0
     assert "running" in health.detail and "killed by SIGKILL" in health.detail
     assert mtls_client_connects(supervisor, client_credentials)
-    (death,) = messages(caplog, logging.ERROR, rf"port {port} .*killed by SIGKILL")
+    (death,) = messages(caplog, logging.ERROR, rf":{port} .*killed by SIGKILL")
     assert "mosquitto version" in death, "the error carries the tail of mosquitto's own log"
-    assert messages(caplog, logging.WARNING, rf"restarted on port {port}")
+    assert messages(caplog, logging.WARNING, rf":{port} restarted")
 
 
 def test_failed_restarts_back_off_report_down_and_recover(
@@ -213,7 +213,7 @@ def test_restart_onto_a_port_someone_took_fails_clearly_until_it_is_free(
     client_credentials: IssueCredential,
 ) -> None:
     supervisor = supervised(RestartBackoff(first_delay=0.3, max_delay=0.3))
-    port = supervisor.broker.port
+    port = supervisor.child.port
     pid = kill(supervisor)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -232,7 +232,7 @@ def test_restart_onto_a_port_someone_took_fails_clearly_until_it_is_free(
     assert health.last_error is not None
     assert f"port {port} on 127.0.0.1 is already in use" in health.last_error
     assert "--broker-port" in health.last_error
-    assert wait_for(supervisor, lambda h: h.ok, 5.0).port == port
+    assert wait_for(supervisor, lambda h: h.ok, 5.0).name == supervisor.child.name
     assert mtls_client_connects(supervisor, client_credentials)
 
 
@@ -256,16 +256,16 @@ def test_stop_ends_the_broker_and_nothing_restarts_it(
     supervised: StartSupervised, wrapper: MosquittoWrapper
 ) -> None:
     supervisor = supervised(FAST)
-    pid = supervisor.broker.pid
+    pid = supervisor.child.pid
     assert pid is not None
     supervisor.stop()
     assert not alive(pid)
     time.sleep(3 * FAST.max_delay)
-    assert not supervisor.broker.running and supervisor.broker.pid == pid
+    assert not supervisor.child.running and supervisor.child.pid == pid
     health = supervisor.health()
     assert not health.ok and health.detail.endswith("is stopped")
-    with pytest.raises(BrokerError, match="was stopped"):
-        supervisor.broker.relaunch()
+    with pytest.raises(SevenfoldError, match="was stopped"):
+        supervisor.child.relaunch()
     supervisor.stop()
 
 
@@ -276,10 +276,10 @@ def test_stop_during_a_restart_attempt_leaves_no_process(
     wrapper.hang()
     first = kill(supervisor)
     deadline = time.monotonic() + 5.0
-    while supervisor.broker.pid == first or not supervisor.broker.running:
+    while supervisor.child.pid == first or not supervisor.child.running:
         assert time.monotonic() < deadline, "no restart attempt was made"
         time.sleep(0.01)
-    hanging = supervisor.broker.pid
+    hanging = supervisor.child.pid
     assert hanging is not None and not supervisor.health().ok
     began = time.monotonic()
     supervisor.stop()
@@ -287,7 +287,7 @@ def test_stop_during_a_restart_attempt_leaves_no_process(
     assert not alive(hanging) and not alive(first)
     wrapper.run_real()
     time.sleep(3 * FAST.max_delay)
-    assert supervisor.broker.pid == hanging and not supervisor.broker.running
+    assert supervisor.child.pid == hanging and not supervisor.child.running
 
 
 def test_supervising_a_broker_that_is_not_running_is_refused(
@@ -302,10 +302,10 @@ def test_supervising_a_broker_that_is_not_running_is_refused(
         while broker.running:
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        with pytest.raises(BrokerError, match=r"not running \(killed by SIGKILL\)"):
-            BrokerSupervisor(broker).start()
-    with pytest.raises(BrokerError, match="was stopped"):
-        BrokerSupervisor(broker).start()
+        with pytest.raises(SevenfoldError, match=r"not running \(killed by SIGKILL\)"):
+            ProcessSupervisor(broker).start()
+    with pytest.raises(SevenfoldError, match="was stopped"):
+        ProcessSupervisor(broker).start()
 
 
 def test_back_off_doubles_to_its_cap_and_rejects_nonsense() -> None:
@@ -317,7 +317,7 @@ def test_back_off_doubles_to_its_cap_and_rejects_nonsense() -> None:
         {"first_delay": 5, "max_delay": 1},
         {"stable_after": 0},
     ):
-        with pytest.raises(BrokerError):
+        with pytest.raises(ConfigError):
             RestartBackoff(**bad)  # type: ignore[arg-type]
 
 
