@@ -10,11 +10,9 @@ port (:meth:`MosquittoBroker.relaunch`, used by the supervisor) after it died.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import pwd
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -39,6 +37,7 @@ from fleet_platform.broker_config import (
 )
 from fleet_platform.mqtt_tls import client_context
 from fleet_platform.pki import CertificateAuthority, IssuedCredential
+from fleet_platform.process_supervisor import die_with_parent
 
 __all__ = ["DEFAULT_BROKER_PORT", "BrokerError", "BrokerPortTaken", "MosquittoBroker"]
 
@@ -52,11 +51,6 @@ _TAIL_LINES = 20
 _PORT_ATTEMPTS = 3
 _PORT_TAKEN = "Address already in use"
 
-_PR_SET_PDEATHSIG = 1
-# Resolved before any fork: a child of a threaded parent must not take the
-# dynamic loader's locks, which another thread may have held at fork time.
-_prctl = ctypes.CDLL(None, use_errno=True).prctl
-
 
 def locate_mosquitto(mosquitto: str | None = None) -> str:
     """Path of the mosquitto binary; Debian installs it in /usr/sbin, often off PATH."""
@@ -65,11 +59,6 @@ def locate_mosquitto(mosquitto: str | None = None) -> str:
     if found is None:
         raise BrokerError(f"mosquitto executable {name!r} not found (apt-get install mosquitto)")
     return found
-
-
-def _die_with_parent() -> None:
-    """Linux: the broker gets SIGTERM when the thread that started it ends, even by SIGKILL."""
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _current_user() -> str:
@@ -301,7 +290,7 @@ class MosquittoBroker:
                         stdout=log,
                         stderr=subprocess.STDOUT,
                         start_new_session=True,
-                        preexec_fn=_die_with_parent,
+                        preexec_fn=die_with_parent,
                     )
             except OSError as exc:
                 raise BrokerError(

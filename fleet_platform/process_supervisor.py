@@ -14,6 +14,7 @@ health endpoint reports.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import signal
 import threading
@@ -25,9 +26,20 @@ from typing import Protocol
 
 from device_runtime.core.errors import ConfigError, SevenfoldError
 
-__all__ = ["ProcessHealth", "ProcessSupervisor", "RestartBackoff", "Supervised"]
+__all__ = ["ProcessHealth", "ProcessSupervisor", "RestartBackoff", "Supervised", "die_with_parent"]
 
 log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+# Resolved before any fork: a child of a threaded parent must not take the
+# dynamic loader's locks, which another thread may have held at fork time.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
+def die_with_parent() -> None:
+    """Linux, as a ``preexec_fn``: the child gets SIGTERM when the thread that started it ends,
+    even by SIGKILL, so no child outlives the server."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

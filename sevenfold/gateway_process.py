@@ -1,0 +1,209 @@
+"""More gateways on one machine: each in a process of its own, in the same share group.
+
+A gateway's Python threads share one interpreter, so one process serves at most
+one core's worth of requests. The server can start more gateway processes
+(``sevenfold server --gateway-processes N``); each connects with its own
+certificate (``sevenfold-server.<n>``) and subscribes in the fleet's share
+group, so the broker hands every request to exactly one of them, just as it
+does across replicas on several machines. Each child serves the same handlers
+against the same database; the server supervises the children and restarts
+one that dies.
+
+The child reads its whole configuration from a 0600 JSON file in the state
+directory (no secret on a command line), and exits when its parent dies or
+when its gateway stays unhealthy, so the supervisor can start it afresh.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import FrameType
+
+from attestation_server.enrollment import EnrollmentService
+from attestation_server.registry import DeviceRegistry
+from device_runtime.core.errors import ConfigError, SevenfoldError
+from device_runtime.ports.cpython.atomic_file import write_atomic
+from fleet_platform.gateway import Gateway
+from fleet_platform.gateway_limits import GatewayLimits
+from fleet_platform.pki import IssuedCredential
+from fleet_platform.process_supervisor import die_with_parent
+from fleet_platform.storage import open_database
+
+log = logging.getLogger(__name__)
+
+UNHEALTHY_EXIT_S = 60.0
+"""How long a child's gateway may stay unhealthy before the child exits to be restarted."""
+
+_TAIL_LINES = 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewaySpec:
+    """Everything a gateway process needs; written by the server, read by the child."""
+
+    database_url: str
+    migrations: tuple[str, ...]
+    host: str
+    port: int
+    ca_path: str
+    cert_path: str
+    key_path: str
+    client_id: str
+    share_group: str
+    prefix: str
+    heartbeat_interval: int
+    limits: dict[str, object]
+
+    def write(self, path: Path) -> None:
+        write_atomic(path, json.dumps(asdict(self), sort_keys=True).encode(), mode=0o600)
+
+    @classmethod
+    def read(cls, path: Path) -> GatewaySpec:
+        try:
+            raw = json.loads(path.read_text())
+            raw["migrations"] = tuple(raw["migrations"])
+            return cls(**raw)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise ConfigError(f"gateway process configuration {path} is unusable: {exc}") from exc
+
+
+class GatewayProcess:
+    """One child gateway process, in the shape :class:`ProcessSupervisor` watches."""
+
+    def __init__(self, *, index: int, spec_path: Path, log_path: Path) -> None:
+        self.index = index
+        self.spec_path = spec_path
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stopped = False
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return f"gateway process {self.index}"
+
+    @property
+    def running(self) -> bool:
+        process = self._process
+        return process is not None and process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    @property
+    def exit_status(self) -> int | None:
+        return None if self._process is None else self._process.poll()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def start(self) -> GatewayProcess:
+        self.relaunch()
+        return self
+
+    def relaunch(self) -> None:
+        with self._lock:
+            if self._stopped:
+                raise ConfigError(f"{self.name} was stopped; not launching it")
+            try:
+                descriptor = self.log_path.open("ab")
+            except OSError as exc:
+                raise ConfigError(f"cannot open {self.log_path}: {exc}") from exc
+            with descriptor as output:
+                self.log_path.chmod(0o600)
+                try:
+                    self._process = subprocess.Popen(
+                        [sys.executable, "-m", "sevenfold.gateway_process", str(self.spec_path)],
+                        stdin=subprocess.DEVNULL,
+                        stdout=output,
+                        stderr=subprocess.STDOUT,
+                        preexec_fn=die_with_parent,
+                    )
+                except OSError as exc:
+                    raise ConfigError(f"cannot launch {self.name}: {exc}") from exc
+
+    def launch_output(self) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-_TAIL_LINES:])
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            process = self._process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+def serve(spec: GatewaySpec, stop: threading.Event) -> int:
+    """Run one gateway until *stop* is set; 3 when it stayed unhealthy too long."""
+    database = open_database(spec.database_url, migrations=[Path(p) for p in spec.migrations])
+    registry = DeviceRegistry(database=database)
+    gateway = Gateway(
+        host=spec.host,
+        port=spec.port,
+        ca_path=Path(spec.ca_path),
+        credential=IssuedCredential(cert_path=Path(spec.cert_path), key_path=Path(spec.key_path)),
+        database=database,
+        record_rejection=registry.record_rejection,
+        client_id=spec.client_id,
+        share_group=spec.share_group,
+        prefix=spec.prefix,
+        limits=GatewayLimits(**spec.limits),  # type: ignore[arg-type]
+    )
+    EnrollmentService(registry=registry, heartbeat_interval=spec.heartbeat_interval).register(
+        gateway
+    )
+    gateway.start()
+    gc.collect()
+    gc.freeze()  # as the server does: keep full collections short on a long-lived heap
+    unhealthy_for = 0.0
+    try:
+        while not stop.wait(1.0):
+            health = gateway.health()
+            unhealthy_for = 0.0 if health.ok else unhealthy_for + 1.0
+            if unhealthy_for >= UNHEALTHY_EXIT_S:
+                log.error("gateway unhealthy for %.0fs (%s); exiting", unhealthy_for, health.detail)
+                return 3
+        return 0
+    finally:
+        gateway.stop()
+        database.dispose()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        code = serve(GatewaySpec.read(Path(sys.argv[1])), stop)
+    except SevenfoldError as exc:
+        log.error("%s", exc.explain())
+        code = 2
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
