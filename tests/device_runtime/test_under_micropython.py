@@ -78,6 +78,9 @@ def test_portable_module_passes_under_micropython(path: Path, bytecode_tree: Pat
     assert result.returncode == 0, f"MicroPython run of {module} failed:\n{output}"
     expected = _test_function_count(path)
     assert f"{module}: {expected} passed, 0 failed" in result.stdout, output
+    # MicroPython prints warnings (e.g. "Comparison between bytes and str") to
+    # the console; hostile input must never make the core print any.
+    assert "Warning" not in output, output
 
 
 def test_the_codec_suite_is_among_the_portable_modules() -> None:
