@@ -10,6 +10,11 @@ the files are converted here with ``binascii`` on every connect; reading them
 afresh each time also picks up a rotated certificate without a restart. A CA
 file may hold several certificates (a rotation overlap), and each is trusted.
 Every wait on the broker is bounded by *timeout_ms*.
+
+Each connect is a new TCP and TLS session with a clean MQTT session, which
+has no subscriptions: the transport remembers every topic it subscribed to and
+subscribes to all of them again on every connect. A connection that failed
+(the client drops it on any error) or was closed can be connected again.
 """
 
 import binascii
@@ -102,10 +107,12 @@ class MqttTransport:
         self.max_packet = max_packet
         self.timeout_ms = timeout_ms
         self._client = None
+        self._topics = []
 
     def connect(self) -> None:
         if self._client is not None and self._client.connected:
-            raise TransportError("already connected")
+            raise TransportError("already connected; close first")
+        self._client = None
         context = tls_context(
             ca_path=self.ca_path, cert_path=self.cert_path, key_path=self.key_path
         )
@@ -120,13 +127,22 @@ class MqttTransport:
             timeout_ms=self.timeout_ms,
         )
         client.connect()
+        try:
+            for topic in self._topics:
+                client.subscribe(topic)
+        except TransportError:
+            client.close()
+            raise
         self._client = client
 
     def publish(self, topic: str, payload: bytes) -> None:
         self._session().publish(topic, payload)
 
     def subscribe(self, topic: str) -> None:
+        """Subscribe now and after every reconnect; a refusal (SUBACK 0x80) is an error."""
         self._session().subscribe(topic)
+        if topic not in self._topics:
+            self._topics.append(topic)
 
     def poll(self, timeout_ms: int):
         return self._session().poll(timeout_ms)
