@@ -1,10 +1,12 @@
 """Device side of the protocol-limit measurement: decode every message in a folder.
 
-Runs under ``micropython -X heapsize=64K`` with the device core loaded from the
-firmware bundle's bytecode (``tests/device_runtime/test_protocol_limits.py``
-builds the messages on CPython, so none of the building costs the device's
-heap). It prints the free heap and stack once the core is in, then one line
-per message::
+Runs as ``micropython -X heapsize=64K -m tests.device_runtime.limits_check
+FOLDER RESERVE_PERCENT STACK_PERCENT [SIZE DEPTH PER_CONTAINER TOTAL]`` with
+the device core loaded from the firmware bundle's bytecode; started as a
+module, nothing is compiled from source in the device's heap.
+``tests/device_runtime/test_protocol_limits.py`` builds the messages on
+CPython, so none of the building costs the device's heap either. It prints
+the free heap and stack once the core is in, then one line per message::
 
     case NAME SIZE OUTCOME
 
@@ -19,6 +21,7 @@ heap's large free runs minus whatever the pieces did not fit elsewhere.
 
 import gc
 import os
+import sys
 
 from device_runtime.core import agent, protocol
 from device_runtime.core.errors import ProtocolError
@@ -56,9 +59,10 @@ def _decode(data):
     return "decoded"
 
 
-def main(folder, reserve_percent, stack_percent, limits=None):
-    """Decode every file of *folder*; *limits* replaces (size, depth, per container, total)."""
-    if limits is not None:
+def main(folder, reserve_percent, stack_percent, limits):
+    """Decode every file of *folder*; *limits*, when given, replaces the protocol's
+    (size, depth, per container, total)."""
+    if limits:
         protocol.MAX_MESSAGE = limits[0]
         protocol.MAX_DEPTH = limits[1]
         protocol.MAX_ITEMS = limits[2]
@@ -82,3 +86,7 @@ def main(folder, reserve_percent, stack_percent, limits=None):
         del held
         data = None
         print("case " + name + " " + str(size) + " " + outcome)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), [int(n) for n in sys.argv[4:]])

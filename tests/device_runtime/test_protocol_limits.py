@@ -7,7 +7,7 @@ the deepest nesting, and mixes of many items with one long string) are built
 here and decoded by the real ``micropython -X heapsize=64K`` with the device
 core loaded from the firmware bundle's bytecode (``limits_check.py``). Every
 one must decode, or be refused for a schema reason, without running out of
-heap or stack, while a quarter of the free heap is held back and three
+heap or stack, while a fifth of the free heap is held back and three
 quarters of the stack are already taken: that is the margin. Messages one step
 over a limit must be refused with TooLarge naming that limit.
 
@@ -34,7 +34,7 @@ from tests.components import binary
 REPO = Path(__file__).resolve().parents[2]
 CHECK = REPO / "tests" / "device_runtime" / "limits_check.py"
 HEAP = "heapsize=64K"
-RESERVE_PERCENT = 25
+RESERVE_PERCENT = 20
 STACK_PERCENT = 75
 
 Limits = tuple[int, int, int, int]
@@ -177,12 +177,10 @@ def decode_on_device(
     folder.mkdir()
     for name, data in messages.items():
         (folder / name).write_bytes(data)
-    code = (
-        "from tests.device_runtime.limits_check import main\n"
-        f"main({str(folder)!r}, {RESERVE_PERCENT}, {STACK_PERCENT}, {limits!r})\n"
-    )
+    arguments = [str(folder), str(RESERVE_PERCENT), str(STACK_PERCENT)]
+    arguments += [str(limit) for limit in limits or ()]
     result = subprocess.run(
-        [binary("micropython"), "-X", HEAP, "-c", code],
+        [binary("micropython"), "-X", HEAP, "-m", "tests.device_runtime.limits_check", *arguments],
         cwd=folder,
         env={**os.environ, "MICROPYPATH": f"{bytecode}:.frozen"},
         capture_output=True,
