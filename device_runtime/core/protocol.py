@@ -26,7 +26,7 @@ DEFAULT_PREFIX = "sevenfold"
 SERVER_IDENTITY = "sevenfold-server"
 
 # What every device must be able to decode: the largest powers of two whose
-# worst-case messages a 64 KiB MicroPython heap decodes with a quarter of its
+# worst-case messages a 64 KiB MicroPython heap decodes with a fifth of its
 # free heap held back and three quarters of its stack taken, as measured by
 # tests/device_runtime/test_protocol_limits.py (numbers in docs/protocol.md).
 MAX_MESSAGE = 4096
