@@ -24,7 +24,7 @@ AGENT_SETTINGS = (
 )
 
 
-def run(config_path, beats=1):
+def run(config_path: str, beats: int = 1) -> None:
     with open(config_path) as handle:
         config = json.load(handle)
     transport = MqttTransport(

@@ -18,21 +18,26 @@ subscribes to all of them again on every connect. A connection that failed
 """
 
 import binascii
-import ssl
 
 from device_runtime.core.errors import TransportError
 from device_runtime.ports.micropython.mqtt_client import DEFAULT_TIMEOUT_MS, MqttClient
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from upy import ssl
+else:
+    import ssl
 
 _BEGIN = b"-----BEGIN "
 _END = b"-----END "
 
 
-def der_blocks(data: bytes, what: str) -> list:
+def der_blocks(data: bytes, what: str) -> "list[bytes]":
     """DER bodies of every PEM block in *data*, or *data* itself when it is already DER."""
     if data[:1] == b"\x30":
         return [data]
     blocks = []
-    body = None
+    body: "list[bytes] | None" = None
     for raw_line in data.split(b"\n"):
         line = raw_line.strip()
         if line.startswith(_BEGIN):
@@ -56,7 +61,7 @@ def der_blocks(data: bytes, what: str) -> list:
     return blocks
 
 
-def _read(path, what: str) -> bytes:
+def _read(path: str, what: str) -> bytes:
     try:
         with open(str(path), "rb") as handle:
             return handle.read()
@@ -66,7 +71,7 @@ def _read(path, what: str) -> bytes:
         ) from None
 
 
-def tls_context(*, ca_path, cert_path, key_path):
+def tls_context(*, ca_path: str, cert_path: str, key_path: str) -> "ssl.SSLContext":
     """Client context that requires the broker's chain to end at the fleet CA."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.verify_mode = ssl.CERT_REQUIRED
@@ -88,9 +93,9 @@ class MqttTransport:
         host: str,
         port: int,
         client_id: str,
-        ca_path,
-        cert_path,
-        key_path,
+        ca_path: str,
+        cert_path: str,
+        key_path: str,
         server_hostname: str = "localhost",
         keepalive: int = 60,
         max_packet: int = 65536,
@@ -106,8 +111,8 @@ class MqttTransport:
         self.keepalive = keepalive
         self.max_packet = max_packet
         self.timeout_ms = timeout_ms
-        self._client = None
-        self._topics = []
+        self._client: "MqttClient | None" = None
+        self._topics: "list[str]" = []
 
     def connect(self) -> None:
         if self._client is not None and self._client.connected:
@@ -144,7 +149,7 @@ class MqttTransport:
         if topic not in self._topics:
             self._topics.append(topic)
 
-    def poll(self, timeout_ms: int):
+    def poll(self, timeout_ms: int) -> "tuple[str, bytes] | None":
         return self._session().poll(timeout_ms)
 
     def close(self) -> None:
@@ -153,7 +158,7 @@ class MqttTransport:
         if client is not None:
             client.close()
 
-    def _session(self):
+    def _session(self) -> MqttClient:
         if self._client is None:
             raise TransportError("not connected")
         return self._client
