@@ -200,6 +200,8 @@ def loads(
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError("CBOR input must be bytes, not " + type(data).__name__)
+    if getattr(data, "itemsize", 1) != 1:
+        raise TypeError("CBOR input must be a buffer of single bytes")
     if not isinstance(max_depth, int) or not 0 <= max_depth <= MAX_DEPTH_CEILING:
         raise ValueError("max_depth must be an int from 0 to %d" % MAX_DEPTH_CEILING)
     size = len(data)

@@ -6,6 +6,7 @@ decides what the bytes should have been.
 
 from __future__ import annotations
 
+import array
 from collections.abc import Mapping
 from typing import Any
 
@@ -201,3 +202,9 @@ def test_a_map_mixing_byte_string_and_text_keys_is_not_encoded(value: Any) -> No
     # "Comparison between bytes and str" warning the rule exists to avoid.
     with pytest.raises(ValueError, match="may not mix byte-string and text keys"):
         dumps(value)
+
+
+def test_a_memoryview_of_wider_items_is_a_programming_error() -> None:
+    # CPython only: MicroPython's memoryview has no item size to check.
+    with pytest.raises(TypeError, match="buffer of single bytes"):
+        loads(memoryview(array.array("H", [0x8201, 0x0002])))
