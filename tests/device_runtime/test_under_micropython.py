@@ -28,6 +28,7 @@ HEAP = "heapsize=64K"
 
 
 PORTABLE_LINE = re.compile(r"^PORTABLE = True[ \t]*(#.*)?$", re.MULTILINE)
+HELPER_LINE = re.compile(r"^PORTABLE_HELPER = True[ \t]*(#.*)?$", re.MULTILINE)
 TEST_FUNCTION = re.compile(r"^def test_\w+\(", re.MULTILINE)
 
 
@@ -37,6 +38,15 @@ def _declares_portable(path: Path) -> bool:
 
 def _portable_test_files() -> list[Path]:
     return [p for p in sorted(TESTS_ROOT.rglob("test_*.py")) if _declares_portable(p)]
+
+
+def _portable_helpers() -> list[Path]:
+    """Modules that portable tests import, marked with ``PORTABLE_HELPER = True``."""
+    return [
+        p
+        for p in sorted(TESTS_ROOT.rglob("*.py"))
+        if HELPER_LINE.search(p.read_text(encoding="utf-8")) is not None
+    ]
 
 
 def _module_name(path: Path) -> str:
@@ -50,7 +60,7 @@ def _test_function_count(path: Path) -> int:
 @pytest.fixture(scope="module")
 def bytecode_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tree = tmp_path_factory.mktemp("mpy")
-    build(root=REPO, out=tree, extra=_portable_test_files())
+    build(root=REPO, out=tree, extra=_portable_test_files() + _portable_helpers())
     return tree
 
 
