@@ -60,11 +60,10 @@ def compile_module(*, root: Path, source: Path, out: Path) -> Path:
 
 
 def _package_inits(root: Path, path: Path) -> list[Path]:
+    """The ``__init__.py`` of every package between *root* and *path* (which must be under it)."""
     inits = []
-    folder = path.parent
-    while folder != root:
-        init = folder / "__init__.py"
+    for folder in path.relative_to(root).parents[:-1]:
+        init = root / folder / "__init__.py"
         if init.exists():
             inits.append(init)
-        folder = folder.parent
     return inits

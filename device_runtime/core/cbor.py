@@ -16,18 +16,37 @@ things or cost more than it is worth:
 * map keys may come in any order (cbor2's ``canonical=True`` sorts length
   first, the RFC 7049 rule, and must still be readable), but a key may appear
   once only, and must be an integer, a text string or a byte string;
+* one map never mixes byte-string and text keys: MicroPython compares the two
+  with a console warning ("Comparison between bytes and str") on every lookup
+  that meets both, so a peer could otherwise spam a device's console, and no
+  protocol message needs both;
 * indefinite lengths, floats, ``undefined`` and the other simple values are not
   part of the protocol and are rejected;
 * text must be valid UTF-8 by RFC 3629 (no overlong forms, no surrogates),
   checked here because MicroPython's own decoder lets those through.
 
 Every way the input can be wrong ends in :class:`DecodeError` or, for limits,
-:class:`TooLarge`, each naming the offset where the problem was found.
+:class:`TooLarge`, each naming the offset where the problem was found. Running
+out of heap or stack while decoding is a limit too: a ``MemoryError`` or the
+interpreter's recursion limit becomes :class:`TooLarge`, never a bare crash.
 """
 
 from device_runtime.core.errors import DecodeError, TooLarge
 
 UINT64_MAX = 0xFFFFFFFFFFFFFFFF
+
+MAX_DEPTH_CEILING = 64
+"""Largest ``max_depth`` a caller may ask for.
+
+The decoder recurses once per array or tag level and twice per map level, so
+64 levels cost at most 128 frames: well inside CPython's default recursion
+limit of 1000 whatever the caller's own stack holds. MicroPython's limit
+depends on the board's C stack; hitting it is reported as TooLarge.
+"""
+
+DEFAULT_MAX_DEPTH = 16
+DEFAULT_MAX_ITEMS = 4096
+DEFAULT_MAX_TOTAL_ITEMS = 65536
 
 _MAJOR_UNSIGNED = 0
 _MAJOR_NEGATIVE = 1
@@ -134,9 +153,15 @@ def _encode(out: bytearray, obj: object) -> None:
 
 def _encode_map(out: bytearray, obj: dict[object, object]) -> None:
     entries = []
+    text_keys = False
+    bytes_keys = False
     for key, value in obj.items():
         if isinstance(key, bool) or not isinstance(key, (int, str, bytes)):
             raise TypeError("map keys must be int, str or bytes, not " + type(key).__name__)
+        text_keys = text_keys or isinstance(key, str)
+        bytes_keys = bytes_keys or isinstance(key, bytes)
+        if text_keys and bytes_keys:
+            raise ValueError("a map may not mix byte-string and text keys")
         key_bytes = bytearray()
         _encode(key_bytes, key)
         entries.append((bytes(key_bytes), value))
@@ -151,28 +176,54 @@ def _encoded_key(entry: tuple[bytes, object]) -> bytes:
     return entry[0]
 
 
-def loads(data: bytes, max_depth: int = 16, max_items: int = 4096) -> object:
+def loads(
+    data: "bytes | bytearray | memoryview",
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_items: int = DEFAULT_MAX_ITEMS,
+    max_total_items: int = DEFAULT_MAX_TOTAL_ITEMS,
+) -> object:
     """Decode exactly one item from *data*, rejecting trailing bytes.
 
-    *max_depth* bounds how many arrays, maps and tags may nest; *max_items*
-    bounds the entries of any one array or map (a key with its value is one
-    entry). Strings are bounded by the input itself: every claimed length is
-    checked against the bytes left before anything is allocated for it, so a
-    hostile header costs nothing and a short input is reported as truncated.
+    *max_depth* bounds how many arrays, maps and tags may nest (at most
+    :data:`MAX_DEPTH_CEILING`); *max_items* bounds the entries of any one array
+    or map (a key with its value is one entry); *max_total_items* bounds the
+    data items of the whole message (the top-level item, every array element,
+    every map key and every map value, every tagged item), checked as each
+    container's head claims them, because many small containers cost a small
+    device far more heap than their few bytes of input suggest. Strings are
+    bounded by the input itself: every claimed length is checked against the
+    bytes left before anything is allocated for it, so a hostile header costs
+    nothing and a short input is reported as truncated.
+
+    A bytearray or memoryview is read in place, never copied whole: on a
+    device the input may be most of what the heap has left.
     """
-    if isinstance(data, (bytearray, memoryview)):
-        data = bytes(data)
-    elif not isinstance(data, bytes):
+    if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError("CBOR input must be bytes, not " + type(data).__name__)
-    reader = _Reader(data, max_depth, max_items)
+    if getattr(data, "itemsize", 1) != 1:
+        raise TypeError("CBOR input must be a buffer of single bytes")
+    if not isinstance(max_depth, int) or not 0 <= max_depth <= MAX_DEPTH_CEILING:
+        raise ValueError("max_depth must be an int from 0 to %d" % MAX_DEPTH_CEILING)
+    size = len(data)
+    reader = None
     try:
+        reader = _Reader(memoryview(data), max_depth, max_items, max_total_items)
+        reader.spend(1, 0)
         obj = reader.item(0)
     except MemoryError:
-        raise TooLarge("message does not fit in memory (%d bytes)" % len(data)) from None
-    if reader.pos != len(data):
+        raise TooLarge("message does not fit in memory (%d bytes)" % size) from None
+    except RuntimeError as exc:
+        # CPython's RecursionError is a RuntimeError; MicroPython raises a plain
+        # RuntimeError with the same words when its stack check trips.
+        if reader is None or "maximum recursion depth" not in str(exc):
+            raise
+        raise TooLarge(
+            "nesting at offset %d is deeper than the stack allows" % reader.pos
+        ) from None
+    if reader.pos != size:
         raise DecodeError(
             "trailing bytes: %d after the item that ends at offset %d"
-            % (len(data) - reader.pos, reader.pos)
+            % (size - reader.pos, reader.pos)
         )
     return obj
 
@@ -180,11 +231,24 @@ def loads(data: bytes, max_depth: int = 16, max_items: int = 4096) -> object:
 class _Reader:
     """Walks the input once, keeping the offset every error message reports."""
 
-    def __init__(self, data: bytes, max_depth: int, max_items: int) -> None:
+    def __init__(
+        self, data: memoryview, max_depth: int, max_items: int, max_total_items: int
+    ) -> None:
         self.data = data
         self.pos = 0
         self.max_depth = max_depth
         self.max_items = max_items
+        self.max_total_items = max_total_items
+        self.total_items = 0
+
+    def spend(self, count: int, start: int) -> None:
+        """Charge *count* more data items, claimed by the head at *start*, to the budget."""
+        self.total_items += count
+        if self.total_items > self.max_total_items:
+            raise TooLarge(
+                "data item budget of %d exceeded by the head at offset %d"
+                % (self.max_total_items, start)
+            )
 
     def item(self, depth: int) -> object:
         data = self.data
@@ -203,7 +267,7 @@ class _Reader:
         if major == _MAJOR_NEGATIVE:
             return -1 - arg
         if major == _MAJOR_BYTES:
-            return self._string(arg, start)
+            return bytes(self._string(arg, start))
         if major == _MAJOR_TEXT:
             return _text(self._string(arg, start), start)
         depth += 1
@@ -211,12 +275,16 @@ class _Reader:
             raise TooLarge("nesting deeper than %d at offset %d" % (self.max_depth, start))
         if major == _MAJOR_ARRAY:
             self._check_count(arg, 1, "array", start)
-            items = []
-            for _ in range(arg):
-                items.append(self.item(depth))
+            self.spend(arg, start)
+            # Sized once: growing by append would leave a trail of outgrown
+            # copies on a small heap.
+            items: "list[object]" = [None] * arg
+            for i in range(arg):
+                items[i] = self.item(depth)
             return items
         if major == _MAJOR_MAP:
             return self._map(arg, depth, start)
+        self.spend(1, start)
         return Tag(arg, self.item(depth))
 
     def _argument(self, major: int, info: int, start: int) -> int:
@@ -251,7 +319,8 @@ class _Reader:
                 % (start, what, count, left)
             )
 
-    def _string(self, length: int, start: int) -> bytes:
+    def _string(self, length: int, start: int) -> memoryview:
+        """The string's bytes in place; the caller copies or decodes them once."""
         pos = self.pos
         left = len(self.data) - pos
         if length > left:
@@ -264,15 +333,27 @@ class _Reader:
 
     def _map(self, count: int, depth: int, start: int) -> dict[object, object]:
         self._check_count(count, 2, "map", start)
+        self.spend(2 * count, start)
         data = self.data
         result = {}
+        string_keys = -1
         for _ in range(count):
             key_at = self.pos
-            if key_at < len(data) and data[key_at] >> 5 > _MAJOR_TEXT:
-                raise DecodeError(
-                    "map key at offset %d has major type %d; only int, text and bytes keys"
-                    % (key_at, data[key_at] >> 5)
-                )
+            if key_at < len(data):
+                key_major = data[key_at] >> 5
+                if key_major > _MAJOR_TEXT:
+                    raise DecodeError(
+                        "map key at offset %d has major type %d; only int, text and bytes keys"
+                        % (key_at, key_major)
+                    )
+                if key_major >= _MAJOR_BYTES:
+                    if string_keys < 0:
+                        string_keys = key_major
+                    elif key_major != string_keys:
+                        raise DecodeError(
+                            "map at offset %d mixes byte-string and text keys (key at offset %d)"
+                            % (start, key_at)
+                        )
             key = self.item(depth)
             if key in result:
                 raise DecodeError("duplicate map key at offset %d" % key_at)
@@ -304,17 +385,18 @@ class _Reader:
         raise DecodeError("reserved additional info %d at offset %d" % (info, start))
 
 
-def _text(raw: bytes, start: int) -> str:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeError:
-        raise DecodeError("invalid UTF-8 in text string at offset %d" % start) from None
+def _text(raw: memoryview, start: int) -> str:
+    # RFC 3629 first: MicroPython's decoder would let surrogates and overlong
+    # forms through. Then str() decodes straight from the input buffer.
     if raw and max(raw) > 0x7F and not _strict_utf8(raw):
         raise DecodeError("invalid UTF-8 in text string at offset %d" % start)
-    return text
+    try:
+        return str(raw, "utf-8")
+    except UnicodeError:
+        raise DecodeError("invalid UTF-8 in text string at offset %d" % start) from None
 
 
-def _strict_utf8(raw: bytes) -> bool:
+def _strict_utf8(raw: memoryview) -> bool:
     """RFC 3629 well-formedness, which MicroPython's decoder does not fully check."""
     i = 0
     n = len(raw)

@@ -21,47 +21,69 @@ from device_runtime.core.errors import (
 )
 
 VERSION = 1
-MAX_MESSAGE = 16384
-MAX_TEXT = 256
 CORRELATION_BYTES = 8
 DEFAULT_PREFIX = "sevenfold"
 SERVER_IDENTITY = "sevenfold-server"
 
-ROOTS_OF_TRUST = ("software", "tpm", "dice")
+# What every device must be able to decode: the largest powers of two whose
+# worst-case messages a 64 KiB MicroPython heap decodes with a fifth of its
+# free heap held back and three quarters of its stack taken, as measured by
+# tests/device_runtime/test_protocol_limits.py (numbers in docs/protocol.md).
+MAX_MESSAGE = 4096
+"""Bytes of one encoded message, checked before decoding."""
+MAX_DEPTH = 16
+"""Nesting of arrays, maps and tags; the envelope is the first level."""
+MAX_ITEMS = 32
+"""Entries of one array or map (a key with its value is one entry)."""
+MAX_TOTAL_ITEMS = 64
+"""Data items in one message: each can cost a small device 64 bytes of heap."""
 
+MAX_TEXT = 256
+MAX_COUNTER = 0x7FFFFFFFFFFFFFFF
+"""Largest heartbeat sequence number and uptime: storage keeps them as signed 64-bit."""
 MAX_RETRY_AFTER_MS = 600000
 """Longest wait a server may ask of a device (ten minutes), in milliseconds."""
+MAX_HEARTBEAT_INTERVAL = 86400
+"""Longest heartbeat interval a server may set, in seconds (a day)."""
 
-# name: (type, required, limit) — limit is a max length for text/bytes and an
-# inclusive maximum for unsigned integers.
+ROOTS_OF_TRUST = ("software", "tpm", "dice")
+
 _U32 = 0xFFFFFFFF
 _U64 = 0xFFFFFFFFFFFFFFFF
-SCHEMAS: dict[str, dict[str, tuple[type, bool, int]]] = {
+_SHOWN = 32
+
+
+# A field is (type, required, minimum, maximum, choices). Integers are unsigned
+# and lie in [minimum, maximum]; text is at most ``maximum`` characters and, when
+# *choices* is given, one of them. Tuples rather than objects: on a 64 KiB
+# device every schema entry is heap.
+SCHEMAS: "dict[str, dict[str, tuple[type, bool, int, int, tuple[str, ...] | None]]]" = {
     "enroll": {
-        "device_id": (str, True, 63),
-        "hwmodel": (str, True, 64),
-        "swname": (str, True, 64),
-        "swversion": (str, True, 32),
-        "rot": (str, True, 16),
-        "boot_count": (int, True, _U32),
+        "device_id": (str, True, 0, 63, None),
+        "hwmodel": (str, True, 0, 64, None),
+        "swname": (str, True, 0, 64, None),
+        "swversion": (str, True, 0, 32, None),
+        "rot": (str, True, 0, 16, ROOTS_OF_TRUST),
+        "boot_count": (int, True, 0, _U32, None),
     },
     "heartbeat": {
-        "seq": (int, True, _U64),
-        "uptime": (int, True, _U64),
-        "boot_count": (int, True, _U32),
+        "seq": (int, True, 0, MAX_COUNTER, None),
+        "uptime": (int, True, 0, MAX_COUNTER, None),
+        "boot_count": (int, True, 0, _U32, None),
     },
     "enrolled": {
-        "heartbeat_interval": (int, True, 86400),
-        "server_time": (int, True, _U64),
+        # 0 would make the agent beat in a busy loop.
+        "heartbeat_interval": (int, True, 1, MAX_HEARTBEAT_INTERVAL, None),
+        "server_time": (int, True, 0, _U64, None),
     },
     "heartbeat-ack": {
-        "seq": (int, True, _U64),
-        "server_time": (int, True, _U64),
+        "seq": (int, True, 0, MAX_COUNTER, None),
+        "server_time": (int, True, 0, _U64, None),
     },
     "error": {
-        "code": (str, True, 32),
-        "reason": (str, True, MAX_TEXT),
-        "retry_after": (int, False, MAX_RETRY_AFTER_MS),
+        "code": (str, True, 0, 32, None),
+        "reason": (str, True, 0, MAX_TEXT, None),
+        "retry_after": (int, False, 0, MAX_RETRY_AFTER_MS, None),
     },
 }
 
@@ -83,7 +105,7 @@ def device_from_topic(prefix: str, topic: str) -> str:
     head = prefix.split("/")
     n = len(head)
     if len(parts) != n + 3 or parts[:n] != head or parts[n] != "d" or parts[n + 2] != "up":
-        raise InvalidField("topic " + repr(topic) + " is not a device up topic")
+        raise InvalidField("topic " + _shown(topic) + " is not a device up topic")
     check_device_id(parts[n + 1])
     return parts[n + 1]
 
@@ -101,35 +123,82 @@ def check_device_id(device_id: object) -> str:
     return device_id
 
 
-def _check_body(kind: str, body: object) -> dict[str, object]:
+def _shown(value: object) -> str:
+    """A peer's value for an error reason: short, escaped, and cheap however large it is.
+
+    Reasons end up in logs and operator terminals, and a device must be able
+    to build one for a value that takes most of its heap.
+    """
+    if isinstance(value, (str, bytes)):
+        if len(value) > _SHOWN:
+            return repr(value[:_SHOWN]) + "..."
+        return repr(value)
+    if value is None or isinstance(value, int):
+        return repr(value)
+    return "a value of type " + type(value).__name__
+
+
+def _is_control(ch: str) -> bool:
+    """C0, DEL or C1: characters that steer a terminal or forge a log line."""
+    code = ord(ch)
+    return code < 0x20 or 0x7F <= code <= 0x9F
+
+
+def _control_character_at(text: str) -> int:
+    """Index of the first control character in *text*, else -1."""
+    for i, ch in enumerate(text):
+        if _is_control(ch):
+            return i
+    return -1
+
+
+def _check_text_keys(where: str, mapping: "dict[object, object]") -> None:
+    """Every key must be text before any lookup: MicroPython warns on the console
+    each time a lookup compares a byte string with text."""
+    for key in mapping:
+        if not isinstance(key, str):
+            raise InvalidField(where + ": key " + _shown(key) + " is not text")
+
+
+def _check_body(kind: str, body: object) -> "dict[str, object]":
     if not isinstance(body, dict):
         raise InvalidField(kind + ": body must be a map")
+    _check_text_keys(kind, body)
     schema = SCHEMAS[kind]
     for key in body:
         if key not in schema:
-            raise InvalidField(kind + ": unexpected field " + repr(key))
-    for name, (ftype, required, limit) in schema.items():
+            raise InvalidField(kind + ": unexpected field " + _shown(key))
+    for name, (ftype, required, minimum, maximum, choices) in schema.items():
         if name not in body:
             if required:
                 raise InvalidField(kind + ": missing field " + repr(name))
             continue
         value = body[name]
+        where = kind + "." + name
         if ftype is int:
             if not isinstance(value, int) or isinstance(value, bool):
-                raise InvalidField(kind + "." + name + " must be an unsigned integer")
-            if value < 0 or value > limit:
-                raise InvalidField(kind + "." + name + " is out of range")
-        elif not isinstance(value, ftype) or not isinstance(value, (str, bytes)):
-            raise InvalidField(kind + "." + name + " must be " + ftype.__name__)
-        elif len(value) > limit:
-            raise TooLarge(kind + "." + name + " is longer than " + str(limit))
+                raise InvalidField(where + " must be an unsigned integer")
+            if value < minimum or value > maximum:
+                raise InvalidField(
+                    where + " is out of range (" + str(minimum) + " to " + str(maximum) + ")"
+                )
+            continue
+        if not isinstance(value, str):
+            raise InvalidField(where + " must be text")
+        if len(value) > maximum:
+            raise TooLarge(where + " is longer than " + str(maximum))
+        at = _control_character_at(value)
+        if at >= 0:
+            raise InvalidField(where + " has a control character at index " + str(at))
+        if choices is not None and value not in choices:
+            raise InvalidField(where + " must be one of " + ", ".join(choices))
     return body
 
 
-def encode(kind: str, correlation: bytes, body: dict[str, object]) -> bytes:
+def encode(kind: str, correlation: bytes, body: "dict[str, object]") -> bytes:
     """Build a message, validating it first so a bad one never leaves this side."""
     if kind not in SCHEMAS:
-        raise UnknownType("unknown message type " + repr(kind))
+        raise UnknownType("unknown message type " + _shown(kind))
     if not isinstance(correlation, bytes) or len(correlation) != CORRELATION_BYTES:
         raise InvalidField("correlation id must be " + str(CORRELATION_BYTES) + " bytes")
     _check_body(kind, body)
@@ -144,31 +213,38 @@ class Envelope:
 
     __slots__ = ("body", "correlation", "kind")
 
-    def __init__(self, kind: str, correlation: bytes, body: dict[str, object]) -> None:
+    def __init__(self, kind: str, correlation: bytes, body: "dict[str, object]") -> None:
         self.kind = kind
         self.correlation = correlation
         self.body = body
 
 
-def decode(data: bytes) -> Envelope:
-    """Parse and validate one message; every failure is a ProtocolError subclass."""
+def _loads(data: bytes) -> object:
+    """CBOR within the protocol's limits, the size checked before a byte is decoded."""
     if len(data) > MAX_MESSAGE:
         raise TooLarge("message is " + str(len(data)) + " bytes, limit " + str(MAX_MESSAGE))
-    message = cbor.loads(data, max_depth=4, max_items=64)
+    return cbor.loads(data, MAX_DEPTH, MAX_ITEMS, MAX_TOTAL_ITEMS)
+
+
+def decode(data: bytes) -> Envelope:
+    """Parse and validate one message; every failure is a ProtocolError subclass."""
+    message = _loads(data)
     if not isinstance(message, dict):
         raise InvalidField("message must be a map")
+    _check_text_keys("envelope", message)
     version = message.get("v")
-    if version != VERSION:
-        raise UnsupportedVersion("protocol version " + repr(version) + " is not " + str(VERSION))
+    # bool is an int in Python and True == 1, but true is not a version number.
+    if isinstance(version, bool) or version != VERSION:
+        raise UnsupportedVersion("protocol version " + _shown(version) + " is not " + str(VERSION))
     kind = message.get("t")
     if not isinstance(kind, str) or kind not in SCHEMAS:
-        raise UnknownType("unknown message type " + repr(kind))
+        raise UnknownType("unknown message type " + _shown(kind))
     correlation = message.get("id")
     if not isinstance(correlation, bytes) or len(correlation) != CORRELATION_BYTES:
         raise InvalidField("correlation id must be " + str(CORRELATION_BYTES) + " bytes")
     for key in message:
         if key not in ("v", "t", "id", "b"):
-            raise InvalidField("unexpected envelope field " + repr(key))
+            raise InvalidField("unexpected envelope field " + _shown(key))
     return Envelope(kind, correlation, _check_body(kind, message.get("b")))
 
 
@@ -185,27 +261,33 @@ def decode_request(data: bytes, device_id: str) -> Envelope:
     return envelope
 
 
-def error_body(error: ProtocolError) -> dict[str, object]:
+def error_body(error: ProtocolError) -> "dict[str, object]":
+    """The body of an ``error`` answer to *error*, always encodable.
+
+    The reason is cut to MAX_TEXT and its control characters are replaced,
+    because it may quote what a peer sent and must pass the text-field rules.
+    """
     reason = error.reason
     if len(reason) > MAX_TEXT:
         reason = reason[: MAX_TEXT - 3] + "..."
-    body: dict[str, object] = {"code": error.code, "reason": reason}
+    reason = "".join("?" if _is_control(ch) else ch for ch in reason)
+    body: "dict[str, object]" = {"code": error.code, "reason": reason}
     if isinstance(error, RetryLater):
         body["retry_after"] = min(max(error.retry_after_ms, 0), MAX_RETRY_AFTER_MS)
     return body
 
 
-def correlation_of(data: bytes) -> bytes | None:
+def correlation_of(data: bytes) -> "bytes | None":
     """Best effort: the correlation id of a rejected message, so the error can be routed."""
-    if len(data) > MAX_MESSAGE:
-        return None
     try:
-        message = cbor.loads(data, max_depth=4, max_items=64)
+        message = _loads(data)
     except ProtocolError:
         return None
     if not isinstance(message, dict):
         return None
-    correlation = message.get("id")
-    if isinstance(correlation, bytes) and len(correlation) == CORRELATION_BYTES:
-        return correlation
+    for key, value in message.items():
+        # Compare text keys only (see _check_text_keys).
+        if isinstance(key, str) and key == "id":
+            if isinstance(value, bytes) and len(value) == CORRELATION_BYTES:
+                return value
     return None

@@ -5,6 +5,14 @@ close), so the device core cannot tell them apart. The broker's certificate
 must name *host* (fleet broker certificates carry localhost and 127.0.0.1).
 The broker proves itself with the fleet CA; the device proves itself with the
 certificate whose key its root of trust holds.
+
+Sessions are clean, so a broker forgets a device's subscriptions whenever the
+connection ends. paho reconnects by itself after a lost connection but does
+not subscribe again; this port remembers every topic it subscribed to and
+subscribes to all of them on every connect, paho's or the caller's. Each
+:meth:`connect` after :meth:`close` starts a new paho client, so nothing queued
+in a session the caller gave up on (a request it already counts as lost) is
+sent later.
 """
 
 from __future__ import annotations
@@ -46,21 +54,30 @@ class MqttTransport:
     ) -> None:
         self.host = host
         self.port = port
+        self.client_id = client_id
         self.keepalive = keepalive
         self.max_packet = max_packet
         self._inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=1024)
+        self._context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_path))
+        self._context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self._context.load_cert_chain(certfile=str(cert_path), keyfile=str(key_path))
+        self._client: mqtt.Client | None = None
         self._connected = threading.Event()
         self._refused: str | None = None
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_path))
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(certfile=str(cert_path), keyfile=str(key_path))
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
+        self._topics: list[str] = []
+        self._subacks = threading.Condition()
+        self._awaited: dict[int, list[ReasonCode] | None] = {}
+
+    def _new_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv311
         )
-        self._client.tls_set_context(context)
-        self._client.on_socket_open = disable_nagle
-        self._client.on_connect = self._on_connect
-        self._client.on_message = self._on_message
+        client.tls_set_context(self._context)
+        client.on_socket_open = disable_nagle
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        return client
 
     def _on_connect(
         self,
@@ -72,6 +89,10 @@ class MqttTransport:
     ) -> None:
         if reason.is_failure:
             self._refused = str(reason)
+        elif self._topics:
+            # A clean session starts with no subscriptions: restore them before
+            # paho resends anything queued, so no answer to it can be missed.
+            client.subscribe([(topic, 1) for topic in self._topics])
         self._connected.set()
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
@@ -82,21 +103,47 @@ class MqttTransport:
         except queue.Full:
             return
 
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        with self._subacks:
+            # Only subscribe() waits; a re-subscription after a reconnect has no one to tell.
+            if mid in self._awaited:
+                self._awaited[mid] = reasons
+                self._subacks.notify_all()
+
     def connect(self) -> None:
+        if self._client is not None:
+            raise TransportError("already connected; close first")
+        self._connected.clear()
+        self._refused = None
+        client = self._new_client()
         try:
-            self._client.connect(self.host, self.port, keepalive=self.keepalive)
+            client.connect(self.host, self.port, keepalive=self.keepalive)
         except (OSError, ssl.SSLError) as exc:
             raise TransportError(f"cannot reach broker at {self.host}:{self.port}: {exc}") from exc
-        self._client.loop_start()
+        self._client = client
+        client.loop_start()
         if not self._connected.wait(_CONNECT_TIMEOUT_S):
             self.close()
             raise TransportError("broker did not answer CONNECT in time")
         if self._refused is not None:
+            refused = self._refused
             self.close()
-            raise TransportError(f"broker refused the connection: {self._refused}")
+            raise TransportError(f"broker refused the connection: {refused}")
+
+    def _session(self) -> mqtt.Client:
+        if self._client is None:
+            raise TransportError("not connected")
+        return self._client
 
     def publish(self, topic: str, payload: bytes) -> None:
-        info = self._client.publish(topic, payload, qos=1)
+        info = self._session().publish(topic, payload, qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise TransportError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
         try:
@@ -107,27 +154,25 @@ class MqttTransport:
             raise TransportError(f"no PUBACK for {topic} in time")
 
     def subscribe(self, topic: str) -> None:
-        granted = threading.Event()
-        codes: list[ReasonCode] = []
-
-        def on_subscribe(
-            client: mqtt.Client,
-            userdata: object,
-            mid: int,
-            reasons: list[ReasonCode],
-            properties: Properties | None,
-        ) -> None:
-            codes.extend(reasons)
-            granted.set()
-
-        self._client.on_subscribe = on_subscribe
-        rc, _ = self._client.subscribe(topic, qos=1)
-        if rc != mqtt.MQTT_ERR_SUCCESS:
-            raise TransportError(f"subscribe to {topic} failed: {mqtt.error_string(rc)}")
-        if not granted.wait(_CONNECT_TIMEOUT_S):
-            raise TransportError(f"no SUBACK for {topic} in time")
+        """Subscribe now and after every reconnect; a refusal (SUBACK 0x80) is an error."""
+        client = self._session()
+        with self._subacks:
+            rc, mid = client.subscribe(topic, qos=1)
+            if rc != mqtt.MQTT_ERR_SUCCESS or mid is None:
+                raise TransportError(f"subscribe to {topic} failed: {mqtt.error_string(rc)}")
+            self._awaited[mid] = None
+            try:
+                if not self._subacks.wait_for(
+                    lambda: self._awaited[mid] is not None, _CONNECT_TIMEOUT_S
+                ):
+                    raise TransportError(f"no SUBACK for {topic} in time")
+                codes = self._awaited[mid] or []
+            finally:
+                del self._awaited[mid]
         if any(code.is_failure for code in codes):
             raise TransportError(f"broker refused the subscription to {topic}")
+        if topic not in self._topics:
+            self._topics.append(topic)
 
     def poll(self, timeout_ms: int) -> tuple[str, bytes] | None:
         try:
@@ -136,5 +181,9 @@ class MqttTransport:
             return None
 
     def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        """End the session; the next :meth:`connect` starts a new one. Safe to repeat."""
+        client = self._client
+        self._client = None
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()

@@ -1,8 +1,9 @@
 """What a MicroPython board runs at boot: wire the ports into the agent and go.
 
 The configuration is a small JSON file written on the factory line (broker
-address, credential paths, identity); the key file stays on the device. Progress
-goes to the console one line per step, which is what a HIL bench reads.
+address, credential paths, identity); the key file stays on the device. It may
+also tune the agent's waits (AGENT_SETTINGS, in milliseconds or counts).
+Progress goes to the console one line per step, which is what a HIL bench reads.
 """
 
 import json
@@ -14,8 +15,16 @@ from device_runtime.ports.micropython.crypto import random_bytes
 from device_runtime.ports.micropython.storage import DirectoryStore
 from device_runtime.ports.micropython.transport import MqttTransport
 
+AGENT_SETTINGS = (
+    "timeout_ms",
+    "retry_attempts",
+    "retry_deadline_ms",
+    "backoff_ms",
+    "backoff_cap_ms",
+)
 
-def run(config_path, beats=1):
+
+def run(config_path: str, beats: int = 1) -> None:
     with open(config_path) as handle:
         config = json.load(handle)
     transport = MqttTransport(
@@ -38,6 +47,7 @@ def run(config_path, beats=1):
         store=DirectoryStore(directory=config["state_dir"]),
         random_bytes=random_bytes,
         prefix=config.get("prefix", "sevenfold"),
+        **{name: config[name] for name in AGENT_SETTINGS if name in config},
     )
     try:
         print("boot", agent.boot())

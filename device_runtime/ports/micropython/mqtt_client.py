@@ -16,18 +16,30 @@ MicroPython does not chain exceptions and warns on stderr when asked to.
 """
 
 import errno
-import select
 import socket
-import time
 
 from device_runtime.core.errors import TransportError
 from device_runtime.ports.micropython import mqtt_packet as mp
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TypeVar
+
+    from upy import select, ssl, time
+
+    from device_runtime.ports.micropython.mqtt_packet import Body
+
+    Decoded = TypeVar("Decoded")
+else:
+    import select
+    import time
 
 INBOX_LIMIT = 8
 DEFAULT_TIMEOUT_MS = 10000
 
 
-def _reason(exc) -> str:
+def _reason(exc: BaseException) -> str:
     """An exception as one line: mbedTLS wraps its text in newlines, OSError is a bare int."""
     args = exc.args
     if isinstance(exc, OSError) and len(args) == 1 and isinstance(args[0], int):
@@ -36,7 +48,7 @@ def _reason(exc) -> str:
     return text or type(exc).__name__
 
 
-def _one_suback_code(body):
+def _one_suback_code(body: "Body") -> "tuple[int, bytes]":
     """SUBACK for a one-filter SUBSCRIBE: anything but exactly one code breaks the protocol."""
     packet_id, codes = mp.decode_suback(body)
     if len(codes) != 1:
@@ -51,7 +63,7 @@ class MqttClient:
         host: str,
         port: int,
         client_id: str,
-        context,
+        context: "ssl.SSLContext",
         server_hostname: str,
         keepalive: int = 60,
         max_packet: int = 65536,
@@ -65,12 +77,12 @@ class MqttClient:
         self.max_packet = max_packet
         self.timeout_ms = timeout_ms
         self._context = context
-        self._tls = None
-        self._poller = None
+        self._tls: "ssl.SSLSocket | None" = None
+        self._poller: "select.poll | None" = None
         self._next_id = 0
-        self._inbox = []
+        self._inbox: "list[tuple[str, bytes]]" = []
         self._last_sent = 0
-        self._ping_sent = None
+        self._ping_sent: "int | None" = None
         self._began = False
 
     @property
@@ -105,9 +117,10 @@ class MqttClient:
             raw.close()
             raise TransportError("TLS handshake with the broker failed: " + _reason(exc)) from None
         raw.setblocking(False)
+        poller = select.poll()
+        poller.register(tls, select.POLLIN)
         self._tls = tls
-        self._poller = select.poll()
-        self._poller.register(tls, select.POLLIN)
+        self._poller = poller
         try:
             self._send(mp.encode_connect(self.client_id, self.keepalive))
             ptype, _, body = self._next_packet(self.timeout_ms, "CONNACK")
@@ -138,9 +151,9 @@ class MqttClient:
         if codes[0] == mp.SUBACK_FAILURE:
             raise TransportError("broker refused the subscription to " + topic)
 
-    def poll(self, timeout_ms: int):
+    def poll(self, timeout_ms: int) -> "tuple[str, bytes] | None":
         """Next (topic, payload) within *timeout_ms*, or None; keeps the session alive meanwhile."""
-        self._require_connected()
+        self._link()
         if not isinstance(timeout_ms, int) or isinstance(timeout_ms, bool):
             raise TransportError("poll timeout must be an int of milliseconds")
         deadline = time.ticks_add(time.ticks_ms(), max(0, timeout_ms))
@@ -179,9 +192,11 @@ class MqttClient:
                 # Closing a reset socket can fail; it is released either way.
                 pass
 
-    def _require_connected(self) -> None:
-        if self._tls is None:
+    def _link(self) -> "tuple[ssl.SSLSocket, select.poll]":
+        """The TLS stream and its poller, while connected."""
+        if self._tls is None or self._poller is None:
             raise TransportError("not connected")
+        return self._tls, self._poller
 
     def _packet_id(self) -> int:
         self._next_id = self._next_id % 0xFFFF + 1
@@ -220,9 +235,11 @@ class MqttClient:
             self._send(mp.encode_pingreq())
             self._ping_sent = time.ticks_ms()
 
-    def _await(self, ptype: int, packet_id: int, what: str, decode):
+    def _await(
+        self, ptype: int, packet_id: int, what: str, decode: "Callable[[Body], Decoded]"
+    ) -> "Decoded":
         """Decoded acknowledgement for *packet_id*, handling whatever else arrives first."""
-        self._require_connected()
+        self._link()
         deadline = time.ticks_add(time.ticks_ms(), self.timeout_ms)
         while True:
             remaining = time.ticks_diff(deadline, time.ticks_ms())
@@ -237,14 +254,14 @@ class MqttClient:
                     raise
             self._handle(got, flags, body)
 
-    def _handle(self, ptype: int, flags: int, body) -> None:
+    def _handle(self, ptype: int, flags: int, body: "Body") -> None:
         try:
             self._dispatch(ptype, flags, body)
         except TransportError:
             self._drop()
             raise
 
-    def _dispatch(self, ptype: int, flags: int, body) -> None:
+    def _dispatch(self, ptype: int, flags: int, body: "Body") -> None:
         """Handle a packet nobody is waiting for."""
         if ptype == mp.PUBLISH:
             topic, payload, qos, packet_id = mp.decode_publish(flags, body)
@@ -266,8 +283,9 @@ class MqttClient:
             raise TransportError("unexpected " + mp.NAMES[ptype] + " from the broker")
 
     def _readable(self, wait_ms: int) -> bool:
+        _, poller = self._link()
         try:
-            events = self._poller.poll(wait_ms)
+            events = poller.poll(wait_ms)
         except OSError as exc:
             self._drop()
             raise TransportError("waiting on the broker failed: " + _reason(exc)) from None
@@ -277,12 +295,12 @@ class MqttClient:
                 raise TransportError("connection to the broker was lost")
         return bool(events)
 
-    def _next_packet(self, timeout_ms: int, what: str):
+    def _next_packet(self, timeout_ms: int, what: str) -> "tuple[int, int, Body]":
         """Read one whole packet; once its first byte is in, the rest must follow in time."""
         deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
         self._began = False
 
-        def read(n):
+        def read(n: int) -> "Body":
             return self._read_exact(n, deadline, what)
 
         try:
@@ -291,23 +309,24 @@ class MqttClient:
             self._drop()
             raise
 
-    def _read_exact(self, n: int, deadline: int, what: str):
+    def _read_exact(self, n: int, deadline: int, what: str) -> "Body":
         try:
             buf = bytearray(n)
         except MemoryError:
             raise TransportError(
                 "no heap for " + str(n) + " bytes of " + what + "; lower max_packet"
             ) from None
+        tls, poller = self._link()
         view = memoryview(buf)
         got = 0
         while got < n:
             try:
-                count = self._tls.readinto(view[got:])
+                count = tls.readinto(view[got:])
             except OSError as exc:
                 raise TransportError("reading from the broker failed: " + _reason(exc)) from None
             if count is None:
                 remaining = time.ticks_diff(deadline, time.ticks_ms())
-                if remaining <= 0 or not self._poller.poll(remaining):
+                if remaining <= 0 or not poller.poll(remaining):
                     raise TransportError("timed out reading " + what + " from the broker")
                 continue
             if count == 0:
@@ -323,15 +342,15 @@ class MqttClient:
         return buf
 
     def _send(self, data: bytes) -> None:
-        self._require_connected()
+        tls, _ = self._link()
         view = memoryview(data)
         sent = 0
         deadline = time.ticks_add(time.ticks_ms(), self.timeout_ms)
         poller = select.poll()
-        poller.register(self._tls, select.POLLOUT)
+        poller.register(tls, select.POLLOUT)
         while sent < len(data):
             try:
-                count = self._tls.write(view[sent:])
+                count = tls.write(view[sent:])
             except OSError as exc:
                 self._drop()
                 raise TransportError("writing to the broker failed: " + _reason(exc)) from None

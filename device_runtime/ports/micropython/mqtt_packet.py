@@ -15,6 +15,15 @@ subscribes at QoS 0 or 1, answers keepalive, and disconnects.
 
 from device_runtime.core.errors import TransportError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    Body = bytes | bytearray
+    """A packet body as read: bytes, or the bytearray it was read into."""
+    Read = Callable[[int], Body]
+    """read(n): exactly n bytes, or fewer once the stream has ended."""
+
 CONNECT = 1
 CONNACK = 2
 PUBLISH = 3
@@ -74,7 +83,7 @@ def refusal_reason(code: int) -> str:
     return meaning + " (code " + str(code) + ")"
 
 
-def _check_utf8(data) -> None:
+def _check_utf8(data: "Body") -> None:
     """Strict UTF-8 as MQTT demands; MicroPython's own decoder lets surrogates and overlongs by.
 
     U+0000 is refused too: the spec forbids it in every MQTT string.
@@ -122,7 +131,7 @@ def _encode_string(text: str, what: str) -> bytes:
     return len(raw).to_bytes(2, "big") + raw
 
 
-def _check_packet_id(packet_id) -> None:
+def _check_packet_id(packet_id: object) -> None:
     if not isinstance(packet_id, int) or isinstance(packet_id, bool):
         raise TransportError("packet id must be an int")
     if not 1 <= packet_id <= 0xFFFF:
@@ -223,14 +232,14 @@ def encode_disconnect() -> bytes:
     return bytes([DISCONNECT << 4, 0])
 
 
-def _exact(read, n: int, what: str) -> bytes:
+def _exact(read: "Read", n: int, what: str) -> "Body":
     data = read(n)
-    if data is None or len(data) != n:
+    if len(data) != n:
         raise TransportError("truncated packet: stream ended inside the " + what)
     return data
 
 
-def read_fixed_header(read, max_packet: int):
+def read_fixed_header(read: "Read", max_packet: int) -> "tuple[int, int, int]":
     """Return (type, flags, remaining length) read one byte at a time through *read*.
 
     *read(n)* gives exactly *n* bytes, or fewer once the stream has ended. The
@@ -268,7 +277,7 @@ def read_fixed_header(read, max_packet: int):
     return ptype, flags, length
 
 
-def read_packet(read, max_packet: int):
+def read_packet(read: "Read", max_packet: int) -> "tuple[int, int, Body]":
     """Return (type, flags, body) of the next packet on a stream."""
     ptype, flags, length = read_fixed_header(read, max_packet)
     body = _exact(read, length, NAMES[ptype] + " body") if length else b""
@@ -278,7 +287,7 @@ def read_packet(read, max_packet: int):
 class _Cursor:
     """Stream view of a buffer, so buffered and socket input share one header parser."""
 
-    def __init__(self, *, data) -> None:
+    def __init__(self, *, data: "Body") -> None:
         self.data = data
         self.offset = 0
 
@@ -288,14 +297,14 @@ class _Cursor:
         return chunk
 
 
-def split_packet(data, max_packet: int):
+def split_packet(data: "Body", max_packet: int) -> "tuple[int, int, Body, bytes]":
     """Return (type, flags, body, rest) for the first packet in *data*."""
     cursor = _Cursor(data=data)
     ptype, flags, body = read_packet(cursor.read, max_packet)
     return ptype, flags, body, bytes(data[cursor.offset :])
 
 
-def decode_connack(body: bytes):
+def decode_connack(body: "Body") -> "tuple[bool, int]":
     """Return (session present, return code); the code is checked, the caller decides on it."""
     if len(body) != 2:
         raise TransportError("CONNACK body must be 2 bytes, got " + str(len(body)))
@@ -311,7 +320,7 @@ def decode_connack(body: bytes):
     return present, code
 
 
-def _packet_id(body, offset: int, what: str) -> int:
+def _packet_id(body: "Body", offset: int, what: str) -> int:
     if len(body) < offset + 2:
         raise TransportError(what + " ends before its packet id")
     packet_id = (body[offset] << 8) | body[offset + 1]
@@ -320,7 +329,7 @@ def _packet_id(body, offset: int, what: str) -> int:
     return packet_id
 
 
-def decode_publish(flags: int, body: bytes):
+def decode_publish(flags: int, body: "Body") -> "tuple[str, bytes, int, int]":
     """Return (topic, payload, qos, packet id); the packet id is 0 at QoS 0."""
     qos = (flags >> 1) & 3
     if qos == 3:
@@ -347,13 +356,13 @@ def decode_publish(flags: int, body: bytes):
     return topic, bytes(body[end:]), qos, packet_id
 
 
-def decode_puback(body: bytes) -> int:
+def decode_puback(body: "Body") -> int:
     if len(body) != 2:
         raise TransportError("PUBACK body must be 2 bytes, got " + str(len(body)))
     return _packet_id(body, 0, "PUBACK")
 
 
-def decode_suback(body: bytes):
+def decode_suback(body: "Body") -> "tuple[int, bytes]":
     """Return (packet id, return codes); 0x80 is a valid code meaning refused."""
     packet_id = _packet_id(body, 0, "SUBACK")
     codes = bytes(body[2:])
@@ -365,6 +374,6 @@ def decode_suback(body: bytes):
     return packet_id, codes
 
 
-def decode_pingresp(body: bytes) -> None:
+def decode_pingresp(body: "Body") -> None:
     if body:
         raise TransportError("PINGRESP with a body")

@@ -14,7 +14,7 @@ _EEXIST = 17
 
 
 class DirectoryStore:
-    def __init__(self, *, directory):
+    def __init__(self, *, directory: str) -> None:
         self.directory = directory
         try:
             os.mkdir(directory)
@@ -22,12 +22,12 @@ class DirectoryStore:
             if exc.errno != _EEXIST:
                 raise StorageError("cannot create " + repr(directory) + ": " + str(exc)) from exc
 
-    def _path(self, key):
+    def _path(self, key: str) -> str:
         if not key or "/" in key or key[0] == ".":
             raise StorageError("invalid storage key " + repr(key))
         return self.directory + "/" + key
 
-    def read(self, key):
+    def read(self, key: str) -> "bytes | None":
         try:
             with open(self._path(key), "rb") as handle:
                 return handle.read()
@@ -36,7 +36,7 @@ class DirectoryStore:
                 return None
             raise StorageError("cannot read " + repr(key) + ": " + str(exc)) from exc
 
-    def write(self, key, value):
+    def write(self, key: str, value: bytes) -> None:
         path = self._path(key)
         temporary = path + ".tmp"
         try:

@@ -10,24 +10,34 @@ the files are converted here with ``binascii`` on every connect; reading them
 afresh each time also picks up a rotated certificate without a restart. A CA
 file may hold several certificates (a rotation overlap), and each is trusted.
 Every wait on the broker is bounded by *timeout_ms*.
+
+Each connect is a new TCP and TLS session with a clean MQTT session, which
+has no subscriptions: the transport remembers every topic it subscribed to and
+subscribes to all of them again on every connect. A connection that failed
+(the client drops it on any error) or was closed can be connected again.
 """
 
 import binascii
-import ssl
 
 from device_runtime.core.errors import TransportError
 from device_runtime.ports.micropython.mqtt_client import DEFAULT_TIMEOUT_MS, MqttClient
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from upy import ssl
+else:
+    import ssl
 
 _BEGIN = b"-----BEGIN "
 _END = b"-----END "
 
 
-def der_blocks(data: bytes, what: str) -> list:
+def der_blocks(data: bytes, what: str) -> "list[bytes]":
     """DER bodies of every PEM block in *data*, or *data* itself when it is already DER."""
     if data[:1] == b"\x30":
         return [data]
     blocks = []
-    body = None
+    body: "list[bytes] | None" = None
     for raw_line in data.split(b"\n"):
         line = raw_line.strip()
         if line.startswith(_BEGIN):
@@ -51,7 +61,7 @@ def der_blocks(data: bytes, what: str) -> list:
     return blocks
 
 
-def _read(path, what: str) -> bytes:
+def _read(path: str, what: str) -> bytes:
     try:
         with open(str(path), "rb") as handle:
             return handle.read()
@@ -61,7 +71,7 @@ def _read(path, what: str) -> bytes:
         ) from None
 
 
-def tls_context(*, ca_path, cert_path, key_path):
+def tls_context(*, ca_path: str, cert_path: str, key_path: str) -> "ssl.SSLContext":
     """Client context that requires the broker's chain to end at the fleet CA."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.verify_mode = ssl.CERT_REQUIRED
@@ -83,9 +93,9 @@ class MqttTransport:
         host: str,
         port: int,
         client_id: str,
-        ca_path,
-        cert_path,
-        key_path,
+        ca_path: str,
+        cert_path: str,
+        key_path: str,
         server_hostname: str = "localhost",
         keepalive: int = 60,
         max_packet: int = 65536,
@@ -101,11 +111,13 @@ class MqttTransport:
         self.keepalive = keepalive
         self.max_packet = max_packet
         self.timeout_ms = timeout_ms
-        self._client = None
+        self._client: "MqttClient | None" = None
+        self._topics: "list[str]" = []
 
     def connect(self) -> None:
         if self._client is not None and self._client.connected:
-            raise TransportError("already connected")
+            raise TransportError("already connected; close first")
+        self._client = None
         context = tls_context(
             ca_path=self.ca_path, cert_path=self.cert_path, key_path=self.key_path
         )
@@ -120,15 +132,24 @@ class MqttTransport:
             timeout_ms=self.timeout_ms,
         )
         client.connect()
+        try:
+            for topic in self._topics:
+                client.subscribe(topic)
+        except TransportError:
+            client.close()
+            raise
         self._client = client
 
     def publish(self, topic: str, payload: bytes) -> None:
         self._session().publish(topic, payload)
 
     def subscribe(self, topic: str) -> None:
+        """Subscribe now and after every reconnect; a refusal (SUBACK 0x80) is an error."""
         self._session().subscribe(topic)
+        if topic not in self._topics:
+            self._topics.append(topic)
 
-    def poll(self, timeout_ms: int):
+    def poll(self, timeout_ms: int) -> "tuple[str, bytes] | None":
         return self._session().poll(timeout_ms)
 
     def close(self) -> None:
@@ -137,7 +158,7 @@ class MqttTransport:
         if client is not None:
             client.close()
 
-    def _session(self):
+    def _session(self) -> MqttClient:
         if self._client is None:
             raise TransportError("not connected")
         return self._client

@@ -140,9 +140,10 @@ def test_integer_heads_switch_width_at_the_boundaries():
 
 
 def test_map_keys_are_sorted_bytewise_by_encoding():
-    value = {"aa": 6, b"": 3, -1: 4, "a": 1, 256: 2, 100: 7, 10: 5}
-    expected = "a7" + "0a05" + "186407" + "19010002" + "2004" + "4003" + "616101" + "62616106"
+    value = {"aa": 6, -1: 4, "a": 1, 256: 2, 100: 7, 10: 5}
+    expected = "a6" + "0a05" + "186407" + "19010002" + "2004" + "616101" + "62616106"
     assert dumps(value) == _h(expected)
+    assert dumps({b"bb": 1, 0: 2, b"a": 3}) == _h("a3" + "0002" + "416103" + "42626201")
 
 
 def test_encoding_does_not_depend_on_insertion_order():
@@ -176,11 +177,12 @@ def test_any_map_key_order_is_accepted_on_decode():
     assert loads(_h("a2190100020a05")) == {256: 2, 10: 5}
 
 
-def test_text_and_bytes_keys_with_the_same_content_are_distinct():
-    decoded = loads(_h("a2416101616102"))
-    assert len(decoded) == 2
-    assert decoded[b"a"] == 1
-    assert decoded["a"] == 2
+def test_a_map_mixing_byte_string_and_text_keys_is_rejected():
+    _rejects(_h("a2416101616102"), DecodeError, "map at offset 0 mixes byte-string and text keys")
+    _rejects(_h("a3616101000241620a"), DecodeError, "(key at offset 6)")
+    _rejects(_h("82a0a24001616102"), DecodeError, "map at offset 2 mixes")
+    assert loads(_h("a2416101000a")) == {b"a": 1, 0: 10}
+    assert loads(_h("a2616101000a")) == {"a": 1, 0: 10}
 
 
 def test_unknown_tags_decode_generically():
@@ -360,16 +362,6 @@ def test_claims_beyond_the_remaining_input_are_truncation_before_allocating():
     _rejects(_h("5a7fffffff00"), DecodeError, "but only 1 are left", max_items=huge)
     _rejects(_h("8301"), DecodeError, "claims 3 entries but only 1 bytes are left")
     _rejects(_h("a20101"), DecodeError, "claims 2 entries but only 2 bytes are left")
-
-
-def test_a_message_larger_than_the_heap_is_too_large_not_a_crash():
-    data = _h("990800") + b"\x80" * 2048
-    try:
-        decoded = loads(data)
-    except TooLarge as exc:
-        assert "does not fit in memory" in exc.reason
-        return
-    assert len(decoded) == 2048
 
 
 def test_every_single_byte_input_is_decoded_or_rejected_cleanly():

@@ -6,10 +6,12 @@ decides what the bytes should have been.
 
 from __future__ import annotations
 
+import array
 from collections.abc import Mapping
 from typing import Any
 
 import cbor2
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,11 +25,10 @@ GENERIC_TAGS = st.one_of(
     st.sampled_from([6, 7, 16, 17, 18, 19, 21, 22, 23, 24, 26, 27, 32, 33, 34, 61, 96, 98, 1040]),
     st.integers(min_value=65536, max_value=2**64 - 1),
 )
-KEYS = st.one_of(
-    st.integers(min_value=-(2**64), max_value=2**64 - 1),
-    st.text(max_size=8),
-    st.binary(max_size=8),
-)
+INT_KEYS = st.integers(min_value=-(2**64), max_value=2**64 - 1)
+# One map holds text keys or byte-string keys, never both (the codec refuses the mix).
+TEXT_KEYED = st.one_of(INT_KEYS, st.text(max_size=8))
+BYTES_KEYED = st.one_of(INT_KEYS, st.binary(max_size=8))
 LEAVES = st.one_of(
     st.none(),
     st.booleans(),
@@ -39,7 +40,8 @@ VALUES = st.recursive(
     LEAVES,
     lambda children: st.one_of(
         st.lists(children, max_size=5),
-        st.dictionaries(KEYS, children, max_size=5),
+        st.dictionaries(TEXT_KEYED, children, max_size=5),
+        st.dictionaries(BYTES_KEYED, children, max_size=5),
         st.builds(Tag, GENERIC_TAGS, children),
     ),
     max_leaves=25,
@@ -188,3 +190,21 @@ def test_limits_either_decode_exactly_or_raise_too_large(
     except TooLarge:
         return
     assert same(decoded, value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{b"a": 1, "a": 2}, {"x": 1, 0: 2, b"y": 3}, [{"a": {b"b": 1, "c": 2}}]],
+    ids=["same-content", "with-an-int", "nested"],
+)
+def test_a_map_mixing_byte_string_and_text_keys_is_not_encoded(value: Any) -> None:
+    # CPython only: merely building such a map on MicroPython prints the
+    # "Comparison between bytes and str" warning the rule exists to avoid.
+    with pytest.raises(ValueError, match="may not mix byte-string and text keys"):
+        dumps(value)
+
+
+def test_a_memoryview_of_wider_items_is_a_programming_error() -> None:
+    # CPython only: MicroPython's memoryview has no item size to check.
+    with pytest.raises(TypeError, match="buffer of single bytes"):
+        loads(memoryview(array.array("H", [0x8201, 0x0002])))

@@ -9,26 +9,9 @@ from device_runtime.core.errors import (
     UnknownType,
     UnsupportedVersion,
 )
+from tests.device_runtime.core.protocol_cases import CID, ENROLL, raises
 
 PORTABLE = True
-
-CID = b"abcdefgh"
-ENROLL = {
-    "device_id": "dev-1",
-    "hwmodel": "board",
-    "swname": "fw",
-    "swversion": "1.2.3",
-    "rot": "tpm",
-    "boot_count": 4,
-}
-
-
-def _raises(error, function, *args):
-    try:
-        function(*args)
-    except error as exc:
-        return exc
-    raise AssertionError("expected " + error.__name__)
 
 
 def test_round_trip():
@@ -55,34 +38,34 @@ def test_topic_rejections():
         "sevenfold/d//up",
         "sevenfold/d/a/b/up",
     ):
-        _raises(InvalidField, protocol.device_from_topic, "sevenfold", topic)
+        raises(InvalidField, protocol.device_from_topic, "sevenfold", topic)
 
 
 def test_device_ids():
     for good in ("a", "dev-1", "0123", "x" * 63):
         assert protocol.check_device_id(good) == good
     for bad in ("", "-a", "A", "a/b", "a+", "a#", "x" * 64, 7, None, "é", "sevenfold-server"):
-        _raises(InvalidField, protocol.check_device_id, bad)
+        raises(InvalidField, protocol.check_device_id, bad)
 
 
 def test_encode_refuses_invalid_messages():
-    _raises(UnknownType, protocol.encode, "nope", CID, {})
-    _raises(InvalidField, protocol.encode, "enroll", b"short", ENROLL)
+    raises(UnknownType, protocol.encode, "nope", CID, {})
+    raises(InvalidField, protocol.encode, "enroll", b"short", ENROLL)
     missing = dict(ENROLL)
     del missing["rot"]
-    _raises(InvalidField, protocol.encode, "enroll", CID, missing)
+    raises(InvalidField, protocol.encode, "enroll", CID, missing)
     extra = dict(ENROLL)
     extra["admin"] = True
-    _raises(InvalidField, protocol.encode, "enroll", CID, extra)
+    raises(InvalidField, protocol.encode, "enroll", CID, extra)
     long_name = dict(ENROLL)
     long_name["hwmodel"] = "x" * 65
-    _raises(TooLarge, protocol.encode, "enroll", CID, long_name)
+    raises(TooLarge, protocol.encode, "enroll", CID, long_name)
 
 
 def test_integer_fields():
     for bad in (-1, True, "1", 2**64):
         body = {"seq": bad, "uptime": 0, "boot_count": 0}
-        _raises(InvalidField, protocol.encode, "heartbeat", CID, body)
+        raises(InvalidField, protocol.encode, "heartbeat", CID, body)
 
 
 def test_decode_rejections():
@@ -96,24 +79,24 @@ def test_decode_rejections():
             message[key] = value
         return cbor.dumps(message)
 
-    _raises(UnsupportedVersion, protocol.decode, variant("v", 2))
-    _raises(UnsupportedVersion, protocol.decode, variant("v", None))
-    _raises(UnknownType, protocol.decode, variant("t", "format-disk"))
-    _raises(UnknownType, protocol.decode, variant("t", 5))
-    _raises(InvalidField, protocol.decode, variant("id", b"x"))
-    _raises(InvalidField, protocol.decode, variant("b", [1]))
-    _raises(InvalidField, protocol.decode, variant("extra", 1))
-    _raises(InvalidField, protocol.decode, cbor.dumps([1, 2]))
-    _raises(TooLarge, protocol.decode, b"\x00" * (protocol.MAX_MESSAGE + 1))
-    _raises(ProtocolError, protocol.decode, b"\xff")
+    raises(UnsupportedVersion, protocol.decode, variant("v", 2))
+    raises(UnsupportedVersion, protocol.decode, variant("v", None))
+    raises(UnknownType, protocol.decode, variant("t", "format-disk"))
+    raises(UnknownType, protocol.decode, variant("t", 5))
+    raises(InvalidField, protocol.decode, variant("id", b"x"))
+    raises(InvalidField, protocol.decode, variant("b", [1]))
+    raises(InvalidField, protocol.decode, variant("extra", 1))
+    raises(InvalidField, protocol.decode, cbor.dumps([1, 2]))
+    raises(TooLarge, protocol.decode, b"\x00" * (protocol.MAX_MESSAGE + 1))
+    raises(ProtocolError, protocol.decode, b"\xff")
 
 
 def test_identity_comes_from_the_certificate():
     data = protocol.encode("enroll", CID, ENROLL)
     assert protocol.decode_request(data, "dev-1").body["device_id"] == "dev-1"
-    _raises(IdentityMismatch, protocol.decode_request, data, "dev-2")
+    raises(IdentityMismatch, protocol.decode_request, data, "dev-2")
     answer = protocol.encode("enrolled", CID, {"heartbeat_interval": 5, "server_time": 1})
-    _raises(UnknownType, protocol.decode_request, answer, "dev-1")
+    raises(UnknownType, protocol.decode_request, answer, "dev-1")
 
 
 def test_error_body_truncates_long_reasons():

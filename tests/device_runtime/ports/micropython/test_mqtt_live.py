@@ -24,7 +24,7 @@ import pytest
 from firmware_images.micropython_bundle import build
 from fleet_platform.broker import MosquittoBroker
 from fleet_platform.pki import CertificateAuthority, IssuedCredential
-from tests.broker_fixtures import IssueCredential, OpenSession
+from tests.broker_fixtures import IssueCredential, MqttSession, OpenSession
 from tests.components import binary, free_port
 
 REPO = Path(__file__).resolve().parents[4]
@@ -141,6 +141,39 @@ def transport_settings(
     return settings
 
 
+def listening_server(
+    mqtt_session: OpenSession, client_credentials: IssueCredential, client_id: str
+) -> MqttSession:
+    """A session with the server's identity, subscribed to the device's up topic."""
+    server = mqtt_session(client_credentials("sevenfold-server"), client_id=client_id)
+    assert server.accepted()
+    assert server.subscribe(up(DEVICE)) == [1]
+    return server
+
+
+def device_on(
+    broker: MosquittoBroker,
+    *,
+    bytecode: Path,
+    client_credentials: IssueCredential,
+    directory: Path,
+    steps: list,
+    **extra: object,
+) -> Device:
+    """A device with its own certificate running *steps* against *broker*."""
+    return Device(
+        bytecode=bytecode,
+        directory=directory,
+        transport=transport_settings(
+            port=broker.port,
+            ca_path=broker.ca_path,
+            credential=client_credentials(DEVICE),
+            **extra,
+        ),
+        steps=steps,
+    )
+
+
 def test_round_trip_with_the_server_through_mosquitto(
     bytecode: Path,
     mtls_broker: MosquittoBroker,
@@ -148,18 +181,13 @@ def test_round_trip_with_the_server_through_mosquitto(
     mqtt_session: OpenSession,
     tmp_path: Path,
 ) -> None:
-    server = mqtt_session(client_credentials("sevenfold-server"), client_id="server-live")
-    assert server.accepted()
-    assert server.subscribe(up(DEVICE)) == [1]
-    device = Device(
+    server = listening_server(mqtt_session, client_credentials, "server-live")
+    device = device_on(
+        mtls_broker,
         bytecode=bytecode,
+        client_credentials=client_credentials,
         directory=tmp_path / "device",
-        transport=transport_settings(
-            port=mtls_broker.port,
-            ca_path=mtls_broker.ca_path,
-            credential=client_credentials(DEVICE),
-            keepalive=1,
-        ),
+        keepalive=1,
         steps=[
             ["connect"],
             ["subscribe", down(DEVICE)],
@@ -182,6 +210,43 @@ def test_round_trip_with_the_server_through_mosquitto(
     ]
 
 
+def test_subscriptions_are_restored_on_every_connect(
+    bytecode: Path,
+    mtls_broker: MosquittoBroker,
+    client_credentials: IssueCredential,
+    mqtt_session: OpenSession,
+    tmp_path: Path,
+) -> None:
+    """A clean session forgets subscriptions; connecting again must subscribe again."""
+    server = listening_server(mqtt_session, client_credentials, "server-again")
+    device = device_on(
+        mtls_broker,
+        bytecode=bytecode,
+        client_credentials=client_credentials,
+        directory=tmp_path / "device",
+        steps=[
+            ["connect"],
+            ["subscribe", down(DEVICE)],
+            ["close"],
+            ["connect"],
+            ["publish", up(DEVICE), "back"],
+            ["poll", 10000],
+            ["close"],
+        ],
+    )
+    assert server.receive(timeout=RUN_TIMEOUT) == (up(DEVICE), b"back")
+    server.publish(down(DEVICE), b"welcome back")
+    assert device.lines() == [
+        "connected",
+        f"subscribed {down(DEVICE)}",
+        "closed",
+        "connected",
+        f"published {up(DEVICE)}",
+        f"message {down(DEVICE)} welcome back",
+        "closed",
+    ]
+
+
 def test_another_devices_down_topic_never_reaches_the_device(
     bytecode: Path,
     mtls_broker: MosquittoBroker,
@@ -189,17 +254,12 @@ def test_another_devices_down_topic_never_reaches_the_device(
     mqtt_session: OpenSession,
     tmp_path: Path,
 ) -> None:
-    server = mqtt_session(client_credentials("sevenfold-server"), client_id="server-spy")
-    assert server.accepted()
-    assert server.subscribe(up(DEVICE)) == [1]
-    device = Device(
+    server = listening_server(mqtt_session, client_credentials, "server-spy")
+    device = device_on(
+        mtls_broker,
         bytecode=bytecode,
+        client_credentials=client_credentials,
         directory=tmp_path / "device",
-        transport=transport_settings(
-            port=mtls_broker.port,
-            ca_path=mtls_broker.ca_path,
-            credential=client_credentials(DEVICE),
-        ),
         steps=[
             ["connect"],
             ["subscribe", down("dev-b")],
