@@ -33,13 +33,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from attestation_server.records import DeviceRecord, EventRecord
 from attestation_server.tables import Device, DeviceEvent
 from device_runtime.core.errors import NotEnrolled, ProtocolError, Replayed
-from device_runtime.core.protocol import ROOTS_OF_TRUST
+from device_runtime.core.protocol import MAX_COUNTER, ROOTS_OF_TRUST
 from fleet_platform.event_budget import EventBudget
 from fleet_platform.storage import Database
 from fleet_platform.storage.timestamps import require_aware
-
-MAX_COUNTER = 2**63 - 1
-"""Largest counter a BIGINT column holds; the protocol's counter limits are this."""
 
 MAX_HEARTBEAT_INTERVAL = 2**31 - 1
 """Largest heartbeat interval, in seconds, an INTEGER column holds."""

@@ -37,7 +37,7 @@ _PREFIX = re.compile(r"^[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*$")
 # A server identity is a certificate CN used verbatim as a broker username.
 _IDENTITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # The longest device id the protocol accepts, hence the longest device topic level.
-LONGEST_DEVICE_ID = protocol.SCHEMAS["enroll"]["device_id"][2]
+LONGEST_DEVICE_ID = protocol.MAX_DEVICE_ID
 # PUBLISH variable header: topic length field and, at QoS 1 and 2, the packet id.
 _TOPIC_LENGTH_BYTES = 2
 _PACKET_ID_BYTES = 2

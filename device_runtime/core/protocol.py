@@ -39,6 +39,8 @@ MAX_TOTAL_ITEMS = 64
 """Data items in one message: each can cost a small device 64 bytes of heap."""
 
 MAX_TEXT = 256
+MAX_DEVICE_ID = 63
+"""Longest device id: it is a topic level and a certificate CN."""
 MAX_COUNTER = 0x7FFFFFFFFFFFFFFF
 """Largest heartbeat sequence number and uptime: storage keeps them as signed 64-bit."""
 MAX_RETRY_AFTER_MS = 600000
@@ -59,7 +61,7 @@ _SHOWN = 32
 # device every schema entry is heap.
 SCHEMAS: "dict[str, dict[str, tuple[type, bool, int, int, tuple[str, ...] | None]]]" = {
     "enroll": {
-        "device_id": (str, True, 0, 63, None),
+        "device_id": (str, True, 0, MAX_DEVICE_ID, None),
         "hwmodel": (str, True, 0, 64, None),
         "swname": (str, True, 0, 64, None),
         "swversion": (str, True, 0, 32, None),
@@ -112,8 +114,8 @@ def device_from_topic(prefix: str, topic: str) -> str:
 
 def check_device_id(device_id: object) -> str:
     """Device ids become topic levels and certificate CNs: keep them boring."""
-    if not isinstance(device_id, str) or not 1 <= len(device_id) <= 63:
-        raise InvalidField("device id must be 1-63 characters")
+    if not isinstance(device_id, str) or not 1 <= len(device_id) <= MAX_DEVICE_ID:
+        raise InvalidField("device id must be 1-" + str(MAX_DEVICE_ID) + " characters")
     if device_id == SERVER_IDENTITY:
         raise InvalidField("device id " + repr(device_id) + " is reserved for the fleet server")
     for i, ch in enumerate(device_id):

@@ -22,13 +22,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from device_runtime.core.errors import StorageError
+from device_runtime.core.protocol import MAX_COUNTER
 from fleet_platform.storage.engine import Database
 from fleet_platform.storage.timestamps import require_aware
 from passive_monitor.receiver.records import LegacyAssetRecord, MonitorAlertRecord
 from passive_monitor.receiver.tables import LegacyAsset, MonitorAlert
 from passive_monitor.site import check_site
 
-MAX_COUNTER = 2**63 - 1
 """Largest count a BIGINT column holds."""
 
 
