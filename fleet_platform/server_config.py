@@ -16,6 +16,7 @@ from fleet_platform.gateway_limits import GatewayLimits
 SERVICES = ("attestation", "updates", "monitor")
 DEFAULT_HTTP_PORT = 8770
 RUNTIME_FILE = "server.json"
+MAX_GATEWAY_PROCESSES = 16
 
 
 class NoServer(SevenfoldError):
@@ -57,11 +58,20 @@ class ServerConfig:
     broker_port: int = DEFAULT_BROKER_PORT
     """Port of the managed broker (0: any free port, for tests); ignored with an external one."""
     gateway_limits: GatewayLimits = field(default_factory=GatewayLimits)
+    gateway_processes: int = 1
+    """Gateways serving devices: one in the server process, the rest in children."""
 
     def __post_init__(self) -> None:
         unknown = set(self.services) - set(SERVICES)
         if unknown or not self.services:
             raise ConfigError(f"services must be a non-empty subset of {SERVICES}")
+        if not 1 <= self.gateway_processes <= MAX_GATEWAY_PROCESSES:
+            raise ConfigError(f"gateway processes must be 1..{MAX_GATEWAY_PROCESSES}")
+        if self.gateway_processes > 1 and self.broker is not None:
+            raise ConfigError(
+                "extra gateway processes need the managed broker; with an external one, run a"
+                " replica per certificate instead"
+            )
         if not 1 <= self.heartbeat_interval <= 86400:
             raise ConfigError("heartbeat interval must be 1..86400 seconds")
 

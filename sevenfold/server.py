@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import uvicorn
@@ -50,6 +51,7 @@ from fleet_platform.storage import Database, open_database
 from fleet_platform.storage.fleet_secrets import SHARE_GROUP, fleet_secret
 from passive_monitor.receiver.store import AssetRegistry
 from sevenfold import health_api
+from sevenfold.gateway_process import GatewayProcess, GatewaySpec
 from sevenfold.health_api import HealthCheck
 from update_service.repository_files import RepositoryFiles
 
@@ -75,6 +77,7 @@ class FleetServer:
         self.broker: MosquittoBroker | None = None
         self.supervisor: ProcessSupervisor | None = None
         self.gateway: Gateway | None = None
+        self.gateway_children: list[ProcessSupervisor] = []
         self.app: FastAPI | None = None
         self.metrics = Metrics()
         self.http_url = ""
@@ -105,6 +108,7 @@ class FleetServer:
         try:
             if "attestation" in config.services:
                 broker_host, broker_port, ca_path, credential = self._broker_link()
+                group = share_group(fleet_secret(self.database, SHARE_GROUP))
                 self.gateway = Gateway(
                     host=broker_host,
                     port=broker_port,
@@ -113,7 +117,7 @@ class FleetServer:
                     database=self.database,
                     record_rejection=self.registry.record_rejection,
                     client_id=certificate_identity(credential.cert_path),
-                    share_group=share_group(fleet_secret(self.database, SHARE_GROUP)),
+                    share_group=group,
                     prefix=config.prefix,
                     limits=config.gateway_limits,
                     metrics=self.metrics,
@@ -122,6 +126,7 @@ class FleetServer:
                     registry=self.registry, heartbeat_interval=config.heartbeat_interval
                 ).register(self.gateway)
                 self.gateway.start()
+                self._start_gateway_children(broker_host, broker_port, ca_path, group)
                 app.include_router(
                     attestation_server.api.router(registry=self.registry, authorized=authorized)
                 )
@@ -163,7 +168,40 @@ class FleetServer:
             checks["gateway"] = self.gateway.health
         if self.supervisor is not None:
             checks["broker"] = self._broker_health
+        for child in self.gateway_children:
+            checks[child.child.name] = _supervised_health(child)
         return checks
+
+    def _start_gateway_children(self, host: str, port: int, ca_path: Path, group: str) -> None:
+        """Gateway processes 1..n-1, each with its own identity, supervised like the broker."""
+        config = self.config
+        authority = fleet_authority(config.state_dir)
+        directory = config.state_dir / "gateways"
+        for index, identity in enumerate(replica_identities(config.gateway_processes)):
+            if index == 0:
+                continue
+            credential = authority.issue_client(
+                common_name=identity, directory=config.state_dir / "server-identity"
+            )
+            spec_path = directory / f"{index}.json"
+            GatewaySpec(
+                database_url=config.resolved_database_url,
+                migrations=tuple(str(location) for location in MIGRATIONS),
+                host=host,
+                port=port,
+                ca_path=str(ca_path),
+                cert_path=str(credential.cert_path),
+                key_path=str(credential.key_path),
+                client_id=identity,
+                share_group=group,
+                prefix=config.prefix,
+                heartbeat_interval=config.heartbeat_interval,
+                limits=asdict(config.gateway_limits),
+            ).write(spec_path)
+            child = GatewayProcess(
+                index=index, spec_path=spec_path, log_path=directory / f"{index}.log"
+            ).start()
+            self.gateway_children.append(ProcessSupervisor(child).start())
 
     def _database_health(self) -> Health:
         database = self.database
@@ -172,11 +210,9 @@ class FleetServer:
         return Health(True, f"{database.dialect} answers")
 
     def _broker_health(self) -> Health:
-        supervisor = self.supervisor
-        if supervisor is None:
+        if self.supervisor is None:
             return Health(False, "the managed broker is not running")
-        health = supervisor.health()
-        return Health(health.ok, health.detail)
+        return _supervised_health(self.supervisor)()
 
     def _broker_link(self) -> tuple[str, int, Path, IssuedCredential]:
         config = self.config
@@ -185,7 +221,7 @@ class FleetServer:
             credential = IssuedCredential(cert_path=external.cert_path, key_path=external.key_path)
             return external.host, external.port, external.ca_path, credential
         authority = fleet_authority(config.state_dir)
-        identities = replica_identities(1)
+        identities = replica_identities(config.gateway_processes)
         self.broker = MosquittoBroker.start(
             directory=config.state_dir / "broker",
             authority=authority,
@@ -228,6 +264,9 @@ class FleetServer:
             self._http.should_exit = True
             self._http_thread.join(timeout=10)
             self._http = None
+        for child in self.gateway_children:
+            child.stop()
+        self.gateway_children.clear()
         if self.gateway is not None:
             self.gateway.stop()
             self.gateway = None
@@ -245,6 +284,14 @@ class FleetServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _supervised_health(supervisor: ProcessSupervisor) -> HealthCheck:
+    def check() -> Health:
+        health = supervisor.health()
+        return Health(health.ok, health.detail)
+
+    return check
 
 
 def certificate_identity(cert_path: Path) -> str:

@@ -99,8 +99,15 @@ class Database:
         return True
 
     def upgrade(self, *, revision: str = "head") -> None:
-        """Migrate the schema forward; a no-op when already at *revision*."""
-        schema.upgrade(self._engine, locations=self._migrations, revision=revision)
+        """Migrate the schema forward; a no-op when already at *revision*.
+
+        A database that cannot be reached or migrated is a :class:`StorageError`
+        naming the database (never its password), not a driver traceback.
+        """
+        try:
+            schema.upgrade(self._engine, locations=self._migrations, revision=revision)
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot migrate {self!r}: {_first_line(exc)}") from exc
 
     def downgrade(self, *, revision: str) -> None:
         """Migrate the schema back to *revision* (``"base"`` drops every table)."""
@@ -127,6 +134,13 @@ class Database:
 
     def __repr__(self) -> str:
         return f"Database({self._engine.url.render_as_string(hide_password=True)!r})"
+
+
+def _first_line(error: SQLAlchemyError) -> str:
+    """The driver's own explanation, without SQLAlchemy's SQL echo and links."""
+    cause = getattr(error, "orig", None) or error
+    text = str(cause).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def open_database(url: str, *, migrations: Sequence[Path]) -> Database:
@@ -217,7 +231,8 @@ def _configure_sqlite_connection(
 
 
 def _begin_sqlite_transaction(connection: Connection) -> None:
-    connection.exec_driver_sql("BEGIN")
+    immediate = connection.get_execution_options().get(schema.EXCLUSIVE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _postgresql_engine(url: URL) -> Engine:

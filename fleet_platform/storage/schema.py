@@ -17,6 +17,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 ENVIRONMENT = Path(__file__).resolve().parent / "migrations"
@@ -39,10 +40,25 @@ def _config(locations: Locations) -> Config:
     return config
 
 
+EXCLUSIVE = "sevenfold_exclusive"
+"""Execution option: begin SQLite transactions with the write lock taken (BEGIN IMMEDIATE)."""
+
+_MIGRATION_LOCK = 0x5EFE_0F01D
+"""PostgreSQL advisory lock key every server takes while it migrates."""
+
+
 def upgrade(engine: Engine, *, locations: Locations, revision: str = "head") -> None:
-    """Apply every migration up to *revision* in one transaction (atomic on both engines)."""
+    """Apply every migration up to *revision* in one transaction (atomic on both engines).
+
+    Replicas starting together would otherwise both see an old schema and both
+    try to create the same tables; each takes the database's migration lock
+    first (an advisory lock on PostgreSQL, the write lock on SQLite), so the
+    second finds the schema already current and does nothing.
+    """
     config = _config(locations)
-    with engine.begin() as connection:
+    with engine.execution_options(**{EXCLUSIVE: True}).begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

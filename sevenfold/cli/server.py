@@ -14,6 +14,7 @@ import typer
 from fleet_platform.broker_config import DEFAULT_BROKER_PORT
 from fleet_platform.server_config import (
     DEFAULT_HTTP_PORT,
+    MAX_GATEWAY_PROCESSES,
     SERVICES,
     ExternalBroker,
     ServerConfig,
@@ -56,6 +57,16 @@ def server(
     cert: Annotated[Path | None, typer.Option("--cert", help="Server client certificate.")] = None,
     key: Annotated[Path | None, typer.Option("--key", help="Server client key.")] = None,
     heartbeat_interval: Annotated[int, typer.Option("--heartbeat-interval", min=1)] = 30,
+    gateway_processes: Annotated[
+        int,
+        typer.Option(
+            "--gateway-processes",
+            min=1,
+            max=MAX_GATEWAY_PROCESSES,
+            help="Gateways serving devices on this machine, each in a process of its own"
+            " (managed broker only).",
+        ),
+    ] = 1,
 ) -> None:
     """Serve attestation and updates (REST API, OpenAPI at /docs, MQTT gateway)."""
     with reported_errors():
@@ -78,6 +89,7 @@ def server(
             broker=external,
             heartbeat_interval=heartbeat_interval,
             broker_port=broker_port,
+            gateway_processes=gateway_processes,
             services=tuple(service) if service else SERVICES,
         )
         fleet = FleetServer(config=config)

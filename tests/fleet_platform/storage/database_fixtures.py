@@ -38,7 +38,7 @@ def database_url(
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('fleet') / 'fleet.db'}"
     else:
-        yield from _fresh_postgresql_database()
+        yield from fresh_postgresql_database()
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def _admin_connection() -> psycopg.Connection[tuple[object, ...]]:
         raise
 
 
-def _fresh_postgresql_database() -> Iterator[str]:
+def fresh_postgresql_database() -> Iterator[str]:
     name = f"sevenfold_test_{uuid.uuid4().hex[:16]}"
     with _admin_connection() as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
