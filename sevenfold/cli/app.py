@@ -10,7 +10,7 @@ import logging
 
 import typer
 
-from sevenfold.cli import demo, devices, inventory, server, simulate
+from sevenfold.cli import demo, devices, inventory, server, simulate, status
 from sevenfold.cli.assets import assets_app
 from sevenfold.cli.baseline import baseline_app
 from sevenfold.cli.monitor import monitor_command
@@ -21,7 +21,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-app.command("server")(server.server)
+server_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
+server_app.callback()(server.server)
+server_app.command("status")(status.status)
+app.add_typer(server_app, name="server")
 app.command("demo")(demo.demo)
 app.command("simulate")(simulate.simulate)
 app.add_typer(devices.app, name="devices")

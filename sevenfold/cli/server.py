@@ -1,4 +1,8 @@
-"""``sevenfold server``: run the fleet server until interrupted."""
+"""``sevenfold server``: run the fleet server until interrupted; ``server status`` asks after it.
+
+``server`` is a command group only so that ``status`` can live under it: run
+without a subcommand it starts the server with every option it always had.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from sevenfold.cli.output import reported_errors, say
 
 
 def server(
+    ctx: typer.Context,
     state: StateOption = None,
     database: Annotated[
         str | None,
@@ -69,6 +74,8 @@ def server(
     ] = 1,
 ) -> None:
     """Serve attestation and updates (REST API, OpenAPI at /docs, MQTT gateway)."""
+    if ctx.invoked_subcommand is not None:
+        return  # a subcommand such as `status` runs instead of the server
     with reported_errors():
         try:
             from sevenfold.server import FleetServer
