@@ -26,7 +26,8 @@ from pathlib import Path
 import uvicorn
 from cryptography import x509
 from cryptography.x509.oid import NameOID
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 import attestation_server
 import attestation_server.api
@@ -36,7 +37,7 @@ import passive_monitor.receiver.api
 import update_service.api
 from attestation_server.enrollment import EnrollmentService
 from attestation_server.registry import DeviceRegistry
-from device_runtime.core.errors import CryptoError, TransportError
+from device_runtime.core.errors import CryptoError, StorageError, TransportError
 from fleet_platform import api_tokens, bearer_auth
 from fleet_platform.broker import MosquittoBroker
 from fleet_platform.gateway import Gateway
@@ -100,6 +101,7 @@ class FleetServer:
                 " alerts passive sensors report."
             ),
         )
+        app.add_exception_handler(StorageError, _storage_unavailable)
         authorized = bearer_auth.bearer_dependency(token, name=api_tokens.OPERATOR)
         sensor_authorized = bearer_auth.bearer_dependency(sensor_token, name=api_tokens.SENSOR)
         broker_host: str | None = None
@@ -284,6 +286,16 @@ class FleetServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+async def _storage_unavailable(request: Request, error: Exception) -> JSONResponse:
+    """Every route: a database outage is 503 with its reason, never a 500 and a traceback."""
+    reason = error.reason if isinstance(error, StorageError) else type(error).__name__
+    return JSONResponse(
+        status_code=503,
+        content={"detail": f"storage unavailable: {reason}"},
+        headers={"Retry-After": "2"},
+    )
 
 
 def _supervised_health(supervisor: ProcessSupervisor) -> HealthCheck:

@@ -13,6 +13,10 @@ import pytest
 from tests.strict_mode import missing
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The sensor install builds from this source tree: two workers building it at once
+# would share setuptools' build directory.
+pytestmark = pytest.mark.xdist_group("packaging")
 SERVER_ONLY_NOT_CLI = ("sqlalchemy", "alembic", "fastapi", "uvicorn", "psycopg")
 """What only the fleet server needs; a sensor install must do without it."""
 SERVER_ONLY = (*SERVER_ONLY_NOT_CLI, "typer", "rich", "httpx")

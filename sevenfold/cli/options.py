@@ -13,7 +13,7 @@ StateOption = Annotated[
     Path | None,
     typer.Option(
         "--state",
-        help="Server state directory [default: $SEVENFOLD_STATE or ~/.local/state/sevenfold].",
+        help="Server state directory (default: $SEVENFOLD_STATE, else ~/.local/state/sevenfold).",
         show_default=False,
     ),
 ]
@@ -26,5 +26,5 @@ def state_dir(value: Path | None) -> Path:
 
 
 UrlOption = Annotated[
-    str | None, typer.Option("--url", help="Server URL [default: the one recorded in the state]")
+    str | None, typer.Option("--url", help="Server URL (default: the one recorded in the state)")
 ]

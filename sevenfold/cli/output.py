@@ -124,7 +124,8 @@ def stderr_console() -> Console:
     Made anew for each use, as :func:`show` makes its own, rather than once at
     import, so that it measures the terminal (and ``COLUMNS``) the command runs in.
     """
-    return Console(stderr=True)
+    # soft_wrap: an error is one line a script can grep, whatever the terminal width.
+    return Console(stderr=True, soft_wrap=True)
 
 
 class LiteralDescriptionColumn(ProgressColumn):

@@ -148,15 +148,6 @@ def test_postgres_killed_mid_traffic_is_answered_unavailable_and_loses_no_ack(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "attestation_server/api.py: the devices routes let the registry's StorageError escape,"
-        " so while the database is down GET /api/v1/devices answers 500 Internal Server Error"
-        " (and logs a traceback per request) instead of 503 with the storage reason, as the"
-        " passive-monitor routes do"
-    ),
-)
 def test_operator_api_says_503_while_postgres_is_down(
     cluster: PrivateCluster, fleet: FleetServer
 ) -> None:
