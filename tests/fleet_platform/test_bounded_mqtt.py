@@ -57,9 +57,13 @@ def unlimited_broker(tmp_path: Path) -> Iterator[int]:
 def test_an_oversized_packet_ends_the_connection_not_the_memory(unlimited_broker: int) -> None:
     received: queue.Queue[bytes] = queue.Queue()
     connections = threading.Semaphore(0)
-    client = BoundedClient(CallbackAPIVersion.VERSION2, client_id="server", max_incoming=LIMIT)
+    client = BoundedClient(
+        CallbackAPIVersion.VERSION2,
+        client_id="server",
+        max_incoming=LIMIT,
+        on_request=lambda topic, payload: received.put(payload),
+    )
     client.on_connect = lambda c, u, f, r, p: (c.subscribe("t/#", qos=1), connections.release())
-    client.on_message = lambda c, u, m: received.put(bytes(m.payload))
     client.reconnect_delay_set(min_delay=1, max_delay=1)
     client.connect("127.0.0.1", unlimited_broker)
     client.loop_start()
