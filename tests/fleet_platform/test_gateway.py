@@ -419,3 +419,20 @@ def test_health_follows_the_broker_connection(
     finally:
         gateway.stop()
         broker.stop()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_health_reports_a_dead_worker(gateway: Gateway, device: Device) -> None:
+    """Nothing a device sends can end a worker; if one ends anyway, liveness says so."""
+    a = _enrolled(device, "dev-a")
+
+    def fatal(request: Request, tx: Any) -> dict[str, Any]:
+        raise SystemExit("a worker ended by something no handler may catch")
+
+    gateway.handle("heartbeat", fatal)
+    a.publish(protocol.topic_up("sevenfold", "dev-a"), _beat(1))
+    deadline = time.monotonic() + 5
+    while gateway.health().ok and time.monotonic() < deadline:
+        time.sleep(0.02)
+    health = gateway.health()
+    assert not health.ok and "worker threads not running" in health.detail
