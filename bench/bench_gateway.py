@@ -98,7 +98,7 @@ def round_trips(
 
 
 def heartbeat(seq: int) -> bytes:
-    body = {"seq": seq, "uptime": seq, "boot_count": 1}
+    body: dict[str, object] = {"seq": seq, "uptime": seq, "boot_count": 1}
     return protocol.encode("heartbeat", seq.to_bytes(8, "big"), body)
 
 

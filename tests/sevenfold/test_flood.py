@@ -1,4 +1,4 @@
-"""A hostile certificate holder floods the server; a good device does not notice.
+"""A hostile certificate holder floods the server; a good device is still served.
 
 Defects this guards against: 30,000 enrolls from one device added 30,000
 events and 32,000 log lines; the shared request queue let one device push a
@@ -7,7 +7,9 @@ kind it can (garbage, truncated, oversized, wrong version, unknown and response
 types, another device's identity, valid enrolls and heartbeats, replays, a
 rolled-back boot count) from its own process, as fast as its connection
 allows, while a good device heartbeats at its normal pace. Bounded in count and
-time, on loopback only.
+time, on loopback only. What this asserts is that nothing is starved, recorded
+without bound or lost; how much the flood costs the good device in latency is
+measured, beside a no-flood anchor, by ``bench/bench_flood.py``.
 """
 
 from __future__ import annotations
@@ -29,56 +31,15 @@ from tests.components import binary, free_port
 MESSAGES = 20_000
 GOOD_INTERVAL_S = 0.25
 """Within the per-device rate (5/s), as a real device's heartbeats are."""
-
-FLOOD = r"""
-import sys, time, paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from device_runtime.core import cbor, protocol
-host, port, ca, cert, key, count = sys.argv[1:7]
-me = "dev-hostile"
-up = protocol.topic_up("sevenfold", me)
-cid = b"\x01" * 8
-enroll = {"device_id": me, "hwmodel": "h", "swname": "s", "swversion": "1", "rot": "tpm"}
-def kinds(n):
-    beat = {"seq": n + 1, "uptime": 1, "boot_count": 5}
-    return [
-        b"\xff\x00garbage",
-        b"\xa4",
-        b"\x00" * (protocol.MAX_MESSAGE + 1),
-        cbor.dumps({"v": 2, "t": "enroll", "id": cid, "b": {}}),
-        cbor.dumps({"v": True, "t": "heartbeat", "id": cid, "b": beat}),
-        cbor.dumps({"v": 1, "t": "reboot-everyone", "id": cid, "b": {}}),
-        protocol.encode("heartbeat-ack", cid, {"seq": 1, "server_time": 1}),
-        protocol.encode("enroll", cid, dict(enroll, device_id="dev-good", boot_count=1)),
-        protocol.encode("enroll", cid, dict(enroll, boot_count=n + 1)),
-        protocol.encode("heartbeat", cid, beat),
-        protocol.encode("heartbeat", cid, {"seq": 1, "uptime": 1, "boot_count": 5}),
-        protocol.encode("heartbeat", cid, {"seq": n + 1, "uptime": 1, "boot_count": 1}),
-        cbor.dumps({"v": 1, "t": "heartbeat", "id": cid,
-                    "b": {"seq": 2**64 - 1, "uptime": 1, "boot_count": 1}}),
-    ]
-client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=me)
-client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
-client.max_queued_messages_set(0)
-client.connect(host, int(port))
-client.loop_start()
-started = time.monotonic()
-sent = 0
-while sent < int(count):
-    for payload in kinds(sent):
-        client.publish(up, payload, qos=0)
-        sent += 1
-client.disconnect()
-client.loop_stop()
-print(sent, round(time.monotonic() - started, 2))
-"""
+STARVED_S = 2.0
+"""An answer later than this means the good device was made to wait for the hostile one."""
 
 
 def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def test_a_good_device_keeps_its_latency_through_a_flood_of_every_kind(tmp_path: Path) -> None:
+def test_a_good_device_is_served_through_a_flood_of_every_kind(tmp_path: Path) -> None:
     binary("mosquitto")
     config = ServerConfig(
         state_dir=tmp_path / "state",
@@ -105,9 +66,10 @@ def test_a_good_device_keeps_its_latency_through_a_flood_of_every_kind(tmp_path:
         rss_before = _rss_mib()
 
         flood = subprocess.Popen(
-            [sys.executable, "-c", FLOOD, fleet.broker.host, str(fleet.broker.port),
-             str(fleet.broker.ca_path), str(bad.cert_path), str(bad.key_path), str(MESSAGES)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path.cwd(),
+            [sys.executable, "-m", "bench.flood_device", fleet.broker.host,
+             str(fleet.broker.port), str(fleet.broker.ca_path), str(bad.cert_path),
+             str(bad.key_path), bad_id, str(MESSAGES)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         latencies: list[float] = []
         seq = 0
@@ -140,7 +102,7 @@ def test_a_good_device_keeps_its_latency_through_a_flood_of_every_kind(tmp_path:
         p99 = ordered[min(len(ordered) - 1, round((len(ordered) - 1) * 0.99))]
         print(f"good device: {len(ordered)} heartbeats, p50 {ordered[len(ordered) // 2] * 1000:.1f}"
               f" ms, p99 {p99 * 1000:.1f} ms; flood of {output.strip()} (messages, s)")  # fmt: skip
-        assert p99 < 0.100, f"good device p99 {p99 * 1000:.1f} ms during the flood"
+        assert ordered[-1] < STARVED_S, f"a good heartbeat waited {ordered[-1]:.2f} s"
 
         events = [e for e in fleet.registry.events(limit=10_000) if e.device_id == bad_id]
         assert 0 < len(events) <= 60, f"{len(events)} events recorded for the hostile device"
