@@ -16,7 +16,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -37,7 +36,7 @@ from fleet_platform.broker_config import (
 )
 from fleet_platform.mqtt_tls import client_context
 from fleet_platform.pki import CertificateAuthority, IssuedCredential
-from fleet_platform.process_supervisor import die_with_parent
+from fleet_platform.process_supervisor import ChildProcess, die_with_parent
 
 __all__ = ["DEFAULT_BROKER_PORT", "BrokerError", "BrokerPortTaken", "MosquittoBroker"]
 
@@ -83,7 +82,7 @@ def _connect_packet(client_id: str) -> bytes:
     return bytes([0x10, len(body)]) + body
 
 
-class MosquittoBroker:
+class MosquittoBroker(ChildProcess):
     """A mosquitto child process listening on loopback with mutual TLS.
 
     One process at a time: :meth:`relaunch` replaces a process that has ended,
@@ -101,6 +100,7 @@ class MosquittoBroker:
         probe: IssuedCredential,
         ready_timeout: float,
     ) -> None:
+        super().__init__()
         self.directory = directory
         self.host = HOST
         self.port = port
@@ -109,11 +109,7 @@ class MosquittoBroker:
         self._executable = executable
         self._probe = probe
         self._ready_timeout = ready_timeout
-        self._process: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
-        # Held while the process is replaced or stopped, so stop() cannot miss a relaunch.
-        self._lock = threading.Lock()
-        self._stopped = False
 
     @classmethod
     def start(
@@ -194,29 +190,9 @@ class MosquittoBroker:
         return self.directory / _LOG_NAME
 
     @property
-    def running(self) -> bool:
-        process = self._process
-        return process is not None and process.poll() is None
-
-    @property
     def name(self) -> str:
         """How the supervisor and the health check refer to this broker."""
         return f"mosquitto on {self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        """The current (or last) mosquitto process id."""
-        return None if self._process is None else self._process.pid
-
-    @property
-    def exit_status(self) -> int | None:
-        """How the last process ended (negative: killed by that signal); None while it runs."""
-        return None if self._process is None else self._process.poll()
-
-    @property
-    def stopped(self) -> bool:
-        """True once :meth:`stop` was called: the broker will not be launched again."""
-        return self._stopped
 
     def log_tail(self, lines: int = _TAIL_LINES) -> str:
         """Last lines of mosquitto's own output, the only place it explains a refusal."""
@@ -240,12 +216,6 @@ class MosquittoBroker:
         if self.running:
             raise BrokerError(f"mosquitto is still running on port {self.port} (pid {self.pid})")
         self._launch(fresh_log=False)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Terminate mosquitto for good; safe to call more than once and from any thread."""
-        with self._lock:
-            self._stopped = True
-            self._terminate(timeout)
 
     def __enter__(self) -> MosquittoBroker:
         return self
@@ -302,16 +272,6 @@ class MosquittoBroker:
             with self._lock:
                 self._terminate(timeout=5.0)
             raise
-
-    def _terminate(self, timeout: float) -> None:
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=timeout)
 
     def _wait_ready(self, timeout: float) -> None:
         process = self._process

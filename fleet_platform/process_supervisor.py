@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import signal
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -26,7 +27,14 @@ from typing import Protocol
 
 from device_runtime.core.errors import ConfigError, SevenfoldError
 
-__all__ = ["ProcessHealth", "ProcessSupervisor", "RestartBackoff", "Supervised", "die_with_parent"]
+__all__ = [
+    "ChildProcess",
+    "ProcessHealth",
+    "ProcessSupervisor",
+    "RestartBackoff",
+    "Supervised",
+    "die_with_parent",
+]
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +109,56 @@ class Supervised(Protocol):
         ...
 
     def stop(self) -> None: ...
+
+
+class ChildProcess:
+    """The state every supervised child keeps: its current process, and whether it was stopped.
+
+    Subclasses launch ``self._process`` (holding ``self._lock``, refusing once
+    ``self._stopped``) and say what they are called; the rest is common.
+    """
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+        # Held while the process is replaced or stopped, so stop() cannot miss a relaunch.
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    @property
+    def running(self) -> bool:
+        process = self._process
+        return process is not None and process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The current (or last) process id."""
+        return None if self._process is None else self._process.pid
+
+    @property
+    def exit_status(self) -> int | None:
+        """How the last process ended (negative: killed by that signal); None while it runs."""
+        return None if self._process is None else self._process.poll()
+
+    @property
+    def stopped(self) -> bool:
+        """True once :meth:`stop` was called: it will not be launched again."""
+        return self._stopped
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """End the child for good; safe to call more than once and from any thread."""
+        with self._lock:
+            self._stopped = True
+            self._terminate(timeout)
+
+    def _terminate(self, timeout: float) -> None:
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=timeout)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -34,7 +34,7 @@ from device_runtime.ports.cpython.atomic_file import write_atomic
 from fleet_platform.gateway import Gateway
 from fleet_platform.gateway_limits import GatewayLimits
 from fleet_platform.pki import IssuedCredential
-from fleet_platform.process_supervisor import die_with_parent
+from fleet_platform.process_supervisor import ChildProcess, die_with_parent
 from fleet_platform.storage import open_database
 
 log = logging.getLogger(__name__)
@@ -75,37 +75,18 @@ class GatewaySpec:
             raise ConfigError(f"gateway process configuration {path} is unusable: {exc}") from exc
 
 
-class GatewayProcess:
+class GatewayProcess(ChildProcess):
     """One child gateway process, in the shape :class:`ProcessSupervisor` watches."""
 
     def __init__(self, *, index: int, spec_path: Path, log_path: Path) -> None:
+        super().__init__()
         self.index = index
         self.spec_path = spec_path
         self.log_path = log_path
-        self._process: subprocess.Popen[bytes] | None = None
-        self._stopped = False
-        self._lock = threading.Lock()
 
     @property
     def name(self) -> str:
         return f"gateway process {self.index}"
-
-    @property
-    def running(self) -> bool:
-        process = self._process
-        return process is not None and process.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
-
-    @property
-    def exit_status(self) -> int | None:
-        return None if self._process is None else self._process.poll()
-
-    @property
-    def stopped(self) -> bool:
-        return self._stopped
 
     def start(self) -> GatewayProcess:
         self.relaunch()
@@ -138,18 +119,6 @@ class GatewayProcess:
         except OSError:
             return ""
         return "\n".join(lines[-_TAIL_LINES:])
-
-    def stop(self) -> None:
-        with self._lock:
-            self._stopped = True
-            process = self._process
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
 
 
 def serve(spec: GatewaySpec, stop: threading.Event) -> int:
