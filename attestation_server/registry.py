@@ -20,21 +20,35 @@ can serve a batch of requests in one commit; without one it opens its own.
 
 from __future__ import annotations
 
+import logging
 import string
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, RowMapping, Table, bindparam, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    RowMapping,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from attestation_server.records import DeviceRecord, EventRecord
 from attestation_server.tables import Device, DeviceEvent
 from device_runtime.core.errors import NotEnrolled, ProtocolError, Replayed
 from device_runtime.core.protocol import MAX_COUNTER, ROOTS_OF_TRUST
-from fleet_platform.event_budget import EventBudget
+from fleet_platform.event_budget import EventBudget, OncePerWindow
 from fleet_platform.storage import Database
 from fleet_platform.storage.timestamps import require_aware
 
@@ -49,6 +63,16 @@ SECURITY = "security"
 
 BOOT_REGRESSED = "boot-regressed"
 
+EVENT_RETENTION = timedelta(days=30)
+SECURITY_RETENTION = timedelta(days=365)
+MAX_EVENTS = 1_000_000
+"""Rows the audit trail may hold; past it the oldest events other than security ones go."""
+_PRUNE_CHUNK = 10_000
+
+SECURITY_REPEAT_S = 600.0
+"""A security event is written every time something new happens, and a repeat of the
+same one (same device, same boots) at most once per this many seconds."""
+
 _CLAIM = (
     "last_seen",
     "hwmodel",
@@ -62,6 +86,8 @@ _CLAIM = (
 
 _DEVICES = cast(Table, Device.__table__)
 _EVENTS = cast(Table, DeviceEvent.__table__)
+
+log = logging.getLogger(__name__)
 
 _ROWS_PER_STATEMENT = 100
 """Reports per batch statement: 500 parameters, far below every engine's limit."""
@@ -78,11 +104,22 @@ _ENROLL_NEW_BOOT = (
         boot_count=bindparam("p_boot_count"),
         last_seq=None,
         last_uptime=None,
+        rot_verified=None,
         **_CLAIMED,
     )
     .returning(*_DEVICES.c)
 )
-"""An enroll in a later boot: replace the claim and start the sequence over."""
+"""An enroll in a later boot: replace the claim and start the sequence over.
+
+What attestation verified was verified of the boot it attested; a new boot has
+to be attested again before anything about it counts as verified."""
+
+_UNCHANGED_CLAIM = and_(
+    *(
+        _DEVICES.c[name] == bindparam(f"p_{name}")
+        for name in ("hwmodel", "swname", "swversion", "rot_claimed")
+    )
+)
 
 _ENROLL_SAME_BOOT = (
     update(_DEVICES)
@@ -90,10 +127,14 @@ _ENROLL_SAME_BOOT = (
         _DEVICES.c.device_id == bindparam("p_device_id"),
         _DEVICES.c.boot_count == bindparam("p_boot_count"),
     )
-    .values(**_CLAIMED)
+    .values(
+        rot_verified=case((_UNCHANGED_CLAIM, _DEVICES.c.rot_verified), else_=None),
+        **_CLAIMED,
+    )
     .returning(*_DEVICES.c)
 )
-"""An enroll repeated in the same boot: refresh the claim, keep the sequence."""
+"""An enroll repeated in the same boot: refresh the claim, keep the sequence; a claim that
+changed (other hardware, software or root of trust) is no longer what was verified."""
 
 _INSERT_EVENT = insert(_EVENTS)
 
@@ -123,11 +164,15 @@ class DeviceRegistry:
     *budget* rations the events written per device, so a device that keeps
     misbehaving (or keeps rebooting) cannot fill the audit table; what is
     rationed away is counted and reported in the next event that is written.
+    Security events are not rationed with the rest: a clone that first spends
+    its device's budget on garbage must still leave its boot regression on
+    record; only an identical repeat is held back.
     """
 
     def __init__(self, *, database: Database, budget: EventBudget | None = None) -> None:
         self._database = database
         self._budget = budget or EventBudget()
+        self._security_events = OncePerWindow(window_s=SECURITY_REPEAT_S)
         self._heartbeat_statements: dict[int, str] = {}
         dialect_impl = _DEVICES.c.last_seen.type.dialect_impl(database.engine.dialect)
         # Timestamps go through the column type's own conversion, so a batch stores
@@ -243,6 +288,15 @@ class DeviceRegistry:
             _check_counter(report.boot_count, name="boot_count")
             require_aware(report.at, name="now")
         accepted: set[str] = set()
+        if self._database.dialect == "postgresql":
+            # Rows are locked in one order, whatever order the batch came in, so two
+            # gateways serving overlapping devices wait for each other, never deadlock.
+            tx.execute(
+                select(_DEVICES.c.device_id)
+                .where(_DEVICES.c.device_id.in_(sorted(report.device_id for report in reports)))
+                .order_by(_DEVICES.c.device_id)
+                .with_for_update()
+            ).all()
         for start in range(0, len(reports), _ROWS_PER_STATEMENT):
             chunk = reports[start : start + _ROWS_PER_STATEMENT]
             sql = self._heartbeat_sql(len(chunk))
@@ -360,6 +414,46 @@ class DeviceRegistry:
         with self._in(None, "list events") as connection:
             return [EventRecord.from_row(row) for row in connection.execute(statement).mappings()]
 
+    def prune_events(
+        self,
+        now: datetime,
+        *,
+        keep: timedelta = EVENT_RETENTION,
+        keep_security: timedelta = SECURITY_RETENTION,
+        max_rows: int = MAX_EVENTS,
+    ) -> int:
+        """Delete what the audit trail no longer needs; how many events were deleted.
+
+        Rationing bounds how fast a device adds events, not how many pile up over
+        months: events older than *keep* go (security events after *keep_security*),
+        and past *max_rows* the oldest other events go first. In short
+        transactions of at most 10,000 rows, so a large trail never locks the
+        table for long.
+        """
+        at = require_aware(now, name="now")
+        c = _EVENTS.c
+        deleted = self._delete_events((c.kind != SECURITY) & (c.at < at - keep))
+        deleted += self._delete_events((c.kind == SECURITY) & (c.at < at - keep_security))
+        with self._in(None, "count events") as connection:
+            total = connection.execute(select(func.count()).select_from(_EVENTS)).scalar_one()
+        if total > max_rows:
+            deleted += self._delete_events(c.kind != SECURITY, limit=total - max_rows)
+        return deleted
+
+    def _delete_events(self, condition: ColumnElement[bool], *, limit: int | None = None) -> int:
+        deleted = 0
+        while limit is None or deleted < limit:
+            chunk = _PRUNE_CHUNK if limit is None else min(_PRUNE_CHUNK, limit - deleted)
+            oldest = select(_EVENTS.c.id).where(condition).order_by(_EVENTS.c.id).limit(chunk)
+            with self._in(None, "prune events") as connection:
+                removed = connection.execute(
+                    delete(_EVENTS).where(_EVENTS.c.id.in_(oldest.scalar_subquery()))
+                ).rowcount
+            deleted += removed
+            if removed < chunk:
+                break
+        return deleted
+
     def _boot_regressed(
         self, connection: Connection, device_id: str, boot_count: int, at: datetime
     ) -> None:
@@ -371,14 +465,18 @@ class DeviceRegistry:
             f"boot count went backwards: {boot_count} after {known}"
             " (a cloned or rolled-back device, or a replay)"
         )
-        self._write_event(
-            connection,
-            device_id=device_id,
-            kind=SECURITY,
-            code=BOOT_REGRESSED,
-            reason=reason,
-            at=at,
-        )
+        if self._security_events.admit((device_id, boot_count, known), at.timestamp()):
+            log.warning("security event for %s: %s", device_id, reason)
+            connection.execute(
+                _INSERT_EVENT,
+                {
+                    "device_id": device_id,
+                    "at": at,
+                    "kind": SECURITY,
+                    "code": BOOT_REGRESSED,
+                    "reason": reason,
+                },
+            )
         raise Replayed(reason)
 
     def _write_event(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 
@@ -52,3 +53,28 @@ class EventBudget:
                 return True, closed_suppressed
             window.suppressed += 1
             return False, closed_suppressed
+
+
+class OncePerWindow:
+    """Admits a key the first time, then again only after *window_s*; bounded in keys.
+
+    For what must always be written when it is new but must not be written a
+    thousand times when it repeats (a security event a device can replay).
+    """
+
+    def __init__(self, *, window_s: float, max_keys: int = 100_000) -> None:
+        self.window_s = window_s
+        self.max_keys = max_keys
+        self._admitted: OrderedDict[Hashable, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def admit(self, key: Hashable, now: float) -> bool:
+        with self._lock:
+            last = self._admitted.get(key)
+            if last is not None and now - last < self.window_s:
+                return False
+            self._admitted[key] = now
+            self._admitted.move_to_end(key)
+            while len(self._admitted) > self.max_keys:
+                self._admitted.popitem(last=False)
+            return True

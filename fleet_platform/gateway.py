@@ -58,11 +58,13 @@ from device_runtime.core.errors import (
     ProtocolError,
     RateLimited,
     StorageError,
+    TooLarge,
     TransportError,
     Unavailable,
 )
 from device_runtime.ports.cpython.transport import disable_nagle
 from fleet_platform.bounded_mqtt import BoundedClient
+from fleet_platform.broker_config import max_packet_size
 from fleet_platform.event_budget import EventBudget
 from fleet_platform.fault_log import FaultLog
 from fleet_platform.gateway_limits import GatewayLimits
@@ -73,19 +75,22 @@ from fleet_platform.pki import IssuedCredential
 from fleet_platform.rate_limits import RateLimits
 from fleet_platform.request_queue import FairQueue, Work
 from fleet_platform.server_replicas import shared_up_filter
-from fleet_platform.storage import Database
+from fleet_platform.storage import Database, StorageConflict
 
 log = logging.getLogger(__name__)
 
 Body = dict[str, Any]
 
-MAX_INCOMING = protocol.MAX_MESSAGE + 512
-"""Largest MQTT packet the server reads: a maximal message plus topic and header."""
 
 _KNOWN_TOPICS = 200_000
 """Up topics whose device id has been checked; older ones are checked again when seen."""
 _CONNECT_TIMEOUT_S = 10.0
 _RECONNECT_MAX_S = 5
+STALLED_S = 5.0
+"""A batch in service, or a request waiting, this long means the gateway is stuck."""
+_CONFLICT_RETRIES = 2
+"""Times a batch that lost a race with another gateway is tried again whole."""
+_STORAGE_WARNING_EVERY_S = 10.0
 _STORAGE_FAILURES_BEFORE_OUTAGE = 2
 """Consecutive storage failures after which the rest of a batch is answered ``unavailable``."""
 
@@ -119,6 +124,10 @@ instead of one per device. An exception is a bug, as for :data:`Handler`.
 """
 
 Decoded = protocol.Envelope | ProtocolError
+
+Answer = tuple[Work, bytes | None, str]
+"""(the request, the encoded answer or None when it has no correlation id to answer to,
+the outcome's code: ``ok`` or an error code)."""
 
 RecordRejection = Callable[[str, ProtocolError, datetime, Connection], bool]
 """(device id, the error, when, transaction) -> written?: how the owning service notes a refusal."""
@@ -162,13 +171,18 @@ class Gateway:
         self._ready = threading.Event()
         self._stopping = False
         self._served_per_s = 0.0
+        self._storage_warned = -_STORAGE_WARNING_EVERY_S
+        self._batch_started: dict[str, float] = {}
+        """When each worker took the batch it is serving now (absent while it waits)."""
         self._up_head = f"{prefix}/d/".encode()
         self._device_ids: OrderedDict[bytes, str] = OrderedDict()
         self._client = BoundedClient(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
-            max_incoming=MAX_INCOMING,
+            # The same ceiling as the managed broker's: a packet it would route is read.
+            max_incoming=max_packet_size(prefix),
             on_request=self._on_request,
+            on_oversized=self._on_oversized,
         )
         self._client.tls_set_context(client_context(ca_path=ca_path, credential=credential))
         self._client.on_socket_open = disable_nagle
@@ -228,7 +242,12 @@ class Gateway:
         self._workers.clear()
 
     def health(self) -> Health:
-        """Unhealthy when a worker died or the broker connection is down."""
+        """Unhealthy when a worker died or is stuck, or the broker connection is down.
+
+        A worker stuck on storage that neither answers nor fails (a table locked by
+        someone else) is alive and connected, so progress is checked too: requests
+        waiting while no batch has finished for a while is unhealthy.
+        """
         dead = [worker.name for worker in self._workers if not worker.is_alive()]
         if dead:
             return Health(False, f"worker threads not running: {', '.join(dead)}")
@@ -236,7 +255,15 @@ class Gateway:
             return Health(False, "not started")
         if not self._client.is_connected():
             return Health(False, f"not connected to the broker at {self._host}:{self._port}")
-        return Health(True, f"{len(self._workers)} workers, {len(self._queue)} requests waiting")
+        now = time.monotonic()
+        serving = max((now - started for started in list(self._batch_started.values())), default=0)
+        if serving > STALLED_S:
+            return Health(False, f"a batch has been in service for {serving:.0f} s")
+        waiting = len(self._queue)
+        oldest = self._queue.oldest_wait(now)
+        if oldest > STALLED_S:
+            return Health(False, f"{waiting} requests waiting, the oldest for {oldest:.0f} s")
+        return Health(True, f"{len(self._workers)} workers, {waiting} requests waiting")
 
     # -- network thread ------------------------------------------------------------
 
@@ -305,6 +332,16 @@ class Gateway:
             self.metrics.count("sevenfold_gateway_busy_total", refused)
             self._refuse(device_id, payload, Busy("server overloaded", self._busy_wait_ms()))
 
+    def _on_oversized(self, topic: bytes | None, length: int) -> None:
+        """A PUBLISH over the limit was stepped over unread: count it against its sender."""
+        self.metrics.count("sevenfold_gateway_dropped_total", "too-large")
+        device_id = None if topic is None else self._device_of(topic)
+        if device_id is None:
+            return
+        self._rates.check(device_id, time.monotonic())
+        error = TooLarge(f"a {length}-byte packet, over the protocol's limit, was dropped unread")
+        self._log_rejection(device_id, error)
+
     def _device_of(self, topic: bytes) -> str | None:
         """The device id of an up topic, checked once per device and then remembered."""
         known = self._device_ids.get(topic)
@@ -337,60 +374,85 @@ class Gateway:
     # -- workers ---------------------------------------------------------------------
 
     def _work_loop(self) -> None:
+        name = threading.current_thread().name
         while (batch := self._queue.take(limit=self.limits.batch, timeout=1.0)) is not None:
             if not batch:
                 continue
             started = time.monotonic()
+            self._batch_started[name] = started
             try:
                 self._serve(batch)
             except Exception as exc:  # the last line of defence: the worker must live on
                 self._faults.fault(exc, context="serving a batch", now=time.monotonic())
                 self.metrics.count("sevenfold_gateway_internal_errors_total")
             finally:
+                del self._batch_started[name]
                 self._queue.done(batch)
             elapsed = max(time.monotonic() - started, 1e-6)
             self._served_per_s = 0.8 * self._served_per_s + 0.2 * (len(batch) / elapsed)
 
     def _serve(self, batch: list[Work]) -> None:
         decoded = [(work, self._decode(work)) for work in batch]
-        try:
-            with self._database.transaction("serve requests") as tx:
-                answers = self._answers(decoded, tx)
-        except _Unexpected:
-            answers = self._serve_one_by_one(decoded)
-        except StorageError as exc:
-            log.warning("storage failed for a batch of %d: %s", len(batch), exc.reason)
-            answers = self._serve_one_by_one(decoded)
+        answers: list[Answer] | None = None
+        for attempt in range(_CONFLICT_RETRIES + 1):
+            try:
+                with self._database.transaction("serve requests") as tx:
+                    answers = self._answers(decoded, tx)
+                break
+            except StorageConflict:
+                # Another gateway held rows this batch needed; nothing was written.
+                self.metrics.count("sevenfold_gateway_batch_retries_total", "conflict")
+                if attempt == _CONFLICT_RETRIES:
+                    answers = self._serve_one_by_one(decoded)
+            except _Unexpected:
+                self.metrics.count("sevenfold_gateway_batch_retries_total", "fault")
+                answers = self._serve_one_by_one(decoded)
+                break
+            except StorageError as exc:
+                self.metrics.count("sevenfold_gateway_batch_retries_total", "storage")
+                self._storage_warning(len(batch), exc)
+                answers = self._serve_one_by_one(decoded)
+                break
+        assert answers is not None
         done = time.monotonic()
-        for work, answer in answers:
-            self._publish(work.device_id, answer)
-        self.metrics.observe_latency(done - work.received_mono for work, _ in answers)
+        # Counted here, once each, whichever attempt produced the answer.
+        for work, payload, code in answers:
+            if payload is None:
+                self.metrics.count("sevenfold_gateway_dropped_total", "no-correlation")
+                continue
+            self.metrics.count("sevenfold_gateway_answers_total", code)
+            self._publish(work.device_id, payload)
+        self.metrics.observe_latency(done - work.received_mono for work, _, _ in answers)
 
-    def _serve_one_by_one(self, decoded: list[tuple[Work, Decoded]]) -> list[tuple[Work, bytes]]:
+    def _storage_warning(self, size: int, error: StorageError) -> None:
+        """One line per outage every few seconds, not one per batch."""
+        now = time.monotonic()
+        if now - self._storage_warned >= _STORAGE_WARNING_EVERY_S:
+            self._storage_warned = now
+            log.warning("storage failed for a batch of %d: %s", size, error.reason)
+
+    def _serve_one_by_one(self, decoded: list[tuple[Work, Decoded]]) -> list[Answer]:
         """Each request in a transaction of its own, so a fault stays with its request."""
-        answers: list[tuple[Work, bytes]] = []
+        answers: list[Answer] = []
         failures = 0
         for work, item in decoded:
             if failures >= _STORAGE_FAILURES_BEFORE_OUTAGE:
-                answer = self._error(work, item, Unavailable("storage unavailable", 2000))
-            else:
-                try:
-                    with self._database.transaction("serve a request") as tx:
-                        answers.extend(self._answers([(work, item)], tx))
-                    failures = 0
-                    continue
-                except _Unexpected as fault:
-                    self._faults.fault(
-                        fault.error, context=f"serving {fault.kind}", now=time.monotonic()
-                    )
-                    self.metrics.count("sevenfold_gateway_internal_errors_total", fault.kind)
-                    failure = InternalError(f"{fault.kind} failed on the server; try again later")
-                    answer = self._error(work, item, failure)
-                except StorageError:
-                    failures += 1
-                    answer = self._error(work, item, Unavailable("storage unavailable", 2000))
-            if answer is not None:
-                answers.append((work, answer))
+                answers.append(self._error(work, item, Unavailable("storage unavailable", 2000)))
+                continue
+            try:
+                with self._database.transaction("serve a request") as tx:
+                    answers.extend(self._answers([(work, item)], tx))
+                failures = 0
+            except _Unexpected as fault:
+                self._faults.fault(
+                    fault.error, context=f"serving {fault.kind}", now=time.monotonic()
+                )
+                self.metrics.count("sevenfold_gateway_internal_errors_total", fault.kind)
+                failure = InternalError(f"{fault.kind} failed on the server; try again later")
+                answers.append(self._error(work, item, failure))
+            except StorageError:
+                failures += 1
+                answers.append(self._error(work, item, Unavailable("storage unavailable", 2000)))
         return answers
 
     def _decode(self, work: Work) -> Decoded:
@@ -402,20 +464,21 @@ class Gateway:
             return InvalidField(f"{envelope.kind!r} is not served here")
         return envelope
 
-    def _answers(
-        self, decoded: list[tuple[Work, Decoded]], tx: Connection
-    ) -> list[tuple[Work, bytes]]:
-        """Serve every request of a batch inside *tx*: each kind's requests in one call."""
-        answers: list[tuple[Work, bytes]] = []
+    def _answers(self, decoded: list[tuple[Work, Decoded]], tx: Connection) -> list[Answer]:
+        """Serve every request of a batch inside *tx*: each kind's requests in one call.
+
+        Within a kind, devices are served in the order of their ids, so that two
+        gateways touching the same devices take their rows in the same order.
+        """
+        answers: list[Answer] = []
         by_kind: dict[str, list[tuple[Work, protocol.Envelope]]] = {}
         for work, item in decoded:
             if isinstance(item, ProtocolError):
-                answer = self._reject(work, item, tx)
-                if answer is not None:
-                    answers.append((work, answer))
+                answers.append(self._reject(work, item, tx))
             else:
                 by_kind.setdefault(item.kind, []).append((work, item))
         for kind, items in by_kind.items():
+            items.sort(key=lambda pair: pair[0].device_id)
             requests = [
                 Request(work.device_id, kind, envelope.body, work.received_at)
                 for work, envelope in items
@@ -429,14 +492,12 @@ class Gateway:
             if len(outcomes) != len(requests):
                 raise _Unexpected(kind, RuntimeError("a batch handler lost track of a request"))
             for (work, envelope), outcome in zip(items, outcomes, strict=True):
-                answer = self._outcome(work, envelope, outcome, tx)
-                if answer is not None:
-                    answers.append((work, answer))
+                answers.append(self._outcome(work, envelope, outcome, tx))
         return answers
 
     def _outcome(
         self, work: Work, envelope: protocol.Envelope, outcome: Body | ProtocolError, tx: Connection
-    ) -> bytes | None:
+    ) -> Answer:
         if isinstance(outcome, ProtocolError):
             return self._reject(work, outcome, tx, correlation=envelope.correlation)
         try:
@@ -445,8 +506,7 @@ class Gateway:
             )
         except ProtocolError as exc:
             raise _Unexpected(envelope.kind, exc) from exc
-        self.metrics.count("sevenfold_gateway_answers_total", "ok")
-        return answer
+        return work, answer, "ok"
 
     def _reject(
         self,
@@ -455,7 +515,7 @@ class Gateway:
         tx: Connection,
         *,
         correlation: bytes | None = None,
-    ) -> bytes | None:
+    ) -> Answer:
         if self._record_rejection(work.device_id, error, work.received_at, tx):
             self._log_rejection(work.device_id, error)
         return self._error(work, None, error, correlation=correlation)
@@ -467,8 +527,7 @@ class Gateway:
         error: ProtocolError,
         *,
         correlation: bytes | None = None,
-    ) -> bytes | None:
-        self.metrics.count("sevenfold_gateway_answers_total", error.code)
+    ) -> Answer:
         if correlation is None:
             correlation = (
                 item.correlation
@@ -476,9 +535,8 @@ class Gateway:
                 else protocol.correlation_of(work.payload)
             )
         if correlation is None:
-            self.metrics.count("sevenfold_gateway_dropped_total", "no-correlation")
-            return None
-        return protocol.encode("error", correlation, protocol.error_body(error))
+            return work, None, error.code
+        return work, protocol.encode("error", correlation, protocol.error_body(error)), error.code
 
     def _log_rejection(self, device_id: str, error: ProtocolError) -> None:
         admitted, suppressed = self._log_budget.admit(device_id, time.monotonic())

@@ -52,6 +52,12 @@ class FairQueue:
     def __len__(self) -> int:
         return self._count
 
+    def oldest_wait(self, now: float) -> float:
+        """Seconds the longest-waiting request has waited (0 when none waits)."""
+        with self._ready:
+            heads = [line[0].received_mono for line in self._lines.values() if line]
+        return max(now - min(heads), 0.0) if heads else 0.0
+
     def put(self, work: Work) -> Refusal | None:
         """Queue *work*; None when queued, else why it was refused."""
         with self._ready:

@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
@@ -33,14 +34,18 @@ from device_runtime.core.errors import ConfigError, SevenfoldError
 from device_runtime.ports.cpython.atomic_file import write_atomic
 from fleet_platform.gateway import Gateway
 from fleet_platform.gateway_limits import GatewayLimits
+from fleet_platform.health import Health
 from fleet_platform.pki import IssuedCredential
 from fleet_platform.process_supervisor import ChildProcess, die_with_parent
 from fleet_platform.storage import open_database
 
 log = logging.getLogger(__name__)
 
-UNHEALTHY_EXIT_S = 60.0
+UNHEALTHY_EXIT_S = 30.0
 """How long a child's gateway may stay unhealthy before the child exits to be restarted."""
+
+REPORT_STALE_S = 5.0
+"""A health report older than this means the child is not running its loop any more."""
 
 _TAIL_LINES = 20
 
@@ -61,6 +66,8 @@ class GatewaySpec:
     prefix: str
     heartbeat_interval: int
     limits: dict[str, object]
+    health_path: str
+    """Where the child writes its gateway's health every second, for the server to report."""
 
     def write(self, path: Path) -> None:
         write_atomic(path, json.dumps(asdict(self), sort_keys=True).encode(), mode=0o600)
@@ -78,11 +85,12 @@ class GatewaySpec:
 class GatewayProcess(ChildProcess):
     """One child gateway process, in the shape :class:`ProcessSupervisor` watches."""
 
-    def __init__(self, *, index: int, spec_path: Path, log_path: Path) -> None:
+    def __init__(self, *, index: int, spec_path: Path, log_path: Path, health_path: Path) -> None:
         super().__init__()
         self.index = index
         self.spec_path = spec_path
         self.log_path = log_path
+        self.health_path = health_path
 
     @property
     def name(self) -> str:
@@ -147,6 +155,7 @@ def serve(spec: GatewaySpec, stop: threading.Event) -> int:
     try:
         while not stop.wait(1.0):
             health = gateway.health()
+            _report(Path(spec.health_path), health)
             unhealthy_for = 0.0 if health.ok else unhealthy_for + 1.0
             if unhealthy_for >= UNHEALTHY_EXIT_S:
                 log.error("gateway unhealthy for %.0fs (%s); exiting", unhealthy_for, health.detail)
@@ -155,6 +164,23 @@ def serve(spec: GatewaySpec, stop: threading.Event) -> int:
     finally:
         gateway.stop()
         database.dispose()
+
+
+def _report(path: Path, health: Health) -> None:
+    document = {"ok": health.ok, "detail": health.detail, "at": time.time()}
+    write_atomic(path, json.dumps(document).encode(), mode=0o600)
+
+
+def read_report(path: Path, now: float) -> Health:
+    """What a child last said of its gateway; stale or missing is unhealthy."""
+    try:
+        document = json.loads(path.read_text())
+        ok, detail, at = bool(document["ok"]), str(document["detail"]), float(document["at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return Health(False, "has not reported its gateway's health")
+    if now - at > REPORT_STALE_S:
+        return Health(False, f"last reported {now - at:.0f} s ago")
+    return Health(ok, detail)
 
 
 def main() -> None:

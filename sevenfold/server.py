@@ -21,6 +21,7 @@ import os
 import threading
 import time
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 
 import uvicorn
@@ -52,7 +53,7 @@ from fleet_platform.storage import Database, open_database
 from fleet_platform.storage.fleet_secrets import SHARE_GROUP, fleet_secret
 from passive_monitor.receiver.store import AssetRegistry
 from sevenfold import health_api
-from sevenfold.gateway_process import GatewayProcess, GatewaySpec
+from sevenfold.gateway_process import GatewayProcess, GatewaySpec, read_report
 from sevenfold.health_api import HealthCheck
 from update_service.repository_files import RepositoryFiles
 
@@ -66,6 +67,8 @@ MIGRATIONS = (
 """Every service's migrations (and the platform's), in the one history they form."""
 
 _HTTP_START_TIMEOUT_S = 15.0
+HOUSEKEEPING_S = 600.0
+"""How often the server prunes what it keeps without bound otherwise (the audit trail)."""
 
 
 class FleetServer:
@@ -84,9 +87,12 @@ class FleetServer:
         self.http_url = ""
         self._http: uvicorn.Server | None = None
         self._http_thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._housekeeping: threading.Thread | None = None
 
     def start(self) -> None:
         config = self.config
+        self._stopping.clear()
         secure_state_directory(config.state_dir)
         token = api_tokens.load_or_create(config.state_dir, name=api_tokens.OPERATOR)
         sensor_token = api_tokens.load_or_create(config.state_dir, name=api_tokens.SENSOR)
@@ -151,6 +157,10 @@ class FleetServer:
             )
             self.app = app
             self._start_http(app)
+            self._housekeeping = threading.Thread(
+                target=self._keep_house, name="housekeeping", daemon=True
+            )
+            self._housekeeping.start()
         except BaseException:
             self.stop()
             raise
@@ -164,6 +174,20 @@ class FleetServer:
         ).write(config.state_dir)
         log.info("fleet server ready at %s", self.http_url)
 
+    def _keep_house(self) -> None:
+        """Prune the audit trail now and every HOUSEKEEPING_S; a failure waits for the next."""
+        while True:
+            registry = self.registry
+            if registry is not None:
+                try:
+                    pruned = registry.prune_events(datetime.now(UTC))
+                    if pruned:
+                        log.info("pruned %d old events from the audit trail", pruned)
+                except StorageError as exc:
+                    log.warning("pruning the audit trail failed: %s", exc.reason)
+            if self._stopping.wait(HOUSEKEEPING_S):
+                return
+
     def _health_checks(self) -> dict[str, HealthCheck]:
         checks: dict[str, HealthCheck] = {"database": self._database_health}
         if self.gateway is not None:
@@ -171,7 +195,7 @@ class FleetServer:
         if self.supervisor is not None:
             checks["broker"] = self._broker_health
         for child in self.gateway_children:
-            checks[child.child.name] = _supervised_health(child)
+            checks[child.child.name] = _child_gateway_health(child)
         return checks
 
     def _start_gateway_children(self, host: str, port: int, ca_path: Path, group: str) -> None:
@@ -199,9 +223,13 @@ class FleetServer:
                 prefix=config.prefix,
                 heartbeat_interval=config.heartbeat_interval,
                 limits=asdict(config.gateway_limits),
+                health_path=str(directory / f"{index}.health"),
             ).write(spec_path)
             child = GatewayProcess(
-                index=index, spec_path=spec_path, log_path=directory / f"{index}.log"
+                index=index,
+                spec_path=spec_path,
+                log_path=directory / f"{index}.log",
+                health_path=directory / f"{index}.health",
             ).start()
             self.gateway_children.append(ProcessSupervisor(child).start())
 
@@ -262,6 +290,10 @@ class FleetServer:
         self._http_thread = thread
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._housekeeping is not None:
+            self._housekeeping.join(timeout=30)
+            self._housekeeping = None
         if self._http is not None and self._http_thread is not None:
             self._http.should_exit = True
             self._http_thread.join(timeout=10)
@@ -302,6 +334,21 @@ def _supervised_health(supervisor: ProcessSupervisor) -> HealthCheck:
     def check() -> Health:
         health = supervisor.health()
         return Health(health.ok, health.detail)
+
+    return check
+
+
+def _child_gateway_health(supervisor: ProcessSupervisor) -> HealthCheck:
+    """A child gateway is healthy when it runs and its own gateway says it is healthy."""
+    process = _supervised_health(supervisor)
+
+    def check() -> Health:
+        running = process()
+        if not running.ok:
+            return running
+        child = supervisor.child
+        assert isinstance(child, GatewayProcess)
+        return read_report(child.health_path, time.time())
 
     return check
 

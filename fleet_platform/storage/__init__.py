@@ -7,9 +7,9 @@ migrations, which the server composition hands to :func:`open_database`.
 
 from pathlib import Path
 
-from fleet_platform.storage.engine import Database, open_database
+from fleet_platform.storage.engine import Database, StorageConflict, open_database
 
 MIGRATIONS = Path(__file__).resolve().parent / "versions"
 """Alembic versions of the platform's own tables (the fleet's shared secrets)."""
 
-__all__ = ["MIGRATIONS", "Database", "open_database"]
+__all__ = ["MIGRATIONS", "Database", "StorageConflict", "open_database"]

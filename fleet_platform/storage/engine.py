@@ -23,13 +23,34 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
-from device_runtime.core.errors import StorageError
+from device_runtime.core.errors import ConfigError, StorageError
 from fleet_platform.storage import schema
 
 log = logging.getLogger(__name__)
 
-BUSY_TIMEOUT_MS = 30_000
-"""How long a SQLite writer waits for another thread's write lock before failing."""
+BUSY_TIMEOUT_MS = 5_000
+"""How long a SQLite writer waits for another writer's lock before failing: long enough
+for any one batch, short enough that a stuck database is an answer, not a hung worker."""
+
+SQLITE_MINIMUM = (3, 35)
+"""RETURNING arrived in SQLite 3.35 and UPDATE ... FROM in 3.33; Debian 12 ships 3.40."""
+
+POSTGRESQL_STATEMENT_TIMEOUT_MS = 5_000
+"""The most one statement (or a wait for a lock) may take on PostgreSQL: a table locked by
+someone else, or a server that stopped answering, fails the request instead of hanging the
+worker. Migrations lift it for their own transaction."""
+
+_KEEPALIVE = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+"""TCP keepalives: a PostgreSQL connection whose peer vanished is noticed in about 25 s,
+not the operating system's two hours."""
+
+_CONFLICTS = {"40P01": "deadlock", "40001": "serialization failure"}
+"""SQLSTATEs after which the same transaction, tried again, succeeds."""
 
 POSTGRESQL_CONNECT_TIMEOUT_S = 5
 """How long opening a PostgreSQL connection may take before it counts as unreachable."""
@@ -50,6 +71,13 @@ SHARED_BITS = 0o077
 
 SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 """Files SQLite keeps beside the database, named by suffix; they hold its data too."""
+
+
+class StorageConflict(StorageError):
+    """The transaction lost a race with another (a deadlock, a serialization failure):
+    nothing was written, and the same transaction tried again will succeed."""
+
+    code = "storage-conflict"
 
 
 class Database:
@@ -87,6 +115,9 @@ class Database:
             with self._engine.begin() as connection:
                 yield connection
         except SQLAlchemyError as exc:
+            sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+            if sqlstate in _CONFLICTS:
+                raise StorageConflict(f"{operation} lost a race ({_CONFLICTS[sqlstate]})") from exc
             raise StorageError(f"{operation} failed: {type(exc).__name__}") from exc
 
     def reachable(self) -> bool:
@@ -162,6 +193,11 @@ def open_database(url: str, *, migrations: Sequence[Path]) -> Database:
 
 
 def _sqlite_engine(url: URL) -> Engine:
+    if sqlite3.sqlite_version_info < SQLITE_MINIMUM:
+        raise ConfigError(
+            f"SQLite {sqlite3.sqlite_version} is too old: the registry's statements need"
+            f" {'.'.join(map(str, SQLITE_MINIMUM))} or newer (UPDATE ... FROM, RETURNING)"
+        )
     in_memory = url.database in (None, "", ":memory:")
     # A URI filename (uri=true) may name options rather than a plain file; it is the caller's.
     if not in_memory and not url.query.get("uri"):
@@ -242,7 +278,7 @@ def _postgresql_engine(url: URL) -> Engine:
         url,
         pool_pre_ping=True,
         # A server that is gone must fail a request within seconds, not hang a worker.
-        connect_args={"connect_timeout": POSTGRESQL_CONNECT_TIMEOUT_S},
+        connect_args={"connect_timeout": POSTGRESQL_CONNECT_TIMEOUT_S, **_KEEPALIVE},
     )
     event.listen(engine, "connect", _configure_postgresql_connection)
     return engine
@@ -254,5 +290,7 @@ def _configure_postgresql_connection(
     # A server configured with synchronous_commit=off could lose acknowledged writes.
     cursor = dbapi_connection.cursor()
     cursor.execute("SET synchronous_commit TO on")
+    cursor.execute(f"SET statement_timeout = {POSTGRESQL_STATEMENT_TIMEOUT_MS}")
+    cursor.execute(f"SET lock_timeout = {POSTGRESQL_STATEMENT_TIMEOUT_MS}")
     cursor.close()
     dbapi_connection.commit()

@@ -58,6 +58,9 @@ def upgrade(engine: Engine, *, locations: Locations, revision: str = "head") -> 
     config = _config(locations)
     with engine.execution_options(**{EXCLUSIVE: True}).begin() as connection:
         if engine.dialect.name == "postgresql":
+            # A migration may rewrite a large table: the per-statement limit is for requests.
+            connection.execute(text("SET LOCAL statement_timeout = 0"))
+            connection.execute(text("SET LOCAL lock_timeout = 0"))
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)

@@ -523,3 +523,66 @@ def test_a_batch_larger_than_one_statement_is_recorded_whole(
     with database.transaction("batch") as tx:
         assert registry.heartbeats(reports, tx=tx) == [None] * len(ids)
     assert {record.last_seq for record in registry.list_devices()} == {5}
+
+
+def test_a_clone_cannot_spend_its_budget_to_hide_a_boot_regression(database: Database) -> None:
+    """Defect: ~30 garbage messages used up the device's event budget, and the boot count
+    going backwards was then never recorded."""
+    registry = DeviceRegistry(database=database, budget=EventBudget(per_window=3, window_s=60))
+    _enroll(registry, "dev-1")
+    for second in range(10):
+        registry.record_event(
+            device_id="dev-1", kind="rejected", code="bad-cbor", reason="garbage",
+            now=NOW + timedelta(seconds=second),
+        )  # fmt: skip
+    for repeat in range(5):
+        with pytest.raises(Replayed, match="backwards"):
+            _beat(registry, "dev-1", 1, boot=2, at=NOW + timedelta(seconds=20 + repeat))
+    with pytest.raises(Replayed, match="backwards"):
+        _beat(registry, "dev-1", 1, boot=3, at=NOW + timedelta(seconds=30))
+    security = [e for e in registry.events(limit=100) if e.kind == SECURITY]
+    assert len(security) == 2, "each new regression is recorded once, its repeats are not"
+    assert {e.reason.split(":")[1].split("(")[0].strip() for e in security} == {
+        "2 after 7",
+        "3 after 7",
+    }
+
+
+def _verify(database: Database, device_id: str) -> None:
+    """Stand-in for attestation, which is what will set this: mark the device proven."""
+    with database.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE devices SET rot_verified = 'tpm' WHERE device_id = :d"), {"d": device_id}
+        )
+
+
+def test_verification_lasts_only_as_long_as_what_was_verified(
+    registry: DeviceRegistry, database: Database
+) -> None:
+    _enroll(registry, "dev-1")
+    _verify(database, "dev-1")
+    same = _enroll(registry, "dev-1", now=NOW + timedelta(seconds=1))
+    assert same.record.rot_verified == "tpm", "the same boot and claim keep it"
+    changed = _enroll(registry, "dev-1", swversion="6.6.6", now=NOW + timedelta(seconds=2))
+    assert changed.record.rot_verified is None, "a changed claim is no longer what was verified"
+    _verify(database, "dev-1")
+    rebooted = _enroll(registry, "dev-1", boot_count=8, now=NOW + timedelta(seconds=3))
+    assert rebooted.record.rot_verified is None, "a new boot must be attested again"
+
+
+def test_the_audit_trail_is_pruned_by_age_and_by_size(registry: DeviceRegistry) -> None:
+    """Rationing bounds the rate; retention bounds what piles up over months."""
+    for days_ago in (400, 100, 40, 10, 1):
+        at = NOW - timedelta(days=days_ago)
+        registry.record_event(device_id="d", kind="rejected", code="c", reason="r", now=at)
+        registry.record_event(device_id="d", kind=SECURITY, code=BOOT_REGRESSED, reason="r", now=at)
+    assert registry.prune_events(NOW) == 4, "three old rejections, one year-old security event"
+    kept = registry.events(limit=100)
+    assert sorted((e.kind, (NOW - e.at).days) for e in kept) == [
+        ("rejected", 1), ("rejected", 10),
+        ("security", 1), ("security", 10), ("security", 40), ("security", 100),
+    ]  # fmt: skip
+    assert registry.prune_events(NOW, max_rows=5) == 1
+    assert [e.kind for e in registry.events(limit=100)].count("rejected") == 1
+    assert registry.prune_events(NOW, max_rows=1) == 1, "security events outlast the cap"
+    assert {e.kind for e in registry.events(limit=100)} == {SECURITY}

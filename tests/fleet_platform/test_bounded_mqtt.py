@@ -54,14 +54,20 @@ def unlimited_broker(tmp_path: Path) -> Iterator[int]:
     process.wait(timeout=5)
 
 
-def test_an_oversized_packet_ends_the_connection_not_the_memory(unlimited_broker: int) -> None:
+def test_an_oversized_packet_costs_neither_memory_nor_the_connection(
+    unlimited_broker: int,
+) -> None:
+    """Defect fixed twice: first paho buffered 100 MB; then the guard dropped the connection,
+    which let any device that could publish an oversized packet cut the server off."""
     received: queue.Queue[bytes] = queue.Queue()
+    oversized: list[tuple[bytes | None, int]] = []
     connections = threading.Semaphore(0)
     client = BoundedClient(
         CallbackAPIVersion.VERSION2,
         client_id="server",
         max_incoming=LIMIT,
         on_request=lambda topic, payload: received.put(payload),
+        on_oversized=lambda topic, length: oversized.append((topic, length)),
     )
     client.on_connect = lambda c, u, f, r, p: (c.subscribe("t/#", qos=1), connections.release())
     client.reconnect_delay_set(min_delay=1, max_delay=1)
@@ -70,20 +76,20 @@ def test_an_oversized_packet_ends_the_connection_not_the_memory(unlimited_broker
     try:
         assert connections.acquire(timeout=5)
         tracemalloc.start()
-        _publish(unlimited_broker, 32 << 20)
-        assert connections.acquire(timeout=10), "the client reconnects after refusing"
+        _publish(unlimited_broker, 32 << 20, then=4)
+        assert received.get(timeout=20) == b"x" * 4, "what follows it is still read"
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         assert peak < 4 << 20, f"peak {peak} bytes: the oversized body was buffered"
         assert client.refused_packets == 1
-        _publish(unlimited_broker, 4)
-        assert received.get(timeout=5) == b"x" * 4
+        assert oversized == [(b"t/up", (32 << 20) + len("t/up") + 4)]
+        assert not connections.acquire(timeout=0.5), "the connection was never dropped"
         assert received.empty()
     finally:
         client.loop_stop()
 
 
-def _publish(port: int, size: int) -> None:
+def _publish(port: int, size: int, *, then: int) -> None:
     """Publish from another process, so its own copy of the payload is not measured here."""
     script = (
         "import sys, paho.mqtt.client as m\n"
@@ -91,6 +97,7 @@ def _publish(port: int, size: int) -> None:
         "c = m.Client(V.VERSION2, client_id='device')\n"
         f"c.connect('127.0.0.1', {port}); c.loop_start()\n"
         f"c.publish('t/up', b'x' * {size}, qos=1).wait_for_publish(20)\n"
+        f"c.publish('t/up', b'x' * {then}, qos=1).wait_for_publish(20)\n"
         "c.loop_stop()\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)

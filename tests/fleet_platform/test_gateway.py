@@ -7,6 +7,7 @@ server keeps answering everyone else.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 import uuid
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from attestation_server.enrollment import EnrollmentService
 from attestation_server.registry import DeviceRegistry
@@ -436,3 +439,75 @@ def test_health_reports_a_dead_worker(gateway: Gateway, device: Device) -> None:
         time.sleep(0.02)
     health = gateway.health()
     assert not health.ok and "worker threads not running" in health.detail
+
+
+def test_a_lost_race_with_another_gateway_is_retried_whole(
+    gateway: Gateway, device: Device
+) -> None:
+    """A deadlock or serialization failure writes nothing: the batch is simply tried again."""
+    a = _enrolled(device, "dev-a")
+    calls: list[int] = []
+
+    def losing_once(request: Request, tx: Any) -> dict[str, Any]:
+        calls.append(1)
+        if len(calls) == 1:
+            conflict = type("Conflict", (Exception,), {"sqlstate": "40P01"})()
+            raise OperationalError("UPDATE devices ...", None, conflict)
+        return {"seq": request.body["seq"], "server_time": 0}
+
+    gateway.handle("heartbeat", losing_once)
+    answer = ask(a, "dev-a", _beat(1))
+    assert answer is not None and answer.kind == "heartbeat-ack"
+    assert len(calls) == 2
+    assert gateway.metrics.value("sevenfold_gateway_batch_retries_total", "conflict") == 1
+    assert gateway.metrics.value("sevenfold_gateway_answers_total", "ok") == 2, "counted once"
+
+
+def test_storage_that_neither_answers_nor_fails_is_unhealthy_then_unavailable(
+    gateway: Gateway, device: Device, database: Database, database_url: str
+) -> None:
+    """A table locked by someone else: the request fails in seconds instead of hanging the
+    worker, and liveness says the gateway is stuck while it lasts."""
+    a = _enrolled(device, "dev-a")
+    release = threading.Event()
+    locked = threading.Event()
+
+    def hold_the_lock() -> None:
+        if database.dialect == "sqlite":
+            path = database_url.removeprefix("sqlite:///")
+            holder = sqlite3.connect(path, isolation_level=None)
+            holder.execute("BEGIN EXCLUSIVE")
+            locked.set()
+            release.wait(30)
+            holder.execute("ROLLBACK")
+            holder.close()
+        else:
+            with database.engine.connect() as holder:
+                holder.execute(text("SET lock_timeout = 0"))
+                holder.execute(text("LOCK TABLE devices IN ACCESS EXCLUSIVE MODE"))
+                locked.set()
+                release.wait(30)
+                holder.rollback()
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        started = time.monotonic()
+        a.publish(protocol.topic_up("sevenfold", "dev-a"), _beat(1))
+        unhealthy_seen = False
+        received = None
+        while received is None and time.monotonic() - started < 40:
+            unhealthy_seen = unhealthy_seen or not gateway.health().ok
+            received = a.receive(timeout=0.2)
+        assert received is not None, "the request was answered, not left hanging"
+        answer = protocol.decode(received[1])
+        assert answer.kind == "error" and answer.body["code"] == "unavailable"
+        assert unhealthy_seen, "liveness reported the stuck gateway"
+    finally:
+        release.set()
+        holder.join(timeout=30)
+    deadline = time.monotonic() + 10
+    while not gateway.health().ok and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gateway.health().ok

@@ -227,7 +227,10 @@ def test_gateway_processes_share_the_load_and_a_killed_one_comes_back(tmp_path: 
         if healthz.status_code == 503:
             assert not healthz.json()["checks"]["gateway process 1"]["ok"]
         _wait_for(lambda: child.health().ok and child.health().restarts == 1, "the restart")
-        assert httpx.get(f"{fleet.http_url}/healthz", timeout=5).status_code == 200
+        _wait_for(
+            lambda: httpx.get(f"{fleet.http_url}/healthz", timeout=5).status_code == 200,
+            "the restarted child to report a healthy gateway",
+        )
 
 
 def _child_connected(fleet: FleetServer) -> bool:

@@ -16,8 +16,9 @@ import pytest
 from sqlalchemy import text
 
 from attestation_server.registry import DeviceRegistry
-from device_runtime.core.errors import StorageError
-from fleet_platform.storage import Database, open_database
+from device_runtime.core.errors import ConfigError, StorageError
+from fleet_platform.storage import Database, StorageConflict, open_database
+from fleet_platform.storage.engine import BUSY_TIMEOUT_MS
 from fleet_platform.storage.schema import head_revision
 from sevenfold.server import MIGRATIONS
 
@@ -49,11 +50,14 @@ def test_durability_settings_are_applied(database: Database) -> None:
                 "journal_mode": "wal",
                 "synchronous": 2,
                 "foreign_keys": 1,
-                "busy_timeout": 30_000,
+                "busy_timeout": BUSY_TIMEOUT_MS,
             }
         else:
             assert database.dialect == "postgresql"
             assert connection.execute(text("SHOW synchronous_commit")).scalar() == "on"
+            # A locked table or a silent server fails a request in seconds, never hangs it.
+            assert connection.execute(text("SHOW statement_timeout")).scalar() == "5s"
+            assert connection.execute(text("SHOW lock_timeout")).scalar() == "5s"
 
 
 def test_a_connection_may_be_used_from_another_thread(database: Database) -> None:
@@ -186,3 +190,49 @@ def test_uri_filenames_are_left_to_sqlite(tmp_path: Path, monkeypatch: pytest.Mo
     with open_database("sqlite:///file:fleet.db?uri=true", migrations=MIGRATIONS) as database:
         database.upgrade()
     assert {path.name for path in tmp_path.iterdir()} == {"fleet.db"}
+
+
+def test_a_deadlock_is_a_conflict_worth_retrying(database: Database) -> None:
+    """Two transactions taking the same rows in opposite orders: one loses, as a conflict."""
+    if database.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time and no deadlocks")
+    registry = DeviceRegistry(database=database)
+    for device_id in ("a", "b"):
+        registry.enroll(
+            device_id, hwmodel="h", swname="s", swversion="v", rot_claimed="software",
+            boot_count=1, heartbeat_interval=60, now=NOW,
+        )  # fmt: skip
+    both_hold_one = threading.Barrier(2)
+    outcomes: list[BaseException | None] = []
+
+    def take(first: str, second: str) -> None:
+        try:
+            with database.transaction("take rows") as tx:
+                lock = "UPDATE devices SET last_seen = last_seen WHERE device_id = :d"
+                tx.execute(text(lock), {"d": first})
+                both_hold_one.wait(10)
+                tx.execute(text(lock), {"d": second})
+            outcomes.append(None)
+        except StorageError as exc:
+            outcomes.append(exc)
+
+    threads = [
+        threading.Thread(target=take, args=("a", "b")),
+        threading.Thread(target=take, args=("b", "a")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    failures = [outcome for outcome in outcomes if outcome is not None]
+    assert len(outcomes) == 2 and len(failures) == 1
+    assert isinstance(failures[0], StorageConflict) and "deadlock" in failures[0].reason
+
+
+def test_an_old_sqlite_is_refused_with_the_version_it_needs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
+    with pytest.raises(ConfigError, match=r"3\.31\.1 is too old.*3\.35"):
+        open_database(f"sqlite:///{tmp_path / 'old.db'}", migrations=MIGRATIONS)
