@@ -89,6 +89,19 @@ def check_port(port: int) -> int:
     return port
 
 
+def is_fleet_server_name(identity: str) -> bool:
+    """True for the names fleet servers hold: ``sevenfold-server`` and ``sevenfold-server.<n>``.
+
+    These are the CNs :mod:`fleet_platform.server_replicas` hands out and the
+    managed broker's ACL grants every device's topics, so a certificate for one
+    of them must come only from a key this installation generated. Compared
+    without case, so that no look-alike can appear in logs either.
+    """
+    folded = identity.lower()
+    reserved = protocol.SERVER_IDENTITY
+    return folded == reserved or folded.startswith(reserved + ".")
+
+
 def check_server_identity(identity: str) -> str:
     """Reject a server CN that a device could also hold: it would get every device's topics.
 
