@@ -19,7 +19,9 @@ with it. A :class:`ChildLog` keeps it bounded, in one place for every child:
   process, where a stalled server would stall the broker's writes;
 * reading back (why did it die?) seeks to the last :data:`TAIL_BYTES` and never
   reads the whole file into memory, however large it grew before this limit
-  existed.
+  existed; when the file was rotated while the process ran, the lines it
+  wrote before that are read from the end of ``.1``, so a child that dies
+  just after a rotation still says why.
 
 On disk a log therefore takes at most about twice the limit, plus what the
 child writes in one check interval.
@@ -75,9 +77,11 @@ class ChildLog:
         self.path = Path(path)
         self.limit = limit
         self._check_interval = check_interval
-        # Held while the file is rotated or the launch offset read or moved.
+        # Held while the file is rotated or the launch offsets read or moved.
         self._lock = threading.Lock()
         self._launch_offset = 0
+        # Where the latest process's output starts in .1, once a rotation moved it there.
+        self._previous_offset: int | None = None
         self._watching = threading.Lock()
         self._closed = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -102,6 +106,7 @@ class ChildLog:
                 os.replace(self.path, self.previous_path)
             output = _open_private(self.path)
             self._launch_offset = os.fstat(output.fileno()).st_size
+            self._previous_offset = None
         self._watch()
         return output
 
@@ -116,21 +121,22 @@ class ChildLog:
                 return False
             self._copy_to_previous()
             os.truncate(self.path, 0)
-            self._launch_offset = 0
+            self._previous_offset, self._launch_offset = self._launch_offset, 0
             return True
 
     def tail(self, lines: int = TAIL_LINES) -> str:
         """The last *lines* lines of the current file, whichever process wrote them."""
-        return self._read_tail(0, lines)
+        return "\n".join(_read_tail(self.path, 0, _check_lines(lines)))
 
     def since_launch(self, lines: int = TAIL_LINES) -> str:
-        """The last *lines* lines the latest process wrote: why it failed or died.
-
-        After a rotation while it ran, only what it wrote since the rotation.
-        """
+        """The last *lines* lines the latest process wrote: why it failed or died."""
+        _check_lines(lines)
         with self._lock:
-            offset = self._launch_offset
-        return self._read_tail(offset, lines)
+            found = _read_tail(self.path, self._launch_offset, lines)
+            if len(found) < lines and self._previous_offset is not None:
+                earlier = _read_tail(self.previous_path, self._previous_offset, lines - len(found))
+                found = earlier + found
+        return "\n".join(found)
 
     def close(self) -> None:
         """Stop the watcher (idempotent); a later :meth:`open_for_launch` starts it again."""
@@ -173,27 +179,33 @@ class ChildLog:
             temporary.unlink(missing_ok=True)
             raise
 
-    def _read_tail(self, offset: int, lines: int) -> str:
-        if isinstance(lines, bool) or not isinstance(lines, int) or lines < 1:
-            raise ConfigError(f"lines must be a positive number, got {lines!r}")
-        try:
-            with self.path.open("rb") as source:
-                size = os.fstat(source.fileno()).st_size
-                if offset > size:  # truncated since: what is there is all newer
-                    offset = 0
-                start = max(offset, size - TAIL_BYTES)
-                # One byte more, to tell whether the window starts inside a line.
-                before = 1 if start > offset else 0
-                source.seek(start - before)
-                data = source.read(size - start + before)
-        except OSError:
-            return ""
-        if before and data[:1] != b"\n":
-            cut = data.find(b"\n")
-            data = b"" if cut < 0 else data[cut + 1 :]
-        else:
-            data = data[before:]
-        return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+
+def _check_lines(lines: int) -> int:
+    if isinstance(lines, bool) or not isinstance(lines, int) or lines < 1:
+        raise ConfigError(f"lines must be a positive number, got {lines!r}")
+    return lines
+
+
+def _read_tail(path: Path, offset: int, lines: int) -> list[str]:
+    """The last *lines* lines of *path* from *offset* on, reading at most TAIL_BYTES of it."""
+    try:
+        with path.open("rb") as source:
+            size = os.fstat(source.fileno()).st_size
+            if offset > size:  # truncated since: what is there is all newer
+                offset = 0
+            start = max(offset, size - TAIL_BYTES)
+            # One byte more, to tell whether the window starts inside a line.
+            before = 1 if start > offset else 0
+            source.seek(start - before)
+            data = source.read(size - start + before)
+    except OSError:
+        return []
+    if before and data[:1] != b"\n":
+        cut = data.find(b"\n")
+        data = b"" if cut < 0 else data[cut + 1 :]
+    else:
+        data = data[before:]
+    return data.decode(errors="replace").splitlines()[-lines:]
 
 
 def _size(path: Path) -> int:

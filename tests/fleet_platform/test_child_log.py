@@ -113,10 +113,27 @@ def test_a_running_child_is_kept_under_the_limit(tmp_path: Path) -> None:
         current = log.path.read_bytes()
         previous = log.previous_path.read_bytes()
         assert b"\0" not in current and b"\0" not in previous, "a hole: writes past the old end"
-        assert current.endswith(b"last line\n")
+        # The last rotation may have come after the last line: then it is in .1.
+        assert (previous + current).endswith(b"last line\n")
         assert log.since_launch().endswith("last line")
         assert previous.startswith(b"line ") and len(previous) < written / 2
         assert mode_of(log.previous_path) == 0o600
+    finally:
+        log.close()
+
+
+def test_a_child_that_dies_just_after_a_rotation_still_says_why(tmp_path: Path) -> None:
+    log = ChildLog(tmp_path / "child.log", limit=2000, check_interval=3600)
+    try:
+        run_child(log, "print('an earlier run')")
+        run_child(log, "print('chatter\\n' * 300, end=''); print('the reason it died')")
+        assert log.bound() is True  # as the watcher would, right after the child's last words
+        assert log.path.read_bytes() == b""
+        assert log.since_launch(2) == "chatter\nthe reason it died"
+        # Only this launch's lines, even when more are asked for than it wrote.
+        assert "an earlier run" not in log.since_launch(1000)
+        assert log.since_launch(1000).count("chatter") == 300
+        assert log.tail() == ""
     finally:
         log.close()
 
