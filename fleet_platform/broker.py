@@ -6,10 +6,19 @@ is only reported done once an authenticated MQTT session has been accepted, so
 callers never race a broker that is still loading its certificates. The files
 written at start stay in place, so the process can be launched again on the same
 port (:meth:`MosquittoBroker.relaunch`, used by the supervisor) after it died.
+
+It listens on loopback unless told an address (devices on other hosts need one,
+or ``0.0.0.0`` / ``::`` for every interface), and its certificate names every
+host name or address devices use to reach it, since they verify the broker
+against the name they dialled. The certificate is issued afresh at every
+:meth:`MosquittoBroker.start`, so a changed list of names takes effect at the
+next start on the same state directory. Its output goes to a bounded log
+(:class:`fleet_platform.child_log.ChildLog`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import pwd
 import shutil
@@ -19,34 +28,42 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
 
 from device_runtime.core.errors import CryptoError
 from device_runtime.ports.cpython.atomic_file import write_atomic
 from fleet_platform.broker_config import (
     DEFAULT_BROKER_PORT,
-    LISTEN_HOST,
+    DEFAULT_LISTEN_ADDRESS,
+    LOOPBACK_ADDRESS,
     BrokerError,
     BrokerFiles,
     BrokerPortTaken,
     acl_text,
+    check_listen_address,
     check_port,
     check_prefix,
     config_text,
+    local_address,
+)
+from fleet_platform.child_log import (
+    DEFAULT_CHECK_INTERVAL,
+    DEFAULT_LOG_LIMIT,
+    TAIL_LINES,
+    ChildLog,
 )
 from fleet_platform.mqtt_tls import client_context
-from fleet_platform.pki import CertificateAuthority, IssuedCredential
+from fleet_platform.pki import CertificateAuthority, InvalidName, IssuedCredential, check_host_name
 from fleet_platform.process_supervisor import ChildProcess, die_with_parent
 
 __all__ = ["DEFAULT_BROKER_PORT", "BrokerError", "BrokerPortTaken", "MosquittoBroker"]
 
-HOST = LISTEN_HOST
 BROKER_COMMON_NAME = "sevenfold-broker"
 # Not a valid device id (it has a dot), so it can never be mistaken for a device.
 PROBE_COMMON_NAME = "fleet_platform.broker-probe"
+LOCAL_NAMES = (LOOPBACK_ADDRESS, "localhost")
+"""Always in the broker certificate: clients on this machine reach it under these."""
 _LOG_NAME = "mosquitto.log"
 _CONFIG_NAME = "mosquitto.conf"
-_TAIL_LINES = 20
 _PORT_ATTEMPTS = 3
 _PORT_TAKEN = "Address already in use"
 
@@ -69,10 +86,39 @@ def _current_user() -> str:
         return "mosquitto"
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
+def _free_port(listen: str) -> int:
+    """A port free on *listen* now (tests only: another process may take it before mosquitto)."""
+    family = socket.AF_INET6 if ipaddress.ip_address(listen).version == 6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((listen, 0))
         return int(sock.getsockname()[1])
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _certificate_names(listen: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    """What the broker certificate lists: loopback, the address it is probed on, then *names*."""
+    listed: list[str] = []
+    for name in (*LOCAL_NAMES, local_address(listen), *names):
+        if name not in listed:
+            listed.append(name)
+    return tuple(listed)
+
+
+def _check_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    if isinstance(names, str):
+        raise BrokerError(f"broker names must be a sequence of names, not the text {names!r}")
+    checked = []
+    for name in names:
+        try:
+            checked.append(check_host_name(name))
+        except InvalidName as exc:
+            raise BrokerError(
+                f"broker name {name!r} cannot go into its certificate: {exc.reason}"
+            ) from None
+    return tuple(checked)
 
 
 def _connect_packet(client_id: str) -> bytes:
@@ -83,7 +129,12 @@ def _connect_packet(client_id: str) -> bytes:
 
 
 class MosquittoBroker(ChildProcess):
-    """A mosquitto child process listening on loopback with mutual TLS.
+    """A mosquitto child process with mutual TLS, listening on *listen* (loopback by default).
+
+    ``host`` is where clients on this machine reach it (what the probe and the
+    fleet server use: loopback when it listens on every interface);
+    ``advertised_host`` is what devices are told: the first name it was started
+    with, else ``host``. ``names`` is everything its certificate lists.
 
     One process at a time: :meth:`relaunch` replaces a process that has ended,
     and :meth:`stop` is final, so nothing can start the broker again after it.
@@ -94,22 +145,28 @@ class MosquittoBroker(ChildProcess):
         *,
         executable: str,
         directory: Path,
+        listen: str,
+        names: tuple[str, ...],
         port: int,
         prefix: str,
         files: BrokerFiles,
         probe: IssuedCredential,
         ready_timeout: float,
+        log: ChildLog,
     ) -> None:
         super().__init__()
         self.directory = directory
-        self.host = HOST
+        self.listen = listen
+        self.host = local_address(listen)
+        self.advertised_host = names[0] if names else self.host
+        self.names = _certificate_names(listen, names)
         self.port = port
         self.prefix = prefix
         self.ca_path = files.ca_path
         self._executable = executable
         self._probe = probe
         self._ready_timeout = ready_timeout
-        self._log_offset = 0
+        self._log = log
 
     @classmethod
     def start(
@@ -118,10 +175,14 @@ class MosquittoBroker(ChildProcess):
         directory: Path,
         authority: CertificateAuthority,
         port: int | None = None,
+        listen: str = DEFAULT_LISTEN_ADDRESS,
+        names: tuple[str, ...] = (),
         prefix: str = "sevenfold",
         server_identities: tuple[str, ...] = ("sevenfold-server",),
         mosquitto: str | None = None,
         ready_timeout: float = 10.0,
+        log_limit: int = DEFAULT_LOG_LIMIT,
+        log_check_interval: float = DEFAULT_CHECK_INTERVAL,
     ) -> MosquittoBroker:
         """Write certificates, ACL and config into *directory*, launch mosquitto, wait for it.
 
@@ -130,20 +191,28 @@ class MosquittoBroker(ChildProcess):
         process holds it. With no *port* a free one is picked, and picked again
         if another process grabs it before mosquitto binds it: for tests only,
         as devices could not find a broker whose port changes.
+
+        *listen* is an IP address of this machine, or ``0.0.0.0`` / ``::`` for
+        every interface; *names* the DNS names or addresses devices dial, all
+        put into the certificate (with loopback and *listen*), which is issued
+        anew on every start. mosquitto's log is rotated past *log_limit* bytes.
         """
         check_prefix(prefix)
         acl = acl_text(prefix=prefix, server_identities=tuple(server_identities))
         if port is not None:
             check_port(port)
+        listen = check_listen_address(listen)
+        names = _check_names(names)
         executable = locate_mosquitto(mosquitto)
         directory = Path(directory)
         try:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             ca_path = directory / "ca.pem"
             write_atomic(ca_path, authority.cert_path.read_bytes(), mode=0o600)
+            # Issued on every start, never reused: the names may have changed since.
             server = authority.issue_server(
                 common_name=BROKER_COMMON_NAME,
-                hosts=[HOST, "localhost"],
+                hosts=list(_certificate_names(listen, names)),
                 directory=directory,
                 days=825,
             )
@@ -160,18 +229,27 @@ class MosquittoBroker(ChildProcess):
         except OSError as exc:
             raise BrokerError(f"cannot prepare mosquitto's files in {directory}: {exc}") from exc
 
+        log = ChildLog(directory / _LOG_NAME, limit=log_limit, check_interval=log_check_interval)
+
         def run_once() -> MosquittoBroker:
             broker = cls(
                 executable=executable,
                 directory=directory,
-                port=_free_port() if port is None else port,
+                listen=listen,
+                names=names,
+                port=_free_port(listen) if port is None else port,
                 prefix=prefix,
                 files=files,
                 probe=probe,
                 ready_timeout=ready_timeout,
+                log=log,
             )
-            broker._write_config(files)
-            broker._launch(fresh_log=True)
+            try:
+                broker._write_config(files)
+                broker._launch()
+            except BaseException:
+                broker.stop()  # also ends the log's watcher
+                raise
             return broker
 
         for _ in range(0 if port is not None else _PORT_ATTEMPTS - 1):
@@ -187,20 +265,20 @@ class MosquittoBroker(ChildProcess):
 
     @property
     def log_path(self) -> Path:
-        return self.directory / _LOG_NAME
+        return self._log.path
 
     @property
     def name(self) -> str:
         """How the supervisor and the health check refer to this broker."""
-        return f"mosquitto on {self.host}:{self.port}"
+        return f"mosquitto on {_host_port(self.listen, self.port)}"
 
-    def log_tail(self, lines: int = _TAIL_LINES) -> str:
+    def log_tail(self, lines: int = TAIL_LINES) -> str:
         """Last lines of mosquitto's own output, the only place it explains a refusal."""
-        return self._read_log(0, lines)
+        return self._log.tail(lines)
 
-    def launch_output(self, lines: int = _TAIL_LINES) -> str:
+    def launch_output(self, lines: int = TAIL_LINES) -> str:
         """Last lines mosquitto wrote since its latest launch: why that process failed or died."""
-        return self._read_log(self._log_offset, lines)
+        return self._log.since_launch(lines)
 
     def client_context(self, credential: IssuedCredential) -> ssl.SSLContext:
         """TLS context for a client of this broker presenting *credential*."""
@@ -215,7 +293,12 @@ class MosquittoBroker(ChildProcess):
         """
         if self.running:
             raise BrokerError(f"mosquitto is still running on port {self.port} (pid {self.pid})")
-        self._launch(fresh_log=False)
+        self._launch()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """End mosquitto for good, and the watch on its log; idempotent."""
+        super().stop(timeout)
+        self._log.close()
 
     def __enter__(self) -> MosquittoBroker:
         return self
@@ -228,32 +311,26 @@ class MosquittoBroker(ChildProcess):
     ) -> None:
         self.stop()
 
-    def _read_log(self, offset: int, lines: int) -> str:
-        try:
-            with self.log_path.open("rb") as log:
-                log.seek(offset)
-                text = log.read().decode(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
     def _write_config(self, files: BrokerFiles) -> None:
         config = config_text(
-            port=self.port, prefix=self.prefix, files=files, run_as=_current_user()
+            port=self.port,
+            prefix=self.prefix,
+            files=files,
+            run_as=_current_user(),
+            listen=self.listen,
         )
         try:
             write_atomic(self.config_path, config.encode(), mode=0o600)
         except OSError as exc:
             raise BrokerError(f"cannot write {self.config_path}: {exc}") from exc
 
-    def _launch(self, *, fresh_log: bool) -> None:
+    def _launch(self) -> None:
         """Spawn mosquitto and wait until it accepts the probe; on failure leave no process."""
         with self._lock:
             if self._stopped:
                 raise BrokerError(f"the broker on port {self.port} was stopped; not launching it")
             try:
-                with _private_log(self.log_path, fresh=fresh_log) as log:
-                    self._log_offset = log.tell()
+                with self._log.open_for_launch() as log:
                     self._process = subprocess.Popen(
                         [self._executable, "-c", str(self.config_path)],
                         stdin=subprocess.DEVNULL,
@@ -287,7 +364,7 @@ class MosquittoBroker(ChildProcess):
             if code is not None:
                 output = self.launch_output()
                 if _PORT_TAKEN in output:
-                    raise BrokerPortTaken(self.port, output)
+                    raise BrokerPortTaken(self.port, output, listen=self.listen)
                 raise BrokerError(f"mosquitto exited with status {code}:\n{output}")
             try:
                 accepted = self._session_accepted(context)
@@ -301,8 +378,8 @@ class MosquittoBroker(ChildProcess):
                 )
             if time.monotonic() >= deadline:
                 raise BrokerError(
-                    f"mosquitto did not accept a TLS session on port {self.port} within "
-                    f"{timeout:g}s (last error: {last_error}):\n{self.launch_output()}"
+                    f"mosquitto did not accept a TLS session on {_host_port(self.host, self.port)}"
+                    f" within {timeout:g}s (last error: {last_error}):\n{self.launch_output()}"
                 )
             time.sleep(0.05)
 
@@ -325,11 +402,3 @@ class MosquittoBroker(ChildProcess):
                 return f"CONNACK return code {reply[3]}"
             tls.sendall(b"\xe0\x00")
             return None
-
-
-def _private_log(path: Path, *, fresh: bool) -> BinaryIO:
-    """mosquitto's output file, owner-only whatever the umask: it names every client."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if fresh else os.O_APPEND)
-    descriptor = os.open(path, flags, 0o600)
-    os.fchmod(descriptor, 0o600)
-    return os.fdopen(descriptor, "wb" if fresh else "ab")

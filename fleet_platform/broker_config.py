@@ -14,6 +14,7 @@ subscription needs nothing beyond its read grant on the device tree.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +22,17 @@ from pathlib import Path
 from device_runtime.core import protocol
 from device_runtime.core.errors import InvalidField, TransportError
 
-LISTEN_HOST = "127.0.0.1"
-"""The managed broker's only listening address."""
+DEFAULT_LISTEN_ADDRESS = "127.0.0.1"
+"""Where the managed broker listens unless told otherwise: this machine only.
+
+Devices on other hosts need ``sevenfold server --broker-listen`` (an address of
+this machine, or ``0.0.0.0`` / ``::`` for every interface) and the names they
+use in ``--broker-name``.
+"""
+LOOPBACK_ADDRESS = "127.0.0.1"
+"""Where this machine's own clients reach a broker that listens on every interface."""
+EVERY_INTERFACE_V6 = "::"
+"""Every interface, IPv6 and IPv4: mosquitto's own ``::`` would take IPv6 only."""
 
 DEFAULT_BROKER_PORT = 8883
 """Where the managed broker listens unless told otherwise: the IANA port of MQTT over TLS.
@@ -55,9 +65,12 @@ class BrokerPortTaken(BrokerError):
 
     code = "broker-port-taken"
 
-    def __init__(self, port: int, mosquitto_output: str) -> None:
+    def __init__(
+        self, port: int, mosquitto_output: str, *, listen: str = DEFAULT_LISTEN_ADDRESS
+    ) -> None:
+        where = "every interface" if ipaddress.ip_address(listen).is_unspecified else listen
         super().__init__(
-            f"port {port} on {LISTEN_HOST} is already in use by another process, so the managed"
+            f"port {port} on {where} is already in use by another process, so the managed"
             f" broker cannot listen there; stop that process or give the broker another port"
             f" (sevenfold server --broker-port PORT):\n{mosquitto_output}"
         )
@@ -87,6 +100,53 @@ def check_port(port: int) -> int:
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise BrokerError(f"port {port!r} is not a TCP port number")
     return port
+
+
+def check_listen_address(address: str) -> str:
+    """The managed broker's bind address: an IP address, returned in its usual spelling.
+
+    An address rather than a name, because mosquitto would bind whichever
+    address a name resolves to first, which may not be the interface meant.
+    """
+    if not isinstance(address, str):
+        raise BrokerError(f"listen address {address!r} must be given as text")
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        raise BrokerError(
+            f"listen address {address!r} is not an IP address; give 127.0.0.1 (this machine"
+            f" only), 0.0.0.0 (every IPv4 interface), :: (every interface) or an address of one"
+            f" of this machine's interfaces"
+        ) from None
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.scope_id is not None:
+        raise BrokerError(
+            f"listen address {address!r} has a zone index; a link-local address cannot be"
+            f" listened on through a config line, use a global address or ::"
+        )
+    if parsed.is_multicast:
+        raise BrokerError(f"listen address {address!r} is a multicast address, not an interface's")
+    return str(parsed)
+
+
+def local_address(listen: str) -> str:
+    """Where a client on this machine (the start-up probe, the server) reaches the broker.
+
+    Loopback when it listens on every interface; else the one address it listens on.
+    """
+    return LOOPBACK_ADDRESS if ipaddress.ip_address(listen).is_unspecified else listen
+
+
+def is_fleet_server_name(identity: str) -> bool:
+    """True for the names fleet servers hold: ``sevenfold-server`` and ``sevenfold-server.<n>``.
+
+    These are the CNs :mod:`fleet_platform.server_replicas` hands out and the
+    managed broker's ACL grants every device's topics, so a certificate for one
+    of them must come only from a key this installation generated. Compared
+    without case, so that no look-alike can appear in logs either.
+    """
+    folded = identity.lower()
+    reserved = protocol.SERVER_IDENTITY
+    return folded == reserved or folded.startswith(reserved + ".")
 
 
 def check_server_identity(identity: str) -> str:
@@ -161,9 +221,29 @@ MAX_QUEUED_MESSAGES = 100_000
 MAX_QUEUED_BYTES = 64 << 20
 
 
-def config_text(*, port: int, prefix: str, files: BrokerFiles, run_as: str) -> str:
-    """Broker configuration: one loopback listener, client certificates required, no state."""
+def config_text(
+    *,
+    port: int,
+    prefix: str,
+    files: BrokerFiles,
+    run_as: str,
+    listen: str = DEFAULT_LISTEN_ADDRESS,
+) -> str:
+    """Broker configuration: one listener on *listen*, client certificates required, no state.
+
+    The log never has a line per connection (``connection_messages false``):
+    a device reconnecting in a loop must not be able to fill the disk. It keeps
+    errors, warnings, notices and information, which without connection
+    messages is mosquitto's own life (starting, the sockets it opened, config
+    reloads, terminating): a takeover, an ACL denial, an oversized packet or a
+    keep-alive timeout adds nothing (tested). Failed TLS handshakes still log
+    an error each, so the output file is bounded besides
+    (:mod:`fleet_platform.child_log`).
+    """
     check_port(port)
+    listen = check_listen_address(listen)
+    # mosquitto binds "::" as IPv6 only; with no address it binds both families.
+    listener = f"listener {port}" if listen == EVERY_INTERFACE_V6 else f"listener {port} {listen}"
     packet_limit = max_packet_size(prefix)
     for path in (files.ca_path, files.cert_path, files.key_path, files.acl_path):
         if any(ch in str(path) for ch in "\n\r"):
@@ -190,10 +270,10 @@ def config_text(*, port: int, prefix: str, files: BrokerFiles, run_as: str) -> s
             "log_type warning",
             "log_type notice",
             "log_type information",
-            "connection_messages true",
+            "connection_messages false",
             f"acl_file {files.acl_path}",
             "",
-            f"listener {port} {LISTEN_HOST}",
+            listener,
             "protocol mqtt",
             f"cafile {files.ca_path}",
             f"certfile {files.cert_path}",

@@ -10,7 +10,7 @@ from pathlib import Path
 from device_runtime.core import protocol
 from device_runtime.core.errors import ConfigError, SevenfoldError
 from device_runtime.ports.cpython.atomic_file import write_atomic
-from fleet_platform.broker_config import DEFAULT_BROKER_PORT
+from fleet_platform.broker_config import DEFAULT_BROKER_PORT, DEFAULT_LISTEN_ADDRESS
 from fleet_platform.gateway_limits import GatewayLimits
 
 SERVICES = ("attestation", "updates", "monitor")
@@ -57,6 +57,12 @@ class ServerConfig:
     services: tuple[str, ...] = SERVICES
     broker_port: int = DEFAULT_BROKER_PORT
     """Port of the managed broker (0: any free port, for tests); ignored with an external one."""
+    broker_listen: str = DEFAULT_LISTEN_ADDRESS
+    """Address the managed broker listens on: loopback, one of this machine's, or every
+    interface (``0.0.0.0``, ``::``); ignored with an external broker."""
+    broker_names: tuple[str, ...] = ()
+    """DNS names or addresses devices use to reach the managed broker, put into its
+    certificate; the first is what ``server.json`` tells local tools."""
     gateway_limits: GatewayLimits = field(default_factory=GatewayLimits)
     gateway_processes: int = 1
     """Gateways serving devices: one in the server process, the rest in children."""

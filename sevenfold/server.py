@@ -166,7 +166,8 @@ class FleetServer:
             raise
         RuntimeInfo(
             http_url=self.http_url,
-            broker_host=broker_host,
+            # Devices' name for the managed broker; the gateways reach it on loopback.
+            broker_host=self.broker.advertised_host if self.broker is not None else broker_host,
             broker_port=broker_port,
             ca_path=str(ca_path) if ca_path else None,
             prefix=config.prefix,
@@ -245,6 +246,11 @@ class FleetServer:
         return _supervised_health(self.supervisor)()
 
     def _broker_link(self) -> tuple[str, int, Path, IssuedCredential]:
+        """Where this machine's gateways reach the broker, its CA, and their credential.
+
+        For the managed broker that is its local address (loopback when it
+        listens on every interface), not the name devices are given.
+        """
         config = self.config
         if config.broker is not None:
             external = config.broker
@@ -256,6 +262,8 @@ class FleetServer:
             directory=config.state_dir / "broker",
             authority=authority,
             port=config.broker_port or None,
+            listen=config.broker_listen,
+            names=config.broker_names,
             prefix=config.prefix,
             server_identities=identities,
         )

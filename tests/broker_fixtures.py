@@ -168,6 +168,30 @@ def mtls_broker(
         yield broker
 
 
+StartBroker = Callable[..., MosquittoBroker]
+
+
+@pytest.fixture
+def start_broker(fleet_ca: CertificateAuthority, tmp_path: Path) -> Iterator[StartBroker]:
+    """Callable starting a broker of its own in ``tmp_path / "broker"``; all stopped afterwards.
+
+    Call as ``start_broker(listen=..., log_limit=...)``: any option of
+    ``MosquittoBroker.start`` besides the CA and the executable.
+    """
+    executable = binary("mosquitto")
+    started: list[MosquittoBroker] = []
+
+    def start(**options: Any) -> MosquittoBroker:
+        options.setdefault("directory", tmp_path / "broker")
+        broker = MosquittoBroker.start(authority=fleet_ca, mosquitto=executable, **options)
+        started.append(broker)
+        return broker
+
+    yield start
+    for broker in started:
+        broker.stop()
+
+
 @pytest.fixture
 def client_credentials(fleet_ca: CertificateAuthority, tmp_path: Path) -> IssueCredential:
     """Callable issuing a short-lived client certificate and key for a given CN."""

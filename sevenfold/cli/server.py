@@ -15,7 +15,12 @@ from typing import Annotated
 
 import typer
 
-from fleet_platform.broker_config import DEFAULT_BROKER_PORT
+from fleet_platform.broker_config import (
+    DEFAULT_BROKER_PORT,
+    DEFAULT_LISTEN_ADDRESS,
+    BrokerError,
+    check_listen_address,
+)
 from fleet_platform.server_config import (
     DEFAULT_HTTP_PORT,
     MAX_GATEWAY_PROCESSES,
@@ -58,6 +63,25 @@ def server(
             " where the external broker is reached.",
         ),
     ] = DEFAULT_BROKER_PORT,
+    broker_listen: Annotated[
+        str | None,
+        typer.Option(
+            "--broker-listen",
+            metavar="ADDRESS",
+            help=f"IP address the managed broker listens on (default {DEFAULT_LISTEN_ADDRESS}:"
+            " this machine only); 0.0.0.0 for every IPv4 interface, :: for every interface.",
+            callback=_listen_address,
+        ),
+    ] = None,
+    broker_name: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--broker-name",
+            metavar="NAME",
+            help="DNS name or IP address devices use to reach the managed broker (repeatable):"
+            " put into its certificate, the first one recorded for local tools.",
+        ),
+    ] = None,
     broker_ca: Annotated[Path | None, typer.Option("--broker-ca")] = None,
     cert: Annotated[Path | None, typer.Option("--cert", help="Server client certificate.")] = None,
     key: Annotated[Path | None, typer.Option("--key", help="Server client key.")] = None,
@@ -82,9 +106,15 @@ def server(
         except ModuleNotFoundError as exc:
             raise missing_extra(command="server", extra="server", error=exc) from exc
         external = None
+        names = tuple(_broker_names(broker_name or []))
         if broker_host is not None:
             if broker_ca is None or cert is None or key is None:
                 raise typer.BadParameter("--broker-host needs --broker-ca, --cert and --key")
+            if broker_listen is not None or names:
+                raise typer.BadParameter(
+                    "--broker-listen and --broker-name configure the managed broker; an external"
+                    " one (--broker-host) is configured where it runs"
+                )
             external = ExternalBroker(
                 host=broker_host, port=broker_port, ca_path=broker_ca, cert_path=cert, key_path=key
             )
@@ -96,6 +126,8 @@ def server(
             broker=external,
             heartbeat_interval=heartbeat_interval,
             broker_port=broker_port,
+            broker_listen=broker_listen or DEFAULT_LISTEN_ADDRESS,
+            broker_names=names,
             gateway_processes=gateway_processes,
             services=tuple(service) if service else SERVICES,
         )
@@ -115,7 +147,36 @@ def server(
     signal.signal(signal.SIGINT, on_signal)
     say("fleet server at ", (fleet.http_url, "bold"), f" (OpenAPI: {fleet.http_url}/docs)")
     if fleet.broker is not None:
-        say(f"managed broker (mTLS) at {fleet.broker.host}:{fleet.broker.port}")
+        say(
+            f"managed broker (mTLS) listening on {fleet.broker.listen} port {fleet.broker.port},"
+            f" certificate for {', '.join(fleet.broker.names)}"
+        )
     say("state in ", config.state_dir, "; stop with Ctrl-C")
     stop.wait()
     fleet.stop()
+
+
+def _listen_address(value: str | None) -> str | None:
+    """--broker-listen, checked before anything starts: an IP address, never a name."""
+    if value is None:
+        return None
+    try:
+        return check_listen_address(value)
+    except BrokerError as exc:
+        raise typer.BadParameter(exc.reason) from None
+
+
+def _broker_names(names: list[str]) -> list[str]:
+    """--broker-name values, each one a name a certificate can hold.
+
+    Checked here, once the server extra is known to be installed (the check
+    lives with the CA, which needs it), so a typo fails before the server starts.
+    """
+    from fleet_platform.pki import InvalidName, check_host_name
+
+    for name in names:
+        try:
+            check_host_name(name)
+        except InvalidName as exc:
+            raise typer.BadParameter(exc.reason, param_hint="--broker-name") from None
+    return names

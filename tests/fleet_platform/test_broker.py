@@ -59,7 +59,9 @@ def test_start_writes_private_files_and_stop_closes_port(
             f"max_packet_size {max_packet_size('sevenfold')}",
         ):
             assert line in config.splitlines()
-        assert "u'fleet_platform.broker-probe'" in broker.log_tail()
+        # The probe got in (start returned), and like every connection it was not logged.
+        assert "broker-probe" not in broker.log_tail()
+        assert stat.S_IMODE(broker.log_path.stat().st_mode) == 0o600
     finally:
         broker.stop()
     assert not broker.running
@@ -107,6 +109,18 @@ def test_acl_uses_certificate_identity_only() -> None:
         {"port": 0},
         {"port": 70000},
         {"mosquitto": "/nonexistent/mosquitto"},
+        {"listen": "broker.fleet.test"},
+        {"listen": ""},
+        {"listen": "127.0.0.1:8883"},
+        {"listen": "224.0.0.1"},
+        {"listen": "fe80::1%eth0"},
+        {"listen": 5},
+        {"names": ("two words",)},
+        {"names": ("*.fleet.test",)},
+        {"names": ("a..b",)},
+        {"names": ("a." * 127 + "b",)},
+        {"names": ("",)},
+        {"names": "broker.fleet.test"},
     ],
 )
 def test_bad_settings_raise_broker_error(

@@ -23,13 +23,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from device_runtime.core.errors import CryptoError
+from fleet_platform.broker_config import is_fleet_server_name
 from fleet_platform.pki import (
     AuthorityUnavailable,
     CertificateAuthority,
     CommonNameMismatch,
     InvalidName,
     InvalidRequest,
+    ReservedIdentity,
+    check_host_name,
 )
+from fleet_platform.server_config import MAX_GATEWAY_PROCESSES
+from fleet_platform.server_replicas import replica_identities
 
 
 @pytest.fixture(scope="module")
@@ -273,3 +278,91 @@ def test_sign_csr_arbitrary_bytes_only_raise_crypto_errors(
     for candidate in (blob, framed):
         with pytest.raises(CryptoError):
             authority.sign_csr(candidate)
+
+
+SERVER_NAMES = [
+    *replica_identities(MAX_GATEWAY_PROCESSES + 4),
+    "sevenfold-server.backup",
+    "Sevenfold-Server",
+    "SEVENFOLD-SERVER.1",
+]
+
+
+@pytest.mark.parametrize("name", SERVER_NAMES)
+def test_no_csr_gets_a_fleet_server_name_whatever_the_arguments(
+    authority: CertificateAuthority, name: str
+) -> None:
+    """The broker grants these every device's topics: only keys the server made may hold them."""
+    assert is_fleet_server_name(name)
+    pem, _ = csr_for([name])
+    with pytest.raises(ReservedIdentity, match="fleet server"):
+        authority.sign_csr(pem)
+    with pytest.raises(ReservedIdentity):
+        authority.sign_csr(pem, required_common_name=name)
+    with pytest.raises(ReservedIdentity):
+        authority.sign_non_device_csr(pem, common_name=name)
+
+
+@pytest.mark.parametrize(
+    "name", ["ops.sensor-1", "fleet_platform.broker-probe", "Dev-A", "dev_a", "sevenfold-servers."]
+)
+def test_sign_csr_takes_only_device_ids(authority: CertificateAuthority, name: str) -> None:
+    pem, _ = csr_for([name])
+    with pytest.raises(InvalidName, match=r"not a device id.*sign_non_device_csr"):
+        authority.sign_csr(pem)
+    with pytest.raises(InvalidName):
+        authority.sign_csr(pem, required_common_name=name)
+
+
+def test_sign_csr_without_an_expected_name_still_signs_a_device(
+    authority: CertificateAuthority,
+) -> None:
+    pem, key = csr_for(["sevenfold-servers"])  # a device id, however close to a server name
+    cert = x509.load_pem_x509_certificate(authority.sign_csr(pem))
+    assert cert.public_key() == key.public_key()
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "sevenfold-servers"
+
+
+def test_a_client_that_is_no_device_is_signed_only_under_the_stated_name(
+    authority: CertificateAuthority,
+) -> None:
+    pem, key = csr_for(["ops.sensor-1"])
+    cert = x509.load_pem_x509_certificate(
+        authority.sign_non_device_csr(pem, common_name="ops.sensor-1", days=5)
+    )
+    assert cert.public_key() == key.public_key()
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "ops.sensor-1"
+    assert client_verifier(authority).verify(cert, []).chain[-1] == authority.certificate
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days <= 5
+    with pytest.raises(CommonNameMismatch):
+        authority.sign_non_device_csr(pem, common_name="ops.sensor-2")
+
+
+def test_a_device_id_is_not_signed_as_a_non_device(authority: CertificateAuthority) -> None:
+    pem, _ = csr_for(["dev-a"])
+    with pytest.raises(InvalidName, match="is a device id"):
+        authority.sign_non_device_csr(pem, common_name="dev-a")
+
+
+@pytest.mark.parametrize("name", ["two words", "wild/+", "#", "", "x" * 65])
+def test_a_non_device_name_must_be_a_safe_client_name(
+    authority: CertificateAuthority, name: str
+) -> None:
+    pem, _ = csr_for(["ops.a"])
+    with pytest.raises(InvalidName):
+        authority.sign_non_device_csr(pem, common_name=name)
+
+
+@pytest.mark.parametrize(
+    "host", ["broker.fleet.test", "localhost", "10.0.0.7", "fd00::2", "a" * 63 + ".test"]
+)
+def test_host_names_a_certificate_can_hold(host: str) -> None:
+    assert check_host_name(host) == host
+
+
+@pytest.mark.parametrize(
+    "host", ["", "two words", "*.fleet.test", "a..b", "-lead.test", "trail.", "a." * 127 + "b"]
+)
+def test_host_names_a_certificate_cannot_hold(host: str) -> None:
+    with pytest.raises(InvalidName):
+        check_host_name(host)

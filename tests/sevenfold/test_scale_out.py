@@ -212,11 +212,13 @@ def test_gateway_processes_share_the_load_and_a_killed_one_comes_back(tmp_path: 
     with FleetServer(config=config) as fleet:
         assert fleet.broker is not None and fleet.gateway is not None
         [child] = fleet.gateway_children
-        _wait_for(lambda: child.health().ok and _child_connected(fleet), "the child gateway")
+        _wait_for(lambda: child.health().ok, "the child gateway")
         authority = fleet_authority(config.state_dir)
+        _wait_until_the_child_answers(fleet, authority, tmp_path)
+        before = fleet.metrics.value("sevenfold_gateway_answers_total", "ok")
         for sessions in _sessions(fleet.broker, authority, tmp_path):
             _drive(sessions)
-        in_process = fleet.metrics.value("sevenfold_gateway_answers_total", "ok")
+        in_process = fleet.metrics.value("sevenfold_gateway_answers_total", "ok") - before
         assert 0 < in_process < DEVICES * (BEATS + 1), "the child served its share"
 
         pid = child.child.pid
@@ -233,10 +235,36 @@ def test_gateway_processes_share_the_load_and_a_killed_one_comes_back(tmp_path: 
         )
 
 
-def _child_connected(fleet: FleetServer) -> bool:
-    """The child is subscribed once the broker's log shows its identity connected."""
+def _wait_until_the_child_answers(
+    fleet: FleetServer, authority: CertificateAuthority, tmp: Path, timeout: float = 20.0
+) -> None:
+    """A probe device enrolls until an answer comes that the in-process gateway did not count.
+
+    The broker does not log connections, so this is how the test knows the
+    child has joined the share group. The in-process gateway counts an answer
+    before it sends it, so an answer that arrives uncounted came from the child.
+    """
     assert fleet.broker is not None
-    return "as sevenfold-server.1 " in fleet.broker.log_path.read_text(errors="replace")
+    device_id = "dev-probe"
+    credential = authority.issue_client(common_name=device_id, directory=tmp / "probe")
+    session = session_to(fleet.broker, credential, client_id=device_id)
+    try:
+        assert session.accepted()
+        assert session.subscribe(protocol.topic_down("sevenfold", device_id)) == [1]
+        deadline = time.monotonic() + timeout
+        while True:
+            counted = fleet.metrics.value("sevenfold_gateway_answers_total", "ok")
+            session.publish(
+                protocol.topic_up("sevenfold", device_id),
+                protocol.encode("enroll", os.urandom(8), _enroll_body(device_id)),
+            )
+            assert session.receive() is not None, "the probe's enroll went unanswered"
+            if fleet.metrics.value("sevenfold_gateway_answers_total", "ok") == counted:
+                return
+            assert time.monotonic() < deadline, "the child gateway never answered"
+            time.sleep(0.25)  # inside the per-device rate limit
+    finally:
+        session.close()
 
 
 def _wait_for(condition: object, what: str, timeout: float = 20.0) -> None:
