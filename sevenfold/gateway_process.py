@@ -32,6 +32,7 @@ from attestation_server.enrollment import EnrollmentService
 from attestation_server.registry import DeviceRegistry
 from device_runtime.core.errors import ConfigError, SevenfoldError
 from device_runtime.ports.cpython.atomic_file import write_atomic
+from fleet_platform.child_log import ChildLog
 from fleet_platform.gateway import Gateway
 from fleet_platform.gateway_limits import GatewayLimits
 from fleet_platform.health import Health
@@ -46,8 +47,6 @@ UNHEALTHY_EXIT_S = 30.0
 
 REPORT_STALE_S = 5.0
 """A health report older than this means the child is not running its loop any more."""
-
-_TAIL_LINES = 20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,8 +88,12 @@ class GatewayProcess(ChildProcess):
         super().__init__()
         self.index = index
         self.spec_path = spec_path
-        self.log_path = log_path
+        self.log = ChildLog(log_path)
         self.health_path = health_path
+
+    @property
+    def log_path(self) -> Path:
+        return self.log.path
 
     @property
     def name(self) -> str:
@@ -105,11 +108,10 @@ class GatewayProcess(ChildProcess):
             if self._stopped:
                 raise ConfigError(f"{self.name} was stopped; not launching it")
             try:
-                descriptor = self.log_path.open("ab")
+                descriptor = self.log.open_for_launch()
             except OSError as exc:
-                raise ConfigError(f"cannot open {self.log_path}: {exc}") from exc
+                raise ConfigError(f"cannot open {self.log.path}: {exc}") from exc
             with descriptor as output:
-                self.log_path.chmod(0o600)
                 try:
                     self._process = subprocess.Popen(
                         [sys.executable, "-m", "sevenfold.gateway_process", str(self.spec_path)],
@@ -122,11 +124,11 @@ class GatewayProcess(ChildProcess):
                     raise ConfigError(f"cannot launch {self.name}: {exc}") from exc
 
     def launch_output(self) -> str:
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(lines[-_TAIL_LINES:])
+        return self.log.since_launch()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
+        self.log.close()
 
 
 def serve(spec: GatewaySpec, stop: threading.Event) -> int:

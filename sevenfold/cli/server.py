@@ -132,19 +132,21 @@ def server(
             services=tuple(service) if service else SERVICES,
         )
         fleet = FleetServer(config=config)
+        # Handled from before the start: a stop asked for while starting is a clean stop
+        # once started, never the default action killing a half-started server.
+        stop = threading.Event()
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
         fleet.start()
     # Everything loaded so far lives as long as the process: moved out of the
     # collector's sight, full collections stay short instead of pausing every
     # request in flight for hundreds of milliseconds on a large fleet.
     gc.collect()
     gc.freeze()
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     say("fleet server at ", (fleet.http_url, "bold"), f" (OpenAPI: {fleet.http_url}/docs)")
     if fleet.broker is not None:
         say(
