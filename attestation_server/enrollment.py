@@ -15,7 +15,7 @@ from typing import cast
 
 from sqlalchemy import Connection
 
-from attestation_server.registry import DeviceRegistry, Heartbeat
+from attestation_server.registry import Claim, DeviceRegistry, Heartbeat
 from device_runtime.core.errors import ProtocolError
 from fleet_platform.gateway import Body, Gateway, Request
 
@@ -28,26 +28,37 @@ class EnrollmentService:
     heartbeat_interval: int
 
     def register(self, gateway: Gateway) -> None:
-        gateway.handle("enroll", self.enroll)
+        gateway.handle_batch("enroll", self.enrollments)
         gateway.handle_batch("heartbeat", self.heartbeats)
 
-    def enroll(self, request: Request, tx: Connection) -> Body:
-        body = request.body
-        self.registry.enroll(
-            request.device_id,
-            hwmodel=cast(str, body["hwmodel"]),
-            swname=cast(str, body["swname"]),
-            swversion=cast(str, body["swversion"]),
-            rot_claimed=cast(str, body["rot"]),
-            boot_count=cast(int, body["boot_count"]),
-            heartbeat_interval=self.heartbeat_interval,
-            now=request.received_at,
-            tx=tx,
+    def enrollments(
+        self, requests: Sequence[Request], tx: Connection
+    ) -> list[Body | ProtocolError]:
+        """Every enroll of a batch at once: a fleet that boots together enrolls together."""
+        claims = [
+            Claim(
+                device_id=request.device_id,
+                hwmodel=cast(str, request.body["hwmodel"]),
+                swname=cast(str, request.body["swname"]),
+                swversion=cast(str, request.body["swversion"]),
+                rot_claimed=cast(str, request.body["rot"]),
+                boot_count=cast(int, request.body["boot_count"]),
+                at=request.received_at,
+            )
+            for request in requests
+        ]
+        outcomes = self.registry.enrollments(
+            claims, heartbeat_interval=self.heartbeat_interval, tx=tx
         )
-        return {
-            "heartbeat_interval": self.heartbeat_interval,
-            "server_time": int(request.received_at.timestamp()),
-        }
+        return [
+            outcome
+            if isinstance(outcome, ProtocolError)
+            else {
+                "heartbeat_interval": self.heartbeat_interval,
+                "server_time": int(request.received_at.timestamp()),
+            }
+            for request, outcome in zip(requests, outcomes, strict=True)
+        ]
 
     def heartbeats(self, requests: Sequence[Request], tx: Connection) -> list[Body | ProtocolError]:
         """Every heartbeat of a batch in one write; each answered on its own merits."""

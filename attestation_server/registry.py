@@ -151,6 +151,20 @@ class Heartbeat:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Claim:
+    """What a device says about itself when it enrolls, as the registry records it."""
+
+    device_id: str
+    hwmodel: str
+    swname: str
+    swversion: str
+    rot_claimed: str
+    boot_count: int
+    at: datetime
+    cert_fingerprint: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Enrollment:
     """The stored device after an enroll, and whether it started a new boot."""
 
@@ -204,46 +218,70 @@ class DeviceRegistry:
         Raises :class:`Replayed` when *boot_count* is lower than one already seen
         (after recording a security event); the stored record is left untouched.
         """
-        _check_device_id(device_id)
-        if rot_claimed not in ROOTS_OF_TRUST:
-            raise ValueError(
-                f"rot_claimed must be one of {', '.join(ROOTS_OF_TRUST)}, not {rot_claimed!r}"
+        claim = Claim(
+            device_id=device_id,
+            hwmodel=hwmodel,
+            swname=swname,
+            swversion=swversion,
+            rot_claimed=rot_claimed,
+            boot_count=boot_count,
+            at=now,
+            cert_fingerprint=cert_fingerprint,
+        )
+        with self._in(tx, "enroll") as connection:
+            [outcome] = self.enrollments(
+                [claim], heartbeat_interval=heartbeat_interval, tx=connection
             )
-        _check_counter(boot_count, name="boot_count")
+            if isinstance(outcome, ProtocolError):
+                raise outcome
+            return outcome
+
+    def enrollments(
+        self, claims: Sequence[Claim], *, heartbeat_interval: int, tx: Connection
+    ) -> list[Enrollment | ProtocolError]:
+        """Enroll many devices (one claim each) at once; an outcome per claim, in order.
+
+        A fleet that boots together enrolls together, so first enrollments are one
+        multi-row insert; only devices already known go on to the conditional
+        updates (a new boot, the same boot, or a refusal), one by one.
+        """
+        if len({claim.device_id for claim in claims}) != len(claims):
+            raise ValueError("a batch holds at most one enroll per device")
         if not _is_int(heartbeat_interval) or not 0 < heartbeat_interval <= MAX_HEARTBEAT_INTERVAL:
             raise ValueError("heartbeat_interval must be a positive number of seconds")
-        at = require_aware(now, name="now")
-        values: dict[str, Any] = {
-            "device_id": device_id,
-            "enrolled_at": at,
-            "last_seen": at,
-            "hwmodel": hwmodel,
-            "swname": swname,
-            "swversion": swversion,
-            "rot_claimed": rot_claimed,
-            "rot_verified": None,
-            "cert_fingerprint": _normalise_fingerprint(cert_fingerprint),
-            "boot_count": boot_count,
-            "last_seq": None,
-            "last_uptime": None,
-            "heartbeat_interval": heartbeat_interval,
-        }
-        with self._in(tx, "enroll") as connection:
-            row, new_boot = self._enroll_row(connection, values)
-            record = DeviceRecord.from_row(row)
+        rows = [_device_values(claim, heartbeat_interval) for claim in claims]
+        inserted = (
+            {row["device_id"]: row for row in tx.execute(self._insert_device, rows).mappings()}
+            if rows
+            else {}
+        )
+        outcomes: list[Enrollment | ProtocolError] = []
+        events: list[dict[str, Any]] = []
+        for claim, values in zip(claims, rows, strict=True):
+            row = inserted.get(claim.device_id)
+            new_boot = row is not None
+            if row is None:
+                try:
+                    row, new_boot = self._refresh(tx, values)
+                except Replayed as refusal:
+                    outcomes.append(refusal)
+                    continue
+            outcomes.append(Enrollment(record=DeviceRecord.from_row(row), new_boot=new_boot))
             if new_boot:
-                self._write_event(
-                    connection,
-                    device_id=device_id,
-                    kind="enrolled",
-                    code=None,
-                    reason=(
-                        f"boot {boot_count}: {rot_claimed} root of trust (claimed),"
-                        f" {hwmodel} running {swname} {swversion}"
-                    ),
-                    at=at,
+                events.append(
+                    {
+                        "device_id": claim.device_id,
+                        "kind": "enrolled",
+                        "code": None,
+                        "reason": (
+                            f"boot {claim.boot_count}: {claim.rot_claimed} root of trust"
+                            f" (claimed), {claim.hwmodel} running {claim.swname} {claim.swversion}"
+                        ),
+                        "at": values["enrolled_at"],
+                    }
                 )
-        return Enrollment(record=record, new_boot=new_boot)
+        self._write_events(tx, events)
+        return outcomes
 
     def heartbeat(
         self,
@@ -489,16 +527,25 @@ class DeviceRegistry:
         reason: str,
         at: datetime,
     ) -> bool:
-        admitted, suppressed = self._budget.admit(device_id or "", at.timestamp())
-        if not admitted:
-            return False
-        if suppressed:
-            reason = f"{reason} ({suppressed} earlier events of this device were not recorded)"
-        connection.execute(
-            _INSERT_EVENT,
-            {"device_id": device_id, "at": at, "kind": kind, "code": code, "reason": reason},
-        )
-        return True
+        event = {"device_id": device_id, "at": at, "kind": kind, "code": code, "reason": reason}
+        return self._write_events(connection, [event]) == 1
+
+    def _write_events(self, connection: Connection, events: list[dict[str, Any]]) -> int:
+        """Insert those of *events* each device's budget admits, in one statement; how many."""
+        admitted: list[dict[str, Any]] = []
+        for event in events:
+            accepted, suppressed = self._budget.admit(
+                event["device_id"] or "", event["at"].timestamp()
+            )
+            if not accepted:
+                continue
+            if suppressed:
+                note = f" ({suppressed} earlier events of this device were not recorded)"
+                event = {**event, "reason": event["reason"] + note}
+            admitted.append(event)
+        if admitted:
+            connection.execute(_INSERT_EVENT, admitted)
+        return len(admitted)
 
     @contextmanager
     def _in(self, tx: Connection | None, operation: str) -> Iterator[Connection]:
@@ -519,20 +566,15 @@ class DeviceRegistry:
         if refusal is not None:
             raise refusal
 
-    def _enroll_row(
-        self, connection: Connection, values: dict[str, Any]
-    ) -> tuple[RowMapping, bool]:
-        """(the stored row, whether this enroll began a boot), each step one conditional write.
+    def _refresh(self, connection: Connection, values: dict[str, Any]) -> tuple[RowMapping, bool]:
+        """(the stored row, whether this enroll began a boot) for a device already known.
 
-        First enrollment inserts; a higher boot count replaces the record and starts
-        a new sequence; the same boot count refreshes what the device claims and
-        keeps the sequence; a lower one refuses. Racing enrolls each take exactly
-        one of these paths, because each step writes only if its condition holds.
+        A higher boot count replaces the record and starts a new sequence; the same
+        boot count refreshes what the device claims and keeps the sequence; a lower
+        one refuses. Racing enrolls each take exactly one of these paths, because
+        each step writes only if its condition holds.
         """
         params = {f"p_{name}": value for name, value in values.items()}
-        inserted = connection.execute(self._insert_device, values).mappings().one_or_none()
-        if inserted is not None:
-            return inserted, True
         newer_boot = connection.execute(_ENROLL_NEW_BOOT, params).mappings().one_or_none()
         if newer_boot is not None:
             return newer_boot, True
@@ -542,6 +584,32 @@ class DeviceRegistry:
         device_id, boot_count = values["device_id"], values["boot_count"]
         self._boot_regressed(connection, device_id, boot_count, values["last_seen"])
         raise AssertionError("unreachable")
+
+
+def _device_values(claim: Claim, heartbeat_interval: int) -> dict[str, Any]:
+    """The devices row a first enrollment inserts (checked: a bad value is the caller's bug)."""
+    _check_device_id(claim.device_id)
+    if claim.rot_claimed not in ROOTS_OF_TRUST:
+        raise ValueError(
+            f"rot_claimed must be one of {', '.join(ROOTS_OF_TRUST)}, not {claim.rot_claimed!r}"
+        )
+    _check_counter(claim.boot_count, name="boot_count")
+    at = require_aware(claim.at, name="now")
+    return {
+        "device_id": claim.device_id,
+        "enrolled_at": at,
+        "last_seen": at,
+        "hwmodel": claim.hwmodel,
+        "swname": claim.swname,
+        "swversion": claim.swversion,
+        "rot_claimed": claim.rot_claimed,
+        "rot_verified": None,
+        "cert_fingerprint": _normalise_fingerprint(claim.cert_fingerprint),
+        "boot_count": claim.boot_count,
+        "last_seq": None,
+        "last_uptime": None,
+        "heartbeat_interval": heartbeat_interval,
+    }
 
 
 def _as_is(value: Any) -> Any:

@@ -45,7 +45,7 @@ def test_enroll_answers_the_interval_and_records_the_claim(
     service: EnrollmentService, database: Database
 ) -> None:
     with database.transaction("test") as tx:
-        answer = service.enroll(_enroll("dev-1", rot="tpm"), tx)
+        [answer] = service.enrollments([_enroll("dev-1", rot="tpm")], tx)
     assert answer == {"heartbeat_interval": 30, "server_time": int(NOW.timestamp())}
     record = service.registry.get("dev-1")
     assert record is not None and (record.rot_claimed, record.rot_verified) == ("tpm", None)
@@ -56,7 +56,7 @@ def test_a_batch_of_heartbeats_gets_one_outcome_each_in_order(
 ) -> None:
     with database.transaction("enroll") as tx:
         for device_id in ("dev-1", "dev-2"):
-            service.enroll(_enroll(device_id, boot=3), tx)
+            service.enrollments([_enroll(device_id, boot=3)], tx)
     with database.transaction("first beats") as tx:
         service.heartbeats([_beat("dev-2", 5, boot=3)], tx)
     batch = [
@@ -79,7 +79,7 @@ def test_what_a_refusal_records_survives_the_batch(
 ) -> None:
     """The security event explaining a refusal is committed with the rest of the batch."""
     with database.transaction("enroll") as tx:
-        service.enroll(_enroll("dev-1", boot=4), tx)
+        service.enrollments([_enroll("dev-1", boot=4)], tx)
     with database.transaction("batch") as tx:
         [refusal] = service.heartbeats([_beat("dev-1", 1, boot=1, at=NOW + timedelta(1))], tx)
     assert isinstance(refusal, Replayed)

@@ -21,6 +21,7 @@ from attestation_server.records import DeviceRecord
 from attestation_server.registry import (
     BOOT_REGRESSED,
     SECURITY,
+    Claim,
     DeviceRegistry,
     Enrollment,
     Heartbeat,
@@ -586,3 +587,27 @@ def test_the_audit_trail_is_pruned_by_age_and_by_size(registry: DeviceRegistry) 
     assert [e.kind for e in registry.events(limit=100)].count("rejected") == 1
     assert registry.prune_events(NOW, max_rows=1) == 1, "security events outlast the cap"
     assert {e.kind for e in registry.events(limit=100)} == {SECURITY}
+
+
+def test_a_batch_of_enrollments_is_judged_claim_by_claim(
+    registry: DeviceRegistry, database: Database
+) -> None:
+    for device_id in ("rebooted", "again", "clone"):
+        _enroll(registry, device_id)
+
+    def claim(device_id: str, boot: int) -> Claim:
+        return Claim(
+            device_id=device_id, hwmodel="board-a", swname="sensor-fw", swversion="1.0.0",
+            rot_claimed="tpm", boot_count=boot, at=NOW + timedelta(minutes=1),
+        )  # fmt: skip
+
+    claims = [claim("fresh", 1), claim("rebooted", 8), claim("again", 7), claim("clone", 6)]
+    with database.transaction("batch") as tx:
+        outcomes = registry.enrollments(claims, heartbeat_interval=60, tx=tx)
+    fresh, rebooted, again, clone = outcomes
+    assert isinstance(fresh, Enrollment) and fresh.new_boot
+    assert isinstance(rebooted, Enrollment) and rebooted.new_boot
+    assert isinstance(again, Enrollment) and not again.new_boot
+    assert isinstance(clone, Replayed)
+    enrolled = [e.device_id for e in registry.events(limit=100) if e.kind == "enrolled"]
+    assert sorted(enrolled) == ["again", "clone", "fresh", "rebooted", "rebooted"]
