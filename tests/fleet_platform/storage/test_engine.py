@@ -21,6 +21,7 @@ from fleet_platform.storage import Database, StorageConflict, open_database
 from fleet_platform.storage.engine import BUSY_TIMEOUT_MS
 from fleet_platform.storage.schema import head_revision
 from sevenfold.server import MIGRATIONS
+from tests.fleet_platform.storage.database_fixtures import fresh_postgresql_database
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 
@@ -192,10 +193,19 @@ def test_uri_filenames_are_left_to_sqlite(tmp_path: Path, monkeypatch: pytest.Mo
     assert {path.name for path in tmp_path.iterdir()} == {"fleet.db"}
 
 
-def test_a_deadlock_is_a_conflict_worth_retrying(database: Database) -> None:
+@pytest.fixture
+def postgresql(tmp_path: Path) -> Iterator[Database]:
+    """PostgreSQL alone: SQLite has one writer at a time, so it has no deadlocks to test."""
+    for url in fresh_postgresql_database():
+        database = open_database(url, migrations=MIGRATIONS)
+        database.upgrade()
+        yield database
+        database.dispose()
+
+
+def test_a_deadlock_is_a_conflict_worth_retrying(postgresql: Database) -> None:
     """Two transactions taking the same rows in opposite orders: one loses, as a conflict."""
-    if database.dialect != "postgresql":
-        pytest.skip("SQLite has one writer at a time and no deadlocks")
+    database = postgresql
     registry = DeviceRegistry(database=database)
     for device_id in ("a", "b"):
         registry.enroll(
