@@ -120,6 +120,12 @@ class CryptoError(SevenfoldError):
     code = "crypto"
 
 
+class RootOfTrustError(SevenfoldError):
+    """The root of trust is absent, locked out or refused, or a sealed blob is not its own."""
+
+    code = "root-of-trust"
+
+
 class StorageError(SevenfoldError):
     """Durable state could not be read or written."""
 

@@ -1,0 +1,52 @@
+"""Roots of trust: where a device's keys, measurements and counters live.
+
+Every backend offers the same small interface (its static shape is
+``RootOfTrust`` in ``device_runtime/core/port_types.pyi``), so the agent, the
+provisioning console and attestation never know which one they hold:
+
+``kind``
+    ``"software"``, ``"tpm"`` or ``"dice"`` (``protocol.ROOTS_OF_TRUST``). A
+    backend never reports another kind; the server trusts the kind only once
+    provisioning or attestation has proven it.
+``identity_key()``
+    The DeviceID key: created inside the root of trust on first use, never
+    leaves it, the same across firmware versions. Its certificate (CN = the
+    device id) is what the device presents to the broker.
+``attestation_key()``
+    The key that signs evidence: DICE's Alias key (derived from the firmware
+    measurement, so it changes when the firmware does), the TPM's unrestricted
+    signing key, a second file key for the software backend.
+    A key is an object with ``public_key() -> bytes`` (SEC1 uncompressed point,
+    65 bytes) and ``sign(message) -> bytes`` (ES256: SHA-256 then ECDSA P-256,
+    raw r || s, 64 bytes).
+``csr(common_name) -> bytes``
+    A DER PKCS#10 request for the identity key, signed by it (proof of
+    possession), naming *common_name*; a factory CA certifies the key from it
+    without ever seeing the key.
+``extend(index, digest) -> bytes`` / ``measurement(index) -> bytes``
+    Measurement registers 0..7 (``MEASUREMENT_REGISTERS``), each 32 bytes,
+    starting at zero; extending sets ``SHA-256(old || digest)`` and returns it.
+    On a TPM they are the SHA-256 bank's PCRs 16..23; elsewhere they restart
+    at zero with every boot.
+``counter(index) -> int`` / ``increment(index) -> int``
+    Monotonic counters 0..7 (``COUNTERS``): they only ever go up, across
+    restarts and power cuts; ``increment`` returns the new value. Anti-rollback
+    stands on them.
+``random_bytes(n) -> bytes``
+    From the root of trust's own generator where it has one.
+``seal(secret) -> bytes`` / ``unseal(blob) -> bytes``
+    A small secret (at most ``MAX_SEALED`` bytes) bound to the current values of
+    every measurement register: ``unseal`` returns it only while they are the
+    same, and raises ``RootOfTrustError`` otherwise (or for a blob that is not
+    one of this root of trust's).
+
+Failures are ``RootOfTrustError`` (absent, locked out, refusing, a bad blob),
+``CryptoError`` for bad keys or signatures and ``StorageError`` for the durable
+state of file-backed backends, each with a reason. The interface is exercised
+by one conformance suite against every backend (``tests/device_runtime/rot/``),
+the portable ones under MicroPython at 64 KiB as well.
+"""
+
+MEASUREMENT_REGISTERS = 8
+COUNTERS = 8
+MAX_SEALED = 128
