@@ -302,11 +302,9 @@ class TpmRootOfTrust:
 
     def _persistent_or(self, handle: int, create: Callable[[], Any]) -> Any:
         """The ESYS handle of persistent object *handle*, created and persisted if absent."""
-        try:
-            return self._esapi.tr_from_tpmpublic(handle)
-        except TSS2_Exception as exc:
-            if int(exc.error) != int(TPM2_RC.HANDLE):
-                raise
+        existing = self._existing(handle)
+        if existing is not None:
+            return existing
         transient = create()
         try:
             return self._esapi.evict_control(ESYS_TR.OWNER, transient, handle)
@@ -383,18 +381,36 @@ class TpmRootOfTrust:
         _, _, values = self._call("reading PCRs", lambda: self._esapi.pcr_read(selection))
         return [bytes(v) for v in values]
 
+    def _existing(self, handle: int) -> Any:
+        """The ESYS handle of persistent object or NV index *handle*, or None if undefined."""
+        try:
+            return self._esapi.tr_from_tpmpublic(handle)
+        except TSS2_Exception as exc:
+            if int(exc.error) == int(TPM2_RC.HANDLE):
+                return None
+            raise
+
+    def _counter_index(self, index: int) -> Any:
+        """The NV counter's handle (None while undefined); an index of another type at the
+        same handle is refused, since its value would not be held monotonic by the TPM."""
+        _check_index(index, COUNTERS, "counter")
+        tr = self._existing(COUNTER_BASE + index)
+        if tr is not None:
+            public, _ = self._esapi.nv_read_public(tr)
+            kind = (int(public.nvPublic.attributes) & int(TPMA_NV.TPM2_NT_MASK)) >> int(
+                TPMA_NV.TPM2_NT_SHIFT
+            )
+            if kind != int(TPM2_NT.COUNTER):
+                raise RootOfTrustError(f"NV index {COUNTER_BASE + index:#x} is not a counter")
+        return tr
+
     def counter(self, index: int) -> int:
         """Value of NV counter *index* (0 until it was first incremented)."""
-        _check_index(index, COUNTERS, "counter")
-        nv = COUNTER_BASE + index
 
         def read() -> int:
-            try:
-                tr = self._esapi.tr_from_tpmpublic(nv)
-            except TSS2_Exception as exc:
-                if int(exc.error) == int(TPM2_RC.HANDLE):
-                    return 0
-                raise
+            tr = self._counter_index(index)
+            if tr is None:
+                return 0
             try:
                 data = self._esapi.nv_read(tr, 8, 0, ESYS_TR.OWNER)
             except TSS2_Exception as exc:
@@ -407,15 +423,10 @@ class TpmRootOfTrust:
 
     def increment(self, index: int) -> int:
         """TPM2_NV_Increment (the index is defined on first use); returns the new value."""
-        _check_index(index, COUNTERS, "counter")
-        nv = COUNTER_BASE + index
 
         def bump() -> None:
-            try:
-                tr = self._esapi.tr_from_tpmpublic(nv)
-            except TSS2_Exception as exc:
-                if int(exc.error) != int(TPM2_RC.HANDLE):
-                    raise
+            tr = self._counter_index(index)
+            if tr is None:
                 attributes = (
                     TPMA_NV.OWNERWRITE
                     | TPMA_NV.OWNERREAD
@@ -423,7 +434,10 @@ class TpmRootOfTrust:
                 )
                 public = TPM2B_NV_PUBLIC(
                     nvPublic=TPMS_NV_PUBLIC(
-                        nvIndex=nv, nameAlg=TPM2_ALG.SHA256, attributes=attributes, dataSize=8
+                        nvIndex=COUNTER_BASE + index,
+                        nameAlg=TPM2_ALG.SHA256,
+                        attributes=attributes,
+                        dataSize=8,
                     )
                 )
                 tr = self._esapi.nv_define_space(None, public, ESYS_TR.OWNER)
@@ -475,32 +489,38 @@ class TpmRootOfTrust:
                 authPolicy=policy,
             )
             public.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG.NULL
-            sensitive = TPM2B_SENSITIVE_CREATE(sensitive=TPMS_SENSITIVE_CREATE(data=secret))
+            # A TPM refuses an empty data object, so an empty secret is sealed as one byte
+            # and flagged in the blob's header.
+            data, flag = (secret, b"\x00") if secret else (b"\x00", b"\x01")
+            sensitive = TPM2B_SENSITIVE_CREATE(sensitive=TPMS_SENSITIVE_CREATE(data=data))
             private, out_public, _, _, _ = self._esapi.create(
                 self._srk, sensitive, TPM2B_PUBLIC(publicArea=public)
             )
-            return SEALED_MAGIC + bytes(private.marshal()) + bytes(out_public.marshal())
+            return SEALED_MAGIC + flag + bytes(private.marshal()) + bytes(out_public.marshal())
 
         return self._call("sealing", create)
 
     def unseal(self, blob: bytes) -> bytes:
         """The secret, only while every register holds the value it had at sealing."""
-        if not isinstance(blob, bytes) or not blob.startswith(SEALED_MAGIC):
+        header = len(SEALED_MAGIC) + 1
+        if not isinstance(blob, bytes) or not blob.startswith(SEALED_MAGIC) or len(blob) < header:
             raise RootOfTrustError("not a blob sealed by a TPM root of trust")
+        empty = blob[header - 1] == 1
         try:
-            private, used = TPM2B_PRIVATE.unmarshal(blob[len(SEALED_MAGIC) :])
-            public, rest = TPM2B_PUBLIC.unmarshal(blob[len(SEALED_MAGIC) + used :])
+            private, used = TPM2B_PRIVATE.unmarshal(blob[header:])
+            public, rest = TPM2B_PUBLIC.unmarshal(blob[header + used :])
         except Exception as exc:
             raise RootOfTrustError("sealed blob is truncated or malformed") from exc
-        if rest != len(blob) - len(SEALED_MAGIC) - used:
-            raise RootOfTrustError("sealed blob has trailing bytes")
+        if header + used + rest != len(blob) or blob[header - 1] > 1:
+            raise RootOfTrustError("sealed blob has trailing or unknown bytes")
 
         def open_blob() -> bytes:
             obj = self._esapi.load(self._srk, private, public)
             try:
                 session = self._pcr_policy(TPM2_SE.POLICY)
                 try:
-                    return bytes(self._esapi.unseal(obj, session1=session))
+                    secret = bytes(self._esapi.unseal(obj, session1=session))
+                    return b"" if empty else secret
                 finally:
                     self._esapi.flush_context(session)
             finally:
@@ -546,11 +566,9 @@ class TpmRootOfTrust:
 
     def _ek_index(self) -> tuple[str, int, Any]:
         for kind, index in EK_CERT_INDICES:
-            try:
-                return kind, index, self._esapi.tr_from_tpmpublic(index)
-            except TSS2_Exception as exc:
-                if int(exc.error) != int(TPM2_RC.HANDLE):
-                    raise
+            tr = self._existing(index)
+            if tr is not None:
+                return kind, index, tr
         raise RootOfTrustError("the TPM holds no EK certificate")
 
     def endorsement_certificate(self) -> bytes:
