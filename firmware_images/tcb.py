@@ -42,6 +42,7 @@ PARTS: tuple[Part, ...] = (
         (
             "device_runtime/rot/__init__.py",
             "device_runtime/rot/software.py",
+            "device_runtime/rot/tpm.py",
         ),
     ),
     Part(

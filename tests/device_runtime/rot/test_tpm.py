@@ -27,12 +27,15 @@ from tpm2_pytss.constants import (  # type: ignore[import-untyped]
     TPM2_RH,
     TPM2_SE,
     TPM2_ST,
+    TPMA_NV,
     TPMA_OBJECT,
 )
 from tpm2_pytss.TSS2_Exception import TSS2_Exception  # type: ignore[import-untyped]
 from tpm2_pytss.types import (  # type: ignore[import-untyped]
     TPM2B_DATA,
+    TPM2B_NV_PUBLIC,
     TPM2B_PUBLIC,
+    TPMS_NV_PUBLIC,
     TPMT_SIG_SCHEME,
     TPMT_SYM_DEF,
     TPMT_SYM_DEF_OBJECT,
@@ -42,6 +45,7 @@ from tpm2_pytss.types import (  # type: ignore[import-untyped]
 from attestation_server.tpm_identity import QuoteError, verify_quote
 from device_runtime.core.errors import RootOfTrustError
 from device_runtime.rot.tpm import (
+    COUNTER_BASE,
     EVIDENCE_HANDLE,
     IDENTITY_HANDLE,
     QUOTE_HANDLE,
@@ -323,3 +327,23 @@ def _ecdsa_scheme() -> Any:
 
 def _null_ticket() -> Any:
     return TPMT_TK_HASHCHECK(tag=TPM2_ST.HASHCHECK, hierarchy=TPM2_RH.NULL)
+
+
+def test_an_ordinary_nv_index_posing_as_a_counter_is_refused(swtpm: Swtpm) -> None:
+    """Someone who defines a writable index at a counter's handle first controls no counter."""
+    with raw_tpm(swtpm) as esapi:
+        public = TPM2B_NV_PUBLIC(
+            nvPublic=TPMS_NV_PUBLIC(
+                nvIndex=COUNTER_BASE + 2,
+                nameAlg=TPM2_ALG.SHA256,
+                attributes=TPMA_NV.OWNERWRITE | TPMA_NV.OWNERREAD,
+                dataSize=8,
+            )
+        )
+        esapi.nv_define_space(None, public, ESYS_TR.OWNER)
+    rot = TpmRootOfTrust.open(tcti=swtpm.tcti)
+    for action in (rot.counter, rot.increment):
+        with pytest.raises(RootOfTrustError, match="not a counter"):
+            action(2)
+    assert rot.increment(3) >= 1
+    rot.close()
