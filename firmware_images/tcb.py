@@ -43,6 +43,7 @@ PARTS: tuple[Part, ...] = (
             "device_runtime/rot/__init__.py",
             "device_runtime/rot/software.py",
             "device_runtime/rot/tpm.py",
+            "device_runtime/ports/cpython/tpm_tls.py",
         ),
     ),
     Part(

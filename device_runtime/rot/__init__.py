@@ -26,7 +26,7 @@ provisioning console and attestation never know which one they hold:
 ``extend(index, digest) -> bytes`` / ``measurement(index) -> bytes``
     Measurement registers 0..7 (``MEASUREMENT_REGISTERS``), each 32 bytes,
     starting at zero; extending sets ``SHA-256(old || digest)`` and returns it.
-    On a TPM they are the SHA-256 bank's PCRs 16..23; elsewhere they restart
+    On a TPM they are the SHA-256 bank's PCRs 8..15; elsewhere they restart
     at zero with every boot.
 ``counter(index) -> int`` / ``increment(index) -> int``
     Monotonic counters 0..7 (``COUNTERS``): they only ever go up, across

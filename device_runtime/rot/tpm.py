@@ -16,7 +16,7 @@ itself; this module only chooses the objects and speaks ESAPI:
   which signs only what the TPM itself generated (TPMS_ATTEST), never a digest
   a caller hands it.
 * Measurement registers 0..7 are the SHA-256 bank's PCRs 8..15 (``PCRS``). The
-  PCRs 16..23 the contract first named cannot serve: 17..22 are the DRTM PCRs
+  PCRs 16..23 cannot serve: 17..22 are the DRTM PCRs
   (they start at all-ones and refuse extends from locality 0, the only one an
   operating system has), and 16 is the debug PCR anyone may reset.
 * Counters 0..7 are NV counter indices (TPM_NT_COUNTER) at ``COUNTER_BASE + i``,
@@ -27,13 +27,17 @@ itself; this module only chooses the objects and speaks ESAPI:
   unseal once a register changed.
 
 The keys are persisted (TPM2_EvictControl) the first time ``open`` runs, and
-found there afterwards. Signing hashes on the host (SHA-256) and asks the TPM
-to sign the digest (TPM2_Sign, ECDSA with SHA-256). Every TPM failure is a
-``RootOfTrustError`` with a reason; no TSS exception escapes.
+found there afterwards; the DeviceID key's SRK-wrapped blob is also kept in NV
+(``IDENTITY_BLOB_INDEX``) so that a TLS stack can open the key through
+OpenSSL's tpm2 provider (``tls_private_key_pem``). Signing hashes on the host
+(SHA-256) and asks the TPM to sign the digest (TPM2_Sign, ECDSA with SHA-256).
+Every TPM failure is a ``RootOfTrustError`` with a reason; no TSS exception
+escapes.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -98,6 +102,17 @@ QUOTE_HANDLE = 0x81005303
 """Attestation key for quotes: restricted ECC P-256 signing key."""
 COUNTER_BASE = 0x01005300
 """NV index of counter 0; counter i is at ``COUNTER_BASE + i``."""
+IDENTITY_BLOB_INDEX = 0x01005310
+"""NV index holding the DeviceID key's loadable blob (TPM2B_PUBLIC || TPM2B_PRIVATE).
+
+The private part of that blob is encrypted by the SRK: only this TPM can load
+it, so keeping it is no export. It exists because a TLS stack (OpenSSL's tpm2
+provider) opens a key from a "TSS2 PRIVATE KEY" file, which names a parent and
+carries the blob, not from a persistent handle."""
+_NV_CHUNK = 512
+"""Bytes per TPM2_NV_Read/Write; every TPM's MAX_NV_BUFFER_SIZE is at least this."""
+_TSS2_LOADABLE_KEY = bytes.fromhex("6781050a0103")
+"""OID 2.23.133.10.1.3, the TSS2 PRIVATE KEY format's "loadable key" type."""
 PCRS = tuple(range(8, 8 + MEASUREMENT_REGISTERS))
 """SHA-256 PCR behind measurement register i is ``PCRS[i]``."""
 
@@ -272,7 +287,9 @@ class TpmRootOfTrust:
                     (EVIDENCE_HANDLE, False),
                     (QUOTE_HANDLE, True),
                 ):
-                    tr = rot._persistent_or(handle, partial(rot._create_key, restricted))
+                    keep = handle == IDENTITY_HANDLE
+                    create = partial(rot._create_key, restricted, keep_blob=keep)
+                    tr = rot._persistent_or(handle, create)
                     public, _, _ = esapi.read_public(tr)
                     rot._keys[handle] = TpmKey(rot, tr, public)
         except BaseException:
@@ -317,11 +334,39 @@ class TpmRootOfTrust:
         )
         return handle
 
-    def _create_key(self, restricted: bool) -> Any:
+    def _create_key(self, restricted: bool, *, keep_blob: bool = False) -> Any:
         private, public, _, _, _ = self._esapi.create(
             self._srk, TPM2B_SENSITIVE_CREATE(), _ecc_template(restricted=restricted)
         )
+        if keep_blob:
+            self._write_nv(IDENTITY_BLOB_INDEX, bytes(public.marshal()) + bytes(private.marshal()))
         return self._esapi.load(self._srk, private, public)
+
+    def _write_nv(self, index: int, data: bytes) -> None:
+        """Define ordinary NV index *index* (replacing an older one) and write *data* to it."""
+        old = self._existing(index)
+        if old is not None:
+            self._esapi.nv_undefine_space(old, ESYS_TR.OWNER)
+        public = TPM2B_NV_PUBLIC(
+            nvPublic=TPMS_NV_PUBLIC(
+                nvIndex=index,
+                nameAlg=TPM2_ALG.SHA256,
+                attributes=TPMA_NV.OWNERWRITE | TPMA_NV.OWNERREAD,
+                dataSize=len(data),
+            )
+        )
+        tr = self._esapi.nv_define_space(None, public, ESYS_TR.OWNER)
+        for offset in range(0, len(data), _NV_CHUNK):
+            self._esapi.nv_write(tr, data[offset : offset + _NV_CHUNK], offset, ESYS_TR.OWNER)
+
+    def _read_nv(self, tr: Any) -> bytes:
+        nv_public, _ = self._esapi.nv_read_public(tr)
+        size = int(nv_public.nvPublic.dataSize)
+        out = bytearray()
+        while len(out) < size:
+            chunk = min(_NV_CHUNK, size - len(out))
+            out += bytes(self._esapi.nv_read(tr, chunk, len(out), ESYS_TR.OWNER))
+        return bytes(out)
 
     def _sign_digest(self, handle: Any, digest: bytes) -> bytes:
         scheme = TPMT_SIG_SCHEME(scheme=TPM2_ALG.ECDSA)
@@ -571,18 +616,45 @@ class TpmRootOfTrust:
                 return kind, index, tr
         raise RootOfTrustError("the TPM holds no EK certificate")
 
+    def tls_private_key_pem(self) -> bytes:
+        """The DeviceID key as a "TSS2 PRIVATE KEY" PEM, for a TLS stack with a TPM provider.
+
+        It names the SRK as parent and carries the key's SRK-wrapped blob: it
+        opens the key inside this TPM and is useless anywhere else. OpenSSL's
+        tpm2 provider reads it (``device_runtime.ports.cpython.tpm_tls``).
+        """
+
+        def read() -> tuple[bytes, bytes]:
+            tr = self._existing(IDENTITY_BLOB_INDEX)
+            if tr is None:
+                raise RootOfTrustError("the TPM holds no loadable copy of the DeviceID key")
+            blob = self._read_nv(tr)
+            public, offset = TPM2B_PUBLIC.unmarshal(blob)
+            private, _ = TPM2B_PRIVATE.unmarshal(blob[offset:])
+            return bytes(public.marshal()), bytes(private.marshal())
+
+        public, private = self._call("reading the DeviceID key blob", read)
+        if public != self.identity_public():
+            raise RootOfTrustError("the DeviceID key blob in NV is not the DeviceID key's")
+        der = _der(
+            0x30,
+            _der(0x06, _TSS2_LOADABLE_KEY)
+            + _der(0xA0, _der(0x01, b"\xff"))
+            + _der(0x02, SRK_HANDLE.to_bytes(5, "big"))
+            + _der(0x04, public)
+            + _der(0x04, private),
+        )
+        body = base64.encodebytes(der).decode().replace("\n", "")
+        lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+        pem = "-----BEGIN TSS2 PRIVATE KEY-----\n" + "\n".join(lines)
+        return (pem + "\n-----END TSS2 PRIVATE KEY-----\n").encode()
+
     def endorsement_certificate(self) -> bytes:
         """DER EK certificate the TPM's maker stored in NV."""
 
         def read() -> bytes:
             _, _, tr = self._ek_index()
-            nv_public, _ = self._esapi.nv_read_public(tr)
-            size = int(nv_public.nvPublic.dataSize)
-            out = bytearray()
-            while len(out) < size:
-                chunk = min(512, size - len(out))
-                out += bytes(self._esapi.nv_read(tr, chunk, len(out), ESYS_TR.OWNER))
-            return _strip_der_padding(bytes(out))
+            return _strip_der_padding(self._read_nv(tr))
 
         return self._call("reading the EK certificate", read)
 

@@ -30,7 +30,8 @@ from attestation_server.tpm_identity import (
 )
 from device_runtime.core.errors import RootOfTrustError
 from device_runtime.rot.tpm import SRK_HANDLE, TpmRootOfTrust, _ecc_template
-from tests.swtpm_fixtures import Swtpm, swtpm
+from device_runtime.simulated_tpm import SimulatedTpm
+from tests.swtpm_fixtures import swtpm
 
 __all__ = ["swtpm"]
 
@@ -60,7 +61,7 @@ def _software_public(attributes: int) -> bytes:
 RESIDENT_LOOKING = _software_public(int(RESIDENT))
 
 
-def test_real_tpm_proves_its_identity_key(swtpm: Swtpm) -> None:
+def test_real_tpm_proves_its_identity_key(swtpm: SimulatedTpm) -> None:
     rot = TpmRootOfTrust.open(tcti=swtpm.tcti)
     try:
         ek_cert = rot.endorsement_certificate()
@@ -80,7 +81,7 @@ def test_real_tpm_proves_its_identity_key(swtpm: Swtpm) -> None:
         rot.close()
 
 
-def test_duplicable_key_is_refused(swtpm: Swtpm) -> None:
+def test_duplicable_key_is_refused(swtpm: SimulatedTpm) -> None:
     rot = TpmRootOfTrust.open(tcti=swtpm.tcti)
     ek_public = rot.endorsement_public()
     rot.close()
@@ -128,7 +129,7 @@ def _self_signed_ca(name: str) -> x509.Certificate:
     )
 
 
-def test_wrong_ca_or_wrong_ek_is_refused(swtpm: Swtpm, tmp_path: Path) -> None:
+def test_wrong_ca_or_wrong_ek_is_refused(swtpm: SimulatedTpm, tmp_path: Path) -> None:
     rot = TpmRootOfTrust.open(tcti=swtpm.tcti)
     ek_cert, ek_public = rot.endorsement_certificate(), rot.endorsement_public()
     identity_public = rot.identity_public()
@@ -158,7 +159,7 @@ def test_wrong_ca_or_wrong_ek_is_refused(swtpm: Swtpm, tmp_path: Path) -> None:
     with pytest.raises(TpmIdentityError, match="EK is not"):
         check_endorsement(ek_cert, identity_public, [issuer])
 
-    other = Swtpm(tmp_path / "other")
+    other = SimulatedTpm(directory=tmp_path / "other")
     other.start()
     try:
         second = TpmRootOfTrust.open(tcti=other.tcti)

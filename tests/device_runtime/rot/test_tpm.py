@@ -51,21 +51,22 @@ from device_runtime.rot.tpm import (
     QUOTE_HANDLE,
     TpmRootOfTrust,
 )
+from device_runtime.simulated_tpm import SimulatedTpm
 from tests.components import binary, free_port
-from tests.swtpm_fixtures import Swtpm, swtpm
+from tests.swtpm_fixtures import swtpm
 
 __all__ = ["swtpm"]
 
 
 @pytest.fixture
-def rot(swtpm: Swtpm) -> Iterator[TpmRootOfTrust]:
+def rot(swtpm: SimulatedTpm) -> Iterator[TpmRootOfTrust]:
     opened = TpmRootOfTrust.open(tcti=swtpm.tcti)
     yield opened
     opened.close()
 
 
 @contextmanager
-def raw_tpm(tpm: Swtpm) -> Iterator[Any]:
+def raw_tpm(tpm: SimulatedTpm) -> Iterator[Any]:
     """ESAPI straight to the TPM, as an attacker with the device's software would have it."""
     esapi = ESAPI(tpm.tcti)
     try:
@@ -99,7 +100,7 @@ def test_keys_sign_es256_and_are_distinct(rot: TpmRootOfTrust) -> None:
 
 
 def test_keys_are_fixed_to_the_tpm_and_duplicate_is_refused(
-    swtpm: Swtpm, rot: TpmRootOfTrust
+    swtpm: SimulatedTpm, rot: TpmRootOfTrust
 ) -> None:
     identity = rot.identity_key().public_key()
     rot.close()
@@ -182,7 +183,7 @@ def test_measurements_start_at_zero_and_extend_as_sha256(rot: TpmRootOfTrust) ->
         rot.extend(0, b"short")
 
 
-def test_counters_only_go_up_across_restart_and_power_cut(swtpm: Swtpm) -> None:
+def test_counters_only_go_up_across_restart_and_power_cut(swtpm: SimulatedTpm) -> None:
     rot = TpmRootOfTrust.open(tcti=swtpm.tcti)
     assert rot.counter(0) == 0
     first = rot.increment(0)
@@ -230,7 +231,7 @@ def test_seal_is_bound_to_every_register(rot: TpmRootOfTrust) -> None:
             rot.unseal(bad)
 
 
-def test_sealed_blob_survives_a_reboot_with_the_same_measurements(swtpm: Swtpm) -> None:
+def test_sealed_blob_survives_a_reboot_with_the_same_measurements(swtpm: SimulatedTpm) -> None:
     rot = TpmRootOfTrust.open(tcti=swtpm.tcti)
     blob = rot.seal(b"kept")
     rot.close()
@@ -241,7 +242,7 @@ def test_sealed_blob_survives_a_reboot_with_the_same_measurements(swtpm: Swtpm) 
 
 
 def test_blob_of_another_tpm_is_refused(rot: TpmRootOfTrust, tmp_path: Any) -> None:
-    other = Swtpm(tmp_path / "other")
+    other = SimulatedTpm(directory=tmp_path / "other")
     other.start()
     try:
         foreign = TpmRootOfTrust.open(tcti=other.tcti)
@@ -282,7 +283,9 @@ def test_quote_verifies_over_nonce_and_pcrs(rot: TpmRootOfTrust) -> None:
         rot.quote(b"n" * 65)
 
 
-def test_restricted_key_will_not_sign_a_forged_quote(swtpm: Swtpm, rot: TpmRootOfTrust) -> None:
+def test_restricted_key_will_not_sign_a_forged_quote(
+    swtpm: SimulatedTpm, rot: TpmRootOfTrust
+) -> None:
     """The evidence key signs anything; only the restricted AK's quotes count as quotes."""
     attest, _ = rot.quote(b"nonce")
     forged = rot.attestation_key().sign(attest)
@@ -297,7 +300,9 @@ def test_absent_tpm_is_a_root_of_trust_error() -> None:
         TpmRootOfTrust.open(tcti="no-such-tcti-module:whatever")
 
 
-def test_tpm_gone_mid_use_is_a_root_of_trust_error(swtpm: Swtpm, rot: TpmRootOfTrust) -> None:
+def test_tpm_gone_mid_use_is_a_root_of_trust_error(
+    swtpm: SimulatedTpm, rot: TpmRootOfTrust
+) -> None:
     swtpm.kill()
     with pytest.raises(RootOfTrustError):
         rot.identity_key().sign(b"x")
@@ -305,7 +310,7 @@ def test_tpm_gone_mid_use_is_a_root_of_trust_error(swtpm: Swtpm, rot: TpmRootOfT
         rot.increment(0)
 
 
-def test_lockout_is_a_root_of_trust_error(swtpm: Swtpm, rot: TpmRootOfTrust) -> None:
+def test_lockout_is_a_root_of_trust_error(swtpm: SimulatedTpm, rot: TpmRootOfTrust) -> None:
     rot.close()
     with raw_tpm(swtpm) as esapi:
         esapi.dictionary_attack_parameters(1, 1000, 1000)
@@ -329,7 +334,7 @@ def _null_ticket() -> Any:
     return TPMT_TK_HASHCHECK(tag=TPM2_ST.HASHCHECK, hierarchy=TPM2_RH.NULL)
 
 
-def test_an_ordinary_nv_index_posing_as_a_counter_is_refused(swtpm: Swtpm) -> None:
+def test_an_ordinary_nv_index_posing_as_a_counter_is_refused(swtpm: SimulatedTpm) -> None:
     """Someone who defines a writable index at a counter's handle first controls no counter."""
     with raw_tpm(swtpm) as esapi:
         public = TPM2B_NV_PUBLIC(
