@@ -35,6 +35,7 @@ from cryptography.x509.oid import NameOID
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 from sqlalchemy import Table, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from attestation_server.tables import DeviceEvent, ProvisionedDevice
 from device_runtime.core import protocol
@@ -173,6 +174,12 @@ class ProvisioningRegistry:
     def __init__(self, *, database: Database, authority: CertificateAuthority) -> None:
         self._database = database
         self._authority = authority
+        dialect = sqlite if database.dialect == "sqlite" else postgresql
+        self._insert = (
+            dialect.insert(_PROVISIONED)
+            .on_conflict_do_nothing(index_elements=[_PROVISIONED.c.device_id])
+            .returning(_PROVISIONED.c.device_id)
+        )
 
     def register(self, request: Registration, *, now: datetime | None = None) -> ProvenRecord:
         """Check *request*, sign its fleet certificate and record it, all or nothing."""
@@ -194,25 +201,29 @@ class ProvisioningRegistry:
             "station": request.station,
             "provisioned_at": at,
         }
+        # Signed before the transaction (it is only CPU), so the write lock is held briefly;
+        # a repeated registration discards it and returns the stored one.
+        pem = csr.public_bytes(serialization.Encoding.PEM)
+        values["fleet_certificate"] = self._authority.sign_csr(
+            pem, required_common_name=device_id
+        ).decode()
         with self._database.transaction("register a provisioned device") as tx:
-            query = select(_PROVISIONED).where(_PROVISIONED.c.device_id == device_id)
-            if self._database.dialect == "postgresql":
-                query = query.with_for_update()
-            known = tx.execute(query).mappings().one_or_none()
-            if known is not None and _same(known, values):
-                return ProvenRecord.from_row(known)
-            if known is not None and not request.reprovision:
-                raise RegistrationConflict(
-                    f"{device_id} is registered with another DeviceID key, hardware model or"
-                    " root of trust; reprovision to replace it"
-                )
-            pem = csr.public_bytes(serialization.Encoding.PEM)
-            values["fleet_certificate"] = self._authority.sign_csr(
-                pem, required_common_name=device_id
-            ).decode()
-            if known is None:
-                tx.execute(insert(_PROVISIONED).values(**values))
-            else:
+            # The insert comes first, so the transaction holds the write lock before it
+            # reads: two stations racing for one id serialise instead of deadlocking.
+            created = tx.execute(self._insert, values).first() is not None
+            known: Any = None
+            if not created:
+                query = select(_PROVISIONED).where(_PROVISIONED.c.device_id == device_id)
+                if self._database.dialect == "postgresql":
+                    query = query.with_for_update()
+                known = tx.execute(query).mappings().one()
+                if _same(known, values):
+                    return ProvenRecord.from_row(known)
+                if not request.reprovision:
+                    raise RegistrationConflict(
+                        f"{device_id} is registered with another DeviceID key, hardware model"
+                        " or root of trust; reprovision to replace it"
+                    )
                 tx.execute(
                     update(_PROVISIONED)
                     .where(_PROVISIONED.c.device_id == device_id)
@@ -222,7 +233,7 @@ class ProvisioningRegistry:
                 insert(_EVENTS).values(
                     device_id=device_id,
                     at=at,
-                    kind="provisioned" if known is None else "reprovisioned",
+                    kind="provisioned" if created else "reprovisioned",
                     code=None,
                     reason=(
                         f"{request.rot_kind} root of trust (proven), {request.hwmodel},"

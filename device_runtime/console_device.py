@@ -127,12 +127,17 @@ class ConsoleDevice:
         self._thread = threading.Thread(target=self._serve, name=f"console {serial}", daemon=True)
 
     def start(self) -> str:
-        """Serve the console in a thread; the pty path a station opens."""
-        self._thread.start()
+        """Serve the console in a thread (once); the pty path a station opens."""
+        if not self._thread.is_alive():
+            self._thread.start()
         return self.path
 
     def stall(self) -> None:
         self._stalled = True
+
+    @property
+    def stalled(self) -> bool:
+        return self._stalled
 
     def resume(self) -> None:
         self._stalled = False

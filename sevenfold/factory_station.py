@@ -44,6 +44,8 @@ DEFAULT_TIMEOUT_S = 10.0
 MAX_ANSWER = 16384
 """Bytes of one answer line the station reads (a TPM's EK certificate is the longest)."""
 MANUFACTURER_CA_NAME = "Sevenfold Manufacturer CA"
+REGISTER_ATTEMPTS = 5
+"""Tries of a registration the server answered 503 (storage busy): idempotent, so safe."""
 
 
 class StationError(SevenfoldError):
