@@ -9,8 +9,18 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel
 
+from attestation_server.provisioning import ProvenRecord, ProvisioningRegistry
 from attestation_server.records import DeviceRecord, EventRecord
 from attestation_server.registry import DeviceRegistry
+
+
+class ProvenView(BaseModel):
+    rot_kind: str
+    hwmodel: str
+    public_key: str
+    """The DeviceID key, an uncompressed P-256 point in hex."""
+    station: str
+    provisioned_at: datetime
 
 
 class DeviceView(BaseModel):
@@ -21,6 +31,9 @@ class DeviceView(BaseModel):
     rot_verified: str | None
     """The root of trust attestation proved; null until it has."""
     hwmodel: str
+    """The hardware model the device says it is."""
+    proven: ProvenView | None
+    """What factory provisioning proved (kind, model, DeviceID key); null if never provisioned."""
     swname: str
     swversion: str
     boot_count: int
@@ -37,13 +50,28 @@ class EventView(BaseModel):
     reason: str | None
 
 
-def _device_view(record: DeviceRecord, now: datetime) -> DeviceView:
+def _proven_view(proven: ProvenRecord | None) -> ProvenView | None:
+    if proven is None:
+        return None
+    return ProvenView(
+        rot_kind=proven.rot_kind,
+        hwmodel=proven.hwmodel,
+        public_key=proven.public_key,
+        station=proven.station,
+        provisioned_at=proven.provisioned_at,
+    )
+
+
+def _device_view(
+    record: DeviceRecord, now: datetime, proven: ProvenRecord | None = None
+) -> DeviceView:
     return DeviceView(
         device_id=record.device_id,
         status=record.status(now),
         rot_claimed=record.rot_claimed,
         rot_verified=record.rot_verified,
         hwmodel=record.hwmodel,
+        proven=_proven_view(proven),
         swname=record.swname,
         swversion=record.swversion,
         boot_count=record.boot_count,
@@ -63,21 +91,36 @@ def _event_view(record: EventRecord) -> EventView:
     )
 
 
-def router(*, registry: DeviceRegistry, authorized: Callable[..., None]) -> APIRouter:
-    """Routes bound to *registry*; *authorized* is the operator-token dependency."""
+def router(
+    *,
+    registry: DeviceRegistry,
+    authorized: Callable[..., None],
+    provisioning: ProvisioningRegistry | None = None,
+) -> APIRouter:
+    """Routes bound to *registry*; *authorized* is the operator-token dependency.
+
+    With *provisioning*, each device carries what its factory provisioning
+    proved beside what it claims; enrollment never writes those values.
+    """
+
+    def proven(device_ids: list[str]) -> dict[str, ProvenRecord]:
+        return {} if provisioning is None else provisioning.proven(device_ids)
+
     api = APIRouter(prefix="/api/v1", tags=["devices"], dependencies=[Depends(authorized)])
 
     @api.get("/devices")
     def list_devices() -> list[DeviceView]:
         now = datetime.now(UTC)
-        return [_device_view(record, now) for record in registry.list_devices()]
+        records = registry.list_devices()
+        known = proven([record.device_id for record in records])
+        return [_device_view(record, now, known.get(record.device_id)) for record in records]
 
     @api.get("/devices/{device_id}")
     def get_device(device_id: str) -> DeviceView:
         record = registry.get(device_id)
         if record is None:
             raise HTTPException(status_code=404, detail=f"no device {device_id!r}")
-        return _device_view(record, datetime.now(UTC))
+        return _device_view(record, datetime.now(UTC), proven([device_id]).get(device_id))
 
     @api.get("/events")
     def list_events(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[EventView]:

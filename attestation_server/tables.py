@@ -63,3 +63,26 @@ class DeviceEvent(Base):
     kind: Mapped[str] = mapped_column(Text)
     code: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
+
+
+class ProvisionedDevice(Base):
+    """What a factory station proved about a device when it provisioned it.
+
+    Written only by the factory route, never by an enroll: the root-of-trust
+    kind, hardware model and DeviceID key here are facts the station checked
+    (a CSR's proof of possession, for a TPM its endorsement and a credential
+    challenge), where the devices table holds what the device says.
+    """
+
+    __tablename__ = "provisioned_devices"
+    __table_args__ = (CheckConstraint(f"rot_kind IN {_KINDS}", name="rot_kind"),)
+
+    device_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    hwmodel: Mapped[str] = mapped_column(Text)
+    rot_kind: Mapped[str] = mapped_column(Text)
+    public_key: Mapped[str] = mapped_column(Text)
+    """The DeviceID key, an uncompressed SEC1 P-256 point in hex."""
+    manufacturer_certificate: Mapped[str] = mapped_column(Text)
+    fleet_certificate: Mapped[str] = mapped_column(Text)
+    station: Mapped[str] = mapped_column(Text)
+    provisioned_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -10,7 +10,7 @@ leaves the device's root of trust, even here.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,19 +59,28 @@ class SimulatedFleet:
         count: int,
         hwmodel: str = "sim-board-1",
         swversion: str = "1.0.0",
+        device_ids: Sequence[str] | None = None,
     ) -> None:
         self.broker = broker
         self.certify = certify
         self.hwmodel = hwmodel
         self.swversion = swversion
+        ids = (
+            list(device_ids)
+            if device_ids is not None
+            else [f"sim-{n:04d}" for n in range(1, count + 1)]
+        )
         self.devices = [
-            SimulatedDevice(device_id=f"sim-{n:04d}", directory=directory / f"sim-{n:04d}")
-            for n in range(1, count + 1)
+            SimulatedDevice(device_id=device_id, directory=directory / device_id)
+            for device_id in ids
         ]
         self._threads: list[threading.Thread] = []
 
     def provision(self) -> None:
-        """Factory step: a key in each device's root of trust and a certificate for it."""
+        """Factory step: a key in each device's root of trust and a certificate for it.
+
+        A device already provisioned (over its console, by a factory station)
+        keeps the certificate it has."""
         for device in self.devices:
             rot = SoftwareRootOfTrust.open(directory=device.directory)
             cert_path = device.directory / CERT_FILE

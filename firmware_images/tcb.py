@@ -67,6 +67,12 @@ PARTS: tuple[Part, ...] = (
             "device_runtime/core/errors.py",
         ),
     ),
+    Part(
+        "provisioning console",
+        "the factory's line into the device: it asks the root of trust for a CSR and stores the"
+        " certificates the device will trust",
+        ("device_runtime/core/console.py",),
+    ),
 )
 
 

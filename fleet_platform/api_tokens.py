@@ -3,7 +3,8 @@
 Operators and the sites' passive sensors get separate tokens so that a sensor,
 which sits on a plant network and is the easier machine to compromise, cannot
 read the fleet's inventory or alerts, and an operator token cannot inject
-fake assets. The server writes each random token to its state directory (mode
+fake assets; factory stations get a third, which only registers
+provisioned devices. The server writes each random token to its state directory (mode
 0600, atomically) the first time it starts; tools on the same machine read
 them from there, remote ones are given them out of band. Requests present a
 token as a bearer token (:mod:`fleet_platform.bearer_auth` checks it, in
@@ -20,7 +21,9 @@ from device_runtime.ports.cpython.atomic_file import write_atomic
 
 OPERATOR = "operator"
 SENSOR = "sensor"
-TOKEN_NAMES = (OPERATOR, SENSOR)
+FACTORY = "factory"
+"""Factory stations: they register provisioned devices and can do nothing else."""
+TOKEN_NAMES = (OPERATOR, SENSOR, FACTORY)
 
 MIN_TOKEN_LENGTH = 32
 """A shorter file content is treated as damaged and replaced by a fresh token."""

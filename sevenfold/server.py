@@ -32,11 +32,13 @@ from fastapi.responses import JSONResponse
 
 import attestation_server
 import attestation_server.api
+import attestation_server.provisioning
 import fleet_platform.storage
 import passive_monitor.receiver
 import passive_monitor.receiver.api
 import update_service.api
 from attestation_server.enrollment import EnrollmentService
+from attestation_server.provisioning import BrokerInfo, ProvisioningRegistry
 from attestation_server.registry import DeviceRegistry
 from device_runtime.core.errors import CryptoError, StorageError, TransportError
 from fleet_platform import api_tokens, bearer_auth
@@ -96,6 +98,7 @@ class FleetServer:
         secure_state_directory(config.state_dir)
         token = api_tokens.load_or_create(config.state_dir, name=api_tokens.OPERATOR)
         sensor_token = api_tokens.load_or_create(config.state_dir, name=api_tokens.SENSOR)
+        factory_token = api_tokens.load_or_create(config.state_dir, name=api_tokens.FACTORY)
         self.database = open_database(config.resolved_database_url, migrations=MIGRATIONS)
         self.database.upgrade()
         self.registry = DeviceRegistry(database=self.database)
@@ -110,6 +113,7 @@ class FleetServer:
         app.add_exception_handler(StorageError, _storage_unavailable)
         authorized = bearer_auth.bearer_dependency(token, name=api_tokens.OPERATOR)
         sensor_authorized = bearer_auth.bearer_dependency(sensor_token, name=api_tokens.SENSOR)
+        factory_authorized = bearer_auth.bearer_dependency(factory_token, name=api_tokens.FACTORY)
         broker_host: str | None = None
         broker_port: int | None = None
         ca_path: Path | None = None
@@ -135,8 +139,22 @@ class FleetServer:
                 ).register(self.gateway)
                 self.gateway.start()
                 self._start_gateway_children(broker_host, broker_port, ca_path, group)
+                provisioning = ProvisioningRegistry(
+                    database=self.database, authority=fleet_authority(config.state_dir)
+                )
+                advertised = self.broker.advertised_host if self.broker is not None else broker_host
+                link = BrokerInfo(
+                    host=advertised, port=broker_port, ca_pem=ca_path.read_text(encoding="ascii")
+                )
                 app.include_router(
-                    attestation_server.api.router(registry=self.registry, authorized=authorized)
+                    attestation_server.api.router(
+                        registry=self.registry, authorized=authorized, provisioning=provisioning
+                    )
+                )
+                app.include_router(
+                    attestation_server.provisioning.router(
+                        registry=provisioning, authorized=factory_authorized, broker=lambda: link
+                    )
                 )
             if "updates" in config.services:
                 files = RepositoryFiles(root=config.state_dir / "repository")

@@ -10,7 +10,7 @@ import logging
 
 import typer
 
-from sevenfold.cli import demo, devices, inventory, server, simulate, status
+from sevenfold.cli import demo, devices, factory, inventory, server, simulate, status
 from sevenfold.cli.assets import assets_app
 from sevenfold.cli.baseline import baseline_app
 from sevenfold.cli.monitor import monitor_command
@@ -28,6 +28,7 @@ app.add_typer(server_app, name="server")
 app.command("demo")(demo.demo)
 app.command("simulate")(simulate.simulate)
 app.add_typer(devices.app, name="devices")
+app.add_typer(factory.app, name="factory")
 app.command("inventory")(inventory.inventory)
 app.command("monitor")(monitor_command)
 app.add_typer(assets_app, name="assets")

@@ -1,8 +1,10 @@
 """``sevenfold demo``: the whole story on one machine, in under a minute.
 
-A fleet server with its managed mTLS broker, a handful of simulated devices
-that are provisioned on a simulated factory line, enroll and heartbeat, and
-the fleet table the operator would see. Everything runs in a temporary state
+A fleet server with its managed mTLS broker, a handful of simulated boards
+whose consoles are pseudo-terminals, provisioned over them by the factory
+station exactly as boards on a line are, then enrolling and heartbeating, and
+the fleet table the operator would see, with each device's proven root of
+trust. Everything runs in a temporary state
 directory and is torn down at the end.
 """
 
@@ -19,6 +21,13 @@ from sevenfold.api_client import FleetClient
 from sevenfold.cli.extras import missing_extra
 from sevenfold.cli.output import emit_json, reported_errors, say, show
 from sevenfold.cli.tables import device_table
+
+HWMODEL = "sim-board-1"
+
+
+def board_kinds(count: int) -> list[str]:
+    """The root-of-trust kind of each demo board, in order: the seam for TPM and DICE boards."""
+    return ["software"] * count
 
 
 def demo(
@@ -46,7 +55,8 @@ def demo(
                     ("managed broker", "bold"),
                     f" mTLS on {fleet.broker.host}:{fleet.broker.port}",
                 )
-                say(f"provisioning {devices} simulated devices (software root of trust)")
+                say(f"provisioning {devices} simulated boards over their consoles (pty)")
+            device_ids = provision_over_consoles(state, fleet.http_url, board_kinds(devices))
             simulated = run_fleet(
                 state=state,
                 broker=BrokerAddress(
@@ -57,6 +67,7 @@ def demo(
                 ),
                 count=devices,
                 beats=beats,
+                device_ids=device_ids,
             )
             rows = FleetClient.for_state_dir(state).get("/api/v1/devices")
     failed = [d for d in simulated.devices if d.error]
@@ -70,3 +81,29 @@ def demo(
         say(f"{len(online)}/{devices} devices online")
     if failed or len(online) != devices:
         raise typer.Exit(1)
+
+
+def provision_over_consoles(state: Path, server: str, kinds: list[str]) -> list[str]:
+    """The factory line of the demo: one pty board per kind, provisioned by the station."""
+    from device_runtime.console_device import ConsoleDevice, export_credentials
+    from fleet_platform import api_tokens
+    from sevenfold.factory_station import Station, StationError, device_id_for, init_ca, provision
+
+    token = api_tokens.read(state, name=api_tokens.FACTORY)
+    if token is None:
+        raise StationError("token", "the demo server wrote no factory token")
+    station = Station(
+        authority=init_ca(state / "manufacturer-ca"), server=server, token=token, name="demo"
+    )
+    device_ids = []
+    for number, kind in enumerate(kinds, 1):
+        serial = f"{number:04d}"
+        device_id = device_id_for(HWMODEL, serial)
+        directory = state / "devices" / device_id
+        with ConsoleDevice(directory=directory, hwmodel=HWMODEL, serial=serial, rot=kind) as board:
+            result = provision(station, board.path)
+        if result.error is not None:
+            raise StationError(result.code or "factory", f"{device_id}: {result.error}")
+        export_credentials(directory)
+        device_ids.append(device_id)
+    return device_ids

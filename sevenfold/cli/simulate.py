@@ -57,7 +57,14 @@ def simulate(
         raise typer.Exit(1)
 
 
-def run_fleet(*, state: Path, broker: BrokerAddress, count: int, beats: int) -> SimulatedFleet:
+def run_fleet(
+    *,
+    state: Path,
+    broker: BrokerAddress,
+    count: int,
+    beats: int,
+    device_ids: list[str] | None = None,
+) -> SimulatedFleet:
     """Provision *count* devices under the state dir and run them to completion."""
     from device_runtime.simulator import SimulatedFleet
     from fleet_platform.pki import fleet_authority
@@ -70,6 +77,7 @@ def run_fleet(*, state: Path, broker: BrokerAddress, count: int, beats: int) -> 
             csr, required_common_name=protocol.check_device_id(device_id)
         ),
         count=count,
+        device_ids=device_ids,
     )
     fleet.provision()
     fleet.start(beats=beats)

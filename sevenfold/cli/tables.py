@@ -12,31 +12,102 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from sevenfold.cli.output import literal_table
+from sevenfold.cli.output import Part, literal_table
 
 if TYPE_CHECKING:
     from device_runtime.simulator import SimulatedDevice
     from passive_monitor.advisories import VulnerabilityHint
     from passive_monitor.alerts.model import Alert
     from passive_monitor.inventory import Asset
+    from sevenfold.factory_station import BoardResult
 
 
 def device_table(rows: list[dict[str, Any]], *, title: str) -> Table:
-    """The server's ``/devices`` rows, online in green and offline in red."""
+    """The server's ``/devices`` rows, online in green and offline in red.
+
+    Root of trust, hardware model and DeviceID key are marked *proven* when
+    factory provisioning (or attestation: *verified*) established them, and
+    *claimed* when only the device said so.
+    """
     return literal_table(
-        headers=("device", "status", "root of trust", "firmware", "boots", "beats", "last seen"),
+        headers=(
+            "device",
+            "status",
+            "root of trust",
+            "hardware",
+            "DeviceID key",
+            "firmware",
+            "boots",
+            "beats",
+            "last seen",
+        ),
         title=title,
         rows=(
             (
                 row["device_id"],
                 (row["status"], "green" if row["status"] == "online" else "red"),
-                row["rot_verified"] or f"{row['rot_claimed']} (claimed)",
+                _root_of_trust(row),
+                _hardware(row),
+                _device_key(row),
                 row["swversion"],
                 row["boot_count"],
                 row["last_seq"],
                 _clock_time(str(row["last_seen"])),
             )
             for row in rows
+        ),
+    )
+
+
+def _proven(row: dict[str, Any]) -> dict[str, Any] | None:
+    proven = row.get("proven")
+    return proven if isinstance(proven, dict) else None
+
+
+def _root_of_trust(row: dict[str, Any]) -> Part:
+    if row.get("rot_verified"):
+        return (f"{row['rot_verified']} (verified)", "green")
+    proven = _proven(row)
+    if proven is not None:
+        return (f"{proven['rot_kind']} (proven)", "green")
+    return (f"{row['rot_claimed']} (claimed)", "yellow")
+
+
+def _hardware(row: dict[str, Any]) -> Part:
+    proven = _proven(row)
+    if proven is not None:
+        return f"{proven['hwmodel']} (proven)"
+    return f"{row['hwmodel']} (claimed)"
+
+
+def _device_key(row: dict[str, Any]) -> Part:
+    """The first 16 hex digits of the proven DeviceID key after its 04 prefix; none if unproven."""
+    proven = _proven(row)
+    if proven is None:
+        return ("none proven", "yellow")
+    return str(proven["public_key"])[2:18]
+
+
+def board_table(results: Iterable[BoardResult]) -> Table:
+    """How each board of a factory run fared; the error is the board's or the server's answer."""
+    listed = list(results)
+    failed = sum(result.error is not None for result in listed)
+    return literal_table(
+        headers=("port", "device", "root of trust", "hardware", "result"),
+        title=f"{len(listed) - failed}/{len(listed)} boards provisioned",
+        rows=(
+            (
+                result.port,
+                result.device_id,
+                result.kind,
+                result.hwmodel,
+                (
+                    ("provisioned" if result.registered else "provisioned (registration repeated)")
+                    if result.error is None
+                    else (f"{result.code} at {result.step}: {result.error}", "red")
+                ),
+            )
+            for result in listed
         ),
     )
 

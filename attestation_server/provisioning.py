@@ -1,0 +1,375 @@
+"""Factory provisioning, server side: record what a station proved, sign the fleet certificate.
+
+A factory station (``sevenfold factory provision``) talks to a board's console,
+checks its CSR (and for a TPM its endorsement), signs a DeviceID certificate
+with the manufacturer CA and registers the device here with the ``factory``
+token. The server checks again everything it can check itself (the CSR's
+proof of possession, its CN, the curve, the device id and hardware model
+syntax, the root-of-trust kind, that the manufacturer certificate is for the
+same key and name), signs a fleet certificate for the same key and records the
+device in one transaction: a registration is there completely or not at all.
+
+Registering is idempotent: the same device id with the same key returns the
+stored registration, so a station that lost power between registering and
+installing can finish. A different key for a registered id is a conflict (a
+cloned serial number, or a board whose root of trust was reset) unless the
+station says ``reprovision``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel, Field
+from sqlalchemy import Table, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from attestation_server.tables import DeviceEvent, ProvisionedDevice
+from device_runtime.core import protocol
+from device_runtime.core.errors import CryptoError, InvalidField, SevenfoldError
+from fleet_platform.pki import CertificateAuthority
+from fleet_platform.storage import Database
+
+_PROVISIONED = cast(Table, ProvisionedDevice.__table__)
+_EVENTS = cast(Table, DeviceEvent.__table__)
+HWMODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+"""A hardware model: part of the device id and one word of the console's hello."""
+STATION = re.compile(r"^[ -~]{1,64}$")
+MAX_CSR = 4096
+MAX_CERTIFICATE = 8192
+
+
+class ProvisioningRefused(SevenfoldError):
+    """A registration the server will not record; ``code`` says which check failed."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+class RegistrationConflict(ProvisioningRefused):
+    """The device id is registered with another key (or other proven facts)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("conflict", reason)
+
+
+def public_point(key: ec.EllipticCurvePublicKey) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+
+
+def read_csr(der: bytes, device_id: str) -> x509.CertificateSigningRequest:
+    """The CSR, if it proves possession of a P-256 key and names exactly *device_id*.
+
+    Shared by the station and the server, so both refuse the same requests
+    with the same codes.
+    """
+    try:
+        csr = x509.load_der_x509_csr(der)
+        public = csr.public_key()
+        valid = csr.is_signature_valid
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise ProvisioningRefused(
+            "bad-csr", f"not a DER certificate signing request: {exc}"
+        ) from None
+    if not isinstance(public, ec.EllipticCurvePublicKey) or not isinstance(
+        public.curve, ec.SECP256R1
+    ):
+        raise ProvisioningRefused("bad-csr", "the CSR key is not an ECDSA P-256 key")
+    if not valid:
+        raise ProvisioningRefused(
+            "proof-of-possession", "the CSR's signature is not made by its key"
+        )
+    names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if len(names) != 1 or names[0].value != device_id:
+        shown = [str(name.value)[:64] for name in names]
+        raise ProvisioningRefused("cn-mismatch", f"the CSR names {shown}, not {device_id!r}")
+    return csr
+
+
+def check_device_id(device_id: str) -> str:
+    try:
+        return protocol.check_device_id(device_id)
+    except InvalidField as exc:
+        raise ProvisioningRefused("bad-device-id", exc.reason) from None
+
+
+def check_hwmodel(hwmodel: str) -> str:
+    if not HWMODEL.fullmatch(hwmodel):
+        raise ProvisioningRefused(
+            "bad-hwmodel", "a hardware model is 1-64 letters, digits, '.', '_' or '-'"
+        )
+    return hwmodel
+
+
+def check_kind(kind: str) -> str:
+    if kind not in protocol.ROOTS_OF_TRUST:
+        raise ProvisioningRefused(
+            "bad-rot-kind",
+            f"root-of-trust kind must be one of {', '.join(protocol.ROOTS_OF_TRUST)}",
+        )
+    return kind
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Registration:
+    """What a station asks the server to record."""
+
+    device_id: str
+    hwmodel: str
+    rot_kind: str
+    csr_der: bytes
+    manufacturer_certificate: str
+    station: str
+    reprovision: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProvenRecord:
+    """A provisioned device as stored; ``created`` is False for a repeated registration."""
+
+    device_id: str
+    hwmodel: str
+    rot_kind: str
+    public_key: str
+    manufacturer_certificate: str
+    fleet_certificate: str
+    station: str
+    provisioned_at: datetime
+    created: bool = False
+
+    @classmethod
+    def from_row(cls, row: Any, *, created: bool = False) -> ProvenRecord:
+        return cls(
+            device_id=row["device_id"],
+            hwmodel=row["hwmodel"],
+            rot_kind=row["rot_kind"],
+            public_key=row["public_key"],
+            manufacturer_certificate=row["manufacturer_certificate"],
+            fleet_certificate=row["fleet_certificate"],
+            station=row["station"],
+            provisioned_at=row["provisioned_at"],
+            created=created,
+        )
+
+
+class ProvisioningRegistry:
+    """The provisioned_devices table: what factories proved, one row per device."""
+
+    def __init__(self, *, database: Database, authority: CertificateAuthority) -> None:
+        self._database = database
+        self._authority = authority
+        dialect = sqlite if database.dialect == "sqlite" else postgresql
+        self._insert = (
+            dialect.insert(_PROVISIONED)
+            .on_conflict_do_nothing(index_elements=[_PROVISIONED.c.device_id])
+            .returning(_PROVISIONED.c.device_id)
+        )
+
+    def register(self, request: Registration, *, now: datetime | None = None) -> ProvenRecord:
+        """Check *request*, sign its fleet certificate and record it, all or nothing."""
+        device_id = check_device_id(request.device_id)
+        check_hwmodel(request.hwmodel)
+        check_kind(request.rot_kind)
+        if not STATION.fullmatch(request.station):
+            raise ProvisioningRefused("bad-station", "a station name is 1-64 printable characters")
+        csr = read_csr(request.csr_der, device_id)
+        point = public_point(cast(ec.EllipticCurvePublicKey, csr.public_key()))
+        _check_manufacturer_certificate(request.manufacturer_certificate, device_id, point)
+        at = now or datetime.now(UTC)
+        values = {
+            "device_id": device_id,
+            "hwmodel": request.hwmodel,
+            "rot_kind": request.rot_kind,
+            "public_key": point.hex(),
+            "manufacturer_certificate": request.manufacturer_certificate,
+            "station": request.station,
+            "provisioned_at": at,
+        }
+        # Signed before the transaction (it is only CPU), so the write lock is held briefly;
+        # a repeated registration discards it and returns the stored one.
+        pem = csr.public_bytes(serialization.Encoding.PEM)
+        values["fleet_certificate"] = self._authority.sign_csr(
+            pem, required_common_name=device_id
+        ).decode()
+        with self._database.transaction("register a provisioned device") as tx:
+            # The insert comes first, so the transaction holds the write lock before it
+            # reads: two stations racing for one id serialise instead of deadlocking.
+            created = tx.execute(self._insert, values).first() is not None
+            known: Any = None
+            if not created:
+                query = select(_PROVISIONED).where(_PROVISIONED.c.device_id == device_id)
+                if self._database.dialect == "postgresql":
+                    query = query.with_for_update()
+                known = tx.execute(query).mappings().one()
+                if _same(known, values):
+                    return ProvenRecord.from_row(known)
+                if not request.reprovision:
+                    raise RegistrationConflict(
+                        f"{device_id} is registered with another DeviceID key, hardware model"
+                        " or root of trust; reprovision to replace it"
+                    )
+                tx.execute(
+                    update(_PROVISIONED)
+                    .where(_PROVISIONED.c.device_id == device_id)
+                    .values(**values)
+                )
+            tx.execute(
+                insert(_EVENTS).values(
+                    device_id=device_id,
+                    at=at,
+                    kind="provisioned" if created else "reprovisioned",
+                    code=None,
+                    reason=(
+                        f"{request.rot_kind} root of trust (proven), {request.hwmodel},"
+                        f" by station {request.station}"
+                    ),
+                )
+            )
+            return ProvenRecord.from_row(values, created=True)
+
+    def get(self, device_id: str) -> ProvenRecord | None:
+        with self._database.transaction("read a provisioned device") as tx:
+            row = (
+                tx.execute(select(_PROVISIONED).where(_PROVISIONED.c.device_id == device_id))
+                .mappings()
+                .one_or_none()
+            )
+        return None if row is None else ProvenRecord.from_row(row)
+
+    def proven(self, device_ids: Iterable[str]) -> dict[str, ProvenRecord]:
+        """The provisioned ones among *device_ids*, by id."""
+        wanted = sorted(set(device_ids))
+        if not wanted:
+            return {}
+        with self._database.transaction("read provisioned devices") as tx:
+            rows = tx.execute(
+                select(_PROVISIONED).where(_PROVISIONED.c.device_id.in_(wanted))
+            ).mappings()
+            return {row["device_id"]: ProvenRecord.from_row(row) for row in rows}
+
+
+def _same(known: Any, values: dict[str, Any]) -> bool:
+    """The stored registration is this one: same key, model and kind (in constant time)."""
+    return (
+        hmac.compare_digest(str(known["public_key"]), str(values["public_key"]))
+        and known["hwmodel"] == values["hwmodel"]
+        and known["rot_kind"] == values["rot_kind"]
+    )
+
+
+def _check_manufacturer_certificate(pem: str, device_id: str, point: bytes) -> None:
+    try:
+        certificate = x509.load_pem_x509_certificate(pem.encode())
+        public = certificate.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise ProvisioningRefused("bad-certificate", f"manufacturer certificate: {exc}") from None
+    if not isinstance(public, ec.EllipticCurvePublicKey) or not hmac.compare_digest(
+        public_point(public), point
+    ):
+        raise ProvisioningRefused(
+            "bad-certificate", "the manufacturer certificate is not for the CSR's key"
+        )
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if len(names) != 1 or names[0].value != device_id:
+        raise ProvisioningRefused(
+            "bad-certificate", f"the manufacturer certificate does not name {device_id!r}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerInfo:
+    """Where provisioned devices connect, and the CA their broker's certificate chains to."""
+
+    host: str
+    port: int
+    ca_pem: str
+
+
+class RegistrationRequest(BaseModel):
+    device_id: str = Field(max_length=protocol.MAX_DEVICE_ID)
+    hwmodel: str = Field(max_length=64)
+    rot_kind: str = Field(max_length=16)
+    csr: str = Field(max_length=MAX_CSR, description="the DeviceID CSR, DER in base64")
+    manufacturer_certificate: str = Field(max_length=MAX_CERTIFICATE, description="PEM")
+    station: str = Field(max_length=64)
+    reprovision: bool = False
+
+
+class RegistrationView(BaseModel):
+    device_id: str
+    hwmodel: str
+    rot_kind: str
+    public_key: str
+    station: str
+    provisioned_at: datetime
+    created: bool
+    """False when this repeats a registration already recorded."""
+    fleet_certificate: str
+    broker_ca: str
+    broker_host: str
+    broker_port: int
+
+
+def router(
+    *,
+    registry: ProvisioningRegistry,
+    authorized: Callable[..., None],
+    broker: Callable[[], BrokerInfo],
+) -> APIRouter:
+    """The factory's route; *authorized* is the factory-token dependency."""
+    api = APIRouter(prefix="/api/v1", tags=["factory"], dependencies=[Depends(authorized)])
+
+    @api.post("/provisioned-devices")
+    def register(body: RegistrationRequest) -> RegistrationView:
+        try:
+            csr_der = base64.b64decode(body.csr, validate=True)
+        except binascii.Error:
+            raise HTTPException(status_code=422, detail="bad-csr: not base64") from None
+        try:
+            record = registry.register(
+                Registration(
+                    device_id=body.device_id,
+                    hwmodel=body.hwmodel,
+                    rot_kind=body.rot_kind,
+                    csr_der=csr_der,
+                    manufacturer_certificate=body.manufacturer_certificate,
+                    station=body.station,
+                    reprovision=body.reprovision,
+                )
+            )
+        except RegistrationConflict as exc:
+            raise HTTPException(status_code=409, detail=exc.explain()) from None
+        except (ProvisioningRefused, CryptoError) as exc:
+            raise HTTPException(status_code=422, detail=exc.explain()) from None
+        link = broker()
+        return RegistrationView(
+            device_id=record.device_id,
+            hwmodel=record.hwmodel,
+            rot_kind=record.rot_kind,
+            public_key=record.public_key,
+            station=record.station,
+            provisioned_at=record.provisioned_at,
+            created=record.created,
+            fleet_certificate=record.fleet_certificate,
+            broker_ca=link.ca_pem,
+            broker_host=link.host,
+            broker_port=link.port,
+        )
+
+    return api

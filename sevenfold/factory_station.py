@@ -1,0 +1,370 @@
+"""The factory station: provision boards over their consoles and register them with the fleet.
+
+For each board on a serial port (any pyserial URL): ``hello``, choose the
+device id from its hardware model and serial number, ``csr`` (the board makes
+its DeviceID inside its root of trust), for a TPM check its endorsement and
+that the key is TPM-resident with a credential challenge, check the CSR (proof
+of possession, CN, P-256), sign the DeviceID certificate with the manufacturer
+CA, register with the fleet server (which signs the fleet certificate), then
+``put`` everything on the board and ``install`` it in one atomic write.
+
+Registration comes before install and is idempotent, so a station that dies
+anywhere leaves either nothing, or a registration the next run completes
+(same id, same key); a board that reboots mid-flow is noticed (its banner, or
+a session it no longer has) and reported, never half-installed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import importlib
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from attestation_server.provisioning import (
+    ProvisioningRefused,
+    check_device_id,
+    public_point,
+    read_csr,
+)
+from device_runtime.core import console, protocol
+from device_runtime.core.errors import SevenfoldError, TransportError
+from fleet_platform.pki import CertificateAuthority
+
+DEFAULT_TIMEOUT_S = 10.0
+MAX_ANSWER = 16384
+"""Bytes of one answer line the station reads (a TPM's EK certificate is the longest)."""
+MANUFACTURER_CA_NAME = "Sevenfold Manufacturer CA"
+REGISTER_ATTEMPTS = 5
+"""Tries of a registration the server answered 503 (storage busy): idempotent, so safe."""
+
+
+class StationError(SevenfoldError):
+    """A board could not be provisioned; ``code`` says why, in the same words as the docs."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+def device_id_for(hwmodel: str, serial: str) -> str:
+    """``<hwmodel>-<serial>``, lower-cased: unique as long as serials are unique per model."""
+    candidate = f"{hwmodel}-{serial}".lower()
+    try:
+        return check_device_id(candidate)
+    except ProvisioningRefused as exc:
+        raise StationError(
+            "bad-device-id", f"{candidate[:80]!r} cannot be a device id: {exc.reason}"
+        ) from None
+
+
+class ConsoleLink:
+    """One board's console on a pyserial URL: a request, then its answer line, or an error."""
+
+    def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        import serial
+
+        try:
+            self._port = serial.serial_for_url(url, baudrate=115200, timeout=0.05)
+        except (serial.SerialException, ValueError, OSError) as exc:
+            raise StationError("port", f"cannot open {url}: {exc}") from None
+        self.url = url
+        self.timeout = timeout
+        self._lines = console.LineBuffer(limit=MAX_ANSWER)
+        self._pending: list[bytes | None] = []
+        self._drain()
+
+    def close(self) -> None:
+        self._port.close()
+
+    def _drain(self) -> None:
+        """Forget what the board printed before we spoke (its boot banner, old answers)."""
+        deadline = time.monotonic() + 0.2
+        while time.monotonic() < deadline:
+            self._lines.feed(self._port.read(4096))
+        self._lines = console.LineBuffer(limit=MAX_ANSWER)
+
+    def ask(self, *words: str) -> list[str]:
+        """The words after ``ok``; StationError for an ``err``, silence, a reboot or garbage."""
+        request = " ".join(words).encode()
+        if len(request) > console.MAX_REQUEST:
+            raise StationError("too-long", f"{words[0]} would be over the console's line limit")
+        try:
+            self._port.write(request + b"\n")
+        except Exception as exc:
+            raise StationError("port", f"writing to {self.url} failed: {exc}") from None
+        deadline = time.monotonic() + self.timeout
+        while True:
+            while self._pending:
+                line = self._pending.pop(0)
+                return self._answer(words[0], line)
+            if time.monotonic() > deadline:
+                raise StationError(
+                    "stalled", f"the board did not answer {words[0]} within {self.timeout:g} s"
+                )
+            try:
+                data = self._port.read(4096)
+            except Exception as exc:
+                raise StationError("port", f"reading from {self.url} failed: {exc}") from None
+            self._pending.extend(self._lines.feed(data))
+
+    def _answer(self, command: str, line: bytes | None) -> list[str]:
+        if line is None:
+            raise StationError("garbled", f"the answer to {command} is over {MAX_ANSWER} bytes")
+        if line + b"\n" == console.BANNER:
+            raise StationError("rebooted", f"the board rebooted while answering {command}")
+        text = line.decode("ascii", "replace")
+        if text == "ok" or text.startswith("ok "):
+            return text.split(" ")[1:]
+        if text.startswith("err "):
+            _, code, *reason = text.split(" ", 2)
+            if code == "no-session":
+                raise StationError("rebooted", f"the board forgot the session ({command})")
+            raise StationError(code, f"the board refused {command}: {' '.join(reason)[:200]}")
+        raise StationError("garbled", f"the answer to {command} is not ok/err: {text[:64]!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    kind: str
+    hwmodel: str
+    serial: str
+    boot: str
+    provisioned_as: str | None
+
+
+def parse_hello(words: list[str]) -> Hello:
+    if words[:2] != ["sevenfold-console", str(console.VERSION)]:
+        raise StationError("bad-console", f"not a version {console.VERSION} provisioning console")
+    fields = dict(word.partition("=")[::2] for word in words[2:])
+    kind = fields.get("kind", "")
+    if kind not in protocol.ROOTS_OF_TRUST:
+        raise StationError("bad-rot-kind", f"unknown root-of-trust kind {kind[:32]!r}")
+    return Hello(
+        kind=kind,
+        hwmodel=fields.get("hwmodel", ""),
+        serial=fields.get("serial", ""),
+        boot=fields.get("boot", ""),
+        provisioned_as=fields.get("id") if fields.get("state") == "provisioned" else None,
+    )
+
+
+@dataclass(slots=True)
+class Station:
+    """What every board of one run shares: the CA, the server, the policy."""
+
+    authority: CertificateAuthority
+    server: str
+    token: str
+    name: str
+    hwmodels: Sequence[str] = ()
+    """Hardware models this line builds; empty accepts any."""
+    tpm_cas: Sequence[x509.Certificate] = ()
+    reprovision: bool = False
+    timeout: float = DEFAULT_TIMEOUT_S
+    _claimed: dict[str, str] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def claim(self, device_id: str, port: str) -> None:
+        """Two boards of one batch never get the same device id."""
+        with self._lock:
+            other = self._claimed.setdefault(device_id, port)
+        if other != port:
+            raise StationError(
+                "duplicate-device-id", f"{device_id} is also the board on {other} in this batch"
+            )
+
+
+@dataclass(slots=True)
+class BoardResult:
+    port: str
+    device_id: str | None = None
+    kind: str | None = None
+    hwmodel: str | None = None
+    step: str = "open"
+    registered: bool | None = None
+    """True when this run created the registration, False when it repeated one."""
+    error: str | None = None
+    code: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "port": self.port,
+            "device_id": self.device_id,
+            "kind": self.kind,
+            "hwmodel": self.hwmodel,
+            "ok": self.error is None,
+            "step": self.step,
+            "new_registration": self.registered,
+            "code": self.code,
+            "error": self.error,
+        }
+
+
+Progress = Callable[[BoardResult], None]
+
+
+def provision(station: Station, port: str, progress: Progress | None = None) -> BoardResult:
+    """Provision the board on *port*; the result says how far it got and why it stopped."""
+    result = BoardResult(port=port)
+
+    def step(name: str) -> None:
+        result.step = name
+        if progress is not None:
+            progress(result)
+
+    link: ConsoleLink | None = None
+    try:
+        step("open")
+        link = ConsoleLink(port, timeout=station.timeout)
+        _provision(station, link, result, step)
+        step("done")
+    except StationError as exc:
+        result.code, result.error = exc.code, exc.reason
+    except SevenfoldError as exc:
+        result.code, result.error = exc.code, exc.reason
+    finally:
+        if link is not None:
+            link.close()
+    if progress is not None:
+        progress(result)
+    return result
+
+
+def _provision(
+    station: Station, link: ConsoleLink, result: BoardResult, step: Callable[[str], None]
+) -> None:
+    step("hello")
+    hello = parse_hello(link.ask("hello"))
+    result.kind, result.hwmodel = hello.kind, hello.hwmodel
+    if station.hwmodels and hello.hwmodel not in station.hwmodels:
+        raise StationError(
+            "unknown-hwmodel",
+            f"hardware model {hello.hwmodel[:64]!r} is not one this station provisions",
+        )
+    device_id = device_id_for(hello.hwmodel, hello.serial)
+    result.device_id = device_id
+    if hello.provisioned_as is not None and not station.reprovision:
+        raise StationError(
+            "already-provisioned",
+            f"the board is provisioned as {hello.provisioned_as}; --reprovision replaces it",
+        )
+    station.claim(device_id, link.url)
+    step("csr")
+    words = link.ask("csr", device_id, *(["reprovision"] if station.reprovision else []))
+    csr_der = _b64(words, 0)
+    try:
+        csr = read_csr(csr_der, device_id)
+    except ProvisioningRefused as exc:
+        raise StationError(exc.code, exc.reason) from None
+    if hello.kind == "tpm":
+        step("tpm")
+        _check_tpm(station, link, public_point(csr.public_key()))  # type: ignore[arg-type]
+    step("sign")
+    csr_pem = csr.public_bytes(serialization.Encoding.PEM)
+    device_cert = station.authority.sign_csr(csr_pem, required_common_name=device_id)
+    step("register")
+    registration = _register(station, device_id, hello, csr_der, device_cert)
+    result.registered = bool(registration["created"])
+    step("install")
+    current = parse_hello(link.ask("hello"))
+    if current.boot != hello.boot:
+        raise StationError("rebooted", "the board rebooted during provisioning")
+    link.ask("put", "device-cert", _der_b64(device_cert))
+    link.ask("put", "fleet-cert", _der_b64(str(registration["fleet_certificate"]).encode()))
+    link.ask("put", "fleet-ca", _der_b64(str(registration["broker_ca"]).encode()))
+    link.ask("put", "broker", str(registration["broker_host"]), str(registration["broker_port"]))
+    installed = link.ask("install")
+    if installed != [device_id]:
+        raise StationError("garbled", f"the board installed {installed[:1]!r}, not {device_id}")
+
+
+def _check_tpm(station: Station, link: ConsoleLink, csr_point: bytes) -> None:
+    """EK certificate chains to a trusted TPM CA, the key is TPM-resident and is the CSR's."""
+    if not station.tpm_cas:
+        raise StationError("tpm-ca-required", "a TPM board needs --tpm-ca to check its EK")
+    try:
+        verifier: Any = importlib.import_module("attestation_server.tpm_identity")
+    except ModuleNotFoundError as exc:
+        raise StationError("tpm-unsupported", f"no TPM verifier installed ({exc.name})") from None
+    words = link.ask("tpm-identity")
+    ek_cert, ek_public, key_public = _b64(words, 0), _b64(words, 1), _b64(words, 2)
+    try:
+        verifier.check_endorsement(ek_cert, ek_public, list(station.tpm_cas))
+        resident = verifier.resident_key_point(key_public)
+        if not hmac.compare_digest(resident, csr_point):
+            raise StationError("not-resident", "the CSR's key is not the TPM-resident DeviceID")
+        challenge = verifier.make_challenge(ek_public, key_public)
+    except verifier.TpmIdentityError as exc:
+        raise StationError("tpm-identity", str(exc)) from None
+    answer = link.ask(
+        "activate",
+        console.encode_b64(challenge.credential_blob),
+        console.encode_b64(challenge.encrypted_secret),
+    )
+    if not hmac.compare_digest(_b64(answer, 0), challenge.secret):
+        raise StationError("tpm-challenge", "the TPM did not answer the credential challenge")
+
+
+def _register(
+    station: Station, device_id: str, hello: Hello, csr_der: bytes, device_cert: bytes
+) -> dict[str, Any]:
+    body = {
+        "device_id": device_id,
+        "hwmodel": hello.hwmodel,
+        "rot_kind": hello.kind,
+        "csr": base64.b64encode(csr_der).decode(),
+        "manufacturer_certificate": device_cert.decode(),
+        "station": station.name,
+        "reprovision": station.reprovision,
+    }
+    url = f"{station.server.rstrip('/')}/api/v1/provisioned-devices"
+    try:
+        response = httpx.post(
+            url, json=body, headers={"Authorization": f"Bearer {station.token}"}, timeout=30
+        )
+    except httpx.HTTPError as exc:
+        raise TransportError(
+            f"the fleet server at {station.server} did not answer: {exc}"
+        ) from None
+    if response.status_code == 200:
+        answer: dict[str, Any] = response.json()
+        return answer
+    try:
+        detail = str(response.json().get("detail"))
+    except ValueError:
+        detail = response.text[:200]
+    code = {401: "unauthorized", 409: "conflict"}.get(response.status_code, "registration-refused")
+    raise StationError(
+        code, f"the fleet server refused {device_id} ({response.status_code}): {detail}"
+    )
+
+
+def _b64(words: list[str], index: int) -> bytes:
+    if len(words) <= index:
+        raise StationError("garbled", "the board's answer is missing a value")
+    try:
+        return console.decode_b64(words[index])
+    except console.ConsoleError as exc:
+        raise StationError("garbled", f"the board's answer is not base64: {exc.reason}") from None
+
+
+def _der_b64(pem: bytes) -> str:
+    der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+    return console.encode_b64(der)
+
+
+def init_ca(directory: Path, *, common_name: str = MANUFACTURER_CA_NAME) -> CertificateAuthority:
+    """A new manufacturer CA in *directory* (0700; key and certificate 0600); never overwrites."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    return CertificateAuthority.create(common_name=common_name, directory=directory)
