@@ -89,8 +89,24 @@ class TemporarySoftwareRoot:
         raise RootOfTrustError("the temporary software adapter cannot seal")
 
 
+TPM_TCTI_FILE = "tpm.tcti"
+"""The board's wiring: which TPM it talks to (a TCTI string), in its directory."""
+
+
+def tpm_root(directory: Path) -> RootOfTrust:
+    """The TPM the board is wired to (``tpm.tcti``); imported here, as only TPM boards need it."""
+    from device_runtime.rot.tpm import TpmRootOfTrust
+
+    try:
+        tcti = (directory / TPM_TCTI_FILE).read_text().strip()
+    except FileNotFoundError:
+        raise RootOfTrustError(f"the board has no TPM wired ({TPM_TCTI_FILE} is missing)") from None
+    return TpmRootOfTrust.open(tcti=tcti)
+
+
 ROOTS: dict[str, RootFactory] = {
     "software": TemporarySoftwareRoot,
+    "tpm": tpm_root,
 }
 """Root-of-trust backends by kind; adding one ("dice", "tpm") is one line."""
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import hmac
-import importlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -293,8 +292,8 @@ def _check_tpm(station: Station, link: ConsoleLink, csr_point: bytes) -> None:
     if not station.tpm_cas:
         raise StationError("tpm-ca-required", "a TPM board needs --tpm-ca to check its EK")
     try:
-        verifier: Any = importlib.import_module("attestation_server.tpm_identity")
-    except ModuleNotFoundError as exc:
+        from attestation_server import tpm_identity as verifier
+    except ModuleNotFoundError as exc:  # tpm2-pytss comes with the factory and tpm extras
         raise StationError("tpm-unsupported", f"no TPM verifier installed ({exc.name})") from None
     words = link.ask("tpm-identity")
     ek_cert, ek_public, key_public = _b64(words, 0), _b64(words, 1), _b64(words, 2)

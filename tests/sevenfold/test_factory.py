@@ -26,14 +26,25 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from typer.testing import CliRunner
 
-from device_runtime.console_device import ConsoleDevice, TemporarySoftwareRoot, export_credentials
+from device_runtime.console_device import (
+    TPM_TCTI_FILE,
+    ConsoleDevice,
+    TemporarySoftwareRoot,
+    export_credentials,
+    tpm_root,
+)
+from device_runtime.simulated_tpm import SimulatedTpm
 from device_runtime.simulator import BrokerAddress, SimulatedFleet
 from fleet_platform import api_tokens
+from fleet_platform.pki import CertificateAuthority
 from fleet_platform.server_config import ServerConfig
 from sevenfold.cli.app import app
 from sevenfold.factory_station import init_ca
 from sevenfold.server import FleetServer
 from tests.components import binary
+from tests.swtpm_fixtures import swtpm
+
+__all__ = ["swtpm"]
 
 runner = CliRunner()
 HWMODEL = "sim-board-1"
@@ -316,3 +327,87 @@ def test_init_ca_makes_0600_keys_and_refuses_to_overwrite(tmp_path: Path) -> Non
         assert (tmp_path / "ca" / name).stat().st_mode & 0o077 == 0
     again = runner.invoke(app, ["factory", "init-ca", "--dir", str(tmp_path / "ca")])
     assert again.exit_code == 2 and "already exists" in again.output
+
+
+# --- TPM boards: a real swtpm with an EK certificate from its vendor's CA ---------------------
+
+
+def _tpm_board(tmp_path: Path, serial: str, tpm: SimulatedTpm, **kwargs: Any) -> ConsoleDevice:
+    directory = tmp_path / serial
+    directory.mkdir(parents=True)
+    (directory / TPM_TCTI_FILE).write_text(tpm.tcti)
+    return _board(tmp_path, serial, rot=kwargs.pop("rot", "tpm"), **kwargs)
+
+
+def test_a_tpm_board_proves_its_ek_and_a_resident_key_and_is_registered_as_tpm(
+    fleet: FleetServer, line: dict[str, Path], tmp_path: Path, swtpm: SimulatedTpm
+) -> None:
+    with _tpm_board(tmp_path, "0901", swtpm) as board:
+        code, report = _station(
+            fleet, line, "--port", board.path, "--tpm-ca", str(swtpm.ek_ca_certificate)
+        )
+        assert code == 0, report
+        assert report["boards"][0]["kind"] == "tpm"
+        point = board.rot.identity_key().public_key()
+    registered = _registration(fleet, "sim-board-1-0901")
+    assert (registered.rot_kind, registered.public_key) == ("tpm", point.hex())
+
+
+def test_a_tpm_board_needs_its_vendors_ca_and_a_foreign_one_is_refused(
+    fleet: FleetServer, line: dict[str, Path], tmp_path: Path, swtpm: SimulatedTpm
+) -> None:
+    foreign = CertificateAuthority.create(common_name="not a TPM vendor", directory=tmp_path / "x")
+    with _tpm_board(tmp_path, "0902", swtpm) as board:
+        code, report = _station(fleet, line, "--port", board.path)
+        assert code == 1 and report["boards"][0]["code"] == "tpm-ca-required", report
+        code, report = _station(
+            fleet, line, "--port", board.path, "--tpm-ca", str(foreign.cert_path)
+        )
+        assert code == 1 and report["boards"][0]["code"] == "tpm-identity", report
+        assert board.installed() is None
+    assert _registration(fleet, "sim-board-1-0902") is None
+
+
+class _SoftwareKeyOnATpm:
+    """A board that shows its TPM's identity but sends a CSR for a key outside the TPM."""
+
+    kind = "tpm"
+
+    def __init__(self, directory: Path) -> None:
+        self._tpm = tpm_root(directory)
+        self._software = TemporarySoftwareRoot(directory / "software")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tpm, name)
+
+    def identity_key(self) -> Any:
+        return self._software.identity_key()
+
+    def csr(self, common_name: str) -> bytes:
+        return self._software.csr(common_name)
+
+
+def test_a_csr_for_a_key_that_is_not_tpm_resident_is_refused(
+    fleet: FleetServer, line: dict[str, Path], tmp_path: Path, swtpm: SimulatedTpm
+) -> None:
+    with _tpm_board(tmp_path, "0903", swtpm, rot=_SoftwareKeyOnATpm) as board:
+        code, report = _station(
+            fleet, line, "--port", board.path, "--tpm-ca", str(swtpm.ek_ca_certificate)
+        )
+        assert code == 1 and report["boards"][0]["code"] == "not-resident", report
+        assert board.installed() is None
+    assert _registration(fleet, "sim-board-1-0903") is None
+
+
+def test_a_tpm_that_stops_answering_is_a_specific_error_and_nothing_is_registered(
+    fleet: FleetServer, line: dict[str, Path], tmp_path: Path, swtpm: SimulatedTpm
+) -> None:
+    with _tpm_board(tmp_path, "0904", swtpm) as board:
+        swtpm.kill()
+        code, report = _station(
+            fleet, line, "--port", board.path, "--tpm-ca", str(swtpm.ek_ca_certificate)
+        )
+        assert code == 1, report
+        assert "TPM" in report["boards"][0]["error"], report
+        assert board.installed() is None
+    assert _registration(fleet, "sim-board-1-0904") is None
