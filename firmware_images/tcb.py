@@ -41,7 +41,14 @@ PARTS: tuple[Part, ...] = (
         "keys, measurements, counters and sealing; a bug here forges the device's identity",
         (
             "device_runtime/rot/__init__.py",
+            "device_runtime/rot/derived.py",
+            "device_runtime/rot/registers.py",
+            "device_runtime/rot/counters.py",
+            "device_runtime/rot/sealing.py",
+            "device_runtime/rot/keys.py",
+            "device_runtime/rot/dice.py",
             "device_runtime/rot/software.py",
+            "device_runtime/ports/cpython/tls_credential.py",
         ),
     ),
     Part(
@@ -52,8 +59,17 @@ PARTS: tuple[Part, ...] = (
             "device_runtime/core/p256_points.py",
             "device_runtime/core/rfc6979.py",
             "device_runtime/core/hmac_sha256.py",
+            "device_runtime/core/hkdf.py",
             "device_runtime/ports/micropython/crypto.py",
             "device_runtime/ports/cpython/crypto.py",
+        ),
+    ),
+    Part(
+        "certificates",
+        "the DER of CSRs and DICE Alias certificates, and the parser of the factory's certificate",
+        (
+            "device_runtime/rot/certificates.py",
+            "device_runtime/core/der.py",
         ),
     ),
     Part(
