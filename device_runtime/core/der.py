@@ -35,12 +35,20 @@ OID_COMMON_NAME = "2.5.4.3"
 OID_ORGANIZATIONAL_UNIT = "2.5.4.11"
 
 
+def _byte_length(n: int) -> int:
+    """Bytes needed for the unsigned *n*, at least one (MicroPython's int has no bit_length)."""
+    size = 1
+    while n >> (8 * size):
+        size += 1
+    return size
+
+
 def _length(n: int) -> bytes:
     if n < 0x80:
         return bytes((n,))
     if n > MAX_LENGTH:
         raise CryptoError("DER content of " + str(n) + " bytes is over the limit")
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    body = n.to_bytes(_byte_length(n), "big")
     return bytes((0x80 | len(body),)) + body
 
 
@@ -66,7 +74,10 @@ def integer(value: int) -> bytes:
     """A non-negative INTEGER in its minimal two's-complement form."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise CryptoError("DER integers here are non-negative ints")
-    body = value.to_bytes(value.bit_length() // 8 + 1, "big")
+    size = _byte_length(value)
+    if value >> (8 * size - 1):
+        size += 1  # a leading zero byte keeps the sign bit clear
+    body = value.to_bytes(size, "big")
     return tlv(INTEGER, body)
 
 

@@ -33,7 +33,6 @@ the UDS may linger in freed memory until it is reused.
 
 from device_runtime.core.errors import RootOfTrustError
 from device_runtime.core.hkdf import hkdf
-from device_runtime.rot import certificates
 from device_runtime.rot.derived import DerivedRootOfTrust
 from device_runtime.rot.keys import derive_key
 
@@ -86,9 +85,6 @@ class DiceRootOfTrust(DerivedRootOfTrust):
             raise RootOfTrustError("no UDS: this device was never manufactured")
         if len(uds) != UDS_SIZE:
             raise RootOfTrustError("the UDS is damaged (" + str(len(uds)) + " bytes, not 32)")
-        tcb = certificates.tcb_info(
-            vendor, model, version, svn, ALIAS_LAYER, bytes(firmware_measurement)
-        )
         identity = derive_key(uds, b"", b"DICE DeviceID", sign_es256)
         counter_key = hkdf(uds, b"", b"DICE counters", 32)
         cdi = hkdf(uds, bytes(firmware_measurement), b"DICE CDI", 32)
@@ -101,20 +97,24 @@ class DiceRootOfTrust(DerivedRootOfTrust):
             store=store,
             random_bytes=random_bytes,
         )
-        rot._tcb = tcb
+        rot._tcb = (vendor, model, version, svn, bytes(firmware_measurement))
         return rot
 
-    _tcb = b""
+    _tcb: "tuple[str, str, str, int, bytes]" = ("", "", "", 0, b"")
 
     def describe(self) -> str:
         return "DICE root of trust (UDS in a file, first stage in software; see docs)"
 
-    def alias_certificate(self, deviceid_certificate: bytes, device_id: str) -> bytes:
-        """DER Alias certificate (CN = *device_id*) issued under the DeviceID certificate."""
-        return certificates.alias_certificate(
-            self._identity, deviceid_certificate, self._attestation, device_id, self._tcb
-        )
-
     def certificate_chain(self, deviceid_certificate: bytes, device_id: str) -> list[bytes]:
-        """Leaf first: the Alias certificate, then the DeviceID certificate it chains to."""
-        return [self.alias_certificate(deviceid_certificate, device_id), deviceid_certificate]
+        """Leaf first: the Alias certificate (CN = *device_id*), issued here by the DeviceID
+        key, then the DeviceID certificate it chains to. The Alias certificate's
+        DiceTcbInfo states vendor, model, version, svn, the layer (1) and the
+        firmware measurement as a SHA-256 FWID."""
+        from device_runtime.rot import certificates
+
+        vendor, model, version, svn, fwid = self._tcb
+        tcb = certificates.tcb_info(vendor, model, version, svn, ALIAS_LAYER, fwid)
+        alias = certificates.alias_certificate(
+            self._identity, deviceid_certificate, self._attestation, device_id, tcb
+        )
+        return [alias, deviceid_certificate]

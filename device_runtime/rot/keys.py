@@ -11,9 +11,9 @@ constant-time, on CPython; the pure-Python core signer on MicroPython, which
 is development-only there (not constant-time).
 """
 
-from device_runtime.core import p256
 from device_runtime.core.errors import CryptoError
 from device_runtime.core.hkdf import hkdf
+from device_runtime.core.p256_points import N
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ def scalar_from(material: bytes) -> bytes:
     """The 32-byte private scalar for 48 bytes of key material."""
     if not isinstance(material, (bytes, bytearray)) or len(material) != KEY_MATERIAL_SIZE:
         raise CryptoError("key material must be 48 bytes")
-    d = int.from_bytes(material, "big") % (p256.N - 1) + 1
+    d = int.from_bytes(material, "big") % (N - 1) + 1
     return d.to_bytes(32, "big")
 
 
@@ -39,13 +39,16 @@ class DerivedKey:
     """
 
     def __init__(self, scalar: bytes, sign_es256: "SignEs256") -> None:
-        p256.private_int(scalar)
         self._scalar = scalar
         self._sign = sign_es256
         self._public = b""
 
     def public_key(self) -> bytes:
         if not self._public:
+            # Imported on first use, as the MicroPython crypto port does: a boot that
+            # only seals or counts need not hold the curve code in RAM.
+            from device_runtime.core import p256
+
             self._public = p256.public_key(self._scalar)
         return self._public
 
