@@ -23,3 +23,7 @@ def test_keys_stay_the_same_across_reopen():
 
 def test_firmware_measurement_moves_the_alias_key_only():
     on_every_backend(checks.check_firmware_measurement, KINDS)
+
+
+def test_keys_sign_es256():
+    on_every_backend(checks.check_keys_sign_es256, KINDS)
