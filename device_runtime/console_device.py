@@ -31,62 +31,22 @@ from cryptography.hazmat.primitives import serialization
 from device_runtime.core.console import BANNER, Console, LineBuffer, read_installed
 from device_runtime.core.errors import RootOfTrustError
 from device_runtime.ports.cpython.atomic_file import write_atomic
-from device_runtime.ports.cpython.crypto import random_bytes
 from device_runtime.ports.cpython.storage import DirectoryStore
-from device_runtime.rot.software import SoftwareRootOfTrust
+from device_runtime.simulator import open_root_of_trust
 
 if TYPE_CHECKING:
-    from device_runtime.core.port_types import Key, RootOfTrust
+    from device_runtime.core.port_types import RootOfTrust
 
 RootFactory = Callable[[Path], "RootOfTrust"]
 
 
-class TemporarySoftwareRoot:
-    """TEMPORARY: today's file-backed SoftwareRootOfTrust behind the root-of-trust contract.
+def derived_root(kind: str) -> RootFactory:
+    """The software (development only) or DICE root of trust the simulator gives a board."""
 
-    The one place that adapts the old software backend (``public_key``/``sign``,
-    a PEM ``csr``) to the contract the console calls (``kind``, ``identity_key``,
-    a DER ``csr``). When the contract's software backend lands, ``ROOTS``
-    points at it and this class goes. Only what provisioning needs is here.
-    """
+    def open_root(directory: Path) -> RootOfTrust:
+        return open_root_of_trust(kind=kind, directory=directory)
 
-    kind = "software"
-
-    def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self._root = SoftwareRootOfTrust.open(directory=directory)
-        self.key_path = self._root.key_path
-
-    def identity_key(self) -> Key:
-        return self._root
-
-    def attestation_key(self) -> Key:
-        raise RootOfTrustError("the temporary software adapter has no attestation key")
-
-    def csr(self, common_name: str) -> bytes:
-        pem = self._root.csr(common_name=common_name)
-        return x509.load_pem_x509_csr(pem).public_bytes(serialization.Encoding.DER)
-
-    def extend(self, index: int, digest: bytes) -> bytes:
-        raise RootOfTrustError("the temporary software adapter has no measurement registers")
-
-    def measurement(self, index: int) -> bytes:
-        raise RootOfTrustError("the temporary software adapter has no measurement registers")
-
-    def counter(self, index: int) -> int:
-        raise RootOfTrustError("the temporary software adapter has no counters")
-
-    def increment(self, index: int) -> int:
-        raise RootOfTrustError("the temporary software adapter has no counters")
-
-    def random_bytes(self, n: int) -> bytes:
-        return random_bytes(n)
-
-    def seal(self, secret: bytes) -> bytes:
-        raise RootOfTrustError("the temporary software adapter cannot seal")
-
-    def unseal(self, blob: bytes) -> bytes:
-        raise RootOfTrustError("the temporary software adapter cannot seal")
+    return open_root
 
 
 TPM_TCTI_FILE = "tpm.tcti"
@@ -105,10 +65,11 @@ def tpm_root(directory: Path) -> RootOfTrust:
 
 
 ROOTS: dict[str, RootFactory] = {
-    "software": TemporarySoftwareRoot,
+    "software": derived_root("software"),
+    "dice": derived_root("dice"),
     "tpm": tpm_root,
 }
-"""Root-of-trust backends by kind; adding one ("dice", "tpm") is one line."""
+"""Root-of-trust backends by kind; adding one is one line."""
 
 
 class ConsoleDevice:

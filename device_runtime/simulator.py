@@ -1,32 +1,80 @@
 """Simulated CPython devices: the real agent, ports and protocol, minus the board.
 
-Each simulated device has its own directory (key, certificate, durable
-counters), its own software root of trust and its own mTLS connection, exactly
-like a Linux-class device running the runtime; only the hardware is missing.
-Certificates come from a ``certify`` callable (a factory CA), so the key never
-leaves the device's root of trust, even here.
+Each simulated device has its own directory (root-of-trust state, certificate,
+durable counters), its own root of trust (the development-only software
+backend by default, or DICE with its UDS in a file) and its own mTLS
+connection, exactly like a Linux-class device running the runtime; only the
+hardware is missing. Certificates come from a ``certify`` callable (a factory
+CA) given the device's CSR, so the key never leaves the root of trust except
+into the TLS library (``ports/cpython/tls_credential.py``), in memory.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 from device_runtime.core.agent import DeviceAgent
-from device_runtime.core.errors import SevenfoldError
+from device_runtime.core.errors import ConfigError, SevenfoldError
 from device_runtime.ports.cpython.atomic_file import write_atomic
 from device_runtime.ports.cpython.clock import SystemClock
-from device_runtime.ports.cpython.crypto import random_bytes
+from device_runtime.ports.cpython.crypto import random_bytes, sign_es256
 from device_runtime.ports.cpython.storage import DirectoryStore
+from device_runtime.ports.cpython.tls_credential import identity_key_file
 from device_runtime.ports.cpython.transport import MqttTransport
-from device_runtime.rot.software import KIND, SoftwareRootOfTrust
+from device_runtime.rot import dice
+from device_runtime.rot.derived import DerivedRootOfTrust
+from device_runtime.rot.software import SoftwareRootOfTrust
 
 Certify = Callable[[bytes, str], bytes]
 """(CSR PEM, device id) -> certificate PEM."""
 
 CERT_FILE = "device.crt"
+UDS_DIRECTORY = "uds"
+"""Below a DICE device's directory: the UDS store, which only the first stage reads."""
+SIMULATED_KINDS = (SoftwareRootOfTrust.kind, dice.KIND)
+
+
+def open_root_of_trust(
+    *, kind: str, directory: Path, hwmodel: str = "sim-board-1", swversion: str = "1.0.0"
+) -> DerivedRootOfTrust:
+    """A simulated device's root of trust, created on first use (a DICE UDS at "manufacture").
+
+    The DICE firmware measurement is SHA-256 of the simulated firmware's name
+    and version, so a new *swversion* gives the device a new Alias key.
+    """
+    store = DirectoryStore(directory=directory)
+    if kind == SoftwareRootOfTrust.kind:
+        return SoftwareRootOfTrust.open(
+            store=store, random_bytes=random_bytes, sign_es256=sign_es256
+        )
+    if kind != dice.KIND:
+        raise ConfigError(f"a simulated device has a root of trust of kind {SIMULATED_KINDS}")
+    uds = DirectoryStore(directory=directory / UDS_DIRECTORY)
+    if uds.read(dice.UDS_KEY) is None:
+        dice.manufacture(uds, random_bytes)
+    return dice.DiceRootOfTrust.boot(
+        uds_store=uds,
+        store=store,
+        firmware_measurement=hashlib.sha256(f"sevenfold-sim {swversion}".encode()).digest(),
+        vendor="Sevenfold",
+        model=hwmodel,
+        version=swversion,
+        svn=0,
+        random_bytes=random_bytes,
+        sign_es256=sign_es256,
+    )
+
+
+def csr_pem(der: bytes) -> bytes:
+    """The PEM form of a root of trust's DER CSR, for CAs that take PEM."""
+    return x509.load_der_x509_csr(der).public_bytes(serialization.Encoding.PEM)
 
 
 @dataclass(slots=True)
@@ -60,7 +108,11 @@ class SimulatedFleet:
         hwmodel: str = "sim-board-1",
         swversion: str = "1.0.0",
         device_ids: Sequence[str] | None = None,
+        root_of_trust: str = SoftwareRootOfTrust.kind,
     ) -> None:
+        if root_of_trust not in SIMULATED_KINDS:
+            raise ConfigError(f"a simulated device has a root of trust of kind {SIMULATED_KINDS}")
+        self.root_of_trust = root_of_trust
         self.broker = broker
         self.certify = certify
         self.hwmodel = hwmodel
@@ -82,10 +134,10 @@ class SimulatedFleet:
         A device already provisioned (over its console, by a factory station)
         keeps the certificate it has."""
         for device in self.devices:
-            rot = SoftwareRootOfTrust.open(directory=device.directory)
+            rot = self._open(device)
             cert_path = device.directory / CERT_FILE
             if not cert_path.exists():
-                pem = self.certify(rot.csr(common_name=device.device_id), device.device_id)
+                pem = self.certify(csr_pem(rot.csr(device.device_id)), device.device_id)
                 write_atomic(cert_path, pem, mode=0o600)
 
     def start(self, *, beats: int) -> None:
@@ -100,22 +152,31 @@ class SimulatedFleet:
         """True when every device finished (successfully or not) within *timeout*."""
         return all(device.done.wait(timeout) for device in self.devices)
 
-    def _run(self, device: SimulatedDevice, beats: int) -> None:
-        rot = SoftwareRootOfTrust.open(directory=device.directory)
-        transport = MqttTransport(
-            host=self.broker.host,
-            port=self.broker.port,
-            client_id=device.device_id,
-            ca_path=self.broker.ca_path,
-            cert_path=device.directory / CERT_FILE,
-            key_path=rot.key_path,
+    def _open(self, device: SimulatedDevice) -> DerivedRootOfTrust:
+        return open_root_of_trust(
+            kind=self.root_of_trust,
+            directory=device.directory,
+            hwmodel=self.hwmodel,
+            swversion=self.swversion,
         )
+
+    def _run(self, device: SimulatedDevice, beats: int) -> None:
+        rot = self._open(device)
+        with identity_key_file(rot) as key_path:
+            transport = MqttTransport(
+                host=self.broker.host,
+                port=self.broker.port,
+                client_id=device.device_id,
+                ca_path=self.broker.ca_path,
+                cert_path=device.directory / CERT_FILE,
+                key_path=key_path,
+            )
         agent = DeviceAgent(
             device_id=device.device_id,
             hwmodel=self.hwmodel,
             swname="sevenfold-sim",
             swversion=self.swversion,
-            rot=KIND,
+            rot=rot.kind,
             transport=transport,
             clock=SystemClock(),
             store=DirectoryStore(directory=device.directory),

@@ -15,6 +15,22 @@ from pathlib import Path
 from device_runtime.core.errors import SevenfoldError
 
 PORTABLE_PACKAGES = ("device_runtime/core", "device_runtime/ports/micropython")
+PORTABLE_ROOTS_OF_TRUST = tuple(
+    "device_runtime/rot/" + name + ".py"
+    for name in (
+        "__init__",
+        "registers",
+        "counters",
+        "sealing",
+        "keys",
+        "certificates",
+        "derived",
+        "software",
+        "dice",
+    )
+)
+"""The portable root-of-trust modules, named one by one: the package also holds
+CPython-only backends (the TPM's), which a board neither needs nor could compile."""
 
 
 class BundleError(SevenfoldError):
@@ -30,6 +46,9 @@ def portable_sources(root: Path) -> list[Path]:
         for path in (root / package).rglob("*.py"):
             found.add(path)
             found.update(_package_inits(root, path))
+    for module in PORTABLE_ROOTS_OF_TRUST:
+        found.add(root / module)
+        found.update(_package_inits(root, root / module))
     return sorted(found)
 
 

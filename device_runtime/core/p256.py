@@ -40,6 +40,7 @@ __all__ = [
     "P",
     "parse_public_point",
     "parse_signature",
+    "private_int",
     "public_key",
     "sign",
     "sign_digest",
@@ -58,7 +59,8 @@ def _bytes_like(value: object, what: str) -> None:
         raise CryptoError(what + " must be bytes")
 
 
-def _private_int(private_scalar: bytes) -> int:
+def private_int(private_scalar: bytes) -> int:
+    """The scalar of a 32-byte private key, refused unless it lies in [1, n-1]."""
     _bytes_like(private_scalar, "private key")
     if len(private_scalar) != SCALAR_SIZE:
         raise CryptoError("private key must be 32 bytes")
@@ -123,7 +125,7 @@ def parse_signature(signature: bytes) -> tuple[int, int]:
 
 def public_key(private_scalar: bytes) -> bytes:
     """The 65-byte uncompressed SEC1 public point of a 32-byte private scalar."""
-    d = _private_int(private_scalar)
+    d = private_int(private_scalar)
     x, y = to_affine(*mul_add(d, 0, []))
     return _encode_point(x, y)
 
@@ -133,7 +135,7 @@ def sign_digest(private_scalar: bytes, digest: bytes) -> bytes:
 
     Not constant-time; see the module docstring for where this may be used.
     """
-    d = _private_int(private_scalar)
+    d = private_int(private_scalar)
     e = _digest_int(digest)
     nonces = Nonces(d, digest)
     while True:

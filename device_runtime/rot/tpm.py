@@ -45,11 +45,6 @@ from contextlib import contextmanager, suppress
 from functools import partial
 from typing import Any, TypeVar
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from cryptography.x509.oid import NameOID
 from tpm2_pytss import ESAPI  # type: ignore[import-untyped]
 from tpm2_pytss.constants import (  # type: ignore[import-untyped]
     ESYS_TR,
@@ -87,8 +82,9 @@ from tpm2_pytss.types import (  # type: ignore[import-untyped]
     TPMU_HA,
 )
 
+from device_runtime.core import der
 from device_runtime.core.errors import RootOfTrustError
-from device_runtime.rot import COUNTERS, MAX_SEALED, MEASUREMENT_REGISTERS
+from device_runtime.rot import COUNTERS, MAX_SEALED, MEASUREMENT_REGISTERS, certificates
 
 KIND = "tpm"
 
@@ -111,8 +107,8 @@ provider) opens a key from a "TSS2 PRIVATE KEY" file, which names a parent and
 carries the blob, not from a persistent handle."""
 _NV_CHUNK = 512
 """Bytes per TPM2_NV_Read/Write; every TPM's MAX_NV_BUFFER_SIZE is at least this."""
-_TSS2_LOADABLE_KEY = bytes.fromhex("6781050a0103")
-"""OID 2.23.133.10.1.3, the TSS2 PRIVATE KEY format's "loadable key" type."""
+_TSS2_LOADABLE_KEY = "2.23.133.10.1.3"
+"""The TSS2 PRIVATE KEY format's "loadable key" type."""
 PCRS = tuple(range(8, 8 + MEASUREMENT_REGISTERS))
 """SHA-256 PCR behind measurement register i is ``PCRS[i]``."""
 
@@ -221,18 +217,6 @@ def _raw_signature(signature: Any) -> bytes:
     ecdsa = signature.signature.ecdsa
     r, s = bytes(ecdsa.signatureR), bytes(ecdsa.signatureS)
     return r.rjust(32, b"\x00") + s.rjust(32, b"\x00")
-
-
-def _der(tag: int, content: bytes) -> bytes:
-    """One DER TLV (definite length)."""
-    n = len(content)
-    if n < 0x80:
-        return bytes((tag, n)) + content
-    length = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(length))) + length + content
-
-
-_ECDSA_WITH_SHA256 = _der(0x30, _der(0x06, bytes.fromhex("2a8648ce3d040302")))
 
 
 class TpmKey:
@@ -389,20 +373,7 @@ class TpmRootOfTrust:
 
     def csr(self, common_name: str) -> bytes:
         """DER PKCS#10 for the DeviceID key, signed by the TPM (proof of possession)."""
-        key = self.identity_key()
-        spki = ec.EllipticCurvePublicKey.from_encoded_point(
-            ec.SECP256R1(), key.public_key()
-        ).public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        try:
-            name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        except ValueError as exc:
-            raise RootOfTrustError("bad common name: " + str(exc)) from exc
-        info = _der(0x30, _der(0x02, b"\x00") + name.public_bytes() + spki + b"\xa0\x00")
-        raw = key.sign(info)
-        signature = encode_dss_signature(
-            int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
-        )
-        return _der(0x30, info + _ECDSA_WITH_SHA256 + _der(0x03, b"\x00" + signature))
+        return certificates.csr(self.identity_key(), common_name)
 
     def extend(self, index: int, digest: bytes) -> bytes:
         """PCR_Extend of the register's SHA-256 PCR; returns the new value."""
@@ -636,15 +607,14 @@ class TpmRootOfTrust:
         public, private = self._call("reading the DeviceID key blob", read)
         if public != self.identity_public():
             raise RootOfTrustError("the DeviceID key blob in NV is not the DeviceID key's")
-        der = _der(
-            0x30,
-            _der(0x06, _TSS2_LOADABLE_KEY)
-            + _der(0xA0, _der(0x01, b"\xff"))
-            + _der(0x02, SRK_HANDLE.to_bytes(5, "big"))
-            + _der(0x04, public)
-            + _der(0x04, private),
+        key = der.sequence(
+            der.oid(_TSS2_LOADABLE_KEY),
+            der.context(0, der.tlv(0x01, b"\xff")),
+            der.integer(SRK_HANDLE),
+            der.octet_string(public),
+            der.octet_string(private),
         )
-        body = base64.encodebytes(der).decode().replace("\n", "")
+        body = base64.encodebytes(key).decode().replace("\n", "")
         lines = [body[i : i + 64] for i in range(0, len(body), 64)]
         pem = "-----BEGIN TSS2 PRIVATE KEY-----\n" + "\n".join(lines)
         return (pem + "\n-----END TSS2 PRIVATE KEY-----\n").encode()

@@ -25,8 +25,9 @@ from device_runtime.core import protocol
 from device_runtime.core.errors import ProtocolError, TransportError
 from device_runtime.ports.cpython.atomic_file import write_atomic
 from device_runtime.ports.cpython.crypto import random_bytes
+from device_runtime.ports.cpython.tls_credential import identity_key_file
 from device_runtime.ports.cpython.transport import MqttTransport
-from device_runtime.rot.software import SoftwareRootOfTrust
+from device_runtime.simulator import csr_pem, open_root_of_trust
 from fleet_platform.pki import fleet_authority
 from fleet_platform.server_config import ServerConfig
 from sevenfold.server import FleetServer
@@ -123,12 +124,12 @@ class ProbeDevice:
         self.prefix = prefix
         self.host, self.port, self.ca_path = host, port, ca_path
         directory = state_dir / "probe-devices" / device_id
-        self._rot = SoftwareRootOfTrust.open(directory=directory)
+        self._rot = open_root_of_trust(kind="software", directory=directory)
         self._cert = directory / "device.crt"
         if not self._cert.exists():
             authority = fleet_authority(state_dir)
             pem = authority.sign_csr(
-                self._rot.csr(common_name=device_id), required_common_name=device_id
+                csr_pem(self._rot.csr(device_id)), required_common_name=device_id
             )
             write_atomic(self._cert, pem, mode=0o600)
         self._transport: MqttTransport | None = None
@@ -136,14 +137,15 @@ class ProbeDevice:
     def connect(self) -> ProbeDevice:
         """A fresh connection and subscription, as a device makes after losing its broker."""
         self.close()
-        transport = MqttTransport(
-            host=self.host,
-            port=self.port,
-            client_id=self.device_id,
-            ca_path=self.ca_path,
-            cert_path=self._cert,
-            key_path=self._rot.key_path,
-        )
+        with identity_key_file(self._rot) as key_path:
+            transport = MqttTransport(
+                host=self.host,
+                port=self.port,
+                client_id=self.device_id,
+                ca_path=self.ca_path,
+                cert_path=self._cert,
+                key_path=key_path,
+            )
         transport.connect()
         try:
             transport.subscribe(protocol.topic_down(self.prefix, self.device_id))

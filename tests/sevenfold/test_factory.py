@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 from device_runtime.console_device import (
     TPM_TCTI_FILE,
     ConsoleDevice,
-    TemporarySoftwareRoot,
+    derived_root,
     export_credentials,
     tpm_root,
 )
@@ -252,11 +252,19 @@ def test_an_unknown_hardware_model_is_refused_before_anything_is_signed(
     assert _registration(fleet, "rogue-board-0501") is None
 
 
-class _ForgedCsrRoot(TemporarySoftwareRoot):
+class _ForgedCsrRoot:
     """A board whose CSR carries one key but is signed by another: no proof of possession."""
 
+    kind = "software"
+
+    def __init__(self, directory: Path) -> None:
+        self._root = derived_root("software")(directory)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._root, name)
+
     def csr(self, common_name: str) -> bytes:
-        good = x509.load_der_x509_csr(super().csr(common_name))
+        good = x509.load_der_x509_csr(self._root.csr(common_name))
         other = ec.generate_private_key(ec.SECP256R1())
         forged = (
             x509.CertificateSigningRequestBuilder()
@@ -375,7 +383,7 @@ class _SoftwareKeyOnATpm:
 
     def __init__(self, directory: Path) -> None:
         self._tpm = tpm_root(directory)
-        self._software = TemporarySoftwareRoot(directory / "software")
+        self._software = derived_root("software")(directory / "software")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._tpm, name)

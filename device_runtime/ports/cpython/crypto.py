@@ -1,6 +1,6 @@
 """Crypto port for CPython devices and the simulator, backed by OpenSSL.
 
-Same three functions as the MicroPython port, so device-core code runs on
+Same four functions as the MicroPython port, so device-core code runs on
 either. Input checks go through the portable core parser first, so both ports
 refuse the same malformed keys and signatures with the same reasons; OpenSSL
 then does the arithmetic (bench/bench_p256.py measures how much faster).
@@ -14,7 +14,10 @@ import os
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 
 from device_runtime.core import p256
 from device_runtime.core.errors import CryptoError
@@ -42,6 +45,21 @@ def verify_es256(public_key: bytes, message: bytes, signature: bytes) -> None:
         raise CryptoError("signature does not match") from None
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise CryptoError(f"OpenSSL refused the key or signature: {exc}") from None
+
+
+def sign_es256(private_scalar: bytes, message: bytes) -> bytes:
+    """ES256 signature (raw r || s) of *message* by the P-256 key *private_scalar*.
+
+    For roots of trust that derive their keys (DICE, the software backend):
+    OpenSSL's signer is constant-time, which the pure-Python core's is not.
+    The scalar is checked by the core first, so both ports refuse the same keys.
+    """
+    if not isinstance(message, (bytes, bytearray)):
+        raise CryptoError("message must be bytes")
+    d = p256.private_int(private_scalar)
+    key = ec.derive_private_key(d, ec.SECP256R1())
+    r, s = decode_dss_signature(key.sign(bytes(message), ec.ECDSA(hashes.SHA256())))
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
 def random_bytes(n: int) -> bytes:

@@ -5,7 +5,11 @@ MicroPython has no public-key cryptography, so signatures are checked by
 ``os.urandom`` on the unix port reads the kernel CSPRNG (getrandom or
 /dev/urandom); boards whose ``os.urandom`` is backed by a hardware TRNG give the
 same guarantee, and a board without one must not use this port for key
-material. Same three functions as the CPython port.
+material. Same four functions as the CPython port.
+
+``sign_es256`` here is DEVELOPMENT-ONLY: it runs the pure-Python signer, which
+is not constant-time; it is never the production path on a device with a
+hardware key (that key signs inside its TPM or secure element).
 """
 
 import hashlib
@@ -30,6 +34,17 @@ def verify_es256(public_key: bytes, message: bytes, signature: bytes) -> None:
     from device_runtime.core import p256
 
     p256.verify(public_key, message, signature)
+
+
+def sign_es256(private_scalar: bytes, message: bytes) -> bytes:
+    """ES256 signature (raw r || s) of *message*, by the pure-Python core signer.
+
+    Development-only: not constant-time; never the production path on a
+    device with a hardware key.
+    """
+    from device_runtime.core import p256
+
+    return p256.sign(private_scalar, message)
 
 
 def random_bytes(n: int) -> bytes:
