@@ -168,8 +168,16 @@ class CertificateAuthority:
         self._directory = directory
 
     @classmethod
-    def create(cls, *, common_name: str, directory: Path, days: int = 3650) -> CertificateAuthority:
-        """Generate a new CA; refuses to overwrite one, since that would orphan the fleet."""
+    def create(
+        cls, *, common_name: str, directory: Path, days: int = 3650, issues_issuers: bool = False
+    ) -> CertificateAuthority:
+        """Generate a new CA; refuses to overwrite one, since that would orphan the fleet.
+
+        A fleet CA issues end-entity certificates only (``pathLenConstraint`` 0).
+        A manufacturer CA (*issues_issuers*) also issues DICE DeviceID
+        certificates, each of which issues its device's Alias certificate, so
+        its path length is 1.
+        """
         _display_name(common_name)
         _check_days(days)
         directory = Path(directory)
@@ -186,7 +194,10 @@ class CertificateAuthority:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - _BACKDATE)
             .not_valid_after(now + datetime.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.BasicConstraints(ca=True, path_length=1 if issues_issuers else 0),
+                critical=True,
+            )
             .add_extension(
                 x509.KeyUsage(
                     digital_signature=False,
@@ -301,6 +312,39 @@ class CertificateAuthority:
             ) from None
         return self._client_certificate(common_name, public, days)
 
+    def sign_dice_device_id_csr(
+        self, csr_pem: bytes, *, required_common_name: str, days: int = 825
+    ) -> bytes:
+        """A DICE DeviceID certificate (PEM): the one certificate here that may issue another.
+
+        A DICE device's DeviceID key certifies its own Alias key (the firmware
+        layer's), so its certificate is a CA with ``pathLenConstraint`` 0, key
+        usage digitalSignature and keyCertSign, and a name constraint that
+        permits only names under the device's own (``CN=<device id>``): it can
+        vouch for its Alias key and nothing else. Only a manufacturer CA signs
+        these (the factory station); the fleet CA, which the broker trusts,
+        never does. The CSR is checked as :meth:`sign_csr` checks it.
+        """
+        common_name, public = _read_request(csr_pem)
+        _expect(common_name, required_common_name)
+        _not_a_server(common_name)
+        try:
+            protocol.check_device_id(common_name)
+        except InvalidField as exc:
+            raise InvalidName(f"the CSR's common name is not a device id ({exc.reason})") from None
+        own_names = x509.NameConstraints(
+            permitted_subtrees=[x509.DirectoryName(_subject(common_name))], excluded_subtrees=None
+        )
+        certificate = self._build_leaf(
+            common_name=common_name,
+            public_key=public,
+            usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+            days=days,
+            alt_names=None,
+            issues=own_names,
+        )
+        return _cert_pem(certificate)
+
     def sign_non_device_csr(self, csr_pem: bytes, *, common_name: str, days: int = 825) -> bytes:
         """Client certificate (PEM) for a CSR naming exactly *common_name*, which is no device id.
 
@@ -346,7 +390,10 @@ class CertificateAuthority:
         usage: x509.ObjectIdentifier,
         days: int,
         alt_names: list[x509.GeneralName] | None,
+        issues: x509.NameConstraints | None = None,
     ) -> x509.Certificate:
+        """An end-entity certificate, or with *issues* one that may sign one level below it,
+        for the names those constraints permit."""
         _check_days(days)
         now = _utc_now()
         not_after = min(now + datetime.timedelta(days=days), self._certificate.not_valid_after_utc)
@@ -359,7 +406,10 @@ class CertificateAuthority:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - _BACKDATE)
             .not_valid_after(not_after)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.BasicConstraints(ca=issues is not None, path_length=0 if issues else None),
+                critical=True,
+            )
             .add_extension(
                 x509.KeyUsage(
                     digital_signature=True,
@@ -367,7 +417,7 @@ class CertificateAuthority:
                     key_encipherment=False,
                     data_encipherment=False,
                     key_agreement=False,
-                    key_cert_sign=False,
+                    key_cert_sign=issues is not None,
                     crl_sign=False,
                     encipher_only=False,
                     decipher_only=False,
@@ -383,6 +433,8 @@ class CertificateAuthority:
         )
         if alt_names:
             builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        if issues is not None:
+            builder = builder.add_extension(issues, critical=True)
         return builder.sign(self._key, hashes.SHA256())
 
     def _store(

@@ -270,7 +270,12 @@ def _provision(
         _check_tpm(station, link, public_point(csr.public_key()))  # type: ignore[arg-type]
     step("sign")
     csr_pem = csr.public_bytes(serialization.Encoding.PEM)
-    device_cert = station.authority.sign_csr(csr_pem, required_common_name=device_id)
+    if hello.kind == "dice":  # its DeviceID key certifies its Alias key
+        device_cert = station.authority.sign_dice_device_id_csr(
+            csr_pem, required_common_name=device_id
+        )
+    else:
+        device_cert = station.authority.sign_csr(csr_pem, required_common_name=device_id)
     step("register")
     registration = _register(station, device_id, hello, csr_der, device_cert)
     result.registered = bool(registration["created"])
@@ -366,4 +371,6 @@ def init_ca(directory: Path, *, common_name: str = MANUFACTURER_CA_NAME) -> Cert
     """A new manufacturer CA in *directory* (0700; key and certificate 0600); never overwrites."""
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
-    return CertificateAuthority.create(common_name=common_name, directory=directory)
+    return CertificateAuthority.create(
+        common_name=common_name, directory=directory, issues_issuers=True
+    )

@@ -419,3 +419,67 @@ def test_a_tpm_that_stops_answering_is_a_specific_error_and_nothing_is_registere
         assert "TPM" in report["boards"][0]["error"], report
         assert board.installed() is None
     assert _registration(fleet, "sim-board-1-0904") is None
+
+
+# --- DICE boards: the manufacturer certifies the DeviceID key, which certifies the Alias key ----
+
+
+def test_a_dice_board_is_provisioned_and_its_alias_chain_verifies_with_openssl(
+    fleet: FleetServer, line: dict[str, Path], tmp_path: Path
+) -> None:
+    with _board(tmp_path, "1001", rot="dice") as board:
+        code, report = _station(fleet, line, "--port", board.path)
+        assert code == 0, report
+        assert report["boards"][0]["kind"] == "dice"
+        installed = board.installed()
+        assert installed is not None
+        deviceid_der = installed["device-cert"]
+        assert isinstance(deviceid_der, bytes)
+        alias_der, _ = board.rot.certificate_chain(deviceid_der, "sim-board-1-1001")  # type: ignore[attr-defined]
+    registered = _registration(fleet, "sim-board-1-1001")
+    assert registered.rot_kind == "dice"
+    pem = {
+        "alias": x509.load_der_x509_certificate(alias_der),
+        "deviceid": x509.load_der_x509_certificate(deviceid_der),
+    }
+    for name, cert in pem.items():
+        (tmp_path / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    verify = subprocess.run(
+        [
+            binary("openssl"), "verify", "-CAfile", str(line["ca"] / "ca.pem"),
+            "-untrusted", str(tmp_path / "deviceid.pem"), str(tmp_path / "alias.pem"),
+        ],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    constraints = pem["deviceid"].extensions.get_extension_for_class(x509.BasicConstraints).value
+    assert constraints.ca and constraints.path_length == 0
+
+
+def test_a_dice_deviceid_cannot_vouch_for_another_devices_name(
+    fleet: FleetServer, line: dict[str, Path], tmp_path: Path
+) -> None:
+    """Its name constraint permits only names under its own: a certificate it signs for
+    another device id does not verify, so a cloned DeviceID cannot mint identities."""
+    with _board(tmp_path, "1002", rot="dice") as board:
+        assert _station(fleet, line, "--port", board.path)[0] == 0
+        installed = board.installed()
+        assert installed is not None
+        deviceid_der = installed["device-cert"]
+        assert isinstance(deviceid_der, bytes)
+        forged, _ = board.rot.certificate_chain(deviceid_der, "sim-board-1-9999")  # type: ignore[attr-defined]
+    (tmp_path / "deviceid.pem").write_bytes(
+        x509.load_der_x509_certificate(deviceid_der).public_bytes(serialization.Encoding.PEM)
+    )
+    (tmp_path / "forged.pem").write_bytes(
+        x509.load_der_x509_certificate(forged).public_bytes(serialization.Encoding.PEM)
+    )
+    verify = subprocess.run(
+        [
+            binary("openssl"), "verify", "-CAfile", str(line["ca"] / "ca.pem"),
+            "-untrusted", str(tmp_path / "deviceid.pem"), str(tmp_path / "forged.pem"),
+        ],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert verify.returncode != 0
+    assert "permitted subtree violation" in verify.stdout + verify.stderr
