@@ -128,9 +128,13 @@ class ConsoleDevice:
         return read_installed(self.store)
 
     def stop(self) -> None:
+        """Stop serving and let go of the root of trust (a TPM serves one connection)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
+        close = getattr(self.rot, "close", None)
+        if close is not None:
+            close()
         for fd in (self._master, self._slave):
             with contextlib.suppress(OSError):
                 os.close(fd)

@@ -163,35 +163,67 @@ class SimulatedFleet:
     def _run(self, device: SimulatedDevice, beats: int) -> None:
         rot = self._open(device)
         with identity_key_file(rot) as key_path:
-            transport = MqttTransport(
-                host=self.broker.host,
-                port=self.broker.port,
-                client_id=device.device_id,
-                ca_path=self.broker.ca_path,
-                cert_path=device.directory / CERT_FILE,
+            run_agent(
+                device=device,
+                rot_kind=rot.kind,
                 key_path=key_path,
+                broker=self.broker,
+                hwmodel=self.hwmodel,
+                swversion=self.swversion,
+                beats=beats,
             )
-        agent = DeviceAgent(
-            device_id=device.device_id,
-            hwmodel=self.hwmodel,
-            swname="sevenfold-sim",
-            swversion=self.swversion,
-            rot=rot.kind,
-            transport=transport,
-            clock=SystemClock(),
-            store=DirectoryStore(directory=device.directory),
-            random_bytes=random_bytes,
-            prefix=self.broker.prefix,
+
+
+def run_agent(
+    *,
+    device: SimulatedDevice,
+    rot_kind: str,
+    key_path: Path,
+    broker: BrokerAddress,
+    hwmodel: str,
+    swversion: str,
+    beats: int,
+) -> None:
+    """Boot, enroll and heartbeat *beats* times as *device*; the outcome lands on *device*.
+
+    *key_path* is wherever this device's TLS library reads its key: a memfd
+    for a derived key, a TPM-wrapped blob for a TPM's (``simulated_board``).
+    The TLS context has read it once the transport exists.
+    """
+    try:
+        transport = MqttTransport(
+            host=broker.host,
+            port=broker.port,
+            client_id=device.device_id,
+            ca_path=broker.ca_path,
+            cert_path=device.directory / CERT_FILE,
+            key_path=key_path,
         )
-        try:
-            device.boot_count = agent.boot()
-            agent.enroll()
-            agent.run(beats=beats, on_beat=lambda _answer: _count_beat(device))
-        except SevenfoldError as exc:
-            device.error = exc.explain()
-        finally:
-            transport.close()
-            device.done.set()
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        device.error = f"TLS credentials refused: {exc}"
+        device.done.set()
+        return
+    agent = DeviceAgent(
+        device_id=device.device_id,
+        hwmodel=hwmodel,
+        swname="sevenfold-sim",
+        swversion=swversion,
+        rot=rot_kind,
+        transport=transport,
+        clock=SystemClock(),
+        store=DirectoryStore(directory=device.directory),
+        random_bytes=random_bytes,
+        prefix=broker.prefix,
+    )
+    try:
+        device.boot_count = agent.boot()
+        agent.enroll()
+        agent.run(beats=beats, on_beat=lambda _answer: _count_beat(device))
+    except SevenfoldError as exc:
+        device.error = exc.explain()
+    finally:
+        transport.close()
+        device.done.set()
 
 
 def _count_beat(device: SimulatedDevice) -> None:

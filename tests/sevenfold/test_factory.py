@@ -33,7 +33,8 @@ from device_runtime.console_device import (
     export_credentials,
     tpm_root,
 )
-from device_runtime.simulated_tpm import SimulatedTpm
+from device_runtime.ports.cpython import tpm_tls
+from device_runtime.simulated_tpm import SimulatedTpm, TpmResourceManager
 from device_runtime.simulator import BrokerAddress, SimulatedFleet
 from fleet_platform import api_tokens
 from fleet_platform.pki import CertificateAuthority
@@ -483,3 +484,46 @@ def test_a_dice_deviceid_cannot_vouch_for_another_devices_name(
     )  # fmt: skip
     assert verify.returncode != 0
     assert "permitted subtree violation" in verify.stdout + verify.stderr
+
+
+def test_a_provisioned_tpm_board_enrolls_and_heartbeats_with_its_tpm_held_key(
+    fleet: FleetServer, line: dict[str, Path], tmp_path: Path, swtpm: SimulatedTpm
+) -> None:
+    """The whole life of a TPM board: console provisioning, then its own process connecting
+    over mTLS through OpenSSL's tpm2 provider (via tpm2-abrmd), enrolling and beating."""
+    with _tpm_board(tmp_path, "1101", swtpm) as board:
+        code, report = _station(
+            fleet, line, "--port", board.path, "--tpm-ca", str(swtpm.ek_ca_certificate)
+        )
+        assert code == 0, report
+    manager = TpmResourceManager(tpm=swtpm, directory=tmp_path / "abrmd")
+    manager.start()
+    try:
+        directory = tmp_path / "1101"
+        (directory / TPM_TCTI_FILE).write_text(manager.tcti)
+        env = {
+            **os.environ,
+            **manager.environment(),
+            **tpm_tls.environment(tcti=manager.tcti, directory=directory),
+        }
+        run = subprocess.run(
+            [
+                sys.executable, "-m", "device_runtime.simulated_board", "--dir", str(directory),
+                "--kind", "tpm", "--hwmodel", HWMODEL, "--beats", "2",
+            ],
+            capture_output=True, text=True, timeout=120, env=env,
+        )  # fmt: skip
+    finally:
+        manager.stop()
+    assert run.returncode == 0, run.stdout + run.stderr[-3000:]
+    outcome = json.loads(run.stdout.splitlines()[-1])
+    assert (outcome["device_id"], outcome["beats"], outcome["error"]) == (
+        "sim-board-1-1101", 2, None,
+    )  # fmt: skip
+    operator = api_tokens.read(fleet.config.state_dir)
+    listed = httpx.get(
+        f"{fleet.http_url}/api/v1/devices/sim-board-1-1101",
+        headers={"Authorization": f"Bearer {operator}"},
+    ).json()
+    assert listed["proven"]["rot_kind"] == "tpm"
+    assert listed["status"] == "online"

@@ -15,6 +15,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -62,11 +63,12 @@ def test_tpm_device_connects_with_its_tpm_resident_key(
     tpm_resource_manager: TpmResourceManager,
     mtls_broker: MosquittoBroker,
     fleet_ca: CertificateAuthority,
-    client_credentials: object,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     device = "tpm-" + uuid.uuid4().hex[:10]
-    os.environ.update(tpm_resource_manager.environment())
+    for name, value in tpm_resource_manager.environment().items():
+        monkeypatch.setenv(name, value)
     rot = TpmRootOfTrust.open(tcti=tpm_resource_manager.tcti)
     try:
         cert = _device_certificate(rot, fleet_ca, device, tmp_path)
@@ -91,8 +93,10 @@ def test_the_key_file_opens_nothing_in_another_tpm(
     tpm_resource_manager: TpmResourceManager,
     fleet_ca: CertificateAuthority,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    os.environ.update(tpm_resource_manager.environment())
+    for name, value in tpm_resource_manager.environment().items():
+        monkeypatch.setenv(name, value)
     rot = TpmRootOfTrust.open(tcti=tpm_resource_manager.tcti)
     try:
         pem = rot.tls_private_key_pem()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -10,7 +11,8 @@ from tests.components import binary
 
 
 def test_demo_shows_every_device_online() -> None:
-    binary("mosquitto")
+    for program in ("mosquitto", "swtpm", "swtpm_setup", "tpm2-abrmd", "dbus-daemon"):
+        binary(program)
     result = subprocess.run(
         [sys.executable, "-m", "sevenfold.cli", "demo", "--devices", "3", "--beats", "2", "--json"],
         capture_output=True,
@@ -21,15 +23,20 @@ def test_demo_shows_every_device_online() -> None:
     report = json.loads(result.stdout)
     assert report["errors"] == {}
     assert [row["status"] for row in report["devices"]] == ["online"] * 3
+    proven = [row["proven"]["rot_kind"] for row in report["devices"]]
+    assert sorted(proven) == ["dice", "software", "tpm"], proven
 
 
 def test_demo_table_for_people() -> None:
-    binary("mosquitto")
+    for program in ("mosquitto", "swtpm", "swtpm_setup", "tpm2-abrmd", "dbus-daemon"):
+        binary(program)
     result = subprocess.run(
         [sys.executable, "-m", "sevenfold.cli", "demo", "--devices", "2", "--beats", "1"],
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2/2 devices online" in result.stdout
+    assert "tpm (proven)" in result.stdout and "dice (proven)" in result.stdout
