@@ -124,7 +124,8 @@ MAX_NONCE = 64
 _GET_RANDOM_CHUNK = 32
 
 _SIGNING_ATTRIBUTES = (
-    TPMA_OBJECT.FIXEDTPM
+    TPMA_OBJECT.NODA
+    | TPMA_OBJECT.FIXEDTPM
     | TPMA_OBJECT.FIXEDPARENT
     | TPMA_OBJECT.SENSITIVEDATAORIGIN
     | TPMA_OBJECT.USERWITHAUTH
@@ -271,8 +272,10 @@ class TpmRootOfTrust:
                     (EVIDENCE_HANDLE, False),
                     (QUOTE_HANDLE, True),
                 ):
-                    keep = handle == IDENTITY_HANDLE
-                    create = partial(rot._create_key, restricted, keep_blob=keep)
+                    if handle == IDENTITY_HANDLE:
+                        create = rot._identity_from_blob_or_new
+                    else:
+                        create = partial(rot._create_key, restricted)
                     tr = rot._persistent_or(handle, create)
                     public, _, _ = esapi.read_public(tr)
                     rot._keys[handle] = TpmKey(rot, tr, public)
@@ -324,6 +327,22 @@ class TpmRootOfTrust:
         )
         if keep_blob:
             self._write_nv(IDENTITY_BLOB_INDEX, bytes(public.marshal()) + bytes(private.marshal()))
+        return self._esapi.load(self._srk, private, public)
+
+    def _identity_from_blob_or_new(self) -> Any:
+        """The DeviceID key, loaded again from its NV blob if someone evicted it.
+
+        Its certificate names this key, so a device whose persistent DeviceID
+        went missing (TPM2_EvictControl by any owner-authorized process) must
+        get the same key back, never silently a new identity; only a TPM that
+        never had one creates it.
+        """
+        tr = self._existing(IDENTITY_BLOB_INDEX)
+        if tr is None:
+            return self._create_key(False, keep_blob=True)
+        blob = self._read_nv(tr)
+        public, offset = TPM2B_PUBLIC.unmarshal(blob)
+        private, _ = TPM2B_PRIVATE.unmarshal(blob[offset:])
         return self._esapi.load(self._srk, private, public)
 
     def _write_nv(self, index: int, data: bytes) -> None:

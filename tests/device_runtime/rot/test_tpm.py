@@ -310,7 +310,11 @@ def test_tpm_gone_mid_use_is_a_root_of_trust_error(
         rot.increment(0)
 
 
-def test_lockout_is_a_root_of_trust_error(swtpm: SimulatedTpm, rot: TpmRootOfTrust) -> None:
+def test_a_tpm_in_lockout_still_signs_with_the_deviceid_key(
+    swtpm: SimulatedTpm, rot: TpmRootOfTrust
+) -> None:
+    """Wrong guesses by any local process cannot lock the device out of its identity: the
+    keys have an empty authorization and ``noDA``; the TPM's lockout is real meanwhile."""
     rot.close()
     with raw_tpm(swtpm) as esapi:
         esapi.dictionary_attack_parameters(1, 1000, 1000)
@@ -318,10 +322,55 @@ def test_lockout_is_a_root_of_trust_error(swtpm: SimulatedTpm, rot: TpmRootOfTru
         esapi.tr_set_auth(key, b"a wrong guess")
         with pytest.raises(TSS2_Exception):
             esapi.sign(key, b"\x00" * 32, _ecdsa_scheme(), _null_ticket())
+        guarded = _da_protected_key(esapi, b"a secret")
+        esapi.tr_set_auth(guarded, b"another wrong guess")
+        with pytest.raises(TSS2_Exception):
+            esapi.sign(guarded, b"\x00" * 32, _ecdsa_scheme(), _null_ticket())
+        esapi.tr_set_auth(guarded, b"a secret")
+        with pytest.raises(TSS2_Exception, match="lockout"):
+            esapi.sign(guarded, b"\x00" * 32, _ecdsa_scheme(), _null_ticket())
     locked = TpmRootOfTrust.open(tcti=swtpm.tcti)
-    with pytest.raises(RootOfTrustError, match="lockout"):
-        locked.identity_key().sign(b"x")
-    locked.close()
+    try:
+        assert len(locked.identity_key().sign(b"x")) == 64
+        assert locked.increment(0) == 1
+    finally:
+        locked.close()
+
+
+def test_lockout_is_a_root_of_trust_error_with_its_reason() -> None:
+    from tpm2_pytss.constants import TPM2_RC
+
+    from device_runtime.rot.tpm import _reason
+
+    assert "lockout" in _reason(TSS2_Exception(int(TPM2_RC.LOCKOUT)))
+
+
+def test_an_evicted_deviceid_comes_back_as_the_same_key(swtpm: SimulatedTpm) -> None:
+    first = TpmRootOfTrust.open(tcti=swtpm.tcti)
+    point = first.identity_key().public_key()
+    first.close()
+    with raw_tpm(swtpm) as esapi:
+        key = esapi.tr_from_tpmpublic(IDENTITY_HANDLE)
+        esapi.evict_control(ESYS_TR.OWNER, key, IDENTITY_HANDLE)
+    again = TpmRootOfTrust.open(tcti=swtpm.tcti)
+    try:
+        assert again.identity_key().public_key() == point
+    finally:
+        again.close()
+
+
+def _da_protected_key(esapi: Any, auth: bytes) -> Any:
+    """A transient signing key with an authValue and no noDA: wrong guesses count."""
+    from tpm2_pytss.types import TPM2B_AUTH, TPM2B_SENSITIVE_CREATE, TPMS_SENSITIVE_CREATE
+
+    template = TPM2B_PUBLIC.parse(
+        "ecc256:ecdsa-sha256", objectAttributes=TPMA_OBJECT.USERWITHAUTH
+        | TPMA_OBJECT.SIGN_ENCRYPT | TPMA_OBJECT.FIXEDTPM | TPMA_OBJECT.FIXEDPARENT
+        | TPMA_OBJECT.SENSITIVEDATAORIGIN,
+    )  # fmt: skip
+    sensitive = TPM2B_SENSITIVE_CREATE(TPMS_SENSITIVE_CREATE(userAuth=TPM2B_AUTH(auth)))
+    handle, _, _, _, _ = esapi.create_primary(sensitive, template, ESYS_TR.OWNER)
+    return handle
 
 
 def _ecdsa_scheme() -> Any:
