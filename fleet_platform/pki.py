@@ -103,6 +103,19 @@ def _display_name(common_name: str) -> str:
     return common_name
 
 
+_NO_OTHER_NAMES: tuple[x509.GeneralName, ...] = (
+    x509.DNSName("invalid."),
+    x509.RFC822Name("nobody@invalid."),
+    x509.UniformResourceIdentifier("invalid."),
+    x509.IPAddress(ipaddress.ip_network("255.255.255.255/32")),
+    x509.IPAddress(ipaddress.ip_network("::/128")),
+)
+"""Permitted subtrees no real name falls in (RFC 6761's ``invalid.``, the broadcast and
+unspecified addresses): once a type is constrained, a name of that type outside its
+permitted subtrees fails, so a DICE DeviceID can certify no DNS name, mail address,
+URI or IP address at all — only directory names under its own."""
+
+
 def _subject(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
@@ -325,6 +338,12 @@ class CertificateAuthority:
         these (the factory station); the fleet CA, which the broker trusts,
         never does. The CSR is checked as :meth:`sign_csr` checks it.
         """
+        constraints = self._certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+        if not constraints.value.path_length:
+            raise InvalidRequest(
+                "this CA's path length is 0 (a fleet CA): it issues no DeviceID issuer;"
+                " a manufacturer CA (CertificateAuthority.create(issues_issuers=True)) does"
+            )
         common_name, public = _read_request(csr_pem)
         _expect(common_name, required_common_name)
         _not_a_server(common_name)
@@ -333,7 +352,8 @@ class CertificateAuthority:
         except InvalidField as exc:
             raise InvalidName(f"the CSR's common name is not a device id ({exc.reason})") from None
         own_names = x509.NameConstraints(
-            permitted_subtrees=[x509.DirectoryName(_subject(common_name))], excluded_subtrees=None
+            permitted_subtrees=[x509.DirectoryName(_subject(common_name)), *_NO_OTHER_NAMES],
+            excluded_subtrees=None,
         )
         certificate = self._build_leaf(
             common_name=common_name,
