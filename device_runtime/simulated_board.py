@@ -27,7 +27,7 @@ from device_runtime.core.console import read_installed
 from device_runtime.core.errors import SevenfoldError
 from device_runtime.ports.cpython.atomic_file import write_atomic
 from device_runtime.ports.cpython.storage import DirectoryStore
-from device_runtime.simulator import BrokerAddress, SimulatedDevice, run_agent
+from device_runtime.simulator import BrokerAddress, SimulatedDevice, run_agent, tls_transport
 
 BROKER_CA_FILE = "fleet-ca.pem"
 
@@ -76,10 +76,12 @@ def run_board(
         device.error = exc.explain()
         return device
     with _key_file(rot, kind, directory) as key_path:
+        transport = tls_transport(device=device, key_path=key_path, broker=broker)
+    if transport is not None:
         run_agent(
             device=device,
             rot_kind=rot.kind,
-            key_path=key_path,
+            transport=transport,
             broker=broker,
             hwmodel=hwmodel,
             swversion=swversion,

@@ -163,10 +163,12 @@ class SimulatedFleet:
     def _run(self, device: SimulatedDevice, beats: int) -> None:
         rot = self._open(device)
         with identity_key_file(rot) as key_path:
+            transport = tls_transport(device=device, key_path=key_path, broker=self.broker)
+        if transport is not None:
             run_agent(
                 device=device,
                 rot_kind=rot.kind,
-                key_path=key_path,
+                transport=transport,
                 broker=self.broker,
                 hwmodel=self.hwmodel,
                 swversion=self.swversion,
@@ -174,24 +176,17 @@ class SimulatedFleet:
             )
 
 
-def run_agent(
-    *,
-    device: SimulatedDevice,
-    rot_kind: str,
-    key_path: Path,
-    broker: BrokerAddress,
-    hwmodel: str,
-    swversion: str,
-    beats: int,
-) -> None:
-    """Boot, enroll and heartbeat *beats* times as *device*; the outcome lands on *device*.
+def tls_transport(
+    *, device: SimulatedDevice, key_path: Path, broker: BrokerAddress
+) -> MqttTransport | None:
+    """The device's mTLS transport, its TLS context loaded from *key_path* now.
 
     *key_path* is wherever this device's TLS library reads its key: a memfd
-    for a derived key, a TPM-wrapped blob for a TPM's (``simulated_board``).
-    The TLS context has read it once the transport exists.
+    for a derived key (closed as soon as this returns), a TPM-wrapped blob for
+    a TPM's. None, with the reason on *device*, if the TLS library refuses.
     """
     try:
-        transport = MqttTransport(
+        return MqttTransport(
             host=broker.host,
             port=broker.port,
             client_id=device.device_id,
@@ -202,7 +197,20 @@ def run_agent(
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
         device.error = f"TLS credentials refused: {exc}"
         device.done.set()
-        return
+        return None
+
+
+def run_agent(
+    *,
+    device: SimulatedDevice,
+    rot_kind: str,
+    transport: MqttTransport,
+    broker: BrokerAddress,
+    hwmodel: str,
+    swversion: str,
+    beats: int,
+) -> None:
+    """Boot, enroll and heartbeat *beats* times as *device*; the outcome lands on *device*."""
     agent = DeviceAgent(
         device_id=device.device_id,
         hwmodel=hwmodel,
