@@ -1,9 +1,10 @@
 """The CSR check of the conformance suite (``conformance.check_csr``), apart for RAM's sake.
 
-Portable code, but not yet run under MicroPython at 64 KiB: the DER encoder
-and certificate builder (about 14 KiB of bytecode in RAM) beside a backend,
-the curve code and the test harness leave too little heap to sign; it passes
-there from about 80 KiB. On CPython it runs against every portable backend.
+Portable code, but not yet run under MicroPython at 64 KiB: the DER encoder,
+the certificate builder and the parser this check reads the request with
+(about 11 KiB of heap once loaded) beside a backend, the curve code and the
+test harness leave too little heap to sign and verify; it passes there from
+about 72 KiB. On CPython it runs against every portable backend.
 """
 
 from device_runtime.core import der, der_parser, p256
