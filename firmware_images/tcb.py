@@ -90,7 +90,11 @@ PARTS: tuple[Part, ...] = (
     Part(
         "certificates",
         "the DER of CSRs and DICE Alias certificates, and the parser of the factory's certificate",
-        ("device_runtime/rot/certificates.py", "device_runtime/core/der.py"),
+        (
+            "device_runtime/rot/certificates.py",
+            "device_runtime/core/der.py",
+            "device_runtime/core/der_parser.py",
+        ),
     ),
     Part(
         "decoding what peers send",

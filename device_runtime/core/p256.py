@@ -126,7 +126,7 @@ def parse_signature(signature: bytes) -> tuple[int, int]:
 def public_key(private_scalar: bytes) -> bytes:
     """The 65-byte uncompressed SEC1 public point of a 32-byte private scalar."""
     d = private_int(private_scalar)
-    x, y = to_affine(*mul_add(d, 0, []))
+    x, y = to_affine(*mul_add(d, 0, bytearray()))
     return _encode_point(x, y)
 
 
@@ -140,7 +140,7 @@ def sign_digest(private_scalar: bytes, digest: bytes) -> bytes:
     nonces = Nonces(d, digest)
     while True:
         k = nonces.next()
-        x, _ = to_affine(*mul_add(k, 0, []))
+        x, _ = to_affine(*mul_add(k, 0, bytearray()))
         r = x % N
         s = inverse(k, N) * (e + r * d) % N
         if r and s:

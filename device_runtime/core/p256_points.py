@@ -10,10 +10,17 @@ Speed comes from the shape of the computation, since the interpreter is slow:
   loop needs no field inversion; the few inversions use the extended
   Euclidean algorithm rather than Fermat's ``pow``, whose 256 squarings each
   pay a full big-integer division;
-* the generator has a window table of its 32 odd multiples in affine form,
+* the generator has a window table of its 8 odd multiples in affine form,
   built lazily on first use and kept for the life of the process;
 * ``u1*G + u2*Q`` is one interleaved (Shamir) double-and-add loop over the
-  width-7 and width-5 NAFs of both scalars, so both share 256 doublings.
+  width-5 NAFs of both scalars, so both share 256 doublings.
+
+Heap counts as much as speed: beside a root of trust and its tests, a
+verification has to fit what is left of a 64 KiB heap, and that heap is
+fragmented into holes of a few hundred bytes. So tables are single buffers of
+at most 512 bytes, and the generator's window is as narrow as Q's: a width-7
+table (32 entries, 2 KiB held for good) would save about 10 of 300 point
+operations per signature.
 
 None of this is constant-time; see ``device_runtime.core.p256``.
 """
@@ -25,12 +32,12 @@ B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
 GX = 0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296
 GY = 0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5
 
-G_WIDTH = 7
+G_WIDTH = 5
 Q_WIDTH = 5
 G_TABLE_SIZE = 1 << (G_WIDTH - 2)
 Q_TABLE_SIZE = 1 << (Q_WIDTH - 2)
 _DIGITS = 264
-_g_table: list[bytes] | None = None
+_g_table: bytearray | None = None
 
 
 def inverse(a: int, m: int) -> int:
@@ -90,53 +97,32 @@ def to_affine(x: int, y: int, z: int) -> tuple[int, int]:
     return x * zi2 % p, y * zi2 % p * zi % p
 
 
-def _pack(x: int, y: int) -> bytes:
-    # A 64-byte x || y holds a table entry in about half the heap of two ints.
-    return x.to_bytes(32, "big") + y.to_bytes(32, "big")
-
-
-def odd_multiples(x: int, y: int, count: int) -> list[bytes]:
+def odd_multiples(x: int, y: int, count: int) -> bytearray:
     """``[1, 3, 5, ...] * (x, y)`` in affine form, the window table for ``mul_add``.
 
-    Affine entries make every addition in the main loop a cheaper mixed one;
-    the conversion costs one inversion for 2Q and one for the whole table
-    (Montgomery's trick). Entries are packed ``x || y`` (see ``_pack``).
+    Affine entries make every addition in the main loop a cheaper mixed one.
+    Entry *i* is the 64 bytes ``x || y`` at ``64 * i``: one buffer holds the
+    table in about a third of the heap of as many pairs of ints, in a single
+    allocation. Each entry is made affine by its own inversion rather than one
+    shared by the whole table (Montgomery's trick): a few inversions more, but
+    the peak heap is the table and one point, not every Jacobian point at once,
+    which is what lets a verification fit a 64 KiB heap beside a root of trust.
     """
-    p = P
+    table = bytearray(64 * count)
     tx, ty = to_affine(*_double(x, y, 1))
-    points = [(x, y, 1)]
-    for _ in range(count - 1):
-        px, py, pz = points[-1]
-        points.append(_add_affine(px, py, pz, tx, ty))
-    prefix = []
-    acc = 1
-    for point in points:
-        acc = acc * point[2] % p
-        prefix.append(acc)
-    inv = inverse(acc, p)
-    table = [b""] * count
-    for i in range(count - 1, -1, -1):
-        px, py, pz = points[i]
-        zi = inv * prefix[i - 1] % p if i else inv
-        inv = inv * pz % p
-        zi2 = zi * zi % p
-        table[i] = _pack(px * zi2 % p, py * zi2 % p * zi % p)
+    for i in range(count):
+        if i:
+            x, y = to_affine(*_add_affine(x, y, 1, tx, ty))
+        table[64 * i : 64 * i + 32] = x.to_bytes(32, "big")
+        table[64 * i + 32 : 64 * i + 64] = y.to_bytes(32, "big")
     return table
 
 
-def _generator_table() -> list[bytes]:
-    # Built one point and one inversion at a time: slower than odd_multiples'
-    # shared inversion, but it runs once per process and its peak heap is the
-    # table itself, which matters more in a 64 KiB heap.
+def _generator_table() -> bytearray:
+    # Built on first use and kept for the life of the process.
     global _g_table
     if _g_table is None:
-        tx, ty = to_affine(*_double(GX, GY, 1))
-        x, y = GX, GY
-        table = [_pack(x, y)]
-        for _ in range(G_TABLE_SIZE - 1):
-            x, y = to_affine(*_add_affine(x, y, 1, tx, ty))
-            table.append(_pack(x, y))
-        _g_table = table
+        _g_table = odd_multiples(GX, GY, G_TABLE_SIZE)
     return _g_table
 
 
@@ -174,15 +160,15 @@ def _naf(k: int, width: int) -> bytearray:
     return digits
 
 
-def _add_digit(x: int, y: int, z: int, d: int, table: list[bytes]) -> tuple[int, int, int]:
-    entry = table[(d & 127) >> 1]
-    ty = int.from_bytes(entry[32:], "big")
+def _add_digit(x: int, y: int, z: int, d: int, table: bytearray) -> tuple[int, int, int]:
+    at = (d & 127) >> 1 << 6
+    ty = int.from_bytes(table[at + 32 : at + 64], "big")
     if d > 127:
         ty = P - ty
-    return _add_affine(x, y, z, int.from_bytes(entry[:32], "big"), ty)
+    return _add_affine(x, y, z, int.from_bytes(table[at : at + 32], "big"), ty)
 
 
-def mul_add(u1: int, u2: int, q_table: list[bytes]) -> tuple[int, int, int]:
+def mul_add(u1: int, u2: int, q_table: bytearray) -> tuple[int, int, int]:
     """``u1*G + u2*Q`` as a Jacobian point (Z = 0 for infinity), scalars in [0, n).
 
     Q is given by ``odd_multiples(Q, Q_TABLE_SIZE)``; pass an empty table and

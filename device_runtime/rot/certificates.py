@@ -86,7 +86,11 @@ def alias_certificate(
     build the chain). The serial number is derived from the Alias key, so one
     firmware measurement always gives the same serial.
     """
-    fields = der.certificate_fields(issuer_certificate)
+    # The parser is imported here, not with the encoder: a device that only sends its CSR
+    # never needs it in RAM.
+    from device_runtime.core import der_parser
+
+    fields = der_parser.certificate_fields(issuer_certificate)
     if fields["public_key"] != issuer_key.public_key():
         raise RootOfTrustError("the DeviceID certificate certifies another key, not this device's")
     alias_public = alias_key.public_key()

@@ -1,28 +1,30 @@
-"""The conformance suite's key checks on every portable root of trust (CPython for now).
+"""The conformance suite's key checks on every portable root of trust (software, DICE).
 
-Not PORTABLE yet: under MicroPython at 64 KiB a backend, the curve code and
-the test harness leave so little heap that these checks run out of it in
-about one run in five (it depends on the random seed or UDS: big-integer
-sizes and heap fragmentation); they pass every time from about 72 KiB. The
-state checks (test_conformance_state.py) do run there, and the signer itself
-is checked under MicroPython by tests/device_runtime/core/test_p256.py.
+PORTABLE: runs under pytest and under MicroPython at 64 KiB
+(tests/device_runtime/test_under_micropython.py), where they fit every time,
+whatever the random seed or UDS, because the curve code's tables are single
+small buffers and each window table entry is made affine on its own (see
+``device_runtime/core/p256_points.py``). The CSR check is in
+test_conformance_csr.py (CPython for now: see its note).
 """
 
 from tests.device_runtime.rot import conformance_keys as checks
 from tests.device_runtime.rot.backends import on_every_backend
 
+PORTABLE = True
 
-def test_kind() -> None:
+
+def test_kind():
     on_every_backend(checks.check_kind)
 
 
-def test_keys_stay_the_same_across_reopen() -> None:
+def test_keys_stay_the_same_across_reopen():
     on_every_backend(checks.check_keys_stable_across_reopen)
 
 
-def test_keys_sign_es256() -> None:
+def test_keys_sign_es256():
     on_every_backend(checks.check_keys_sign_es256)
 
 
-def test_firmware_measurement_moves_the_alias_key_only() -> None:
+def test_firmware_measurement_moves_the_alias_key_only():
     on_every_backend(checks.check_firmware_measurement)

@@ -2,7 +2,7 @@
 
 PORTABLE: runs under pytest and under MicroPython at 64 KiB
 (tests/device_runtime/test_under_micropython.py); the key checks are in
-test_conformance_keys.py and test_conformance_csr.py (CPython for now: see their notes).
+test_conformance_keys.py (portable too) and test_conformance_csr.py (CPython for now).
 """
 
 from tests.device_runtime.rot import conformance_state as checks
