@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,10 +61,19 @@ def _test_function_count(path: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def bytecode_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tree = tmp_path_factory.mktemp("mpy")
-    build(root=REPO, out=tree, extra=_portable_test_files() + _portable_helpers())
-    return tree
+def bytecode_tree() -> Iterator[Path]:
+    """The bytecode a board would hold, at a short path of fixed length.
+
+    MicroPython keeps each module's file name as an interned string; pytest's
+    temporary directories are long and grow with every run, which costs a
+    64 KiB heap a varying kilobyte or two. A board's paths are short.
+    """
+    tree = Path(tempfile.mkdtemp(prefix="mpy", dir="/tmp"))
+    try:
+        build(root=REPO, out=tree, extra=_portable_test_files() + _portable_helpers())
+        yield tree
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
 
 
 def _run_runner(modules: list[str], micropath: Path) -> subprocess.CompletedProcess[str]:
