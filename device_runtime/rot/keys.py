@@ -8,7 +8,10 @@ reduction negligible (FIPS 186-5 A.2.1), and the result lies in [1, n-1].
 
 Signing goes through the platform's crypto port (``sign_es256``): OpenSSL,
 constant-time, on CPython; the pure-Python core signer on MicroPython, which
-is development-only there (not constant-time).
+is development-only there (not constant-time). The public point is computed
+by the core on both, once per boot and then kept: that scalar multiplication
+is not constant-time either, but it gives a timing observer one sample per
+boot, not one per signature.
 """
 
 from device_runtime.core.errors import CryptoError
