@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from device_runtime.core.console import BANNER, Console, LineBuffer, read_installed
 from device_runtime.core.errors import RootOfTrustError
 from device_runtime.ports.cpython.atomic_file import write_atomic
+from device_runtime.ports.cpython.crypto import verify_es256
 from device_runtime.ports.cpython.storage import DirectoryStore
 from device_runtime.simulator import open_root_of_trust
 
@@ -148,7 +149,13 @@ class ConsoleDevice:
 
     def _boot(self) -> Console:
         self.boots += 1
-        return Console(rot=self.rot, store=self.store, hwmodel=self.hwmodel, serial=self.serial)
+        return Console(
+            rot=self.rot,
+            store=self.store,
+            hwmodel=self.hwmodel,
+            serial=self.serial,
+            verify_es256=verify_es256,
+        )
 
     def _serve(self) -> None:
         buffer = LineBuffer()

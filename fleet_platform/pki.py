@@ -21,9 +21,10 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from device_runtime.core import protocol
+from device_runtime.core import console, protocol
 from device_runtime.core.errors import CryptoError, InvalidField
 from device_runtime.ports.cpython.atomic_file import write_atomic
 from fleet_platform.broker_config import is_fleet_server_name
@@ -364,6 +365,18 @@ class CertificateAuthority:
             issues=own_names,
         )
         return _cert_pem(certificate)
+
+    def sign_console_authorization(self, message: bytes) -> bytes:
+        """ES256 (raw r || s) over a provisioning console's unlock request, by this CA's key.
+
+        Only messages of ``device_runtime.core.console.reprovision_message``'s
+        form are signed: they start with bytes no DER structure starts with,
+        so the signature cannot be passed off as one over a certificate.
+        """
+        if not message.startswith(console.REPROVISION) or len(message) > 256:
+            raise InvalidRequest("only a console's reprovision message is signed here")
+        r, s = decode_dss_signature(self._key.sign(message, ec.ECDSA(hashes.SHA256())))
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
     def sign_non_device_csr(self, csr_pem: bytes, *, common_name: str, days: int = 825) -> bytes:
         """Client certificate (PEM) for a CSR naming exactly *common_name*, which is no device id.

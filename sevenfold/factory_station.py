@@ -258,6 +258,10 @@ def _provision(
             f"the board is provisioned as {hello.provisioned_as}; --reprovision replaces it",
         )
     station.claim(device_id, link.url)
+    if hello.provisioned_as is not None:  # --reprovision: the manufacturer CA unlocks it
+        message = console.reprovision_message(hello.provisioned_as, hello.boot)
+        signature = station.authority.sign_console_authorization(message)
+        link.ask("authorize", console.encode_b64(signature))
     step("csr")
     words = link.ask("csr", device_id, *(["reprovision"] if station.reprovision else []))
     csr_der = _b64(words, 0)
@@ -286,6 +290,7 @@ def _provision(
     link.ask("put", "device-cert", _der_b64(device_cert))
     link.ask("put", "fleet-cert", _der_b64(str(registration["fleet_certificate"]).encode()))
     link.ask("put", "fleet-ca", _der_b64(str(registration["broker_ca"]).encode()))
+    link.ask("put", "maker-ca", _der_b64(station.authority.cert_path.read_bytes()))
     link.ask("put", "broker", str(registration["broker_host"]), str(registration["broker_port"]))
     installed = link.ask("install")
     if installed != [device_id]:

@@ -13,6 +13,8 @@ MicroPython; the protocol is documented in docs/console.md.
 """
 
 import binascii
+import gc
+import sys
 
 from device_runtime.core import cbor
 from device_runtime.core.errors import SevenfoldError
@@ -21,16 +23,33 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from device_runtime.core.port_types import RootOfTrust, Store
 
+_SMALL_HEAP = sys.implementation.name == "micropython"
 VERSION = 1
-MAX_REQUEST = 2048
-"""Bytes of one request line, newline excluded."""
+MAX_REQUEST = 1280
+"""Bytes of one request line, newline excluded: the longest is ``put`` of a DICE DeviceID
+certificate (under 700 bytes of DER with a 63-character device id, 924 in base64). The
+buffer is one contiguous allocation, which a fragmented 64 KiB heap must still find."""
 MAX_TOKENS = 4
 BANNER = b"sevenfold-console " + str(VERSION).encode() + b" ready\n"
 """Written when the console starts: a station that reads it mid-flow knows the device rebooted."""
 INSTALLED_KEY = "provisioning"
 """The Store key of the one record ``install`` writes."""
-ITEMS = ("device-cert", "fleet-cert", "fleet-ca")
+ITEMS = ("device-cert", "fleet-cert", "fleet-ca", "maker-ca")
+"""Certificates ``put`` stages: the DeviceID's (from the manufacturer CA), the fleet's for the
+same key, the broker's CA, and the manufacturer CA itself, whose key alone may unlock the
+console again (``authorize``)."""
+OWN_CERTIFICATES = ("device-cert", "fleet-cert")
 MAX_HOST = 253
+REPROVISION = b"sevenfold-console reprovision "
+"""Prefix of what a manufacturer CA signs to let a provisioned device be provisioned again.
+
+No DER structure starts with these bytes, so the signature can never pass for one on a
+certificate."""
+
+
+def reprovision_message(device_id: str, boot: str) -> bytes:
+    """What the manufacturer CA signs to unlock a provisioned device, for this boot only."""
+    return REPROVISION + device_id.encode() + b" " + boot.encode()
 
 
 class ConsoleError(SevenfoldError):
@@ -72,7 +91,10 @@ def decode_b64(word: str) -> bytes:
         value = binascii.a2b_base64(word)
     except ValueError:
         raise ConsoleError("bad-args", "not base64") from None
-    if encode_b64(value) != word:
+    # Canonical: unpadded length a multiple of four and no stray bits in the last quantum,
+    # which only the last one to three bytes decide (so a small heap need not re-encode it all).
+    tail = len(value) % 3 or 3
+    if len(word) % 4 or (value and encode_b64(value[-tail:]) != word[-4:]) or (not value and word):
         raise ConsoleError("bad-args", "not canonical base64")
     return value
 
@@ -144,9 +166,20 @@ def read_installed(store: "Store") -> "dict[str, object] | None":
 class Console:
     """Answers the station's requests for one device; one instance per boot."""
 
-    def __init__(self, *, rot: "RootOfTrust", store: "Store", hwmodel: str, serial: str) -> None:
+    def __init__(
+        self,
+        *,
+        rot: "RootOfTrust",
+        store: "Store",
+        hwmodel: str,
+        serial: str,
+        verify_es256: "object | None" = None,
+    ) -> None:
         self.rot = rot
         self.store = store
+        self.verify_es256 = verify_es256
+        """The crypto port's verifier, for ``authorize``; None: a provisioned device stays so."""
+        self._authorized = False
         self.hwmodel = _token(hwmodel, "hwmodel")
         self.serial = _token(serial, "serial")
         self.boot = encode_b64(rot.random_bytes(6))
@@ -162,6 +195,10 @@ class Console:
         return out
 
     def answer(self, line: "bytes | None") -> bytes:
+        if _SMALL_HEAP:
+            # A line's words and decoded values are a few hundred bytes each; on a
+            # small heap they must find room among what the last request left.
+            gc.collect()
         try:
             if line is None:
                 raise ConsoleError("too-long", "request over " + str(MAX_REQUEST) + " bytes")
@@ -198,6 +235,8 @@ class Console:
             return self._put(args)
         if command == "install":
             return self._install(args)
+        if command == "authorize":
+            return self._authorize(args)
         raise ConsoleError("unknown-command", "no command " + repr(command[:32]))
 
     def _hello(self, args: "list[str]") -> "list[str]":
@@ -214,12 +253,15 @@ class Console:
         if len(args) == 2 and args[1] != "reprovision":
             raise ConsoleError("bad-args", "the second word of csr can only be reprovision")
         device_id = args[0]
-        if len(device_id) > 63:
-            raise ConsoleError("bad-args", "device id over 63 characters")
+        _check_device_id(device_id)
         installed = read_installed(self.store)
         if installed is not None and len(args) == 1:
             raise ConsoleError(
                 "already-provisioned", "provisioned as " + str(installed["device_id"])
+            )
+        if installed is not None and not self._authorized:
+            raise ConsoleError(
+                "locked", "a provisioned device is provisioned again only after authorize"
             )
         der = self.rot.csr(device_id)
         self._session = device_id
@@ -245,10 +287,38 @@ class Console:
         if item not in ITEMS:
             raise ConsoleError("bad-args", "no item " + repr(item[:32]))
         value = decode_b64(args[1])
-        if item != "fleet-ca" and self.rot.identity_key().public_key() not in value:
-            raise ConsoleError("wrong-key", item + " is not for this device's DeviceID key")
-        self._staged[item] = value
+        if not value.startswith(b"\x30\x82") or len(value) != 4 + int.from_bytes(value[2:4], "big"):
+            raise ConsoleError("bad-certificate", item + " is not one DER certificate")
+        if item in OWN_CERTIFICATES:
+            if _spki(self.rot.identity_key().public_key()) not in value:
+                raise ConsoleError("wrong-key", item + " is not for this device's DeviceID key")
+            if (
+                _subject(str(self._session)) + _spki(self.rot.identity_key().public_key())
+                not in value
+            ):
+                raise ConsoleError("wrong-name", item + " does not name CN=" + str(self._session))
+        self._staged[item] = _certified_key(value) if item == "maker-ca" else value
         return [item]
+
+    def _authorize(self, args: "list[str]") -> "list[str]":
+        """Unlock a provisioned device for this boot: the manufacturer CA signed the request."""
+        _arity(args, 1, 1)
+        installed = read_installed(self.store)
+        if installed is None:
+            raise ConsoleError("bad-request", "the device is not provisioned: nothing to unlock")
+        key = installed.get("maker-ca")
+        if self.verify_es256 is None or not isinstance(key, bytes):
+            raise ConsoleError("unsupported", "this device cannot be unlocked from its console")
+        signature = decode_b64(args[0])
+        message = reprovision_message(str(installed["device_id"]), self.boot)
+        try:
+            self.verify_es256(key, message, signature)  # type: ignore[operator]
+        except SevenfoldError:
+            raise ConsoleError(
+                "unauthorized", "not signed by this device's manufacturer CA"
+            ) from None
+        self._authorized = True
+        return ["authorized"]
 
     def _install(self, args: "list[str]") -> "list[str]":
         _arity(args, 0, 0)
@@ -268,6 +338,42 @@ class Console:
         if self.rot.kind != "tpm":
             raise ConsoleError("unsupported", "this device's root of trust is " + self.rot.kind)
         return self.rot
+
+
+def _check_device_id(device_id: str) -> None:
+    """``protocol.check_device_id``'s rule, restated so the console need not load the protocol
+    (its schemas cost a 64 KiB heap more than the console has to spare);
+    ``tests/device_runtime/core/test_console_encoding.py`` holds the two to the same answers."""
+    ok = 0 < len(device_id) <= 63 and device_id != "sevenfold-server" and device_id[0] != "-"
+    for ch in device_id:
+        ok = ok and ("a" <= ch <= "z" or "0" <= ch <= "9" or ch == "-")
+    if not ok:
+        raise ConsoleError("bad-args", "device id " + repr(device_id[:64]) + " is not allowed")
+
+
+P256_SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200")
+"""SubjectPublicKeyInfo up to the point, for an uncompressed P-256 key (91 bytes in all)."""
+
+
+def _spki(point: bytes) -> bytes:
+    return P256_SPKI_PREFIX + point
+
+
+def _subject(common_name: str) -> bytes:
+    """``Name ::= CN=<common_name>`` in DER, as the factory's CAs write device subjects."""
+    cn = common_name.encode()
+    attribute = b"\x06\x03\x55\x04\x03\x0c" + bytes((len(cn),)) + cn
+    rdn = b"\x30" + bytes((len(attribute),)) + attribute
+    return b"\x30" + bytes((len(rdn) + 2,)) + b"\x31" + bytes((len(rdn),)) + rdn
+
+
+def _certified_key(certificate: bytes) -> bytes:
+    """The P-256 point of a certificate's SubjectPublicKeyInfo (the first one it holds)."""
+    at = certificate.find(P256_SPKI_PREFIX)
+    if at < 0 or len(certificate) < at + len(P256_SPKI_PREFIX) + 65:
+        raise ConsoleError("bad-certificate", "the certificate holds no P-256 key")
+    start = at + len(P256_SPKI_PREFIX)
+    return bytes(certificate[start : start + 65])
 
 
 def _arity(args: "list[str]", low: int, high: int) -> None:

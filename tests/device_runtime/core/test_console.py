@@ -19,7 +19,6 @@ from tests.device_runtime.core.console_cases import (
     ask,
     error_code,
     new_console,
-    provision,
 )
 
 PORTABLE = True
@@ -37,17 +36,6 @@ def test_csr_returns_the_root_of_trusts_request_in_base64():
     assert decode_b64(answer.split(" ")[1]) == b"csr:board-a-0042" + POINT
 
 
-def test_install_stores_everything_in_one_write_and_hello_says_provisioned():
-    store = MemoryStore()
-    console = new_console(store=store)
-    assert provision(console) == "ok board-a-0042"
-    assert store.writes == 1
-    record = read_installed(store)
-    assert record["device_id"] == "board-a-0042" and record["fleet-ca"] == b"ca"
-    assert (record["broker_host"], record["broker_port"]) == ("broker.example", 8883)
-    assert ask(console, b"hello").endswith("state=provisioned id=board-a-0042")
-
-
 def test_nothing_is_stored_until_install_has_everything():
     store = MemoryStore()
     console = new_console(store=store)
@@ -55,21 +43,6 @@ def test_nothing_is_stored_until_install_has_everything():
     ask(console, b"put device-cert " + encode_b64(CERT).encode())
     assert error_code(ask(console, b"install")) == "incomplete"
     assert store.writes == 0 and read_installed(store) is None
-
-
-def test_a_certificate_for_another_key_is_refused():
-    console = new_console()
-    ask(console, b"csr board-a-0042")
-    other = encode_b64(b"cert for someone else").encode()
-    assert error_code(ask(console, b"put fleet-cert " + other)) == "wrong-key"
-
-
-def test_a_provisioned_device_is_refused_unless_reprovisioning():
-    console = new_console()
-    provision(console)
-    assert error_code(ask(console, b"csr board-a-0042")) == "already-provisioned"
-    assert ask(console, b"csr board-a-0042 reprovision").startswith("ok ")
-    assert error_code(ask(console, b"csr board-a-0042 again")) == "bad-args"
 
 
 def test_a_reboot_loses_the_session_but_not_what_was_installed():

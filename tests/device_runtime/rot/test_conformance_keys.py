@@ -5,8 +5,7 @@ PORTABLE: runs under pytest and under MicroPython at 64 KiB
 whatever the random seed or UDS, because the curve code's tables are single
 small buffers and each window table entry is made affine on its own (see
 ``device_runtime/core/p256_points.py``). The CSR check is in
-test_conformance_csr.py (CPython) and, split in a device and a host half,
-test_conformance_csr_device.py and test_conformance_csr_host.py.
+test_conformance_csr.py (CPython for now: see its note).
 """
 
 from tests.device_runtime.rot import conformance_keys as checks
