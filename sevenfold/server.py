@@ -48,6 +48,7 @@ from fleet_platform.health import Health
 from fleet_platform.metrics import Metrics
 from fleet_platform.pki import IssuedCredential, fleet_authority
 from fleet_platform.process_supervisor import ProcessSupervisor
+from fleet_platform.request_limits import RequestLimits
 from fleet_platform.server_config import RuntimeInfo, ServerConfig
 from fleet_platform.server_replicas import replica_identities, share_group
 from fleet_platform.state_directory import secure_state_directory
@@ -111,6 +112,7 @@ class FleetServer:
             ),
         )
         app.add_exception_handler(StorageError, _storage_unavailable)
+        app.add_middleware(RequestLimits)
         authorized = bearer_auth.bearer_dependency(token, name=api_tokens.OPERATOR)
         sensor_authorized = bearer_auth.bearer_dependency(sensor_token, name=api_tokens.SENSOR)
         factory_authorized = bearer_auth.bearer_dependency(factory_token, name=api_tokens.FACTORY)

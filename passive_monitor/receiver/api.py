@@ -215,6 +215,9 @@ def _sensor_route(sensor: Callable[..., None]) -> type[APIRoute]:
     """
 
     class SensorRoute(APIRoute):
+        max_body_bytes = MAX_BODY_BYTES
+        """Read by :mod:`fleet_platform.request_limits`, which refuses larger bodies first."""
+
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handler = super().get_route_handler()
 
