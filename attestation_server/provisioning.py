@@ -6,29 +6,35 @@ with the manufacturer CA and registers the device here with the ``factory``
 token. The server checks again everything it can check itself (the CSR's
 proof of possession, its CN, the curve, the device id and hardware model
 syntax, the root-of-trust kind, that the manufacturer certificate is for the
-same key and name), signs a fleet certificate for the same key and records the
-device in one transaction: a registration is there completely or not at all.
+same key and name, that a manufacturer CA this server trusts issued it, and in
+the form the kind calls for), signs a fleet certificate for the same key and
+records the device in one transaction: a registration is there completely or
+not at all. A stolen factory token alone therefore registers nothing: the
+registration also needs a certificate from a trusted manufacturer CA.
 
 Registering is idempotent: the same device id with the same key returns the
 stored registration, so a station that lost power between registering and
 installing can finish. A different key for a registered id is a conflict (a
 cloned serial number, or a board whose root of trust was reset) unless the
-station says ``reprovision``.
+station says ``reprovision``. A reprovision never lowers the root-of-trust
+kind (tpm > dice > software): a board proven to hold a TPM cannot be replaced
+by a claim of a weaker one.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -40,6 +46,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from attestation_server.tables import DeviceEvent, ProvisionedDevice
 from device_runtime.core import protocol
 from device_runtime.core.errors import CryptoError, InvalidField, SevenfoldError
+from fleet_platform.manufacturer_cas import is_ca_certificate
 from fleet_platform.pki import CertificateAuthority
 from fleet_platform.storage import Database
 
@@ -50,6 +57,8 @@ HWMODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 STATION = re.compile(r"^[ -~]{1,64}$")
 MAX_CSR = 4096
 MAX_CERTIFICATE = 8192
+STRENGTH = {"software": 0, "dice": 1, "tpm": 2}
+"""Root-of-trust kinds, weakest first: a reprovision may keep or raise the kind, never lower it."""
 
 
 class ProvisioningRefused(SevenfoldError):
@@ -63,8 +72,18 @@ class ProvisioningRefused(SevenfoldError):
 class RegistrationConflict(ProvisioningRefused):
     """The device id is registered with another key (or other proven facts)."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__("conflict", reason)
+    def __init__(self, reason: str, *, code: str = "conflict") -> None:
+        super().__init__(code, reason)
+
+
+def key_fingerprint(point_hex: str) -> str:
+    """SHA-256 (hex) of the SubjectPublicKeyInfo of a stored DeviceID key (a P-256 point in hex),
+    as ``openssl pkey -pubin -outform DER | sha256sum`` shows it."""
+    key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), bytes.fromhex(point_hex))
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
 
 
 def public_point(key: ec.EllipticCurvePublicKey) -> bytes:
@@ -171,9 +190,17 @@ class ProvenRecord:
 class ProvisioningRegistry:
     """The provisioned_devices table: what factories proved, one row per device."""
 
-    def __init__(self, *, database: Database, authority: CertificateAuthority) -> None:
+    def __init__(
+        self,
+        *,
+        database: Database,
+        authority: CertificateAuthority,
+        manufacturer_cas: Callable[[], Sequence[x509.Certificate]],
+    ) -> None:
+        """*manufacturer_cas* answers the CAs trusted now; it is asked on every registration."""
         self._database = database
         self._authority = authority
+        self._manufacturer_cas = manufacturer_cas
         dialect = sqlite if database.dialect == "sqlite" else postgresql
         self._insert = (
             dialect.insert(_PROVISIONED)
@@ -190,8 +217,15 @@ class ProvisioningRegistry:
             raise ProvisioningRefused("bad-station", "a station name is 1-64 printable characters")
         csr = read_csr(request.csr_der, device_id)
         point = public_point(cast(ec.EllipticCurvePublicKey, csr.public_key()))
-        _check_manufacturer_certificate(request.manufacturer_certificate, device_id, point)
         at = now or datetime.now(UTC)
+        _check_manufacturer_certificate(
+            request.manufacturer_certificate,
+            device_id=device_id,
+            point=point,
+            kind=request.rot_kind,
+            trusted=self._manufacturer_cas(),
+            at=at,
+        )
         values = {
             "device_id": device_id,
             "hwmodel": request.hwmodel,
@@ -224,6 +258,12 @@ class ProvisioningRegistry:
                         f"{device_id} is registered with another DeviceID key, hardware model"
                         " or root of trust; reprovision to replace it"
                     )
+                if STRENGTH[request.rot_kind] < STRENGTH[known["rot_kind"]]:
+                    raise RegistrationConflict(
+                        f"{device_id} was proven to have a {known['rot_kind']} root of trust;"
+                        f" a reprovision cannot lower it to {request.rot_kind}",
+                        code="downgrade",
+                    )
                 tx.execute(
                     update(_PROVISIONED)
                     .where(_PROVISIONED.c.device_id == device_id)
@@ -235,10 +275,7 @@ class ProvisioningRegistry:
                     at=at,
                     kind="provisioned" if created else "reprovisioned",
                     code=None,
-                    reason=(
-                        f"{request.rot_kind} root of trust (proven), {request.hwmodel},"
-                        f" by station {request.station}"
-                    ),
+                    reason=_event_reason(request, known, values),
                 )
             )
             return ProvenRecord.from_row(values, created=True)
@@ -264,6 +301,22 @@ class ProvisioningRegistry:
             return {row["device_id"]: ProvenRecord.from_row(row) for row in rows}
 
 
+def _event_reason(request: Registration, known: Any, values: dict[str, Any]) -> str:
+    reason = (
+        f"{request.rot_kind} root of trust (proven), {request.hwmodel},"
+        f" by station {request.station}"
+    )
+    if known is None:
+        return reason
+    old, new = str(known["public_key"]), str(values["public_key"])
+    if old == new:
+        return f"{reason}; same DeviceID key {key_fingerprint(old)}, was {known['rot_kind']}"
+    return (
+        f"{reason}; replaces DeviceID key {key_fingerprint(old)} ({known['rot_kind']})"
+        f" with {key_fingerprint(new)}"
+    )
+
+
 def _same(known: Any, values: dict[str, Any]) -> bool:
     """The stored registration is this one: same key, model and kind (in constant time)."""
     return (
@@ -273,7 +326,22 @@ def _same(known: Any, values: dict[str, Any]) -> bool:
     )
 
 
-def _check_manufacturer_certificate(pem: str, device_id: str, point: bytes) -> None:
+def _check_manufacturer_certificate(
+    pem: str,
+    *,
+    device_id: str,
+    point: bytes,
+    kind: str,
+    trusted: Sequence[x509.Certificate],
+    at: datetime,
+) -> None:
+    """For the CSR's key and name, issued by a trusted manufacturer CA, in the kind's form."""
+    if not trusted:
+        raise ProvisioningRefused(
+            "no-manufacturer-ca",
+            "this server trusts no manufacturer CA, so it can record no provisioned device;"
+            " start it with --manufacturer-ca",
+        )
     try:
         certificate = x509.load_pem_x509_certificate(pem.encode())
         public = certificate.public_key()
@@ -289,6 +357,76 @@ def _check_manufacturer_certificate(pem: str, device_id: str, point: bytes) -> N
     if len(names) != 1 or names[0].value != device_id:
         raise ProvisioningRefused(
             "bad-certificate", f"the manufacturer certificate does not name {device_id!r}"
+        )
+    issuer = _trusted_issuer(certificate, trusted)
+    if issuer is None:
+        raise ProvisioningRefused(
+            "untrusted-manufacturer",
+            "the manufacturer certificate is not issued by a manufacturer CA this server trusts",
+        )
+    if not issuer.not_valid_before_utc <= at <= issuer.not_valid_after_utc or not (
+        certificate.not_valid_before_utc <= at <= certificate.not_valid_after_utc
+    ):
+        raise ProvisioningRefused(
+            "bad-certificate", "the manufacturer certificate or its CA is not valid now"
+        )
+    _check_form(certificate, issuer, device_id=device_id, kind=kind)
+
+
+def _trusted_issuer(
+    certificate: x509.Certificate, trusted: Sequence[x509.Certificate]
+) -> x509.Certificate | None:
+    """The trusted CA whose key signed *certificate* (its name is the certificate's issuer)."""
+    for candidate in trusted:
+        if not is_ca_certificate(candidate):
+            continue
+        try:
+            certificate.verify_directly_issued_by(candidate)
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+            continue
+        return candidate
+    return None
+
+
+def _check_form(
+    certificate: x509.Certificate, issuer: x509.Certificate, *, device_id: str, kind: str
+) -> None:
+    """A DICE DeviceID certificate is an issuer confined to the device's own name (as
+    ``CertificateAuthority.sign_dice_device_id_csr`` makes it); any other is an end entity."""
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    except (x509.ExtensionNotFound, ValueError) as exc:
+        raise ProvisioningRefused(
+            "bad-certificate", f"the manufacturer certificate lacks an extension: {exc}"
+        ) from None
+    if kind != "dice":
+        if constraints.ca or usage.key_cert_sign:
+            raise ProvisioningRefused(
+                "bad-certificate",
+                f"a {kind} board's manufacturer certificate must be an end-entity certificate",
+            )
+        return
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.NameConstraints).value
+    except x509.ExtensionNotFound:
+        names = None
+    own = [x509.DirectoryName(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))]
+    issuer_depth = issuer.extensions.get_extension_for_class(x509.BasicConstraints).value
+    if (
+        not constraints.ca
+        or constraints.path_length != 0
+        or not usage.key_cert_sign
+        or names is None
+        or names.permitted_subtrees != own
+        or names.excluded_subtrees
+        or issuer_depth.path_length == 0
+    ):
+        raise ProvisioningRefused(
+            "bad-certificate",
+            "a DICE board's manufacturer certificate must be its DeviceID certificate: CA of"
+            " path length 0 with keyCertSign, confined to the device's own name, from a"
+            " manufacturer CA that may issue issuers",
         )
 
 

@@ -66,6 +66,10 @@ class ServerConfig:
     gateway_limits: GatewayLimits = field(default_factory=GatewayLimits)
     gateway_processes: int = 1
     """Gateways serving devices: one in the server process, the rest in children."""
+    manufacturer_cas: tuple[Path, ...] = ()
+    """PEM files of manufacturer CAs to trust (copied into the state directory at start,
+    added to those trusted before): factory registrations need a DeviceID certificate
+    one of them issued."""
 
     def __post_init__(self) -> None:
         unknown = set(self.services) - set(SERVICES)

@@ -5,8 +5,11 @@ device id from its hardware model and serial number, ``csr`` (the board makes
 its DeviceID inside its root of trust), for a TPM check its endorsement and
 that the key is TPM-resident with a credential challenge, check the CSR (proof
 of possession, CN, P-256), sign the DeviceID certificate with the manufacturer
-CA, register with the fleet server (which signs the fleet certificate), then
-``put`` everything on the board and ``install`` it in one atomic write.
+CA, register with the fleet server (which signs the fleet certificate), check
+its answer (the fleet certificate is for this key and name and verifies under
+the broker CA it sent), then ``put`` everything on the board and ``install``
+it in one atomic write. A board whose root of trust is ``software`` is refused
+unless the line allows it (development lines, the demo).
 
 Registration comes before install and is idempotent, so a station that dies
 anywhere leaves either nothing, or a registration the next run completes
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import base64
 import hmac
+import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +32,9 @@ from typing import Any
 
 import httpx
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
 
 from attestation_server.provisioning import (
     ProvisioningRefused,
@@ -37,6 +44,7 @@ from attestation_server.provisioning import (
 )
 from device_runtime.core import console, protocol
 from device_runtime.core.errors import SevenfoldError, TransportError
+from fleet_platform.manufacturer_cas import is_ca_certificate
 from fleet_platform.pki import CertificateAuthority
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -44,7 +52,12 @@ MAX_ANSWER = 16384
 """Bytes of one answer line the station reads (a TPM's EK certificate is the longest)."""
 MANUFACTURER_CA_NAME = "Sevenfold Manufacturer CA"
 REGISTER_ATTEMPTS = 5
-"""Tries of a registration the server answered 503 (storage busy): idempotent, so safe."""
+"""Tries of a registration the server answered 503 (storage busy) or never answered:
+registering is idempotent, so repeating it is safe."""
+REGISTER_BACKOFF_S = 0.25
+"""The first wait between tries; each wait doubles it, with jitter, up to REGISTER_MAX_WAIT_S."""
+REGISTER_MAX_WAIT_S = 2.0
+_JITTER = secrets.SystemRandom()
 
 
 class StationError(SevenfoldError):
@@ -169,6 +182,8 @@ class Station:
     """Hardware models this line builds; empty accepts any."""
     tpm_cas: Sequence[x509.Certificate] = ()
     reprovision: bool = False
+    allow_software: bool = False
+    """Accept boards whose root of trust is ``software`` (development lines, the demo)."""
     timeout: float = DEFAULT_TIMEOUT_S
     _claimed: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -250,6 +265,12 @@ def _provision(
             "unknown-hwmodel",
             f"hardware model {hello.hwmodel[:64]!r} is not one this station provisions",
         )
+    if hello.kind == "software" and not station.allow_software:
+        raise StationError(
+            "software-root-of-trust",
+            "the board has only a software root of trust; --allow-software accepts it"
+            " (development lines only)",
+        )
     device_id = device_id_for(hello.hwmodel, hello.serial)
     result.device_id = device_id
     if hello.provisioned_as is not None and not station.reprovision:
@@ -282,19 +303,72 @@ def _provision(
         device_cert = station.authority.sign_csr(csr_pem, required_common_name=device_id)
     step("register")
     registration = _register(station, device_id, hello, csr_der, device_cert)
-    result.registered = bool(registration["created"])
+    answer = check_answer(registration, csr, device_id)
+    result.registered = answer.created
     step("install")
     current = parse_hello(link.ask("hello"))
     if current.boot != hello.boot:
         raise StationError("rebooted", "the board rebooted during provisioning")
     link.ask("put", "device-cert", _der_b64(device_cert))
-    link.ask("put", "fleet-cert", _der_b64(str(registration["fleet_certificate"]).encode()))
-    link.ask("put", "fleet-ca", _der_b64(str(registration["broker_ca"]).encode()))
+    link.ask("put", "fleet-cert", _der(answer.fleet_certificate))
+    link.ask("put", "fleet-ca", _der(answer.broker_ca))
     link.ask("put", "maker-ca", _der_b64(station.authority.cert_path.read_bytes()))
-    link.ask("put", "broker", str(registration["broker_host"]), str(registration["broker_port"]))
+    link.ask("put", "broker", answer.broker_host, str(answer.broker_port))
     installed = link.ask("install")
     if installed != [device_id]:
         raise StationError("garbled", f"the board installed {installed[:1]!r}, not {device_id}")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The server's answer to a registration, checked."""
+
+    fleet_certificate: x509.Certificate
+    broker_ca: x509.Certificate
+    broker_host: str
+    broker_port: int
+    created: bool
+
+
+def check_answer(
+    answer: dict[str, Any], csr: x509.CertificateSigningRequest, device_id: str
+) -> Answer:
+    """The registration's answer, if its fleet certificate is for the CSR's key and exactly
+    *device_id* and verifies under the broker CA it came with; else ``bad-answer``."""
+    try:
+        fleet = x509.load_pem_x509_certificate(str(answer["fleet_certificate"]).encode())
+        broker_ca = x509.load_pem_x509_certificate(str(answer["broker_ca"]).encode())
+        host, port, created = answer["broker_host"], answer["broker_port"], answer["created"]
+        fleet_key = fleet.public_key()
+    except (KeyError, TypeError, ValueError, UnsupportedAlgorithm) as exc:
+        raise StationError("bad-answer", f"the fleet server's answer is malformed: {exc}") from None
+    csr_key = csr.public_key()
+    if not isinstance(fleet_key, type(csr_key)) or fleet_key != csr_key:
+        raise StationError("bad-answer", "the fleet certificate is not for the board's key")
+    names = fleet.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if len(names) != 1 or names[0].value != device_id:
+        raise StationError("bad-answer", f"the fleet certificate does not name {device_id}")
+    if not is_ca_certificate(broker_ca):
+        raise StationError("bad-answer", "the broker CA the fleet server sent is not a CA")
+    try:
+        fleet.verify_directly_issued_by(broker_ca)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        raise StationError(
+            "bad-answer", "the fleet certificate does not verify under the broker CA"
+        ) from None
+    if (
+        not isinstance(host, str)
+        or not host
+        or isinstance(port, bool)
+        or not isinstance(port, int)
+        or not 0 < port < 65536
+        or not isinstance(created, bool)
+    ):
+        raise StationError("bad-answer", "the fleet server's broker address is malformed")
+    return Answer(
+        fleet_certificate=fleet, broker_ca=broker_ca, broker_host=host, broker_port=port,
+        created=created,
+    )  # fmt: skip
 
 
 def _check_tpm(station: Station, link: ConsoleLink, csr_point: bytes) -> None:
@@ -337,25 +411,60 @@ def _register(
         "reprovision": station.reprovision,
     }
     url = f"{station.server.rstrip('/')}/api/v1/provisioned-devices"
-    try:
-        response = httpx.post(
-            url, json=body, headers={"Authorization": f"Bearer {station.token}"}, timeout=30
-        )
-    except httpx.HTTPError as exc:
-        raise TransportError(
-            f"the fleet server at {station.server} did not answer: {exc}"
-        ) from None
+    headers = {"Authorization": f"Bearer {station.token}"}
+    for attempt in range(1, REGISTER_ATTEMPTS + 1):
+        try:
+            response = httpx.post(url, json=body, headers=headers, timeout=30)
+        except httpx.TransportError as exc:
+            if attempt == REGISTER_ATTEMPTS:
+                raise TransportError(
+                    f"the fleet server at {station.server} did not answer"
+                    f" ({REGISTER_ATTEMPTS} tries): {exc}"
+                ) from None
+        else:
+            if response.status_code != 503:
+                return _registration_answer(response, device_id)
+            if attempt == REGISTER_ATTEMPTS:
+                raise StationError(
+                    "server-unavailable",
+                    f"the fleet server answered 503 to {REGISTER_ATTEMPTS} tries:"
+                    f" {_detail(response)}",
+                )
+        time.sleep(_backoff(attempt))
+    raise AssertionError("unreachable")
+
+
+def _backoff(attempt: int) -> float:
+    """The wait after try *attempt*: doubling from REGISTER_BACKOFF_S, jittered by ±50 %."""
+    wait = min(REGISTER_BACKOFF_S * 2.0 ** (attempt - 1), REGISTER_MAX_WAIT_S)
+    return wait * (0.5 + _JITTER.random())
+
+
+def _registration_answer(response: httpx.Response, device_id: str) -> dict[str, Any]:
     if response.status_code == 200:
-        answer: dict[str, Any] = response.json()
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise StationError("bad-answer", "the fleet server's answer is not a JSON object")
         return answer
-    try:
-        detail = str(response.json().get("detail"))
-    except ValueError:
-        detail = response.text[:200]
+    detail = _detail(response)
     code = {401: "unauthorized", 409: "conflict"}.get(response.status_code, "registration-refused")
+    # The server's own code (downgrade, untrusted-manufacturer, ...) when it gave one.
+    stated = detail.partition(": ")[0]
+    if response.status_code in (409, 422) and re.fullmatch(r"[a-z][a-z-]{1,40}", stated):
+        code = stated
     raise StationError(
         code, f"the fleet server refused {device_id} ({response.status_code}): {detail}"
     )
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail"))[:300]
+    except (ValueError, AttributeError):
+        return response.text[:200]
 
 
 def _b64(words: list[str], index: int) -> bytes:
@@ -368,8 +477,11 @@ def _b64(words: list[str], index: int) -> bytes:
 
 
 def _der_b64(pem: bytes) -> str:
-    der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
-    return console.encode_b64(der)
+    return _der(x509.load_pem_x509_certificate(pem))
+
+
+def _der(certificate: x509.Certificate) -> str:
+    return console.encode_b64(certificate.public_bytes(serialization.Encoding.DER))
 
 
 def init_ca(directory: Path, *, common_name: str = MANUFACTURER_CA_NAME) -> CertificateAuthority:

@@ -45,6 +45,7 @@ from fleet_platform import api_tokens, bearer_auth
 from fleet_platform.broker import MosquittoBroker
 from fleet_platform.gateway import Gateway
 from fleet_platform.health import Health
+from fleet_platform.manufacturer_cas import trust_manufacturer_ca, trusted_manufacturer_cas
 from fleet_platform.metrics import Metrics
 from fleet_platform.pki import IssuedCredential, fleet_authority
 from fleet_platform.process_supervisor import ProcessSupervisor
@@ -97,6 +98,8 @@ class FleetServer:
         config = self.config
         self._stopping.clear()
         secure_state_directory(config.state_dir)
+        for manufacturer_ca in config.manufacturer_cas:
+            trust_manufacturer_ca(config.state_dir, manufacturer_ca)
         token = api_tokens.load_or_create(config.state_dir, name=api_tokens.OPERATOR)
         sensor_token = api_tokens.load_or_create(config.state_dir, name=api_tokens.SENSOR)
         factory_token = api_tokens.load_or_create(config.state_dir, name=api_tokens.FACTORY)
@@ -142,7 +145,9 @@ class FleetServer:
                 self.gateway.start()
                 self._start_gateway_children(broker_host, broker_port, ca_path, group)
                 provisioning = ProvisioningRegistry(
-                    database=self.database, authority=fleet_authority(config.state_dir)
+                    database=self.database,
+                    authority=fleet_authority(config.state_dir),
+                    manufacturer_cas=lambda: trusted_manufacturer_cas(config.state_dir),
                 )
                 advertised = self.broker.advertised_host if self.broker is not None else broker_host
                 link = BrokerInfo(

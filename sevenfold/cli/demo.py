@@ -120,6 +120,7 @@ def provision_over_consoles(
 
     from device_runtime.console_device import TPM_TCTI_FILE, ConsoleDevice, export_credentials
     from fleet_platform import api_tokens
+    from fleet_platform.manufacturer_cas import trust_manufacturer_ca
     from sevenfold.factory_station import Station, StationError, device_id_for, init_ca, provision
 
     token = api_tokens.read(state, name=api_tokens.FACTORY)
@@ -130,12 +131,16 @@ def provision_over_consoles(
         if tpm is not None
         else []
     )
+    authority = init_ca(state / "manufacturer-ca")
+    # The server reads its trusted manufacturer CAs on every registration.
+    trust_manufacturer_ca(state, authority.cert_path)
     station = Station(
-        authority=init_ca(state / "manufacturer-ca"),
+        authority=authority,
         server=server,
         token=token,
         name="demo",
         tpm_cas=tpm_cas,
+        allow_software=True,  # the demo's simulated boards are a development line
     )
     boards = []
     for number, kind in enumerate(kinds, 1):

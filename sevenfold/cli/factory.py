@@ -48,6 +48,13 @@ def provision(
         int | None, typer.Option("--count", min=1, help="Boards on the panel; {n} in --port counts")
     ] = None,
     reprovision: Annotated[bool, typer.Option("--reprovision")] = False,
+    allow_software: Annotated[
+        bool,
+        typer.Option(
+            "--allow-software",
+            help="Accept boards with a software root of trust (development lines only).",
+        ),
+    ] = False,
     hwmodels: Annotated[
         list[str] | None, typer.Option("--hwmodel", help="A model this line builds (repeatable).")
     ] = None,
@@ -75,6 +82,7 @@ def provision(
             hwmodels=tuple(hwmodels or ()),
             tpm_cas=tuple(_load_cas(tpm_ca or [])),
             reprovision=reprovision,
+            allow_software=allow_software,
             timeout=timeout,
         )
         urls = _expand(ports, count)

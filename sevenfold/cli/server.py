@@ -96,6 +96,15 @@ def server(
             " (managed broker only).",
         ),
     ] = 1,
+    manufacturer_ca: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--manufacturer-ca",
+            metavar="PEM",
+            help="Trust this manufacturer CA for factory registrations (repeatable; kept in the"
+            " state directory, so later starts trust it too).",
+        ),
+    ] = None,
 ) -> None:
     """Serve attestation and updates (REST API, OpenAPI at /docs, MQTT gateway)."""
     if ctx.invoked_subcommand is not None:
@@ -130,6 +139,7 @@ def server(
             broker_names=names,
             gateway_processes=gateway_processes,
             services=tuple(service) if service else SERVICES,
+            manufacturer_cas=tuple(manufacturer_ca or ()),
         )
         fleet = FleetServer(config=config)
         # Handled from before the start: a stop asked for while starting is a clean stop

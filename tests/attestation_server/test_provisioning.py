@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import hashlib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,19 @@ NOW = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)
 def authorities(tmp_path: Path) -> tuple[CertificateAuthority, CertificateAuthority]:
     return (
         CertificateAuthority.create(common_name="Fleet", directory=tmp_path / "fleet"),
-        CertificateAuthority.create(common_name="Maker", directory=tmp_path / "maker"),
+        CertificateAuthority.create(
+            common_name="Maker", directory=tmp_path / "maker", issues_issuers=True
+        ),
+    )
+
+
+def _registry(
+    database: Database, fleet: CertificateAuthority, *trusted: CertificateAuthority
+) -> ProvisioningRegistry:
+    return ProvisioningRegistry(
+        database=database,
+        authority=fleet,
+        manufacturer_cas=lambda: [maker.certificate for maker in trusted],
     )
 
 
@@ -43,14 +56,14 @@ def _request(
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
         .sign(key, hashes.SHA256())
     )
+    csr_pem = csr.public_bytes(serialization.Encoding.PEM)
+    sign = maker.sign_dice_device_id_csr if changes.get("rot_kind") == "dice" else maker.sign_csr
     fields: dict[str, object] = {
         "device_id": device_id,
         "hwmodel": "board-a",
         "rot_kind": "software",
         "csr_der": csr.public_bytes(serialization.Encoding.DER),
-        "manufacturer_certificate": maker.sign_csr(
-            csr.public_bytes(serialization.Encoding.PEM), required_common_name=device_id
-        ).decode(),
+        "manufacturer_certificate": sign(csr_pem, required_common_name=device_id).decode(),
         "station": "line-1",
     }
     fields.update(changes)
@@ -66,7 +79,7 @@ def test_registration_is_idempotent_and_another_key_conflicts(
     database: Database, authorities: tuple[CertificateAuthority, CertificateAuthority]
 ) -> None:
     fleet, maker = authorities
-    registry = ProvisioningRegistry(database=database, authority=fleet)
+    registry = _registry(database, fleet, maker)
     key = ec.generate_private_key(ec.SECP256R1())
     first = registry.register(_request(maker, "board-a-1", key), now=NOW)
     again = registry.register(_request(maker, "board-a-1", key), now=NOW)
@@ -98,7 +111,7 @@ def test_bad_values_are_refused_and_nothing_is_recorded(
     code: str,
 ) -> None:
     fleet, maker = authorities
-    registry = ProvisioningRegistry(database=database, authority=fleet)
+    registry = _registry(database, fleet, maker)
     request = _request(maker, "board-a-2", ec.generate_private_key(ec.SECP256R1()), **changes)
     with pytest.raises(ProvisioningRefused) as refused:
         registry.register(request, now=NOW)
@@ -110,7 +123,7 @@ def test_a_csr_for_another_name_or_a_certificate_for_another_key_is_refused(
     database: Database, authorities: tuple[CertificateAuthority, CertificateAuthority]
 ) -> None:
     fleet, maker = authorities
-    registry = ProvisioningRegistry(database=database, authority=fleet)
+    registry = _registry(database, fleet, maker)
     key = ec.generate_private_key(ec.SECP256R1())
     wrong_name = _request(maker, "board-a-3", key, device_id="board-a-4")
     with pytest.raises(ProvisioningRefused, match="names") as refused:
@@ -130,7 +143,7 @@ def test_enrollment_claims_never_touch_what_provisioning_proved(
     database: Database, authorities: tuple[CertificateAuthority, CertificateAuthority]
 ) -> None:
     fleet, maker = authorities
-    registry = ProvisioningRegistry(database=database, authority=fleet)
+    registry = _registry(database, fleet, maker)
     registry.register(_request(maker, "board-a-5", ec.generate_private_key(ec.SECP256R1())))
     DeviceRegistry(database=database).enroll(
         "board-a-5", hwmodel="claims-other", swname="fw", swversion="1", rot_claimed="tpm",
@@ -138,3 +151,149 @@ def test_enrollment_claims_never_touch_what_provisioning_proved(
     )  # fmt: skip
     proven = registry.proven(["board-a-5"])["board-a-5"]
     assert (proven.rot_kind, proven.hwmodel) == ("software", "board-a")
+
+
+def _self_signed(
+    name: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name | None = None
+) -> str:
+    """A certificate for *key* naming *name*, signed by *key* itself (under any issuer name)."""
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer or subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_a_manufacturer_certificate_no_trusted_ca_issued_is_refused(
+    database: Database,
+    authorities: tuple[CertificateAuthority, CertificateAuthority],
+    tmp_path: Path,
+) -> None:
+    """A stolen factory token is not enough: the certificate must come from a trusted CA."""
+    fleet, maker = authorities
+    registry = _registry(database, fleet, maker)
+    key = ec.generate_private_key(ec.SECP256R1())
+    stranger = CertificateAuthority.create(common_name="Maker", directory=tmp_path / "other")
+    forgeries = {
+        "self-signed": _self_signed("board-a-6", key),
+        "under the maker's name": _self_signed("board-a-6", key, maker.certificate.subject),
+        "another CA of the same name": _request(
+            stranger, "board-a-6", key
+        ).manufacturer_certificate,
+    }
+    for forged in forgeries.values():
+        with pytest.raises(ProvisioningRefused) as refused:
+            registry.register(
+                _request(maker, "board-a-6", key, manufacturer_certificate=forged), now=NOW
+            )
+        assert refused.value.code == "untrusted-manufacturer"
+    assert _count(database) == 0
+    assert registry.register(_request(maker, "board-a-6", key), now=NOW).created
+
+
+def test_a_server_trusting_no_manufacturer_ca_refuses_every_registration(
+    database: Database, authorities: tuple[CertificateAuthority, CertificateAuthority]
+) -> None:
+    fleet, maker = authorities
+    with pytest.raises(ProvisioningRefused) as refused:
+        _registry(database, fleet).register(
+            _request(maker, "board-a-7", ec.generate_private_key(ec.SECP256R1())), now=NOW
+        )
+    assert refused.value.code == "no-manufacturer-ca"
+    assert _count(database) == 0
+
+
+def test_a_dice_board_needs_the_deviceid_form_and_others_an_end_entity(
+    database: Database, authorities: tuple[CertificateAuthority, CertificateAuthority]
+) -> None:
+    fleet, maker = authorities
+    registry = _registry(database, fleet, maker)
+    key = ec.generate_private_key(ec.SECP256R1())
+    dice = _request(maker, "board-a-8", key, rot_kind="dice")
+    software = _request(maker, "board-a-8", key)
+    for wrong in (
+        _request(
+            maker, "board-a-8", key, rot_kind="dice",
+            manufacturer_certificate=software.manufacturer_certificate,
+        ),
+        _request(
+            maker, "board-a-8", key, rot_kind="tpm",
+            manufacturer_certificate=dice.manufacturer_certificate,
+        ),
+        _request(maker, "board-a-8", key, manufacturer_certificate=dice.manufacturer_certificate),
+    ):  # fmt: skip
+        with pytest.raises(ProvisioningRefused) as refused:
+            registry.register(wrong, now=NOW)
+        assert refused.value.code == "bad-certificate", wrong.rot_kind
+    assert _count(database) == 0
+    assert registry.register(dice, now=NOW).rot_kind == "dice"
+
+
+def test_a_dice_deviceid_from_a_ca_that_cannot_issue_issuers_is_refused(
+    database: Database,
+    authorities: tuple[CertificateAuthority, CertificateAuthority],
+    tmp_path: Path,
+) -> None:
+    fleet, _ = authorities
+    flat = CertificateAuthority.create(common_name="Flat maker", directory=tmp_path / "flat")
+    with pytest.raises(ProvisioningRefused) as refused:
+        _registry(database, fleet, flat).register(
+            _request(flat, "board-a-9", ec.generate_private_key(ec.SECP256R1()), rot_kind="dice"),
+            now=NOW,
+        )
+    assert refused.value.code == "bad-certificate"
+
+
+@pytest.mark.parametrize(
+    ("before", "after"), [("tpm", "software"), ("dice", "software"), ("tpm", "dice")]
+)
+def test_a_reprovision_never_lowers_the_root_of_trust(
+    database: Database,
+    authorities: tuple[CertificateAuthority, CertificateAuthority],
+    before: str,
+    after: str,
+) -> None:
+    fleet, maker = authorities
+    registry = _registry(database, fleet, maker)
+    key = ec.generate_private_key(ec.SECP256R1())
+    registry.register(_request(maker, "board-a-10", key, rot_kind=before), now=NOW)
+    for new_key in (key, ec.generate_private_key(ec.SECP256R1())):
+        with pytest.raises(RegistrationConflict) as refused:
+            registry.register(
+                _request(maker, "board-a-10", new_key, rot_kind=after, reprovision=True), now=NOW
+            )
+        assert refused.value.code == "downgrade"
+    kept = registry.get("board-a-10")
+    assert kept is not None and kept.rot_kind == before
+
+
+def test_a_reprovision_may_raise_the_kind_and_its_event_names_the_replaced_key(
+    database: Database, authorities: tuple[CertificateAuthority, CertificateAuthority]
+) -> None:
+    fleet, maker = authorities
+    registry = _registry(database, fleet, maker)
+    old, new = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    registry.register(_request(maker, "board-a-11", old), now=NOW)
+    replaced = registry.register(
+        _request(maker, "board-a-11", new, rot_kind="tpm", reprovision=True), now=NOW
+    )
+    assert replaced.rot_kind == "tpm"
+
+    def fingerprint(key: ec.EllipticCurvePrivateKey) -> str:
+        der = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return hashlib.sha256(der).hexdigest()
+
+    [event] = [e for e in DeviceRegistry(database=database).events() if e.kind == "reprovisioned"]
+    assert event.device_id == "board-a-11" and event.reason is not None
+    assert f"replaces DeviceID key {fingerprint(old)} (software)" in event.reason
+    assert fingerprint(new) in event.reason

@@ -8,13 +8,17 @@ over mTLS with the fleet certificate it was given.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +41,9 @@ from device_runtime.ports.cpython import tpm_tls
 from device_runtime.simulated_tpm import SimulatedTpm, TpmResourceManager
 from device_runtime.simulator import BrokerAddress, SimulatedFleet
 from fleet_platform import api_tokens
-from fleet_platform.pki import CertificateAuthority
+from fleet_platform.pki import CertificateAuthority, fleet_authority
 from fleet_platform.server_config import ServerConfig
+from sevenfold import factory_station
 from sevenfold.cli.app import app
 from sevenfold.factory_station import init_ca
 from sevenfold.server import FleetServer
@@ -52,31 +57,48 @@ HWMODEL = "sim-board-1"
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetServer]:
+def maker(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The line's manufacturer CA (factory init-ca), made before the server that trusts it."""
+    directory = tmp_path_factory.mktemp("line") / "ca"
+    init_ca(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory, maker: Path) -> Iterator[FleetServer]:
     binary("mosquitto")
     state = tmp_path_factory.mktemp("factory") / "state"
-    config = ServerConfig(state_dir=state, http_port=0, broker_port=0, heartbeat_interval=1)
+    config = ServerConfig(
+        state_dir=state, http_port=0, broker_port=0, heartbeat_interval=1,
+        manufacturer_cas=(maker / "ca.pem",),
+    )  # fmt: skip
     with FleetServer(config=config) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def line(fleet: FleetServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A manufacturer CA and the factory token file, as an operator sets up a station."""
-    directory = tmp_path_factory.mktemp("line")
-    init_ca(directory / "ca")
+def line(fleet: FleetServer, maker: Path) -> dict[str, Path]:
+    """The manufacturer CA and the factory token file, as an operator sets up a station."""
+    directory = maker.parent
     token = api_tokens.read(fleet.config.state_dir, name=api_tokens.FACTORY)
     assert token is not None
     (directory / "factory.token").write_text(token)
-    return {"ca": directory / "ca", "token": directory / "factory.token"}
+    return {"ca": maker, "token": directory / "factory.token"}
 
 
-def _station(fleet: FleetServer, line: dict[str, Path], *args: str) -> tuple[int, dict[str, Any]]:
+def _station(
+    fleet: FleetServer,
+    line: dict[str, Path],
+    *args: str,
+    allow_software: bool = True,
+    server: str | None = None,
+) -> tuple[int, dict[str, Any]]:
     result = runner.invoke(
         app,
         [
-            "factory", "provision", "--server", fleet.http_url, "--token-file",
-            str(line["token"]), "--ca", str(line["ca"]), "--timeout", "2", "--json", *args,
+            "factory", "provision", "--server", server or fleet.http_url, "--token-file",
+            str(line["token"]), "--ca", str(line["ca"]), "--timeout", "2", "--json",
+            *(["--allow-software"] if allow_software else []), *args,
         ],
     )  # fmt: skip
     try:
@@ -101,11 +123,14 @@ def _registration(fleet: FleetServer, device_id: str) -> Any:
 
 def fleet_registry(fleet: FleetServer) -> Any:
     from attestation_server.provisioning import ProvisioningRegistry
+    from fleet_platform.manufacturer_cas import trusted_manufacturer_cas
     from fleet_platform.pki import fleet_authority
 
     assert fleet.database is not None
     return ProvisioningRegistry(
-        database=fleet.database, authority=fleet_authority(fleet.config.state_dir)
+        database=fleet.database,
+        authority=fleet_authority(fleet.config.state_dir),
+        manufacturer_cas=lambda: trusted_manufacturer_cas(fleet.config.state_dir),
     )
 
 
@@ -197,7 +222,7 @@ def test_a_station_that_dies_after_registering_is_completed_by_the_next_run(
             [
                 sys.executable, "-m", "sevenfold.cli", "factory", "provision", "--port",
                 board.path, "--server", fleet.http_url, "--token-file", str(line["token"]),
-                "--ca", str(line["ca"]), "--timeout", "60", "--json",
+                "--ca", str(line["ca"]), "--timeout", "60", "--json", "--allow-software",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -527,3 +552,223 @@ def test_a_provisioned_tpm_board_enrolls_and_heartbeats_with_its_tpm_held_key(
     ).json()
     assert listed["proven"]["rot_kind"] == "tpm"
     assert listed["status"] == "online"
+
+
+# --- What the server trusts, and what the station checks of the server --------------------------
+
+
+def test_a_software_board_is_refused_unless_the_line_allows_software(
+    fleet: FleetServer, line: dict[str, Path], tmp_path: Path
+) -> None:
+    with _board(tmp_path, "1201") as board:
+        code, report = _station(fleet, line, "--port", board.path, allow_software=False)
+        assert code == 1 and report["boards"][0]["code"] == "software-root-of-trust", report
+        assert board.installed() is None
+    assert _registration(fleet, "sim-board-1-1201") is None
+
+
+def test_a_manufacturer_ca_the_server_does_not_trust_registers_nothing(
+    fleet: FleetServer, line: dict[str, Path], tmp_path: Path
+) -> None:
+    """A station with the factory token but its own CA cannot register proven devices."""
+    init_ca(tmp_path / "rogue")
+    rogue = {**line, "ca": tmp_path / "rogue"}
+    with _board(tmp_path, "1301") as board:
+        code, report = _station(fleet, rogue, "--port", board.path)
+        assert code == 1 and report["boards"][0]["code"] == "untrusted-manufacturer", report
+        assert "(422)" in report["boards"][0]["error"]
+        assert board.installed() is None
+    assert _registration(fleet, "sim-board-1-1301") is None
+
+
+def test_a_server_that_trusts_no_manufacturer_ca_says_so(
+    fleet: FleetServer, line: dict[str, Path], tmp_path: Path
+) -> None:
+    trusted = fleet.config.state_dir / "manufacturer-cas"
+    aside = fleet.config.state_dir / "manufacturer-cas.aside"
+    trusted.rename(aside)
+    try:
+        with _board(tmp_path, "1401") as board:
+            code, report = _station(fleet, line, "--port", board.path)
+    finally:
+        aside.rename(trusted)
+    assert code == 1 and report["boards"][0]["code"] == "no-manufacturer-ca", report
+    assert _registration(fleet, "sim-board-1-1401") is None
+
+
+def test_a_reprovision_to_a_weaker_root_of_trust_is_refused(
+    fleet: FleetServer, line: dict[str, Path], tmp_path: Path
+) -> None:
+    with _board(tmp_path / "a", "1501", rot="dice") as dice:
+        assert _station(fleet, line, "--port", dice.path)[0] == 0
+    with _board(tmp_path / "b", "1501") as software:
+        code, report = _station(fleet, line, "--port", software.path, "--reprovision")
+        assert code == 1 and report["boards"][0]["code"] == "downgrade", report
+        assert "(409)" in report["boards"][0]["error"]
+        assert software.installed() is None
+    registered = _registration(fleet, "sim-board-1-1501")
+    assert registered.rot_kind == "dice"
+
+
+class _Proxy:
+    """A local HTTP server in front of the fleet server: it can answer 503, drop the
+    connection or alter the registration's answer, per request, and counts requests."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.plan: list[str] = []
+        """What to do with each next request: "503", "drop"; forwarded once it is empty."""
+        self.alter: Callable[[dict[str, Any], dict[str, Any]], None] | None = None
+        self.requests = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                proxy.requests += 1
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                action = proxy.plan.pop(0) if proxy.plan else "forward"
+                if action == "drop":
+                    self.close_connection = True
+                    return
+                if action == "503":
+                    status, answer = 503, {"detail": "storage unavailable: test"}
+                else:
+                    forwarded = httpx.post(
+                        proxy.upstream + self.path,
+                        content=body,
+                        headers={
+                            "Authorization": self.headers["Authorization"],
+                            "Content-Type": "application/json",
+                        },
+                    )
+                    status, answer = forwarded.status_code, forwarded.json()
+                    if proxy.alter is not None and status == 200:
+                        proxy.alter(json.loads(body), answer)
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def proxy(fleet: FleetServer) -> Iterator[_Proxy]:
+    running = _Proxy(fleet.http_url)
+    yield running
+    running.close()
+
+
+def _pem(certificate: x509.Certificate) -> str:
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _signed_by_fleet_ca(fleet: FleetServer, common_name: str, public: Any) -> str:
+    """A certificate the fleet CA's key signs, for any key and name (what a bad server sends)."""
+    authority = fleet_authority(fleet.config.state_dir)
+    key = serialization.load_pem_private_key(
+        (authority.directory / "ca.key").read_bytes(), password=None
+    )
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(authority.certificate.subject)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return _pem(certificate)
+
+
+def _csr_key(request: dict[str, Any]) -> Any:
+    return x509.load_der_x509_csr(base64.b64decode(request["csr"])).public_key()
+
+
+BAD_ANSWERS: dict[str, Callable[[FleetServer, Path], Callable[..., None]]] = {
+    "another key": lambda fleet, tmp: (
+        lambda request, answer: answer.update(
+            fleet_certificate=_signed_by_fleet_ca(
+                fleet, request["device_id"], ec.generate_private_key(ec.SECP256R1()).public_key()
+            )
+        )
+    ),
+    "another name": lambda fleet, tmp: (
+        lambda request, answer: answer.update(
+            fleet_certificate=_signed_by_fleet_ca(fleet, "sim-board-1-9998", _csr_key(request))
+        )
+    ),
+    "another CA": lambda fleet, tmp: (
+        lambda request, answer: answer.update(
+            broker_ca=_pem(CertificateAuthority.create(common_name="x", directory=tmp).certificate)
+        )
+    ),
+    "a CA that is no CA": lambda fleet, tmp: (
+        lambda request, answer: answer.update(broker_ca=answer["fleet_certificate"])
+    ),
+    "no certificate": lambda fleet, tmp: (
+        lambda request, answer: answer.update(fleet_certificate="not a certificate")
+    ),
+}
+
+
+@pytest.mark.parametrize("tampering", list(BAD_ANSWERS))
+def test_an_answer_that_does_not_fit_the_board_is_not_installed(
+    fleet: FleetServer, line: dict[str, Path], tmp_path: Path, proxy: _Proxy, tampering: str
+) -> None:
+    proxy.alter = BAD_ANSWERS[tampering](fleet, tmp_path / "other-ca")
+    serial = f"16{list(BAD_ANSWERS).index(tampering):02d}"
+    with _board(tmp_path, serial) as board:
+        code, report = _station(fleet, line, "--port", board.path, server=proxy.url)
+        assert code == 1 and report["boards"][0]["code"] == "bad-answer", report
+        assert board.installed() is None
+        proxy.alter = None
+        code, report = _station(fleet, line, "--port", board.path, server=proxy.url)
+        assert code == 0, report
+        assert board.installed() is not None
+
+
+@pytest.mark.parametrize("failure", ["503", "drop"])
+def test_a_registration_the_server_could_not_serve_is_tried_again(
+    fleet: FleetServer, line: dict[str, Path], tmp_path: Path, proxy: _Proxy, failure: str
+) -> None:
+    serial = f"17{failure[:2]}"
+    proxy.plan = [failure, failure]
+    with _board(tmp_path, serial) as board:
+        code, report = _station(fleet, line, "--port", board.path, server=proxy.url)
+        assert code == 0, report
+        assert board.installed() is not None
+    assert proxy.requests == 3
+    assert _registration(fleet, f"sim-board-1-{serial}") is not None
+
+
+def test_a_server_that_stays_unavailable_is_tried_register_attempts_times(
+    fleet: FleetServer,
+    line: dict[str, Path],
+    tmp_path: Path,
+    proxy: _Proxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(factory_station, "REGISTER_BACKOFF_S", 0.01)
+    proxy.plan = ["503"] * factory_station.REGISTER_ATTEMPTS
+    with _board(tmp_path, "1801") as board:
+        code, report = _station(fleet, line, "--port", board.path, server=proxy.url)
+        assert code == 1 and report["boards"][0]["code"] == "server-unavailable", report
+        assert board.installed() is None
+    assert proxy.requests == factory_station.REGISTER_ATTEMPTS
+    assert _registration(fleet, "sim-board-1-1801") is None
