@@ -47,7 +47,7 @@ from attestation_server.tables import DeviceEvent, ProvisionedDevice
 from device_runtime.core import protocol
 from device_runtime.core.errors import CryptoError, InvalidField, SevenfoldError
 from fleet_platform.manufacturer_cas import is_ca_certificate
-from fleet_platform.pki import CertificateAuthority
+from fleet_platform.pki import CertificateAuthority, dice_device_id_constraints
 from fleet_platform.storage import Database
 
 _PROVISIONED = cast(Table, ProvisionedDevice.__table__)
@@ -411,15 +411,13 @@ def _check_form(
         names = certificate.extensions.get_extension_for_class(x509.NameConstraints).value
     except x509.ExtensionNotFound:
         names = None
-    own = [x509.DirectoryName(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))]
     issuer_depth = issuer.extensions.get_extension_for_class(x509.BasicConstraints).value
     if (
         not constraints.ca
         or constraints.path_length != 0
         or not usage.key_cert_sign
         or names is None
-        or names.permitted_subtrees != own
-        or names.excluded_subtrees
+        or names != dice_device_id_constraints(device_id)
         or issuer_depth.path_length == 0
     ):
         raise ProvisioningRefused(

@@ -117,6 +117,14 @@ permitted subtrees fails, so a DICE DeviceID can certify no DNS name, mail addre
 URI or IP address at all — only directory names under its own."""
 
 
+def dice_device_id_constraints(device_id: str) -> x509.NameConstraints:
+    """The name constraints of *device_id*'s DICE DeviceID certificate: its own name only."""
+    return x509.NameConstraints(
+        permitted_subtrees=[x509.DirectoryName(_subject(device_id)), *_NO_OTHER_NAMES],
+        excluded_subtrees=None,
+    )
+
+
 def _subject(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
@@ -352,10 +360,7 @@ class CertificateAuthority:
             protocol.check_device_id(common_name)
         except InvalidField as exc:
             raise InvalidName(f"the CSR's common name is not a device id ({exc.reason})") from None
-        own_names = x509.NameConstraints(
-            permitted_subtrees=[x509.DirectoryName(_subject(common_name)), *_NO_OTHER_NAMES],
-            excluded_subtrees=None,
-        )
+        own_names = dice_device_id_constraints(common_name)
         certificate = self._build_leaf(
             common_name=common_name,
             public_key=public,

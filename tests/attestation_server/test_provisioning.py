@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +22,7 @@ from attestation_server.provisioning import (
 )
 from attestation_server.registry import DeviceRegistry
 from attestation_server.tables import ProvisionedDevice
-from fleet_platform.pki import CertificateAuthority
+from fleet_platform.pki import CertificateAuthority, dice_device_id_constraints
 from fleet_platform.storage import Database
 
 NOW = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)
@@ -242,13 +243,40 @@ def test_a_dice_deviceid_from_a_ca_that_cannot_issue_issuers_is_refused(
     authorities: tuple[CertificateAuthority, CertificateAuthority],
     tmp_path: Path,
 ) -> None:
+    """The certificate a path-length-0 CA could only make by hand (pki refuses to)."""
     fleet, _ = authorities
     flat = CertificateAuthority.create(common_name="Flat maker", directory=tmp_path / "flat")
-    with pytest.raises(ProvisioningRefused) as refused:
-        _registry(database, fleet, flat).register(
-            _request(flat, "board-a-9", ec.generate_private_key(ec.SECP256R1()), rot_kind="dice"),
-            now=NOW,
+    flat_key = serialization.load_pem_private_key(
+        (tmp_path / "flat" / "ca.key").read_bytes(), password=None
+    )
+    assert isinstance(flat_key, ec.EllipticCurvePrivateKey)
+    flat_cert = x509.load_pem_x509_certificate(flat.cert_path.read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    deviceid = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "board-a-9")]))
+        .issuer_name(flat_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, True, False, False, False),
+            critical=True,
         )
+        .add_extension(dice_device_id_constraints("board-a-9"), critical=True)
+        .sign(flat_key, hashes.SHA256())
+    )
+    request = _request(fleet, "board-a-9", key)
+    request = dataclasses.replace(
+        request,
+        rot_kind="dice",
+        manufacturer_certificate=deviceid.public_bytes(serialization.Encoding.PEM).decode(),
+    )
+    with pytest.raises(ProvisioningRefused) as refused:
+        _registry(database, fleet, flat).register(request, now=NOW)
     assert refused.value.code == "bad-certificate"
 
 
