@@ -116,9 +116,10 @@ def _ecc_p256_point(public: Any, what: str, error: type[TpmVerificationError]) -
     if int(area.nameAlg) != int(TPM2_ALG.SHA256):
         raise error(f"{what} is not named with SHA-256")
     x, y = bytes(area.unique.ecc.x), bytes(area.unique.ecc.y)
-    if len(x) != 32 or len(y) != 32:
-        raise error(f"{what} point is not 32 + 32 bytes")
-    point = b"\x04" + x + y
+    # A TPM2B_ECC_PARAMETER may drop a coordinate's leading zero bytes (tpm2-tss does).
+    if not 0 < len(x) <= 32 or not 0 < len(y) <= 32:
+        raise error(f"{what} point is not two coordinates of at most 32 bytes")
+    point = b"\x04" + x.rjust(32, b"\x00") + y.rjust(32, b"\x00")
     try:
         ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
     except ValueError as exc:

@@ -199,3 +199,20 @@ def test_flipped_bytes_never_escape_as_another_error(noise: bytes, at: int) -> N
         mutated[(at + offset) % len(mutated)] ^= value
     with contextlib.suppress(TpmIdentityError):
         resident_key_point(bytes(mutated))
+
+
+def test_a_coordinate_without_its_leading_zero_byte_is_the_same_point() -> None:
+    """tpm2-tss drops a coordinate's leading zero bytes; the point is still P-256's."""
+    while True:
+        key = ec.generate_private_key(ec.SECP256R1())
+        point = key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        if point[1] == 0:
+            break
+    pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    area = TPMT_PUBLIC.from_pem(pem, objectAttributes=int(RESIDENT))
+    public = bytes(TPM2B_PUBLIC(publicArea=area).marshal())
+    assert resident_key_point(public) == point
