@@ -1,8 +1,12 @@
 """Durable key/value storage port for MicroPython filesystems.
 
 A write goes to a temporary file that is renamed over the key, so a power cut
-leaves either the old or the new value (littlefs and the unix port both make
-rename atomic).
+leaves either the old or the new value: littlefs commits a closed file and a
+rename copy-on-write, and ports whose ``os`` has ``sync`` (the filesystems
+that cache) are synced before the rename. The unix port has neither
+``fsync`` nor ``sync``: there the new value is as durable as the host
+kernel's page cache makes it, which is why the simulated devices that test
+power cuts run the CPython port (``atomic_file``, with fsync).
 """
 
 import os
@@ -42,6 +46,10 @@ class DirectoryStore:
         try:
             with open(temporary, "wb") as handle:
                 handle.write(value)
+                handle.flush()
+            sync = getattr(os, "sync", None)
+            if sync is not None:
+                sync()
             os.rename(temporary, path)
         except OSError as exc:
             raise StorageError("cannot write " + repr(key) + ": " + str(exc)) from exc
