@@ -1,6 +1,6 @@
 """The conformance suite's CSR check on every portable backend, on CPython.
 
-Not PORTABLE yet: see conformance_csr.py for the heap it needs under MicroPython.
+Under MicroPython the same check runs split in two: see conformance_csr.py.
 """
 
 from tests.device_runtime.rot.backends import on_every_backend

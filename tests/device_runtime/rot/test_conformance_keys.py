@@ -5,7 +5,8 @@ PORTABLE: runs under pytest and under MicroPython at 64 KiB
 whatever the random seed or UDS, because the curve code's tables are single
 small buffers and each window table entry is made affine on its own (see
 ``device_runtime/core/p256_points.py``). The CSR check is in
-test_conformance_csr.py (CPython for now: see its note).
+test_conformance_csr.py (CPython) and, under MicroPython, split in a device
+half (csr_on_device.py) and a host half (test_conformance_csr_host.py).
 """
 
 from tests.device_runtime.rot import conformance_keys as checks
