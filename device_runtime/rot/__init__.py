@@ -42,9 +42,11 @@ provisioning console and attestation never know which one they hold:
 
 Failures are ``RootOfTrustError`` (absent, locked out, refusing, a bad blob),
 ``CryptoError`` for bad keys or signatures and ``StorageError`` for the durable
-state of file-backed backends, each with a reason. The interface is exercised
-by one conformance suite against every backend (``tests/device_runtime/rot/``),
-the portable ones under MicroPython at 64 KiB as well.
+state of file-backed backends, each with a reason. One conformance suite
+(``tests/device_runtime/rot/conformance*.py``) checks the portable backends on
+CPython and under MicroPython at 64 KiB; ``test_tpm.py`` checks the TPM
+backend against the same contract on a real swtpm, whose reboots are process
+restarts the portable suite's "open again" cannot express.
 """
 
 MEASUREMENT_REGISTERS = 8
