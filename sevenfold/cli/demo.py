@@ -72,11 +72,17 @@ def demo(
             boards = provision_over_consoles(state, fleet.http_url, kinds, tpm)
             if not as_json:
                 say(f"running {devices} boards, each as a process of its own")
-            running = [
-                (directory, _start_board(directory, kind, beats, config.prefix, tpm))
-                for directory, kind in boards
-            ]
-            outcomes = [_outcome(directory.name, process) for directory, process in running]
+            running: list[tuple[Path, subprocess.Popen[str]]] = []
+            try:
+                for directory, kind in boards:
+                    process = _start_board(directory, kind, beats, config.prefix, tpm)
+                    running.append((directory, process))
+                outcomes = [_outcome(directory.name, process) for directory, process in running]
+            finally:
+                for _, process in running:  # none outlives the demo, whatever stopped it
+                    if process.poll() is None:
+                        process.kill()
+                        process.wait()
             rows = FleetClient.for_state_dir(state).get("/api/v1/devices")
     failed = [outcome for outcome in outcomes if outcome["error"]]
     online = [row for row in rows if row["status"] == "online"]
@@ -102,12 +108,18 @@ def _board_tpm(state: Path, wanted: bool) -> Iterator[Any]:
     chip = SimulatedTpm(directory=state / "tpm")
     chip.start()
     manager = TpmResourceManager(tpm=chip, directory=state / "tpm" / "abrmd")
+    saved = {name: os.environ.get(name) for name in manager.environment()}
     try:
         manager.start()
         # This process talks to the TPM too (its console, during provisioning).
         os.environ.update(manager.environment())
         yield manager
     finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         manager.stop()
         chip.kill()
 
