@@ -43,10 +43,10 @@ provisioning console and attestation never know which one they hold:
 Failures are ``RootOfTrustError`` (absent, locked out, refusing, a bad blob),
 ``CryptoError`` for bad keys or signatures and ``StorageError`` for the durable
 state of file-backed backends, each with a reason. One conformance suite
-(``tests/device_runtime/rot/conformance*.py``) checks the portable backends on
-CPython and under MicroPython at 64 KiB; ``test_tpm.py`` checks the TPM
-backend against the same contract on a real swtpm, whose reboots are process
-restarts the portable suite's "open again" cannot express.
+(``tests/device_runtime/rot/conformance*.py``) checks every backend: the
+portable ones on CPython and under MicroPython at 64 KiB, the TPM on a real
+swtpm per device (``test_conformance_tpm.py``), beside what only a TPM shows
+(``test_tpm.py``).
 """
 
 MEASUREMENT_REGISTERS = 8

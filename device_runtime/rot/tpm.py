@@ -122,6 +122,8 @@ SEALED_MAGIC = b"SF-TPM-SEALED-1\x00"
 MAX_NONCE = 64
 """TPM2B_DATA holds at most a SHA-512 digest; longer quote nonces are refused."""
 _GET_RANDOM_CHUNK = 32
+MAX_RANDOM_BYTES = 1 << 16
+"""The crypto ports' limit too: one call never ties the TPM up for thousands of commands."""
 
 _SIGNING_ATTRIBUTES = (
     TPMA_OBJECT.NODA
@@ -483,8 +485,8 @@ class TpmRootOfTrust:
 
     def random_bytes(self, n: int) -> bytes:
         """TPM2_GetRandom, asked as often as the TPM's per-call limit needs."""
-        if not isinstance(n, int) or n < 0:
-            raise RootOfTrustError("random_bytes needs a count >= 0")
+        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= MAX_RANDOM_BYTES:
+            raise RootOfTrustError(f"random byte count must be an int in [0, {MAX_RANDOM_BYTES}]")
         out = bytearray()
         while len(out) < n:
             want = min(_GET_RANDOM_CHUNK, n - len(out))
