@@ -1,8 +1,8 @@
 """COSE_Sign1 on the device core, checked under MicroPython at 64 KiB: round trip and refusals.
 
 PORTABLE. A fixed development key signs through the core signer (as the
-software root of trust does on MicroPython); interop with an independent
-implementation (python-cwt) is in ``test_cose_reference.py``.
+software root of trust does on MicroPython); interop with independent code
+(cbor2 and OpenSSL, pycose) is in ``test_cose_reference.py``.
 """
 
 from device_runtime.core import cbor, cose

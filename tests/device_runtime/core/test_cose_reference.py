@@ -1,12 +1,17 @@
-"""Our COSE_Sign1 against an independent implementation (python-cwt), both ways, and fuzzed."""
+"""Our COSE_Sign1 against independent code both ways (cbor2 + OpenSSL; pycose), and fuzzed."""
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives import serialization
+import cbor2
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cwt import COSE, COSEKey
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pycose.algorithms import Es256
+from pycose.headers import Algorithm
+from pycose.keys import EC2Key
+from pycose.messages import Sign1Message
 
 from device_runtime.core import cose
 from device_runtime.core.errors import SevenfoldError
@@ -26,32 +31,36 @@ class _Key:
     def sign(self, message: bytes) -> bytes:
         return sign_es256(self.scalar, message)
 
-    def cose_key(self, *, private: bool) -> COSEKey:
-        if private:
-            pem = self.private.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        else:
-            pem = self.private.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        return COSEKey.from_pem(pem, alg="ES256", kid=b"k")
+    def pycose_key(self) -> EC2Key:
+        numbers = self.private.private_numbers()
+        return EC2Key(
+            crv="P_256",
+            x=numbers.public_numbers.x.to_bytes(32, "big"),
+            y=numbers.public_numbers.y.to_bytes(32, "big"),
+            d=self.scalar,
+        )
 
 
-def test_ours_verifies_with_python_cwt() -> None:
+def test_ours_verifies_with_cbor2_and_openssl() -> None:
+    """An independent encoder (cbor2) rebuilds the Sig_structure; OpenSSL checks the signature."""
     key = _Key()
     message = cose.sign(key, b"evidence", {cose.KID: b"k"})
-    assert COSE.new().decode(message, key.cose_key(private=False)) == b"evidence"
-
-
-def test_python_cwts_verifies_with_ours() -> None:
-    key = _Key()
-    message = COSE.new().encode(
-        b"evidence", key.cose_key(private=True), protected={"alg": "ES256"}, unprotected={}
+    item = cbor2.loads(message)
+    assert item.tag == 18
+    protected, unprotected, payload, signature = item.value
+    assert cbor2.loads(protected) == {1: -7} and unprotected == {4: b"k"}
+    to_be_signed = cbor2.dumps(["Signature1", protected, b"", payload])
+    der = encode_dss_signature(
+        int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
     )
-    _, _, payload = cose.verify(message, key.public_key(), verify_es256)
+    key.private.public_key().verify(der, to_be_signed, ec.ECDSA(hashes.SHA256()))
+
+
+def test_a_pycose_message_verifies_with_ours() -> None:
+    key = _Key()
+    message = Sign1Message(phdr={Algorithm: Es256}, payload=b"evidence")
+    message.key = key.pycose_key()
+    _, _, payload = cose.verify(message.encode(), key.public_key(), verify_es256)
     assert payload == b"evidence"
 
 
