@@ -28,6 +28,7 @@ import uvicorn
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 import attestation_server
@@ -55,6 +56,7 @@ from fleet_platform.server_replicas import replica_identities, share_group
 from fleet_platform.state_directory import secure_state_directory
 from fleet_platform.storage import Database, open_database
 from fleet_platform.storage.fleet_secrets import SHARE_GROUP, fleet_secret
+from fleet_platform.validation_errors import validation_failed
 from passive_monitor.receiver.store import AssetRegistry
 from sevenfold import health_api
 from sevenfold.gateway_process import GatewayProcess, GatewaySpec, read_report
@@ -115,6 +117,7 @@ class FleetServer:
             ),
         )
         app.add_exception_handler(StorageError, _storage_unavailable)
+        app.add_exception_handler(RequestValidationError, validation_failed)
         app.add_middleware(RequestLimits)
         authorized = bearer_auth.bearer_dependency(token, name=api_tokens.OPERATOR)
         sensor_authorized = bearer_auth.bearer_dependency(sensor_token, name=api_tokens.SENSOR)

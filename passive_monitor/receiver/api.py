@@ -22,6 +22,7 @@ from fastapi.routing import APIRoute
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 from device_runtime.core.errors import StorageError
+from fleet_platform.validation_errors import reasons
 from passive_monitor.alerts.model import Engine, Severity
 from passive_monitor.receiver.records import LegacyAssetRecord, MonitorAlertRecord
 from passive_monitor.receiver.store import AssetRegistry
@@ -32,9 +33,6 @@ MAX_BODY_BYTES = 8 << 20
 
 MAX_ASSETS = 10_000
 MAX_ALERTS = 10_000
-MAX_REPORTED_ERRORS = 5
-"""Validation errors named in a rejection; a hostile body could otherwise make thousands."""
-
 MAX_COUNT = 2**63 - 1
 
 
@@ -227,7 +225,7 @@ def _sensor_route(sensor: Callable[..., None]) -> type[APIRoute]:
                 try:
                     return await handler(_CappedRequest(request.scope, request.receive))
                 except RequestValidationError as exc:
-                    raise HTTPException(status_code=422, detail=_reasons(exc)) from None
+                    raise HTTPException(status_code=422, detail=reasons(exc)) from None
 
             return capped
 
@@ -240,14 +238,6 @@ def _too_large() -> HTTPException:
 
 def _reject_constant(name: str) -> None:
     raise HTTPException(status_code=400, detail=f"{name} is not a JSON number")
-
-
-def _reasons(exc: RequestValidationError) -> list[dict[str, Any]]:
-    """Where and why validation failed, without the hostile input itself."""
-    return [
-        {"loc": list(error.get("loc", ())), "msg": str(error.get("msg", "")), "type": error["type"]}
-        for error in exc.errors()[:MAX_REPORTED_ERRORS]
-    ]
 
 
 def _unavailable(exc: StorageError) -> HTTPException:

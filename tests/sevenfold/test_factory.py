@@ -772,3 +772,18 @@ def test_a_server_that_stays_unavailable_is_tried_register_attempts_times(
         assert board.installed() is None
     assert proxy.requests == factory_station.REGISTER_ATTEMPTS
     assert _registration(fleet, "sim-board-1-1801") is None
+
+
+def test_a_422_names_where_and_why_but_never_echoes_the_input(
+    fleet: FleetServer, line: dict[str, Path]
+) -> None:
+    hostile = "<script>" + "x" * 50_000
+    answer = httpx.post(
+        f"{fleet.http_url}/api/v1/provisioned-devices",
+        headers={"Authorization": f"Bearer {line['token'].read_text().strip()}"},
+        json={"device_id": hostile, "hwmodel": 5, "rot_kind": ["tpm"]},
+    )
+    assert answer.status_code == 422
+    assert len(answer.content) < 2_000, len(answer.content)
+    assert "<script>" not in answer.text and "input" not in answer.json()["detail"][0]
+    assert {"loc", "msg", "type"} == set(answer.json()["detail"][0])
