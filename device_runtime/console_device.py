@@ -182,21 +182,25 @@ class ConsoleDevice:
                 os.write(self._master, self._console.answer(line) + b"\n")
 
 
-def export_credentials(directory: Path) -> Path | None:
-    """Write the installed fleet certificate where a TLS stack reads files; None if unprovisioned.
+BROKER_CA_FILE = "fleet-ca.pem"
 
-    The provisioning record is the truth; ``device.crt`` (PEM) is a copy for
-    the CPython MQTT transport.
+
+def export_credentials(directory: Path) -> Path | None:
+    """Write the installed fleet certificate and broker CA where a TLS stack reads files.
+
+    The provisioning record is the truth; ``device.crt`` and ``fleet-ca.pem``
+    (PEM) are copies for the CPython MQTT transport. Returns the certificate's
+    path, or None if the board is not provisioned.
     """
     record = read_installed(DirectoryStore(directory=directory))
     if record is None:
         return None
-    der = record["fleet-cert"]
-    assert isinstance(der, bytes)
-    pem = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
-    path = directory / "device.crt"
-    write_atomic(path, pem, mode=0o600)
-    return path
+    for item, name in (("fleet-cert", "device.crt"), ("fleet-ca", BROKER_CA_FILE)):
+        der = record[item]
+        assert isinstance(der, bytes)
+        pem = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+        write_atomic(directory / name, pem, mode=0o600)
+    return directory / "device.crt"
 
 
 def main() -> None:

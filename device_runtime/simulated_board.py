@@ -22,14 +22,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from device_runtime.console_device import ROOTS, export_credentials
+from device_runtime.console_device import BROKER_CA_FILE, ROOTS, export_credentials
 from device_runtime.core.console import read_installed
 from device_runtime.core.errors import SevenfoldError
-from device_runtime.ports.cpython.atomic_file import write_atomic
 from device_runtime.ports.cpython.storage import DirectoryStore
 from device_runtime.simulator import BrokerAddress, SimulatedDevice, run_agent, tls_transport
-
-BROKER_CA_FILE = "fleet-ca.pem"
 
 
 @contextlib.contextmanager
@@ -54,20 +51,14 @@ def run_board(
     *, directory: Path, kind: str, hwmodel: str, swversion: str, beats: int, prefix: str
 ) -> SimulatedDevice:
     """Run the provisioned board in *directory*; the outcome is on the returned device."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
     record = read_installed(DirectoryStore(directory=directory))
     if record is None or export_credentials(directory) is None:
         raise SystemExit(f"{directory}: the board is not provisioned")
     device = SimulatedDevice(device_id=str(record["device_id"]), directory=directory)
-    ca = x509.load_der_x509_certificate(record["fleet-ca"])  # type: ignore[arg-type]
-    ca_path = directory / BROKER_CA_FILE
-    write_atomic(ca_path, ca.public_bytes(serialization.Encoding.PEM), mode=0o600)
     broker = BrokerAddress(
         host=str(record["broker_host"]),
         port=int(record["broker_port"]),  # type: ignore[call-overload]
-        ca_path=ca_path,
+        ca_path=directory / BROKER_CA_FILE,
         prefix=prefix,
     )
     try:

@@ -130,7 +130,7 @@ def provision_over_consoles(
     """The factory line of the demo: one pty board per kind, provisioned by the station."""
     from cryptography import x509
 
-    from device_runtime.console_device import TPM_TCTI_FILE, ConsoleDevice, export_credentials
+    from device_runtime.console_device import TPM_TCTI_FILE, ConsoleDevice
     from fleet_platform import api_tokens
     from fleet_platform.manufacturer_cas import trust_manufacturer_ca
     from sevenfold.factory_station import Station, StationError, device_id_for, init_ca, provision
@@ -165,7 +165,6 @@ def provision_over_consoles(
             result = provision(station, board.path)
         if result.error is not None:
             raise StationError(result.code or "factory", f"{directory.name}: {result.error}")
-        export_credentials(directory)
         boards.append((directory, kind))
     return boards
 

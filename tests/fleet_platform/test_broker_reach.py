@@ -15,6 +15,7 @@ from fleet_platform.broker_config import BrokerError, check_listen_address, conf
 from fleet_platform.pki import CertificateAuthority, IssuedCredential
 from tests.broker_fixtures import MqttSession, StartBroker, session_to
 from tests.network_addresses import SECOND_LOOPBACK, DeviceSide, device_side
+from tests.strict_mode import missing
 
 NAME = "broker.fleet.test"
 
@@ -169,7 +170,7 @@ def test_one_ipv6_address(
     fleet_ca: CertificateAuthority, start_broker: StartBroker, tmp_path: Path
 ) -> None:
     if not _ipv6_loopback():
-        pytest.skip("this machine has no IPv6 loopback")
+        missing("IPv6 loopback", "enable IPv6 on the loopback interface")
     with start_broker(listen="::1") as broker:
         assert broker.host == "::1" and "::1" in certificate_names(broker)
         assert broker.name == f"mosquitto on [::1]:{broker.port}"
