@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 
 from attestation_server.provisioning import (
+    ProvenRecord,
     ProvisioningRefused,
     ProvisioningRegistry,
     Registration,
@@ -325,3 +328,30 @@ def test_a_reprovision_may_raise_the_kind_and_its_event_names_the_replaced_key(
     assert event.device_id == "board-a-11" and event.reason is not None
     assert f"replaces DeviceID key {fingerprint(old)} (software)" in event.reason
     assert fingerprint(new) in event.reason
+
+
+def test_stations_registering_one_device_at_once_end_with_one_record(
+    database: Database, authorities: tuple[CertificateAuthority, CertificateAuthority]
+) -> None:
+    """Eight stations at once, four with the device's key and four with another: one row, one
+    key; every same-key station gets that registration, every other one a conflict."""
+    fleet, maker = authorities
+    registry = _registry(database, fleet, maker)
+    mine, theirs = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    requests = [_request(maker, "board-a-race", k) for k in (mine, theirs) * 4]
+    start = threading.Barrier(len(requests))
+
+    def attempt(request: Registration) -> ProvenRecord | str:
+        start.wait()
+        try:
+            return registry.register(request, now=NOW)
+        except RegistrationConflict:
+            return "conflict"
+
+    with ThreadPoolExecutor(len(requests)) as pool:
+        outcomes = list(pool.map(attempt, requests))
+    records = [o for o in outcomes if isinstance(o, ProvenRecord)]
+    assert _count(database) == 1
+    assert sum(record.created for record in records) == 1
+    assert len({record.public_key for record in records}) == 1
+    assert len(records) == 4 and outcomes.count("conflict") == 4
