@@ -56,7 +56,7 @@ class GoodDevice:
         assert info.broker_host and info.broker_port
         self.client.connect(info.broker_host, info.broker_port)
         self.client.loop_start()
-        self.client.subscribe(protocol.topic_down("sevenfold", device_id), qos=1)
+        self.client.subscribe(protocol.topic("sevenfold", device_id, "down"), qos=1)
         assert subscribed.wait(10)
         self.seq = 0
 
@@ -65,7 +65,7 @@ class GoodDevice:
         correlation = os.urandom(8)
         started = time.monotonic()
         self.client.publish(
-            protocol.topic_up("sevenfold", self.device_id),
+            protocol.topic("sevenfold", self.device_id, "up"),
             protocol.encode(kind, correlation, body),
             qos=1,
         )

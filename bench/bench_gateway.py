@@ -73,7 +73,7 @@ def device(
         key_path=credential.key_path,
     )
     transport.connect()
-    transport.subscribe(protocol.topic_down("sevenfold", DEVICE))
+    transport.subscribe(protocol.topic("sevenfold", DEVICE, "down"))
     try:
         yield transport
     finally:
@@ -90,7 +90,7 @@ def round_trips(
         start = time.perf_counter()
         for _ in range(requests):
             seq += 1
-            transport.publish(protocol.topic_up("sevenfold", DEVICE), message(seq))
+            transport.publish(protocol.topic("sevenfold", DEVICE, "up"), message(seq))
             if transport.poll(5000) is None:
                 raise SystemExit("no answer within 5 s")
         samples.append((time.perf_counter() - start) * 1000 / requests)
@@ -146,7 +146,7 @@ def main() -> None:
                     "boot_count": 1,
                 }
                 transport.publish(
-                    protocol.topic_up("sevenfold", DEVICE),
+                    protocol.topic("sevenfold", DEVICE, "up"),
                     protocol.encode("enroll", bytes(8), enroll),
                 )
                 transport.poll(5000)

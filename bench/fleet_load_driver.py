@@ -48,8 +48,8 @@ class Device:
 
     def __init__(self, device_id: str, prefix: str) -> None:
         self.device_id = device_id
-        self.up = protocol.topic_up(prefix, device_id)
-        self.down = protocol.topic_down(prefix, device_id)
+        self.up = protocol.topic(prefix, device_id, "up")
+        self.down = protocol.topic(prefix, device_id, "down")
         self.writer: asyncio.StreamWriter | None = None
         self.waiting: dict[bytes, asyncio.Future[protocol.Envelope]] = {}
         self.next_packet_id = 1

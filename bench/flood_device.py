@@ -58,7 +58,7 @@ def messages(device_id: str, n: int) -> list[bytes]:
 
 def main() -> None:
     host, port, ca, cert, key, device_id, count = sys.argv[1:8]
-    up = protocol.topic_up("sevenfold", device_id)
+    up = protocol.topic("sevenfold", device_id, "up")
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id)
     client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
     client.max_queued_messages_set(0)

@@ -42,6 +42,11 @@ restarts and server restarts; a free port picked at random (``port=None``) is
 for tests only.
 """
 
+RECOVERY_MOUNT_POINT = "recovery/"
+"""Where the recovery listener puts its clients' topics: devices that hold only a DeviceID
+certificate (never attested, or their fleet certificate expired) reach the attestation plane
+there and nothing else; the server reaches them under this prefix through the fleet listener."""
+
 # One or more topic levels; no wildcards, no empty levels, no leading '$'.
 _PREFIX = re.compile(r"^[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*$")
 # A server identity is a certificate CN used verbatim as a broker username.
@@ -184,8 +189,8 @@ def max_packet_size(prefix: str) -> int:
     """
     longest_id = "x" * LONGEST_DEVICE_ID
     longest_topic = max(
-        protocol.topic_up(check_prefix(prefix), longest_id),
-        protocol.topic_down(prefix, longest_id),
+        protocol.topic(check_prefix(prefix), longest_id, "up"),
+        protocol.topic(prefix, longest_id, "down"),
         key=len,
     )
     remaining = _TOPIC_LENGTH_BYTES + len(longest_topic) + _PACKET_ID_BYTES + protocol.MAX_MESSAGE

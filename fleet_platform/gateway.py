@@ -33,6 +33,7 @@ What it guarantees, whatever a device sends:
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -63,8 +64,9 @@ from device_runtime.core.errors import (
     Unavailable,
 )
 from device_runtime.ports.cpython.transport import disable_nagle
+from fleet_platform import device_topics
 from fleet_platform.bounded_mqtt import BoundedClient
-from fleet_platform.broker_config import max_packet_size
+from fleet_platform.broker_config import RECOVERY_MOUNT_POINT, max_packet_size
 from fleet_platform.event_budget import EventBudget
 from fleet_platform.fault_log import FaultLog
 from fleet_platform.gateway_limits import GatewayLimits
@@ -73,8 +75,8 @@ from fleet_platform.metrics import Metrics
 from fleet_platform.mqtt_tls import client_context
 from fleet_platform.pki import IssuedCredential
 from fleet_platform.rate_limits import RateLimits
-from fleet_platform.request_queue import FairQueue, Work
-from fleet_platform.server_replicas import shared_up_filter
+from fleet_platform.request_queue import FairQueue, Route, Work
+from fleet_platform.server_replicas import shared_filters
 from fleet_platform.storage import Database, StorageConflict
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,8 @@ class Request:
     kind: str
     body: Body
     received_at: datetime
+    via_recovery: bool = False
+    """Came through the recovery listener: the device presented its DeviceID certificate."""
 
 
 Handler = Callable[[Request, Connection], Body]
@@ -174,8 +178,7 @@ class Gateway:
         self._storage_warned = -_STORAGE_WARNING_EVERY_S
         self._batch_started: dict[str, float] = {}
         """When each worker took the batch it is serving now (absent while it waits)."""
-        self._up_head = f"{prefix}/d/".encode()
-        self._device_ids: OrderedDict[bytes, str] = OrderedDict()
+        self._routes: OrderedDict[bytes, tuple[str, Route]] = OrderedDict()
         self._client = BoundedClient(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -191,8 +194,8 @@ class Gateway:
         self._client.reconnect_delay_set(min_delay=1, max_delay=_RECONNECT_MAX_S)
 
     @property
-    def subscription(self) -> str:
-        return shared_up_filter(self.prefix, self.share_group)
+    def subscriptions(self) -> tuple[str, ...]:
+        return shared_filters(self.prefix, self.share_group)
 
     def handle(self, kind: str, handler: Handler) -> None:
         """Route requests of *kind* to *handler*, one request at a time."""
@@ -282,7 +285,7 @@ class Gateway:
         # QoS 0 from the broker to us: no acknowledgement per request on either side;
         # nothing is stored across a disconnect at QoS 1 either, and a device retries
         # a request that went unanswered.
-        client.subscribe(self.subscription, qos=0)
+        client.subscribe([(topic, 0) for topic in self.subscriptions])
         log.info("connected to the broker at %s:%d", self._host, self._port)
         self._ready.set()
 
@@ -312,10 +315,11 @@ class Gateway:
             self.metrics.count("sevenfold_gateway_internal_errors_total", "admission")
 
     def _admit(self, topic: bytes, payload: bytes) -> None:
-        device_id = self._device_of(topic)
-        if device_id is None:
+        known = self._route_of(topic)
+        if known is None:
             self.metrics.count("sevenfold_gateway_dropped_total", "bad-topic")
             return
+        device_id, route = known
         now = time.monotonic()
         verdict = self._rates.check(device_id, now)
         if verdict != "allow":
@@ -324,46 +328,57 @@ class Gateway:
                 self.metrics.count("sevenfold_gateway_dropped_total", "rate-limited")
                 return
             wait = self._rates.retry_after_ms(device_id)
-            self._refuse(device_id, payload, RateLimited(f"over {self.limits.rate:g}/s", wait))
+            error = RateLimited(f"over {self.limits.rate:g}/s", wait)
+            self._refuse(device_id, route, payload, error)
             return
-        work = Work(device_id, payload, datetime.now(UTC), now)
+        work = Work(device_id, payload, datetime.now(UTC), now, route)
         refused = self._queue.put(work)
         if refused is not None:
             self.metrics.count("sevenfold_gateway_busy_total", refused)
-            self._refuse(device_id, payload, Busy("server overloaded", self._busy_wait_ms()))
+            busy = Busy("server overloaded", self._busy_wait_ms())
+            self._refuse(device_id, route, payload, busy)
 
     def _on_oversized(self, topic: bytes | None, length: int) -> None:
         """A PUBLISH over the limit was stepped over unread: count it against its sender."""
         self.metrics.count("sevenfold_gateway_dropped_total", "too-large")
-        device_id = None if topic is None else self._device_of(topic)
-        if device_id is None:
+        known = None if topic is None else self._route_of(topic)
+        if known is None:
             return
+        device_id = known[0]
         self._rates.check(device_id, time.monotonic())
         error = TooLarge(f"a {length}-byte packet, over the protocol's limit, was dropped unread")
         self._log_rejection(device_id, error)
 
-    def _device_of(self, topic: bytes) -> str | None:
-        """The device id of an up topic, checked once per device and then remembered."""
-        known = self._device_ids.get(topic)
+    def _route_of(self, topic: bytes) -> tuple[str, Route] | None:
+        """The device id and route of an up topic, checked once per topic and then remembered."""
+        known = self._routes.get(topic)
         if known is not None:
             return known
         try:
-            device_id = protocol.device_from_topic(self.prefix, topic.decode())
+            text = topic.decode()
+            recovery = text.startswith(RECOVERY_MOUNT_POINT)
+            if recovery:
+                text = text[len(RECOVERY_MOUNT_POINT) :]
+            device_id, plane = device_topics.route_of(self.prefix, text)
         except (UnicodeDecodeError, ProtocolError):
             return None
-        self._device_ids[topic] = device_id
-        if len(self._device_ids) > _KNOWN_TOPICS:
-            self._device_ids.popitem(last=False)
-        return device_id
+        if recovery and plane != protocol.ATTESTATION_PLANE:
+            return None  # the broker grants nothing else there; a topic like this is not ours
+        known = (device_id, (plane, recovery))
+        self._routes[topic] = known
+        if len(self._routes) > _KNOWN_TOPICS:
+            self._routes.popitem(last=False)
+        return known
 
-    def _refuse(self, device_id: str, payload: bytes, error: ProtocolError) -> None:
+    def _refuse(self, device_id: str, route: Route, payload: bytes, error: ProtocolError) -> None:
         """Answer without serving; the request itself was never looked at."""
         correlation = protocol.correlation_of(payload)
         if correlation is None:
             self.metrics.count("sevenfold_gateway_dropped_total", "no-correlation")
             return
         self.metrics.count("sevenfold_gateway_answers_total", error.code)
-        self._publish(device_id, protocol.encode("error", correlation, protocol.error_body(error)))
+        answer = protocol.encode("error", correlation, protocol.error_body(error))
+        self._publish(device_id, route, answer)
 
     def _busy_wait_ms(self) -> int:
         """Roughly how long the queue takes to drain at the recent pace."""
@@ -421,7 +436,7 @@ class Gateway:
                 self.metrics.count("sevenfold_gateway_dropped_total", "no-correlation")
                 continue
             self.metrics.count("sevenfold_gateway_answers_total", code)
-            self._publish(work.device_id, payload)
+            self._publish(work.device_id, work.route, payload)
         self.metrics.observe_latency(done - work.received_mono for work, _, _ in answers)
 
     def _storage_warning(self, size: int, error: StorageError) -> None:
@@ -457,7 +472,7 @@ class Gateway:
 
     def _decode(self, work: Work) -> Decoded:
         try:
-            envelope = protocol.decode_request(work.payload, work.device_id)
+            envelope = protocol.decode_request(work.payload, work.device_id, work.route[0])
         except ProtocolError as exc:
             return exc
         if envelope.kind not in self._handlers:
@@ -480,7 +495,7 @@ class Gateway:
         for kind, items in by_kind.items():
             items.sort(key=lambda pair: pair[0].device_id)
             requests = [
-                Request(work.device_id, kind, envelope.body, work.received_at)
+                Request(work.device_id, kind, envelope.body, work.received_at, work.route[1])
                 for work, envelope in items
             ]
             try:
@@ -545,10 +560,26 @@ class Gateway:
         if admitted:
             log.warning("rejected a message from %s: %s", device_id, error.explain())
 
-    def _publish(self, device_id: str, payload: bytes) -> None:
+    def push(self, device_id: str, kind: str, body: Body) -> None:
+        """An unsolicited message to *device_id* on its attestation plane, wherever it is
+        connected (fleet or recovery listener); ``attest-now`` is the one kind sent so."""
+        payload = protocol.encode(kind, self._fresh_correlation(), body)
+        for recovery in (False, True):
+            self._publish(device_id, (protocol.ATTESTATION_PLANE, recovery), payload)
+
+    @staticmethod
+    def _fresh_correlation() -> bytes:
+        return secrets.token_bytes(protocol.CORRELATION_BYTES)
+
+    def _publish(self, device_id: str, route: Route, payload: bytes) -> None:
         """Answers go out at QoS 0: a lost one is a timeout the device retries anyway,
-        and QoS 1 would add an acknowledgement per answer on both sides of the broker."""
-        info = self._client.publish(protocol.topic_down(self.prefix, device_id), payload, qos=0)
+        and QoS 1 would add an acknowledgement per answer on both sides of the broker.
+        An answer takes the route its request came by."""
+        plane, recovery = route
+        topic = device_topics.down_topic(plane, self.prefix, device_id)
+        if recovery:
+            topic = RECOVERY_MOUNT_POINT + topic
+        info = self._client.publish(topic, payload, qos=0)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             self.metrics.count("sevenfold_gateway_dropped_total", "publish-failed")
 

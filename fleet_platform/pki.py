@@ -383,6 +383,37 @@ class CertificateAuthority:
         r, s = decode_dss_signature(self._key.sign(message, ec.ECDSA(hashes.SHA256())))
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
+    def sign_attested_key(
+        self, public_point: bytes, *, device_id: str, lifetime: datetime.timedelta
+    ) -> x509.Certificate:
+        """A short-lived fleet certificate for a key attestation proved the device holds.
+
+        The RATS passport: issued only after a passing appraisal, for the key
+        that signed the evidence (DICE's Alias key, a TPM's DeviceID key), so
+        there is no CSR: the evidence signature was the proof of possession.
+        The name is the device id the broker bound the request to; a fleet
+        server's name is refused as everywhere else.
+        """
+        _not_a_server(device_id)
+        try:
+            protocol.check_device_id(device_id)
+        except InvalidField as exc:
+            raise InvalidName(f"{device_id!r} is not a device id ({exc.reason})") from None
+        if not datetime.timedelta(minutes=5) <= lifetime <= datetime.timedelta(days=30):
+            raise InvalidName(f"a fleet certificate lives 5 minutes to 30 days, not {lifetime}")
+        try:
+            key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), public_point)
+        except ValueError as exc:
+            raise InvalidRequest(f"not a P-256 point: {exc}") from None
+        return self._build_leaf(
+            common_name=device_id,
+            public_key=key,
+            usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+            days=1,
+            alt_names=None,
+            lifetime=lifetime,
+        )
+
     def sign_non_device_csr(self, csr_pem: bytes, *, common_name: str, days: int = 825) -> bytes:
         """Client certificate (PEM) for a CSR naming exactly *common_name*, which is no device id.
 
@@ -429,12 +460,14 @@ class CertificateAuthority:
         days: int,
         alt_names: list[x509.GeneralName] | None,
         issues: x509.NameConstraints | None = None,
+        lifetime: datetime.timedelta | None = None,
     ) -> x509.Certificate:
         """An end-entity certificate, or with *issues* one that may sign one level below it,
-        for the names those constraints permit."""
+        for the names those constraints permit; valid *days*, or *lifetime* when given."""
         _check_days(days)
         now = _utc_now()
-        not_after = min(now + datetime.timedelta(days=days), self._certificate.not_valid_after_utc)
+        span = lifetime if lifetime is not None else datetime.timedelta(days=days)
+        not_after = min(now + span, self._certificate.not_valid_after_utc)
         ca_ski = self._certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
         builder = (
             x509.CertificateBuilder()

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Literal
 
 Refusal = Literal["device-full", "server-full"]
+Route = tuple[str, bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,8 @@ class Work:
     payload: bytes
     received_at: datetime
     received_mono: float
+    route: Route = ("app", False)
+    """(plane, via the recovery listener): where the request came from and its answer goes."""
 
 
 class FairQueue:

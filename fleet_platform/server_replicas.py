@@ -21,9 +21,20 @@ import hashlib
 import hmac
 
 from device_runtime.core import protocol
-from fleet_platform.broker_config import BrokerError, check_prefix, check_server_identity
+from fleet_platform.broker_config import (
+    RECOVERY_MOUNT_POINT,
+    BrokerError,
+    check_prefix,
+    check_server_identity,
+)
 
-__all__ = ["replica_identities", "replica_identity", "share_group", "shared_up_filter"]
+__all__ = [
+    "replica_identities",
+    "replica_identity",
+    "share_group",
+    "shared_filters",
+    "shared_up_filter",
+]
 
 _SHARE_GROUP_LABEL = b"sevenfold mqtt share group v1"
 _SHARE_GROUP_HEX = 32
@@ -63,4 +74,17 @@ def shared_up_filter(prefix: str, group: str) -> str:
     check_prefix(prefix)
     if not group or any(ch in group for ch in "/+#") or not group.isprintable():
         raise BrokerError(f"share group {group!r} must be one topic level without wildcards")
-    return f"$share/{group}/{protocol.topic_up(prefix, '+')}"
+    return f"$share/{group}/{protocol.topic(prefix, '+', 'up')}"
+
+
+def shared_filters(prefix: str, group: str) -> tuple[str, ...]:
+    """Every filter a server subscribes in *group*: application requests, attestation requests
+    on the fleet listener, and attestation requests through the recovery listener (its clients'
+    topics arrive under :data:`RECOVERY_MOUNT_POINT`)."""
+    application = shared_up_filter(prefix, group)
+    attestation = protocol.topic(prefix, "+", "att/up")
+    return (
+        application,
+        f"$share/{group}/{attestation}",
+        f"$share/{group}/{RECOVERY_MOUNT_POINT}{attestation}",
+    )

@@ -109,7 +109,7 @@ class DeviceAgent:
 
     def _connect(self) -> None:
         self.transport.connect()
-        self.transport.subscribe(protocol.topic_down(self.prefix, self.device_id))
+        self.transport.subscribe(protocol.topic(self.prefix, self.device_id, "down"))
 
     def jittered(self, ms: int) -> int:
         """*ms* plus a random share of it below one half, from the random port."""
@@ -142,7 +142,7 @@ class DeviceAgent:
         """One send and the wait for the response that carries its correlation id."""
         correlation = self.random_bytes(protocol.CORRELATION_BYTES)
         data = protocol.encode(kind, correlation, body)
-        self.transport.publish(protocol.topic_up(self.prefix, self.device_id), data)
+        self.transport.publish(protocol.topic(self.prefix, self.device_id, "up"), data)
         deadline = self.clock.monotonic_ms() + self.timeout_ms
         while True:
             left = deadline - self.clock.monotonic_ms()

@@ -49,67 +49,103 @@ MAX_HEARTBEAT_INTERVAL = 86400
 """Longest heartbeat interval a server may set, in seconds (a day)."""
 
 ROOTS_OF_TRUST = ("software", "tpm", "dice")
+VERDICTS = ("affirming", "warning", "contraindicated")
+"""Attestation results, after EAR's status tiers."""
+NONCE_BYTES = 32
+MAX_TOKEN = 3072
+"""Bytes of one evidence token (docs/eat-profile.md): it rides in one message with its quote."""
+MAX_QUOTE = 512
+"""Bytes of a TPMS_ATTEST quote over two PCRs: about 150; the rest is headroom."""
+MAX_CERTIFICATE = 1024
+"""Bytes of a DER fleet certificate: about 500 for a P-256 key and a short name."""
 
 _U32 = 0xFFFFFFFF
 _U64 = 0xFFFFFFFFFFFFFFFF
 _SHOWN = 32
 
 
-# A field is (type, required, minimum, maximum, choices). Integers are unsigned
-# and lie in [minimum, maximum]; text is at most ``maximum`` characters and, when
-# *choices* is given, one of them. Tuples rather than objects: on a 64 KiB
-# device every schema entry is heap.
-SCHEMAS: "dict[str, dict[str, tuple[type, bool, int, int, tuple[str, ...] | None]]]" = {
-    "enroll": {
-        "device_id": (str, True, 0, MAX_DEVICE_ID, None),
-        "hwmodel": (str, True, 0, 64, None),
-        "swname": (str, True, 0, 64, None),
-        "swversion": (str, True, 0, 32, None),
-        "rot": (str, True, 0, 16, ROOTS_OF_TRUST),
-        "boot_count": (int, True, 0, _U32, None),
-    },
-    "heartbeat": {
-        "seq": (int, True, 0, MAX_COUNTER, None),
-        "uptime": (int, True, 0, MAX_COUNTER, None),
-        "boot_count": (int, True, 0, _U32, None),
-    },
-    "enrolled": {
+# A schema is one flat tuple of fields, each FIELD values long: name, type,
+# required (1 or 0), minimum, maximum, choices. Integers are unsigned and lie in
+# [minimum, maximum]; text is at most ``maximum`` characters and, when *choices*
+# is given, one of them; byte strings are ``minimum`` to ``maximum`` bytes. One
+# flat tuple per message type rather than a map of tuples: on a 64 KiB device
+# every schema object is heap, and this shape takes about 1 KB less of it
+# (measured on the unix port with these schemas).
+FIELD = 6
+# fmt: off
+SCHEMAS: "dict[str, tuple[object, ...]]" = {
+    "enroll": (
+        "device_id", str, 1, 0, MAX_DEVICE_ID, None,
+        "hwmodel", str, 1, 0, 64, None,
+        "swname", str, 1, 0, 64, None,
+        "swversion", str, 1, 0, 32, None,
+        "rot", str, 1, 0, 16, ROOTS_OF_TRUST,
+        "boot_count", int, 1, 0, _U32, None,
+    ),
+    "heartbeat": (
+        "seq", int, 1, 0, MAX_COUNTER, None,
+        "uptime", int, 1, 0, MAX_COUNTER, None,
+        "boot_count", int, 1, 0, _U32, None,
+    ),
+    "enrolled": (
         # 0 would make the agent beat in a busy loop.
-        "heartbeat_interval": (int, True, 1, MAX_HEARTBEAT_INTERVAL, None),
-        "server_time": (int, True, 0, _U64, None),
-    },
-    "heartbeat-ack": {
-        "seq": (int, True, 0, MAX_COUNTER, None),
-        "server_time": (int, True, 0, _U64, None),
-    },
-    "error": {
-        "code": (str, True, 0, 32, None),
-        "reason": (str, True, 0, MAX_TEXT, None),
-        "retry_after": (int, False, 0, MAX_RETRY_AFTER_MS, None),
-    },
+        "heartbeat_interval", int, 1, 1, MAX_HEARTBEAT_INTERVAL, None,
+        "server_time", int, 1, 0, _U64, None,
+    ),
+    "heartbeat-ack": (
+        "seq", int, 1, 0, MAX_COUNTER, None,
+        "server_time", int, 1, 0, _U64, None,
+    ),
+    "challenge": (),
+    "challenge-issued": (
+        "nonce", bytes, 1, NONCE_BYTES, NONCE_BYTES, None,
+        "expires_in", int, 1, 1, 3600, None,
+    ),
+    "evidence": (
+        "token", bytes, 1, 1, MAX_TOKEN, None,
+        "quote", bytes, 0, 1, MAX_QUOTE, None,
+        "quote_signature", bytes, 0, 64, 64, None,
+    ),
+    "attested": (
+        "status", str, 1, 0, 16, VERDICTS,
+        "code", str, 1, 0, 32, None,
+        "reason", str, 1, 0, MAX_TEXT, None,
+        "certificate", bytes, 0, 1, MAX_CERTIFICATE, None,
+        "not_after", int, 0, 0, _U64, None,
+    ),
+    "attest-now": (),
+    "error": (
+        "code", str, 1, 0, 32, None,
+        "reason", str, 1, 0, MAX_TEXT, None,
+        "retry_after", int, 0, 0, MAX_RETRY_AFTER_MS, None,
+    ),
 }
-
-REQUESTS = ("enroll", "heartbeat")
-RESPONSES = {"enroll": "enrolled", "heartbeat": "heartbeat-ack"}
+# fmt: on
 
 
-def topic_up(prefix: str, device_id: str) -> str:
-    return prefix + "/d/" + device_id + "/up"
+REQUESTS = ("enroll", "heartbeat", "challenge", "evidence")
+RESPONSES = {
+    "enroll": "enrolled",
+    "heartbeat": "heartbeat-ack",
+    "challenge": "challenge-issued",
+    "evidence": "attested",
+}
+ATTESTATION_PLANE = "att"
+APPLICATION_PLANE = "app"
+PLANES = {
+    "enroll": APPLICATION_PLANE,
+    "heartbeat": APPLICATION_PLANE,
+    "challenge": ATTESTATION_PLANE,
+    "evidence": ATTESTATION_PLANE,
+}
+"""Which topics a request travels on. The broker grants the attestation plane to
+every certified device and the application plane only to those holding a
+current pass (docs/protocol.md), so a request on the wrong plane is refused."""
 
 
-def topic_down(prefix: str, device_id: str) -> str:
-    return prefix + "/d/" + device_id + "/down"
-
-
-def device_from_topic(prefix: str, topic: str) -> str:
-    """The device id a broker-authenticated up topic belongs to."""
-    parts = topic.split("/")
-    head = prefix.split("/")
-    n = len(head)
-    if len(parts) != n + 3 or parts[:n] != head or parts[n] != "d" or parts[n + 2] != "up":
-        raise InvalidField("topic " + _shown(topic) + " is not a device up topic")
-    check_device_id(parts[n + 1])
-    return parts[n + 1]
+def topic(prefix: str, device_id: str, leaf: str) -> str:
+    """A device's topic; *leaf* is `up`/`down` (application plane) or `att/up`/`att/down`."""
+    return prefix + "/d/" + device_id + "/" + leaf
 
 
 def check_device_id(device_id: object) -> str:
@@ -125,7 +161,7 @@ def check_device_id(device_id: object) -> str:
     return device_id
 
 
-def _shown(value: object) -> str:
+def shown(value: object) -> str:
     """A peer's value for an error reason: short, escaped, and cheap however large it is.
 
     Reasons end up in logs and operator terminals, and a device must be able
@@ -159,7 +195,7 @@ def _check_text_keys(where: str, mapping: "dict[object, object]") -> None:
     each time a lookup compares a byte string with text."""
     for key in mapping:
         if not isinstance(key, str):
-            raise InvalidField(where + ": key " + _shown(key) + " is not text")
+            raise InvalidField(where + ": key " + shown(key) + " is not text")
 
 
 def _check_body(kind: str, body: object) -> "dict[str, object]":
@@ -167,16 +203,30 @@ def _check_body(kind: str, body: object) -> "dict[str, object]":
         raise InvalidField(kind + ": body must be a map")
     _check_text_keys(kind, body)
     schema = SCHEMAS[kind]
+    names = schema[::FIELD]
     for key in body:
-        if key not in schema:
-            raise InvalidField(kind + ": unexpected field " + _shown(key))
-    for name, (ftype, required, minimum, maximum, choices) in schema.items():
+        if key not in names:
+            raise InvalidField(kind + ": unexpected field " + shown(key))
+    for at in range(0, len(schema), FIELD):
+        name = schema[at]
+        ftype = schema[at + 1]
+        minimum = schema[at + 3]
+        maximum = schema[at + 4]
+        choices = schema[at + 5]
         if name not in body:
-            if required:
+            if schema[at + 2]:
                 raise InvalidField(kind + ": missing field " + repr(name))
             continue
         value = body[name]
         where = kind + "." + name
+        if ftype is bytes:
+            if not isinstance(value, bytes):
+                raise InvalidField(where + " must be a byte string")
+            if len(value) > maximum:
+                raise TooLarge(where + " is longer than " + str(maximum) + " bytes")
+            if len(value) < minimum:
+                raise InvalidField(where + " is shorter than " + str(minimum) + " bytes")
+            continue
         if ftype is int:
             if not isinstance(value, int) or isinstance(value, bool):
                 raise InvalidField(where + " must be an unsigned integer")
@@ -200,7 +250,7 @@ def _check_body(kind: str, body: object) -> "dict[str, object]":
 def encode(kind: str, correlation: bytes, body: "dict[str, object]") -> bytes:
     """Build a message, validating it first so a bad one never leaves this side."""
     if kind not in SCHEMAS:
-        raise UnknownType("unknown message type " + _shown(kind))
+        raise UnknownType("unknown message type " + shown(kind))
     if not isinstance(correlation, bytes) or len(correlation) != CORRELATION_BYTES:
         raise InvalidField("correlation id must be " + str(CORRELATION_BYTES) + " bytes")
     _check_body(kind, body)
@@ -237,24 +287,27 @@ def decode(data: bytes) -> Envelope:
     version = message.get("v")
     # bool is an int in Python and True == 1, but true is not a version number.
     if isinstance(version, bool) or version != VERSION:
-        raise UnsupportedVersion("protocol version " + _shown(version) + " is not " + str(VERSION))
+        raise UnsupportedVersion("protocol version " + shown(version) + " is not " + str(VERSION))
     kind = message.get("t")
     if not isinstance(kind, str) or kind not in SCHEMAS:
-        raise UnknownType("unknown message type " + _shown(kind))
+        raise UnknownType("unknown message type " + shown(kind))
     correlation = message.get("id")
     if not isinstance(correlation, bytes) or len(correlation) != CORRELATION_BYTES:
         raise InvalidField("correlation id must be " + str(CORRELATION_BYTES) + " bytes")
     for key in message:
         if key not in ("v", "t", "id", "b"):
-            raise InvalidField("unexpected envelope field " + _shown(key))
+            raise InvalidField("unexpected envelope field " + shown(key))
     return Envelope(kind, correlation, _check_body(kind, message.get("b")))
 
 
-def decode_request(data: bytes, device_id: str) -> Envelope:
-    """Server side: a request from *device_id*, the identity its certificate proves."""
+def decode_request(data: bytes, device_id: str, plane: str = APPLICATION_PLANE) -> Envelope:
+    """Server side: a request from *device_id*, the identity its certificate proves,
+    received on *plane*'s topic."""
     envelope = decode(data)
     if envelope.kind not in REQUESTS:
         raise UnknownType(repr(envelope.kind) + " is not a request")
+    if PLANES[envelope.kind] != plane:
+        raise UnknownType(repr(envelope.kind) + " is not a request on this topic")
     claimed = envelope.body.get("device_id")
     if claimed is not None and claimed != device_id:
         raise IdentityMismatch(

@@ -57,9 +57,9 @@ def test_largest_message_on_the_longest_topic_passes_one_byte_more_disconnects(
 ) -> None:
     device_id = longest_device_id()
     if direction == "down":
-        topic, sender, receiver = protocol.topic_down(PREFIX, device_id), SERVER, device_id
+        topic, sender, receiver = protocol.topic(PREFIX, device_id, "down"), SERVER, device_id
     else:
-        topic, sender, receiver = protocol.topic_up(PREFIX, device_id), device_id, SERVER
+        topic, sender, receiver = protocol.topic(PREFIX, device_id, "up"), device_id, SERVER
     subscriber = connect(mqtt_session, client_credentials(receiver))
     assert subscriber.subscribe(topic) == [1]
     publisher = connect(mqtt_session, client_credentials(sender))

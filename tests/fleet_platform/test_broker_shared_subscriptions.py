@@ -69,7 +69,7 @@ def publish_requests(open_session: Open, issue: Issue, device_id: str) -> set[by
     device = connect(open_session, issue(device_id))
     sent = {f"request {n}".encode() for n in range(MESSAGES)}
     for payload in sorted(sent):
-        device.publish(protocol.topic_up(PREFIX, device_id), payload)
+        device.publish(protocol.topic(PREFIX, device_id, "up"), payload)
     return sent
 
 
@@ -125,13 +125,13 @@ def test_device_shared_subscription_yields_nothing_of_other_devices(
     spy = connect(mqtt_session, client_credentials(spy_id))
     # Granted: mosquitto 2.0's ACL file does not check subscriptions, only deliveries.
     assert spy.subscribe(shared_filter) == [1]
-    assert spy.subscribe(protocol.topic_down(PREFIX, spy_id)) == [1]
+    assert spy.subscribe(protocol.topic(PREFIX, spy_id, "down")) == [1]
     victim = connect(mqtt_session, client_credentials(victim_id))
-    victim.publish(protocol.topic_up(PREFIX, victim_id), b"victim's request")
+    victim.publish(protocol.topic(PREFIX, victim_id, "up"), b"victim's request")
     server = connect(mqtt_session, client_credentials(protocol.SERVER_IDENTITY))
-    server.publish(protocol.topic_down(PREFIX, victim_id), b"victim's response")
-    server.publish(protocol.topic_down(PREFIX, spy_id), b"marker")
-    assert spy.receive() == (protocol.topic_down(PREFIX, spy_id), b"marker")
+    server.publish(protocol.topic(PREFIX, victim_id, "down"), b"victim's response")
+    server.publish(protocol.topic(PREFIX, spy_id, "down"), b"marker")
+    assert spy.receive() == (protocol.topic(PREFIX, spy_id, "down"), b"marker")
     assert spy.receive(timeout=0.2) is None
 
 

@@ -81,7 +81,7 @@ def device(
     def connect(device_id: str) -> MqttSession:
         session = mqtt_session(client_credentials(device_id), client_id=device_id)
         assert session.accepted()
-        assert session.subscribe(protocol.topic_down("sevenfold", device_id)) == [1]
+        assert session.subscribe(protocol.topic("sevenfold", device_id, "down")) == [1]
         return session
 
     return connect
@@ -99,7 +99,7 @@ def enroll_body(device_id: str) -> dict[str, Any]:
 
 
 def ask(session: MqttSession, device_id: str, payload: bytes) -> protocol.Envelope | None:
-    session.publish(protocol.topic_up("sevenfold", device_id), payload)
+    session.publish(protocol.topic("sevenfold", device_id, "up"), payload)
     received = session.receive(timeout=3)
     return None if received is None else protocol.decode(received[1])
 
@@ -192,7 +192,7 @@ def test_undecodable_payload_is_recorded_and_service_continues(
     payload: bytes, code: str, device: Device, registry: DeviceRegistry
 ) -> None:
     a = device("dev-a")
-    a.publish(protocol.topic_up("sevenfold", "dev-a"), payload)
+    a.publish(protocol.topic("sevenfold", "dev-a", "up"), payload)
     b = device("dev-c")
     answer = ask(b, "dev-c", protocol.encode("enroll", CORRELATION, enroll_body("dev-c")))
     assert answer is not None and answer.kind == "enrolled"
@@ -213,10 +213,10 @@ def test_a_flood_of_garbage_is_answered_but_recorded_within_budget(
     try:
         session = mqtt_session(client_credentials("dev-f"), client_id="dev-f")
         assert session.accepted()
-        session.subscribe(protocol.topic_down("sevenfold", "dev-f"))
+        session.subscribe(protocol.topic("sevenfold", "dev-f", "down"))
         unknown = raw({"v": 1, "t": "nope", "id": CORRELATION, "b": {}})
         for _ in range(20):
-            session.publish(protocol.topic_up("sevenfold", "dev-f"), unknown)
+            session.publish(protocol.topic("sevenfold", "dev-f", "up"), unknown)
         answers = [session.receive(timeout=3) for _ in range(20)]
         assert all(answer is not None for answer in answers)
         events = [e for e in registry.events(limit=100) if e.device_id == "dev-f"]
@@ -309,7 +309,7 @@ def test_identical_heartbeats_at_once_are_acknowledged_once(
 ) -> None:
     a = _enrolled(device, "dev-a")
     for _ in range(10):
-        a.publish(protocol.topic_up("sevenfold", "dev-a"), _beat(1))
+        a.publish(protocol.topic("sevenfold", "dev-a", "up"), _beat(1))
     answers = [a.receive(timeout=3) for _ in range(10)]
     kinds = [protocol.decode(answer[1]).kind for answer in answers if answer is not None]
     assert kinds.count("heartbeat-ack") == 1
@@ -328,10 +328,10 @@ def test_a_device_over_its_rate_is_told_to_wait_and_others_are_unaffected(
     try:
         session = mqtt_session(client_credentials("dev-r"), client_id="dev-r")
         assert session.accepted()
-        session.subscribe(protocol.topic_down("sevenfold", "dev-r"))
+        session.subscribe(protocol.topic("sevenfold", "dev-r", "down"))
         enroll = protocol.encode("enroll", CORRELATION, enroll_body("dev-r"))
         for _ in range(30):
-            session.publish(protocol.topic_up("sevenfold", "dev-r"), enroll)
+            session.publish(protocol.topic("sevenfold", "dev-r", "up"), enroll)
         answers = []
         while (received := session.receive(timeout=1.5)) is not None:
             answers.append(protocol.decode(received[1]))
@@ -343,7 +343,7 @@ def test_a_device_over_its_rate_is_told_to_wait_and_others_are_unaffected(
         assert gateway.metrics.value("sevenfold_gateway_dropped_total", "rate-limited") > 0
         other = mqtt_session(client_credentials("dev-o"), client_id="dev-o")
         assert other.accepted()
-        other.subscribe(protocol.topic_down("sevenfold", "dev-o"))
+        other.subscribe(protocol.topic("sevenfold", "dev-o", "down"))
         answer = ask(other, "dev-o", protocol.encode("enroll", CORRELATION, enroll_body("dev-o")))
         assert answer is not None and answer.kind == "enrolled"
         assert len([e for e in registry.events(limit=100) if e.device_id == "dev-r"]) == 1
@@ -374,11 +374,11 @@ def test_an_overloaded_server_answers_busy_never_silence(
             device_id = f"dev-{index}"
             session = mqtt_session(client_credentials(device_id), client_id=device_id)
             assert session.accepted()
-            session.subscribe(protocol.topic_down("sevenfold", device_id))
+            session.subscribe(protocol.topic("sevenfold", device_id, "down"))
             sessions.append((device_id, session))
         for device_id, session in sessions:
             session.publish(
-                protocol.topic_up("sevenfold", device_id),
+                protocol.topic("sevenfold", device_id, "up"),
                 protocol.encode("enroll", CORRELATION, enroll_body(device_id)),
             )
         answers = []
@@ -433,7 +433,7 @@ def test_health_reports_a_dead_worker(gateway: Gateway, device: Device) -> None:
         raise SystemExit("a worker ended by something no handler may catch")
 
     gateway.handle("heartbeat", fatal)
-    a.publish(protocol.topic_up("sevenfold", "dev-a"), _beat(1))
+    a.publish(protocol.topic("sevenfold", "dev-a", "up"), _beat(1))
     deadline = time.monotonic() + 5
     while gateway.health().ok and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -494,7 +494,7 @@ def test_storage_that_neither_answers_nor_fails_is_unhealthy_then_unavailable(
     try:
         assert locked.wait(10)
         started = time.monotonic()
-        a.publish(protocol.topic_up("sevenfold", "dev-a"), _beat(1))
+        a.publish(protocol.topic("sevenfold", "dev-a", "up"), _beat(1))
         unhealthy_seen = False
         received = None
         while received is None and time.monotonic() - started < 40:

@@ -148,7 +148,7 @@ class ProbeDevice:
             )
         transport.connect()
         try:
-            transport.subscribe(protocol.topic_down(self.prefix, self.device_id))
+            transport.subscribe(protocol.topic(self.prefix, self.device_id, "down"))
         except TransportError:
             transport.close()
             raise
@@ -170,7 +170,7 @@ class ProbeDevice:
             raise TransportError(f"{self.device_id} is not connected")
         correlation = random_bytes(protocol.CORRELATION_BYTES)
         transport.publish(
-            protocol.topic_up(self.prefix, self.device_id),
+            protocol.topic(self.prefix, self.device_id, "up"),
             protocol.encode(kind, correlation, body),
         )
         deadline = time.monotonic() + timeout

@@ -56,11 +56,11 @@ def test_a_good_device_is_served_through_a_flood_of_every_kind(tmp_path: Path) -
         bad = authority.issue_client(common_name=bad_id, directory=tmp_path / "ids")
         good = session_to(fleet.broker, good_credential, client_id=good_id)
         assert good.accepted()
-        good.subscribe(protocol.topic_down("sevenfold", good_id))
+        good.subscribe(protocol.topic("sevenfold", good_id, "down"))
         enroll = {"device_id": good_id, "hwmodel": "h", "swname": "s", "swversion": "1",
                   "rot": "software", "boot_count": 1}  # fmt: skip
         good.publish(
-            protocol.topic_up("sevenfold", good_id), protocol.encode("enroll", b"e" * 8, enroll)
+            protocol.topic("sevenfold", good_id, "up"), protocol.encode("enroll", b"e" * 8, enroll)
         )
         assert good.receive(timeout=5) is not None
         rss_before = _rss_mib()
@@ -81,7 +81,7 @@ def test_a_good_device_is_served_through_a_flood_of_every_kind(tmp_path: Path) -
             beat = {"seq": seq, "uptime": seq, "boot_count": 1}
             started = time.monotonic()
             good.publish(
-                protocol.topic_up("sevenfold", good_id),
+                protocol.topic("sevenfold", good_id, "up"),
                 protocol.encode("heartbeat", correlation, beat),
             )
             while True:

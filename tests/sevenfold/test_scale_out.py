@@ -55,7 +55,7 @@ def _drive(sessions: dict[str, MqttSession]) -> Counter[bytes]:
         correlation = os.urandom(8)
         sent.append(correlation)
         session.publish(
-            protocol.topic_up("sevenfold", device_id),
+            protocol.topic("sevenfold", device_id, "up"),
             protocol.encode("enroll", correlation, _enroll_body(device_id)),
         )
     answers: Counter[bytes] = Counter()
@@ -67,7 +67,7 @@ def _drive(sessions: dict[str, MqttSession]) -> Counter[bytes]:
             sent.append(correlation)
             body = {"seq": seq, "uptime": seq, "boot_count": 1}
             session.publish(
-                protocol.topic_up("sevenfold", device_id),
+                protocol.topic("sevenfold", device_id, "up"),
                 protocol.encode("heartbeat", correlation, body),
             )
         _collect(sessions, answers, kinds, expected=len(sent))
@@ -107,7 +107,7 @@ def _sessions(
             credential = authority.issue_client(common_name=device_id, directory=tmp / "devices")
             session = session_to(broker, credential, client_id=device_id)
             assert session.accepted()
-            assert session.subscribe(protocol.topic_down("sevenfold", device_id)) == [1]
+            assert session.subscribe(protocol.topic("sevenfold", device_id, "down")) == [1]
             sessions[device_id] = session
         yield sessions
     finally:
@@ -250,12 +250,12 @@ def _wait_until_the_child_answers(
     session = session_to(fleet.broker, credential, client_id=device_id)
     try:
         assert session.accepted()
-        assert session.subscribe(protocol.topic_down("sevenfold", device_id)) == [1]
+        assert session.subscribe(protocol.topic("sevenfold", device_id, "down")) == [1]
         deadline = time.monotonic() + timeout
         while True:
             counted = fleet.metrics.value("sevenfold_gateway_answers_total", "ok")
             session.publish(
-                protocol.topic_up("sevenfold", device_id),
+                protocol.topic("sevenfold", device_id, "up"),
                 protocol.encode("enroll", os.urandom(8), _enroll_body(device_id)),
             )
             assert session.receive() is not None, "the probe's enroll went unanswered"

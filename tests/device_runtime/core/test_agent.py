@@ -36,8 +36,8 @@ from tests.broker_fixtures import IssueCredential, MqttSession, OpenSession
 from tests.device_runtime.cpython_devices import device_agent, device_transport
 
 DEVICE = "agent-1"
-UP = protocol.topic_up(protocol.DEFAULT_PREFIX, DEVICE)
-DOWN = protocol.topic_down(protocol.DEFAULT_PREFIX, DEVICE)
+UP = protocol.topic(protocol.DEFAULT_PREFIX, DEVICE, "up")
+DOWN = protocol.topic(protocol.DEFAULT_PREFIX, DEVICE, "down")
 
 
 class RecordingClock(SystemClock):

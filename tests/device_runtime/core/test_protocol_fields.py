@@ -63,14 +63,17 @@ CONTROL = ("\x00", "\x07", "\n", "\x1b", "\x1f", "\x7f", "\x80", "\x85", "\x9b",
 VALID = {
     "enroll": ENROLL,
     "error": {"code": "busy", "reason": "try later", "retry_after": 5},
+    "attested": {"status": "warning", "code": "ok", "reason": "config not endorsed"},
 }
 
 
 def test_control_characters_are_refused_in_every_text_field():
     checked = 0
     for kind in protocol.SCHEMAS:
-        for name, spec in protocol.SCHEMAS[kind].items():
-            if spec[0] is not str:
+        schema = protocol.SCHEMAS[kind]
+        for at in range(0, len(schema), protocol.FIELD):
+            name = schema[at]
+            if schema[at + 1] is not str:
                 continue
             for char in CONTROL:
                 body = dict(VALID[kind])
@@ -79,7 +82,7 @@ def test_control_characters_are_refused_in_every_text_field():
                 error = raises(InvalidField, protocol.decode, _envelope(kind, body))
                 assert error.reason == kind + "." + name + " has a control character at index 2"
             checked += 1
-    assert checked == 7
+    assert checked == 10
 
 
 def test_printable_text_beyond_ascii_is_kept():
@@ -130,3 +133,30 @@ def test_limits_are_checked_before_and_while_decoding():
     error = raises(TooLarge, protocol.decode, many)
     assert error.reason == "data item budget of 64 exceeded by the head at offset 43"
     assert protocol.correlation_of(many) is None
+
+
+def test_byte_fields_are_byte_strings_of_their_sizes():
+    nonce = b"n" * protocol.NONCE_BYTES
+    body = {"nonce": nonce, "expires_in": 60}
+    assert protocol.decode(_envelope("challenge-issued", body)).body == body
+    for bad, error_type, reason in (
+        ("n" * 32, InvalidField, "challenge-issued.nonce must be a byte string"),
+        (nonce[:-1], InvalidField, "challenge-issued.nonce is shorter than 32 bytes"),
+        (nonce + b"n", TooLarge, "challenge-issued.nonce is longer than 32 bytes"),
+    ):
+        wrong = {"nonce": bad, "expires_in": 60}
+        raises(error_type, protocol.encode, "challenge-issued", CID, wrong)
+        assert raises(error_type, protocol.decode, _envelope("challenge-issued", wrong)).reason == (
+            reason
+        )
+    token = {"token": b"t" * (protocol.MAX_TOKEN + 1)}
+    raises(TooLarge, protocol.decode, _envelope("evidence", token))
+
+
+def test_a_request_is_served_only_on_its_own_plane():
+    challenge = protocol.encode("challenge", CID, {})
+    assert protocol.decode_request(challenge, "dev-1", "att").kind == "challenge"
+    error = raises(UnknownType, protocol.decode_request, challenge, "dev-1", "app")
+    assert error.reason == "'challenge' is not a request on this topic"
+    enroll = protocol.encode("enroll", CID, ENROLL)
+    raises(UnknownType, protocol.decode_request, enroll, ENROLL["device_id"], "att")
