@@ -152,7 +152,7 @@ class DeviceAgent:
             if received is None:
                 continue
             try:
-                envelope = protocol.decode(received[1])
+                envelope = protocol.decode(received[1], protocol.MAX_DOWN_MESSAGE)
             except ProtocolError:
                 continue
             if envelope.correlation != correlation:

@@ -30,7 +30,11 @@ SERVER_IDENTITY = "sevenfold-server"
 # free heap held back and three quarters of its stack taken, as measured by
 # tests/device_runtime/test_protocol_limits.py (numbers in docs/protocol.md).
 MAX_MESSAGE = 4096
-"""Bytes of one encoded message, checked before decoding."""
+"""Bytes of one encoded request (device to server), checked before decoding: evidence
+with its certificate chain must fit."""
+MAX_DOWN_MESSAGE = 2048
+"""Bytes of one encoded answer or push (server to device), checked before decoding: what a
+64 KiB device must be able to decode (docs/protocol.md), a fleet certificate included."""
 MAX_DEPTH = 16
 """Nesting of arrays, maps and tags; the envelope is the first level."""
 MAX_ITEMS = 32
@@ -255,8 +259,9 @@ def encode(kind: str, correlation: bytes, body: "dict[str, object]") -> bytes:
         raise InvalidField("correlation id must be " + str(CORRELATION_BYTES) + " bytes")
     _check_body(kind, body)
     data = cbor.dumps({"v": VERSION, "t": kind, "id": correlation, "b": body})
-    if len(data) > MAX_MESSAGE:
-        raise TooLarge("message is " + str(len(data)) + " bytes, limit " + str(MAX_MESSAGE))
+    limit = MAX_MESSAGE if kind in REQUESTS else MAX_DOWN_MESSAGE
+    if len(data) > limit:
+        raise TooLarge("message is " + str(len(data)) + " bytes, limit " + str(limit))
     return data
 
 
@@ -271,16 +276,18 @@ class Envelope:
         self.body = body
 
 
-def _loads(data: bytes) -> object:
+def _loads(data: bytes, limit: int) -> object:
     """CBOR within the protocol's limits, the size checked before a byte is decoded."""
-    if len(data) > MAX_MESSAGE:
-        raise TooLarge("message is " + str(len(data)) + " bytes, limit " + str(MAX_MESSAGE))
+    if len(data) > limit:
+        raise TooLarge("message is " + str(len(data)) + " bytes, limit " + str(limit))
     return cbor.loads(data, MAX_DEPTH, MAX_ITEMS, MAX_TOTAL_ITEMS)
 
 
-def decode(data: bytes) -> Envelope:
-    """Parse and validate one message; every failure is a ProtocolError subclass."""
-    message = _loads(data)
+def decode(data: bytes, limit: int = MAX_MESSAGE) -> Envelope:
+    """Parse and validate one message of at most *limit* bytes; every failure is a
+    ProtocolError subclass. A device decodes with ``MAX_DOWN_MESSAGE``: servers never
+    send more, and a 64 KiB heap decodes no more with its margin."""
+    message = _loads(data, limit)
     if not isinstance(message, dict):
         raise InvalidField("message must be a map")
     _check_text_keys("envelope", message)

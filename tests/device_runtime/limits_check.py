@@ -53,7 +53,7 @@ def _nothing(argument):
 
 def _decode(data):
     try:
-        protocol.decode(data)
+        protocol.decode(data, protocol.MAX_DOWN_MESSAGE)
     except ProtocolError as exc:
         return exc.explain()
     return "decoded"
@@ -63,7 +63,7 @@ def main(folder, reserve_percent, stack_percent, limits):
     """Decode every file of *folder*; *limits*, when given, replaces the protocol's
     (size, depth, per container, total)."""
     if limits:
-        protocol.MAX_MESSAGE = limits[0]
+        protocol.MAX_DOWN_MESSAGE = limits[0]
         protocol.MAX_DEPTH = limits[1]
         protocol.MAX_ITEMS = limits[2]
         protocol.MAX_TOTAL_ITEMS = limits[3]

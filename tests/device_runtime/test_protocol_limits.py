@@ -39,7 +39,7 @@ STACK_PERCENT = 75
 
 Limits = tuple[int, int, int, int]
 LIMITS: Limits = (
-    protocol.MAX_MESSAGE,
+    protocol.MAX_DOWN_MESSAGE,
     protocol.MAX_DEPTH,
     protocol.MAX_ITEMS,
     protocol.MAX_TOTAL_ITEMS,
@@ -257,12 +257,12 @@ def test_the_messages_sit_exactly_at_or_over_the_limits() -> None:
     """On CPython, where memory is no concern, only the limits themselves decide."""
     for name, data in worst_cases(LIMITS).items():
         try:
-            protocol.decode(data)
+            protocol.decode(data, protocol.MAX_DOWN_MESSAGE)
         except TooLarge as exc:
             raise AssertionError(f"{name} is over a limit: {exc.reason}") from None
         except ProtocolError:
             pass
     for name, (data, reason) in over_limits(LIMITS).items():
         with pytest.raises(TooLarge) as refused:
-            protocol.decode(data)
+            protocol.decode(data, protocol.MAX_DOWN_MESSAGE)
         assert reason in refused.value.explain(), name
