@@ -1,4 +1,4 @@
-"""The attestation server's tables: enrolled devices and their audit trail.
+"""The attestation server's tables: devices, what provisioning proved, attestation, audit trail.
 
 These models are the reference the Alembic migrations in ``migrations/`` are
 checked against; the migrations, not ``create_all``, build a real database.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, Text
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, Index, Integer, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from device_runtime.core.protocol import ROOTS_OF_TRUST
@@ -86,3 +86,109 @@ class ProvisionedDevice(Base):
     fleet_certificate: Mapped[str] = mapped_column(Text)
     station: Mapped[str] = mapped_column(Text)
     provisioned_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+_VERDICTS = "('affirming', 'warning', 'contraindicated')"
+
+
+class AttestationChallenge(Base):
+    """A nonce issued to one device, outstanding until its evidence consumes it or it expires.
+
+    Consumed by a single conditional DELETE, so a nonce answers at most one
+    piece of evidence however many copies of it arrive at once.
+    """
+
+    __tablename__ = "attestation_challenges"
+    __table_args__ = (Index("ix_attestation_challenges_expires_at", "expires_at"),)
+
+    nonce: Mapped[str] = mapped_column(Text, primary_key=True)
+    """32 random bytes in hex."""
+    device_id: Mapped[str] = mapped_column(Text)
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class DeviceTrust(Base):
+    """Where each device stands with the verifier: its latest result, its pass, its quarantine.
+
+    ``pass_until`` is the expiry of the fleet certificate the last passing
+    appraisal issued; a device holds the application plane at the broker only
+    while it is in the future and the device is not quarantined. The boot and
+    TPM counters are what the last accepted evidence said, for the checks that
+    they never go back.
+    """
+
+    __tablename__ = "device_trust"
+    __table_args__ = (
+        CheckConstraint(f"status IS NULL OR status IN {_VERDICTS}", name="status_verdict"),
+    )
+
+    device_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    group_name: Mapped[str] = mapped_column(Text)
+    status: Mapped[str | None] = mapped_column(Text)
+    code: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    appraised_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    pass_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    certificate_serial: Mapped[str | None] = mapped_column(Text)
+    quarantined_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    quarantine_reason: Mapped[str | None] = mapped_column(Text)
+    bootcount: Mapped[int | None] = mapped_column(BigInteger)
+    bootseed: Mapped[str | None] = mapped_column(Text)
+    tpm_reset_count: Mapped[int | None] = mapped_column(BigInteger)
+    tpm_clock: Mapped[int | None] = mapped_column(BigInteger)
+    swversion: Mapped[str | None] = mapped_column(Text)
+    image_digest: Mapped[str | None] = mapped_column(Text)
+
+
+class AttestationRecord(Base):
+    """One appraisal as it was judged: the history behind ``device_trust``."""
+
+    __tablename__ = "attestation_results"
+    __table_args__ = (
+        CheckConstraint(f"status IN {_VERDICTS}", name="status_verdict"),
+        Index("ix_attestation_results_device_id_at", "device_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    status: Mapped[str] = mapped_column(Text)
+    code: Mapped[str] = mapped_column(Text)
+    reasons: Mapped[str] = mapped_column(Text)
+    """JSON list of reasons."""
+    trustworthiness: Mapped[str] = mapped_column(Text)
+    """JSON object: the AR4SI trustworthiness vector."""
+    via_recovery: Mapped[bool] = mapped_column(Boolean)
+    certificate_not_after: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class ReferenceValue(Base):
+    """A measurement the fleet operator endorsed for a hardware model (``sevenfold endorse``)."""
+
+    __tablename__ = "reference_values"
+    __table_args__ = (
+        CheckConstraint("component IN ('image', 'config')", name="component_kind"),
+        UniqueConstraint("hwmodel", "component", "digest", name="uq_reference_values_measurement"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    hwmodel: Mapped[str] = mapped_column(Text)
+    component: Mapped[str] = mapped_column(Text)
+    digest: Mapped[str] = mapped_column(Text)
+    """SHA-256 in hex."""
+    swversion: Mapped[str | None] = mapped_column(Text)
+    security_version: Mapped[int | None] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(Text)
+    """Who endorsed it: ``operator``, or a release's name once releases register theirs."""
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AttestationPolicyRecord(Base):
+    """The appraisal policy of one device group, as JSON (``attestation_policy.Policy``)."""
+
+    __tablename__ = "attestation_policies"
+
+    group_name: Mapped[str] = mapped_column(Text, primary_key=True)
+    policy: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -114,6 +114,12 @@ class Unavailable(RetryLater):
     code = "unavailable"
 
 
+class Contraindicated(SevenfoldError):
+    """The verifier judged this device's evidence untrustworthy: no fleet certificate."""
+
+    code = "contraindicated"
+
+
 class CryptoError(SevenfoldError):
     """A signature, key or certificate did not verify or could not be used."""
 

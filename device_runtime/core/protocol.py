@@ -116,6 +116,7 @@ SCHEMAS: "dict[str, tuple[object, ...]]" = {
         "reason", str, 1, 0, MAX_TEXT, None,
         "certificate", bytes, 0, 1, MAX_CERTIFICATE, None,
         "not_after", int, 0, 0, _U64, None,
+        "server_time", int, 1, 0, _U64, None,
     ),
     "attest-now": (),
     "error": (
