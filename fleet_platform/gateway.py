@@ -64,7 +64,7 @@ from device_runtime.core.errors import (
     Unavailable,
 )
 from device_runtime.ports.cpython.transport import disable_nagle
-from fleet_platform import device_topics
+from fleet_platform import device_requests, device_topics
 from fleet_platform.bounded_mqtt import BoundedClient
 from fleet_platform.broker_config import RECOVERY_MOUNT_POINT, max_packet_size
 from fleet_platform.event_budget import EventBudget
@@ -372,12 +372,12 @@ class Gateway:
 
     def _refuse(self, device_id: str, route: Route, payload: bytes, error: ProtocolError) -> None:
         """Answer without serving; the request itself was never looked at."""
-        correlation = protocol.correlation_of(payload)
+        correlation = device_requests.correlation_of(payload)
         if correlation is None:
             self.metrics.count("sevenfold_gateway_dropped_total", "no-correlation")
             return
         self.metrics.count("sevenfold_gateway_answers_total", error.code)
-        answer = protocol.encode("error", correlation, protocol.error_body(error))
+        answer = protocol.encode("error", correlation, device_requests.error_body(error))
         self._publish(device_id, route, answer)
 
     def _busy_wait_ms(self) -> int:
@@ -472,7 +472,7 @@ class Gateway:
 
     def _decode(self, work: Work) -> Decoded:
         try:
-            envelope = protocol.decode_request(work.payload, work.device_id, work.route[0])
+            envelope = device_requests.decode_request(work.payload, work.device_id, work.route[0])
         except ProtocolError as exc:
             return exc
         if envelope.kind not in self._handlers:
@@ -547,11 +547,15 @@ class Gateway:
             correlation = (
                 item.correlation
                 if isinstance(item, protocol.Envelope)
-                else protocol.correlation_of(work.payload)
+                else device_requests.correlation_of(work.payload)
             )
         if correlation is None:
             return work, None, error.code
-        return work, protocol.encode("error", correlation, protocol.error_body(error)), error.code
+        return (
+            work,
+            protocol.encode("error", correlation, device_requests.error_body(error)),
+            error.code,
+        )
 
     def _log_rejection(self, device_id: str, error: ProtocolError) -> None:
         admitted, suppressed = self._log_budget.admit(device_id, time.monotonic())

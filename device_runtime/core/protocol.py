@@ -11,10 +11,7 @@ device is an identity mismatch. Runs unchanged under MicroPython.
 
 from device_runtime.core import cbor
 from device_runtime.core.errors import (
-    IdentityMismatch,
     InvalidField,
-    ProtocolError,
-    RetryLater,
     TooLarge,
     UnknownType,
     UnsupportedVersion,
@@ -181,7 +178,7 @@ def shown(value: object) -> str:
     return "a value of type " + type(value).__name__
 
 
-def _is_control(ch: str) -> bool:
+def is_control(ch: str) -> bool:
     """C0, DEL or C1: characters that steer a terminal or forge a log line."""
     code = ord(ch)
     return code < 0x20 or 0x7F <= code <= 0x9F
@@ -190,7 +187,7 @@ def _is_control(ch: str) -> bool:
 def _control_character_at(text: str) -> int:
     """Index of the first control character in *text*, else -1."""
     for i, ch in enumerate(text):
-        if _is_control(ch):
+        if is_control(ch):
             return i
     return -1
 
@@ -306,51 +303,3 @@ def decode(data: bytes, limit: int = MAX_MESSAGE) -> Envelope:
         if key not in ("v", "t", "id", "b"):
             raise InvalidField("unexpected envelope field " + shown(key))
     return Envelope(kind, correlation, _check_body(kind, message.get("b")))
-
-
-def decode_request(data: bytes, device_id: str, plane: str = APPLICATION_PLANE) -> Envelope:
-    """Server side: a request from *device_id*, the identity its certificate proves,
-    received on *plane*'s topic."""
-    envelope = decode(data)
-    if envelope.kind not in REQUESTS:
-        raise UnknownType(repr(envelope.kind) + " is not a request")
-    if PLANES[envelope.kind] != plane:
-        raise UnknownType(repr(envelope.kind) + " is not a request on this topic")
-    claimed = envelope.body.get("device_id")
-    if claimed is not None and claimed != device_id:
-        raise IdentityMismatch(
-            "payload claims " + repr(claimed) + " but the certificate proves " + repr(device_id)
-        )
-    return envelope
-
-
-def error_body(error: ProtocolError) -> "dict[str, object]":
-    """The body of an ``error`` answer to *error*, always encodable.
-
-    The reason is cut to MAX_TEXT and its control characters are replaced,
-    because it may quote what a peer sent and must pass the text-field rules.
-    """
-    reason = error.reason
-    if len(reason) > MAX_TEXT:
-        reason = reason[: MAX_TEXT - 3] + "..."
-    reason = "".join("?" if _is_control(ch) else ch for ch in reason)
-    body: "dict[str, object]" = {"code": error.code, "reason": reason}
-    if isinstance(error, RetryLater):
-        body["retry_after"] = min(max(error.retry_after_ms, 0), MAX_RETRY_AFTER_MS)
-    return body
-
-
-def correlation_of(data: bytes) -> "bytes | None":
-    """Best effort: the correlation id of a rejected message, so the error can be routed."""
-    try:
-        message = _loads(data)
-    except ProtocolError:
-        return None
-    if not isinstance(message, dict):
-        return None
-    for key, value in message.items():
-        # Compare text keys only (see _check_text_keys).
-        if isinstance(key, str) and key == "id":
-            if isinstance(value, bytes) and len(value) == CORRELATION_BYTES:
-                return value
-    return None

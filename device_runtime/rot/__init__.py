@@ -13,12 +13,22 @@ provisioning console and attestation never know which one they hold:
     leaves it, the same across firmware versions. Its certificate (CN = the
     device id) is what the device presents to the broker.
 ``attestation_key()``
-    The key that signs evidence: DICE's Alias key (derived from the firmware
-    measurement, so it changes when the firmware does), the TPM's unrestricted
-    signing key, a second file key for the software backend.
+    A second key: DICE's Alias key (derived from the firmware measurement, so
+    it changes when the firmware does), the TPM's second unrestricted signing
+    key, a second file key for the software backend.
     A key is an object with ``public_key() -> bytes`` (SEC1 uncompressed point,
     65 bytes) and ``sign(message) -> bytes`` (ES256: SHA-256 then ECDSA P-256,
     raw r || s, 64 bytes).
+``evidence_key()`` / ``certificate_chain(deviceid_certificate, device_id) -> list[bytes]``
+    The key that signs evidence (``device_runtime.core.evidence``, EAT profile
+    1) and the DER certificates naming it, leaf first, the given DeviceID
+    certificate last, so the evidence builder never asks which kind it holds.
+    DICE: the Alias key and ``[Alias certificate, DeviceID certificate]``, the
+    Alias certificate issued on the device by the DeviceID key and stating the
+    firmware measurement. TPM and software: the DeviceID key and
+    ``[DeviceID certificate]`` (the TPM's DeviceID key is the one whose
+    residency the factory proved). A TPM's evidence also carries
+    ``quote(nonce, registers=(0, 1))``.
 ``csr(common_name) -> bytes``
     A DER PKCS#10 request for the identity key, signed by it (proof of
     possession), naming *common_name*; a factory CA certifies the key from it

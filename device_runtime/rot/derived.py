@@ -46,6 +46,14 @@ class DerivedRootOfTrust:
     def attestation_key(self) -> "DerivedKey":
         return self._attestation
 
+    def evidence_key(self) -> "DerivedKey":
+        """The DeviceID key, certified by the factory; DICE signs with its Alias key instead."""
+        return self._identity
+
+    def certificate_chain(self, deviceid_certificate: bytes, device_id: str) -> list[bytes]:
+        """Just the DeviceID certificate: it certifies the evidence key itself."""
+        return [deviceid_certificate]
+
     def csr(self, common_name: str) -> bytes:
         from device_runtime.rot import certificates
 

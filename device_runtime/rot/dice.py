@@ -39,6 +39,7 @@ from device_runtime.rot.keys import derive_key
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from device_runtime.core.port_types import RandomBytes, SignEs256, Store
+    from device_runtime.rot.keys import DerivedKey
 
 KIND = "dice"
 UDS_KEY = "dice-uds"
@@ -104,6 +105,10 @@ class DiceRootOfTrust(DerivedRootOfTrust):
 
     def describe(self) -> str:
         return "DICE root of trust (UDS in a file, first stage in software; see docs)"
+
+    def evidence_key(self) -> "DerivedKey":
+        """The Alias key: derived from the firmware measurement, so only this firmware has it."""
+        return self._attestation
 
     def certificate_chain(self, deviceid_certificate: bytes, device_id: str) -> list[bytes]:
         """Leaf first: the Alias certificate (CN = *device_id*), issued here by the DeviceID

@@ -10,11 +10,13 @@ itself; this module only chooses the objects and speaks ESAPI:
   included, can get the private part out.
 * The DeviceID key (``IDENTITY_HANDLE``): unrestricted ECC P-256 signing key for
   CSRs and, through ``identity_key().sign``, anything the device signs.
-* The evidence key (``EVIDENCE_HANDLE``, ``attestation_key()``): a second
-  unrestricted signing key, for evidence, so the DeviceID key is not used for both.
+* A second unrestricted signing key (``EVIDENCE_HANDLE``, ``attestation_key()``).
+  Evidence (EAT profile 1) is signed by the DeviceID key instead
+  (``evidence_key()``): that is the key whose residency the factory proved.
 * The attestation key for quotes (``QUOTE_HANDLE``): a *restricted* signing key,
   which signs only what the TPM itself generated (TPMS_ATTEST), never a digest
-  a caller hands it.
+  a caller hands it. Evidence needs ``quote(nonce, registers=(0, 1))``: the
+  image and configuration registers, qualified by the token's nonce.
 * Measurement registers 0..7 are the SHA-256 bank's PCRs 8..15 (``PCRS``). The
   PCRs 16..23 cannot serve: 17..22 are the DRTM PCRs
   (they start at all-ones and refuse extends from locality 0, the only one an
@@ -93,7 +95,7 @@ SRK_HANDLE = 0x81005300
 IDENTITY_HANDLE = 0x81005301
 """DeviceID key: unrestricted ECC P-256 signing key."""
 EVIDENCE_HANDLE = 0x81005302
-"""Evidence key (``attestation_key()``): unrestricted ECC P-256 signing key."""
+"""``attestation_key()``: unrestricted ECC P-256 signing key (evidence uses the DeviceID key)."""
 QUOTE_HANDLE = 0x81005303
 """Attestation key for quotes: restricted ECC P-256 signing key."""
 COUNTER_BASE = 0x01005300
@@ -389,8 +391,17 @@ class TpmRootOfTrust:
         return self._keys[IDENTITY_HANDLE]
 
     def attestation_key(self) -> TpmKey:
-        """The evidence key: a second unrestricted TPM-resident signing key."""
+        """A second unrestricted TPM-resident signing key (not the one evidence uses)."""
         return self._keys[EVIDENCE_HANDLE]
+
+    def evidence_key(self) -> TpmKey:
+        """The DeviceID key: the one whose residency in this TPM the factory proved
+        (credential activation), so a token it signs can only come from this TPM."""
+        return self.identity_key()
+
+    def certificate_chain(self, deviceid_certificate: bytes, device_id: str) -> list[bytes]:
+        """Just the DeviceID certificate: it certifies the evidence key itself."""
+        return [deviceid_certificate]
 
     def csr(self, common_name: str) -> bytes:
         """DER PKCS#10 for the DeviceID key, signed by the TPM (proof of possession)."""
@@ -577,7 +588,7 @@ class TpmRootOfTrust:
         return self.identity_key().public_area()
 
     def attestation_public(self) -> bytes:
-        """Marshalled TPM2B_PUBLIC of the evidence key."""
+        """Marshalled TPM2B_PUBLIC of the attestation key (``attestation_key()``)."""
         return self.attestation_key().public_area()
 
     def quote_public(self) -> bytes:
@@ -589,7 +600,8 @@ class TpmRootOfTrust:
 
         Returns the TPMS_ATTEST bytes the TPM signed and the ES256 signature (raw
         r||s over SHA-256 of them); ``attestation_server.tpm_identity.verify_quote``
-        checks both."""
+        checks both. Evidence sends ``quote(nonce, registers=(0, 1))`` beside its
+        token: the registers ``evidence.measure_boot`` extended, the token's nonce."""
         if not isinstance(nonce, bytes) or len(nonce) > MAX_NONCE:
             raise RootOfTrustError(f"a quote nonce is at most {MAX_NONCE} bytes")
         selection = _pcr_selection(registers)

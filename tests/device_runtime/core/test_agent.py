@@ -31,6 +31,7 @@ from device_runtime.ports.cpython.clock import SystemClock
 from device_runtime.ports.cpython.storage import DirectoryStore
 from device_runtime.ports.cpython.transport import MqttTransport
 from fleet_platform.broker import MosquittoBroker
+from fleet_platform.device_requests import decode_request, error_body
 from fleet_platform.pki import CertificateAuthority
 from tests.broker_fixtures import IssueCredential, MqttSession, OpenSession
 from tests.device_runtime.cpython_devices import device_agent, device_transport
@@ -81,7 +82,7 @@ class ScriptedServer:
             received = self.session.receive(timeout=0.1)
             if received is None:
                 continue
-            envelope = protocol.decode_request(received[1], DEVICE)
+            envelope = decode_request(received[1], DEVICE)
             self.seen.append(
                 Seen(time.monotonic(), envelope.kind, envelope.correlation, envelope.body)
             )
@@ -89,7 +90,7 @@ class ScriptedServer:
             if result is None:
                 continue
             if isinstance(result, RetryLater):
-                kind, body = "error", protocol.error_body(result)
+                kind, body = "error", error_body(result)
             elif isinstance(result, tuple):
                 kind, body = result
             else:

@@ -2,7 +2,6 @@
 
 from device_runtime.core import cbor, protocol
 from device_runtime.core.errors import (
-    IdentityMismatch,
     InvalidField,
     ProtocolError,
     TooLarge,
@@ -76,25 +75,3 @@ def test_decode_rejections():
     raises(InvalidField, protocol.decode, cbor.dumps([1, 2]))
     raises(TooLarge, protocol.decode, b"\x00" * (protocol.MAX_MESSAGE + 1))
     raises(ProtocolError, protocol.decode, b"\xff")
-
-
-def test_identity_comes_from_the_certificate():
-    data = protocol.encode("enroll", CID, ENROLL)
-    assert protocol.decode_request(data, "dev-1").body["device_id"] == "dev-1"
-    raises(IdentityMismatch, protocol.decode_request, data, "dev-2")
-    answer = protocol.encode("enrolled", CID, {"heartbeat_interval": 5, "server_time": 1})
-    raises(UnknownType, protocol.decode_request, answer, "dev-1")
-
-
-def test_error_body_truncates_long_reasons():
-    body = protocol.error_body(InvalidField("x" * 1000))
-    assert body["code"] == "bad-field"
-    assert len(body["reason"]) == protocol.MAX_TEXT
-    protocol.encode("error", CID, body)
-
-
-def test_correlation_salvage():
-    assert protocol.correlation_of(cbor.dumps({"id": CID, "t": 9})) == CID
-    assert protocol.correlation_of(cbor.dumps({"id": b"x"})) is None
-    assert protocol.correlation_of(b"\xff") is None
-    assert protocol.correlation_of(cbor.dumps([CID])) is None

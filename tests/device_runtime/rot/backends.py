@@ -47,11 +47,15 @@ def _remove_tree(path):
 
 
 class Backend:
-    def __init__(self, kind):
+    def __init__(self, kind, directory=None):
+        """A fresh directory under /tmp, or *directory* (made by the caller, kept on close)."""
         self.kind = kind
         self.firmware_bound = kind == "dice"
-        self.directory = "/tmp/sevenfold-rot-" + crypto.random_bytes(8).hex()
-        os.mkdir(self.directory)
+        self._owned = directory is None
+        if directory is None:
+            directory = "/tmp/sevenfold-rot-" + crypto.random_bytes(8).hex()
+            os.mkdir(directory)
+        self.directory = directory
 
     def store(self, device, below=""):
         path = self.directory + "/" + device + below
@@ -90,7 +94,8 @@ class Backend:
         )
 
     def close(self):
-        _remove_tree(self.directory)
+        if self._owned:
+            _remove_tree(self.directory)
 
 
 PORTABLE_KINDS = ("software", "dice")

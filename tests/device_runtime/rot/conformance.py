@@ -13,7 +13,9 @@ fit the file-backed backends only.
 """
 
 from tests.device_runtime.rot.conformance_keys import (
+    check_certificate_chain,
     check_csr,
+    check_evidence_key_signs_es256,
     check_firmware_measurement,
     check_keys_sign_es256,
     check_keys_stable_across_reopen,
@@ -33,6 +35,8 @@ CHECKS = (
     check_kind,
     check_keys_stable_across_reopen,
     check_keys_sign_es256,
+    check_evidence_key_signs_es256,
+    check_certificate_chain,
     check_firmware_measurement,
     check_measurements,
     check_counters,

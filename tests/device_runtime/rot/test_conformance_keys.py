@@ -29,3 +29,7 @@ def test_keys_sign_es256():
 
 def test_firmware_measurement_moves_the_alias_key_only():
     on_every_backend(checks.check_firmware_measurement)
+
+
+def test_evidence_key_signs_es256():
+    on_every_backend(checks.check_evidence_key_signs_es256)

@@ -9,12 +9,15 @@ indices; ``test_tpm.py`` checks an index posing as one).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from attestation_server.tpm_identity import verify_quote
+from device_runtime.core import evidence
 from device_runtime.rot.tpm import TpmRootOfTrust
 from device_runtime.simulated_tpm import SimulatedTpm
 from tests.components import binary
@@ -66,6 +69,8 @@ CHECKS: list[Callable[[Any], None]] = [
     conformance_keys.check_kind,
     conformance_keys.check_keys_stable_across_reopen,
     conformance_keys.check_keys_sign_es256,
+    conformance_keys.check_evidence_key_signs_es256,
+    conformance_keys.check_certificate_chain,
     conformance_keys.check_firmware_measurement,
     conformance_keys.check_csr,
     conformance_state.check_measurements,
@@ -82,3 +87,18 @@ def test_the_tpm_backend_meets_the_contract(
     backend: TpmBackend, check: Callable[[Any], None]
 ) -> None:
     check(backend)
+
+
+def test_the_quote_evidence_needs_covers_the_image_and_config_registers(
+    backend: TpmBackend,
+) -> None:
+    """What a TPM sends beside its token: a quote over registers 0 and 1 with the token's nonce,
+    each register ``SHA-256(0^32 || digest)`` after ``measure_boot``."""
+    rot = backend.open("a")
+    image, config = hashlib.sha256(b"image").digest(), hashlib.sha256(b"config").digest()
+    evidence.measure_boot(rot, image, config)
+    nonce = rot.random_bytes(32)
+    attest, signature = rot.quote(nonce, registers=(0, 1))
+    expected = {i: hashlib.sha256(bytes(32) + d).digest() for i, d in ((0, image), (1, config))}
+    info = verify_quote(rot.quote_public(), attest, signature, nonce, expected)
+    assert info.registers == (0, 1)
