@@ -16,10 +16,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, Table, and_, delete, insert, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
 
 from attestation_server.appraisal import (
     AttestationResult,
@@ -42,13 +43,13 @@ from device_runtime.core.errors import SevenfoldError
 from fleet_platform.storage import Database
 from fleet_platform.storage.timestamps import require_aware
 
-_CHALLENGES = AttestationChallenge.__table__
-_TRUST = DeviceTrust.__table__
-_RESULTS = AttestationRecord.__table__
-_REFERENCES = ReferenceValue.__table__
-_POLICIES = AttestationPolicyRecord.__table__
-_PROVISIONED = ProvisionedDevice.__table__
-_EVENTS = DeviceEvent.__table__
+_CHALLENGES = cast(Table, AttestationChallenge.__table__)
+_TRUST = cast(Table, DeviceTrust.__table__)
+_RESULTS = cast(Table, AttestationRecord.__table__)
+_REFERENCES = cast(Table, ReferenceValue.__table__)
+_POLICIES = cast(Table, AttestationPolicyRecord.__table__)
+_PROVISIONED = cast(Table, ProvisionedDevice.__table__)
+_EVENTS = cast(Table, DeviceEvent.__table__)
 
 DEFAULT_GROUP = "default"
 GROUP = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -322,7 +323,7 @@ class TrustStore:
             "swversion": claims.swversion,
             "image_digest": claims.image_digest.hex(),
         }
-        unchanged_tpm = True
+        unchanged_tpm: ColumnElement[bool] = true()
         if result.tpm_clock is not None:
             values["tpm_reset_count"], values["tpm_clock"] = result.tpm_clock
             unchanged_tpm = or_(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from device_runtime.core.agent import DeviceAgent
-from device_runtime.core.errors import ConfigError, SevenfoldError
+from device_runtime.core.attestor import Attestor
+from device_runtime.core.errors import ConfigError, SevenfoldError, TransportError
 from device_runtime.ports.cpython.atomic_file import write_atomic
 from device_runtime.ports.cpython.clock import SystemClock
 from device_runtime.ports.cpython.crypto import random_bytes, sign_es256
@@ -36,6 +38,10 @@ Certify = Callable[[bytes, str], bytes]
 """(CSR PEM, device id) -> certificate PEM."""
 
 CERT_FILE = "device.crt"
+FLEET_CERT_FILE = "fleet.crt"
+"""The fleet certificate of the last pass, as the CPython TLS stack reads it."""
+KeyFiles = Callable[[str], AbstractContextManager[Path]]
+"""``"identity"`` or ``"evidence"`` -> where the TLS library reads that key, while open."""
 UDS_DIRECTORY = "uds"
 """Below a DICE device's directory: the UDS store, which only the first stage reads."""
 SIMULATED_KINDS = (SoftwareRootOfTrust.kind, dice.KIND)
@@ -46,8 +52,8 @@ def open_root_of_trust(
 ) -> DerivedRootOfTrust:
     """A simulated device's root of trust, created on first use (a DICE UDS at "manufacture").
 
-    The DICE firmware measurement is SHA-256 of the simulated firmware's name
-    and version, so a new *swversion* gives the device a new Alias key.
+    The DICE firmware measurement is :func:`firmware_measurement` of *swversion*,
+    so a new version gives the device a new Alias key.
     """
     store = DirectoryStore(directory=directory)
     if kind == SoftwareRootOfTrust.kind:
@@ -62,7 +68,7 @@ def open_root_of_trust(
     return dice.DiceRootOfTrust.boot(
         uds_store=uds,
         store=store,
-        firmware_measurement=hashlib.sha256(f"sevenfold-sim {swversion}".encode()).digest(),
+        firmware_measurement=firmware_measurement(swversion),
         vendor="Sevenfold",
         model=hwmodel,
         version=swversion,
@@ -70,6 +76,11 @@ def open_root_of_trust(
         random_bytes=random_bytes,
         sign_es256=sign_es256,
     )
+
+
+def firmware_measurement(swversion: str) -> bytes:
+    """SHA-256 of the simulated firmware image: its name and version stand in for its bytes."""
+    return hashlib.sha256(f"sevenfold-sim {swversion}".encode()).digest()
 
 
 def csr_pem(der: bytes) -> bytes:
@@ -84,6 +95,7 @@ class SimulatedDevice:
     boot_count: int = 0
     beats: int = 0
     error: str | None = None
+    attested: bool = False
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -93,6 +105,50 @@ class BrokerAddress:
     port: int
     ca_path: Path
     prefix: str
+    recovery_port: int | None = None
+    """The broker's recovery listener, for devices that attest (DeviceID certificate)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttestedLink:
+    """The agent's ``Link`` on CPython: the recovery listener with the DeviceID certificate,
+    the fleet listener with each fleet certificate a pass brought."""
+
+    device: SimulatedDevice
+    broker: BrokerAddress
+    deviceid_certificate: Path
+    """PEM, as the factory installed it."""
+    key_files: KeyFiles
+
+    def recovery(self) -> MqttTransport:
+        if self.broker.recovery_port is None:
+            raise ConfigError("this broker address has no recovery listener to attest through")
+        return self._transport(self.broker.recovery_port, self.deviceid_certificate, "identity")
+
+    def fleet(self, certificate: bytes) -> MqttTransport:
+        try:
+            pem = x509.load_der_x509_certificate(certificate).public_bytes(
+                serialization.Encoding.PEM
+            )
+        except ValueError as exc:
+            raise TransportError(f"the fleet certificate of this pass is not DER: {exc}") from None
+        path = self.device.directory / FLEET_CERT_FILE
+        write_atomic(path, pem, mode=0o600)
+        return self._transport(self.broker.port, path, "evidence")
+
+    def _transport(self, port: int, certificate: Path, key: str) -> MqttTransport:
+        try:
+            with self.key_files(key) as key_path:
+                return MqttTransport(
+                    host=self.broker.host,
+                    port=port,
+                    client_id=self.device.device_id,
+                    ca_path=self.broker.ca_path,
+                    cert_path=certificate,
+                    key_path=key_path,
+                )
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise TransportError(f"TLS credentials refused: {exc}") from None
 
 
 class SimulatedFleet:
@@ -200,37 +256,52 @@ def tls_transport(
         return None
 
 
+SWNAME = "sevenfold-sim"
+
+
 def run_agent(
     *,
     device: SimulatedDevice,
     rot_kind: str,
-    transport: MqttTransport,
     broker: BrokerAddress,
     hwmodel: str,
     swversion: str,
     beats: int,
+    transport: MqttTransport | None = None,
+    link: AttestedLink | None = None,
+    attestor: Attestor | None = None,
 ) -> None:
-    """Boot, enroll and heartbeat *beats* times as *device*; the outcome lands on *device*."""
-    agent = DeviceAgent(
-        device_id=device.device_id,
-        hwmodel=hwmodel,
-        swname="sevenfold-sim",
-        swversion=swversion,
-        rot=rot_kind,
-        transport=transport,
-        clock=SystemClock(),
-        store=DirectoryStore(directory=device.directory),
-        random_bytes=random_bytes,
-        prefix=broker.prefix,
-    )
+    """Boot, (attest,) enroll and heartbeat *beats* times as *device*; the outcome lands on
+    *device*. With *link* and *attestor* the device earns its broker access first."""
+    try:
+        agent = DeviceAgent(
+            device_id=device.device_id,
+            hwmodel=hwmodel,
+            swname=SWNAME,
+            swversion=swversion,
+            rot=rot_kind,
+            transport=transport,
+            clock=SystemClock(),
+            store=DirectoryStore(directory=device.directory),
+            random_bytes=random_bytes,
+            prefix=broker.prefix,
+            link=link,
+            evidence=attestor,
+        )
+    except SevenfoldError as exc:
+        device.error = exc.explain()
+        device.done.set()
+        return
     try:
         device.boot_count = agent.boot()
+        if agent.certificate:
+            device.attested = True
         agent.enroll()
         agent.run(beats=beats, on_beat=lambda _answer: _count_beat(device))
     except SevenfoldError as exc:
         device.error = exc.explain()
     finally:
-        transport.close()
+        agent.transport.close()
         device.done.set()
 
 

@@ -17,6 +17,10 @@ from device_runtime.core.errors import (
     UnsupportedVersion,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 VERSION = 1
 CORRELATION_BYTES = 8
 DEFAULT_PREFIX = "sevenfold"
@@ -74,7 +78,7 @@ _SHOWN = 32
 # (measured on the unix port with these schemas).
 FIELD = 6
 # fmt: off
-SCHEMAS: "dict[str, tuple[object, ...]]" = {
+SCHEMAS: "dict[str, tuple[Any, ...]]" = {
     "enroll": (
         "device_id", str, 1, 0, MAX_DEVICE_ID, None,
         "hwmodel", str, 1, 0, 64, None,

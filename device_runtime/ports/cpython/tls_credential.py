@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -43,11 +43,16 @@ def private_key_pem(key: ScalarKey) -> bytes:
 
 
 @contextmanager
-def identity_key_file(rot: DerivedKeyHolder) -> Iterator[Path]:
-    """A path to the identity key's PEM, valid inside the ``with`` block, never on disk."""
-    fd = os.memfd_create("sevenfold-identity-key", os.MFD_CLOEXEC)
+def key_file(key: ScalarKey) -> Iterator[Path]:
+    """A path to *key*'s PEM, valid inside the ``with`` block, never on disk."""
+    fd = os.memfd_create("sevenfold-tls-key", os.MFD_CLOEXEC)
     try:
-        os.write(fd, private_key_pem(rot.identity_key()))
+        os.write(fd, private_key_pem(key))
         yield Path(f"/proc/self/fd/{fd}")
     finally:
         os.close(fd)
+
+
+def identity_key_file(rot: DerivedKeyHolder) -> AbstractContextManager[Path]:
+    """The DeviceID key's :func:`key_file`."""
+    return key_file(rot.identity_key())
