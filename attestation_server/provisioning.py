@@ -7,7 +7,8 @@ token. The server checks again everything it can check itself (the CSR's
 proof of possession, its CN, the curve, the device id and hardware model
 syntax, the root-of-trust kind, that the manufacturer certificate is for the
 same key and name, that a manufacturer CA this server trusts issued it, and in
-the form the kind calls for), signs a fleet certificate for the same key and
+the form the kind calls for, and that a TPM board's quote key is a restricted
+TPM-resident signing key), signs a fleet certificate for the same key and
 records the device in one transaction: a registration is there completely or
 not at all. A stolen factory token alone therefore registers nothing: the
 registration also needs a certificate from a trusted manufacturer CA.
@@ -43,6 +44,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Table, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from attestation_server import tpm_identity
 from attestation_server.tables import DeviceEvent, ProvisionedDevice
 from device_runtime.core import protocol
 from device_runtime.core.errors import CryptoError, InvalidField, SevenfoldError
@@ -57,6 +59,8 @@ HWMODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 STATION = re.compile(r"^[ -~]{1,64}$")
 MAX_CSR = 4096
 MAX_CERTIFICATE = 8192
+MAX_QUOTE_KEY = 256
+"""Bytes of a quote key's TPM2B_PUBLIC: an ECC P-256 key's is about 90, a policy adds 32-64."""
 STRENGTH = {"software": 0, "dice": 1, "tpm": 2}
 """Root-of-trust kinds, weakest first: a reprovision may keep or raise the kind, never lower it."""
 
@@ -156,6 +160,9 @@ class Registration:
     manufacturer_certificate: str
     station: str
     reprovision: bool = False
+    quote_key: bytes | None = None
+    """A TPM board's restricted quote key (marshalled TPM2B_PUBLIC), which the station proved
+    lives in the board's TPM; None for every other kind."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -170,6 +177,8 @@ class ProvenRecord:
     fleet_certificate: str
     station: str
     provisioned_at: datetime
+    quote_key: str | None = None
+    """The TPM quote key's TPM2B_PUBLIC in hex (``tpm_identity.verify_quote`` takes its bytes)."""
     created: bool = False
 
     @classmethod
@@ -183,6 +192,7 @@ class ProvenRecord:
             fleet_certificate=row["fleet_certificate"],
             station=row["station"],
             provisioned_at=row["provisioned_at"],
+            quote_key=row["quote_key"],
             created=created,
         )
 
@@ -215,6 +225,7 @@ class ProvisioningRegistry:
         check_kind(request.rot_kind)
         if not STATION.fullmatch(request.station):
             raise ProvisioningRefused("bad-station", "a station name is 1-64 printable characters")
+        quote_key = _recorded_quote_key(request.rot_kind, request.quote_key)
         csr = read_csr(request.csr_der, device_id)
         point = public_point(cast(ec.EllipticCurvePublicKey, csr.public_key()))
         at = now or datetime.now(UTC)
@@ -234,6 +245,7 @@ class ProvisioningRegistry:
             "manufacturer_certificate": request.manufacturer_certificate,
             "station": request.station,
             "provisioned_at": at,
+            "quote_key": quote_key,
         }
         # Signed before the transaction (it is only CPU), so the write lock is held briefly;
         # a repeated registration discards it and returns the stored one.
@@ -255,8 +267,8 @@ class ProvisioningRegistry:
                     return ProvenRecord.from_row(known)
                 if not request.reprovision:
                     raise RegistrationConflict(
-                        f"{device_id} is registered with another DeviceID key, hardware model"
-                        " or root of trust; reprovision to replace it"
+                        f"{device_id} is registered with another DeviceID key, quote key,"
+                        " hardware model or root of trust; reprovision to replace it"
                     )
                 if STRENGTH[request.rot_kind] < STRENGTH[known["rot_kind"]]:
                     raise RegistrationConflict(
@@ -308,6 +320,8 @@ def _event_reason(request: Registration, known: Any, values: dict[str, Any]) -> 
     )
     if known is None:
         return reason
+    if known["quote_key"] != values["quote_key"] and values["quote_key"] is not None:
+        reason += "; new quote key"
     old, new = str(known["public_key"]), str(values["public_key"])
     if old == new:
         return f"{reason}; same DeviceID key {key_fingerprint(old)}, was {known['rot_kind']}"
@@ -318,12 +332,39 @@ def _event_reason(request: Registration, known: Any, values: dict[str, Any]) -> 
 
 
 def _same(known: Any, values: dict[str, Any]) -> bool:
-    """The stored registration is this one: same key, model and kind (in constant time)."""
+    """The stored registration is this one: same DeviceID key (compared in constant time),
+    quote key, model and kind."""
     return (
         hmac.compare_digest(str(known["public_key"]), str(values["public_key"]))
+        and known["quote_key"] == values["quote_key"]
         and known["hwmodel"] == values["hwmodel"]
         and known["rot_kind"] == values["rot_kind"]
     )
+
+
+def _recorded_quote_key(kind: str, quote_key: bytes | None) -> str | None:
+    """The quote key as recorded (hex), if it is a TPM-resident restricted P-256 signing key.
+
+    A TPM board must bring one (a verifier believes its quotes only with the key provisioning
+    recorded); any other kind has none. The station proved that the key lives in the board's
+    certified TPM (a credential challenge); the server, which never speaks to the board,
+    checks what the key's public area says of it.
+    """
+    if kind != "tpm":
+        if quote_key is not None:
+            raise ProvisioningRefused("bad-quote-key", f"a {kind} board has no TPM quote key")
+        return None
+    if quote_key is None:
+        raise ProvisioningRefused("bad-quote-key", "a TPM board's registration needs its quote key")
+    if len(quote_key) > MAX_QUOTE_KEY:
+        raise ProvisioningRefused(
+            "bad-quote-key", f"the quote key is {len(quote_key)} bytes, over {MAX_QUOTE_KEY}"
+        )
+    try:
+        tpm_identity.check_quote_key(quote_key)
+    except tpm_identity.TpmIdentityError as exc:
+        raise ProvisioningRefused("bad-quote-key", exc.reason) from None
+    return quote_key.hex()
 
 
 def _check_manufacturer_certificate(
@@ -445,6 +486,11 @@ class RegistrationRequest(BaseModel):
     manufacturer_certificate: str = Field(max_length=MAX_CERTIFICATE, description="PEM")
     station: str = Field(max_length=64)
     reprovision: bool = False
+    quote_key: str | None = Field(
+        default=None,
+        max_length=(MAX_QUOTE_KEY + 2) // 3 * 4,
+        description="a TPM board's quote key: TPM2B_PUBLIC in base64 (TPM boards only)",
+    )
 
 
 class RegistrationView(BaseModel):
@@ -478,6 +524,12 @@ def router(
         except binascii.Error:
             raise HTTPException(status_code=422, detail="bad-csr: not base64") from None
         try:
+            quote_key = (
+                None if body.quote_key is None else base64.b64decode(body.quote_key, validate=True)
+            )
+        except binascii.Error:
+            raise HTTPException(status_code=422, detail="bad-quote-key: not base64") from None
+        try:
             record = registry.register(
                 Registration(
                     device_id=body.device_id,
@@ -487,6 +539,7 @@ def router(
                     manufacturer_certificate=body.manufacturer_certificate,
                     station=body.station,
                     reprovision=body.reprovision,
+                    quote_key=quote_key,
                 )
             )
         except RegistrationConflict as exc:

@@ -86,6 +86,9 @@ class ProvisionedDevice(Base):
     fleet_certificate: Mapped[str] = mapped_column(Text)
     station: Mapped[str] = mapped_column(Text)
     provisioned_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    quote_key: Mapped[str | None] = mapped_column(Text)
+    """A TPM board's restricted quote key, its TPM2B_PUBLIC in hex, proven to live in the
+    board's TPM: what a TPM quote from this device must verify under. Null for other kinds."""
 
 
 _VERDICTS = "('affirming', 'warning', 'contraindicated')"

@@ -14,6 +14,9 @@ its EK and the public areas of its keys. From those this module proves:
   (its name is the hash of the area) can recover ``secret`` with
   TPM2_ActivateCredential; a device that answers with ``secret`` proves the key
   with those attributes lives in the certified TPM.
+* ``check_quote_key``: a key's public area is that of a TPM-resident,
+  restricted P-256 signing key, which signs only what the TPM generated (a
+  quote), never a digest its caller chose.
 * ``verify_quote``: a TPM2_Quote from a restricted attestation key is over the
   verifier's nonce and over the PCR values the verifier was told.
 
@@ -151,6 +154,25 @@ def resident_key_point(key_public: bytes) -> bytes:
     return _ecc_p256_point(public, "key", TpmIdentityError)
 
 
+def _quote_key_point(key_public: bytes, error: type[TpmVerificationError]) -> bytes:
+    """The 65-byte SEC1 point of a TPM-resident, restricted ECC P-256 signing key."""
+    public = _public(key_public, "quote key", error)
+    _resident(public, "quote key", error)
+    attributes = _attributes(public)
+    if not attributes & int(TPMA_OBJECT.RESTRICTED):
+        raise error("quote key is not restricted: it could sign a forged quote")
+    if attributes & int(TPMA_OBJECT.DECRYPT):
+        raise error("quote key is also a decryption key")
+    return _ecc_p256_point(public, "quote key", error)
+
+
+def check_quote_key(key_public: bytes) -> None:
+    """Refuse unless *key_public* is a TPM-resident, restricted ECC P-256 signing key: one
+    that signs only what the TPM generated, so its quotes can be believed once it is bound to
+    a certified TPM (the credential challenge) and recorded with the device."""
+    _quote_key_point(key_public, TpmIdentityError)
+
+
 def _endorsement_key(ek_public: bytes) -> Any:
     public = _public(ek_public, "EK", TpmIdentityError)
     attributes = _attributes(public)
@@ -205,10 +227,12 @@ def _issued_by(certificate: x509.Certificate, ca: x509.Certificate) -> bool:
 
 
 def make_challenge(ek_public: bytes, key_public: bytes) -> Challenge:
-    """TPM2_MakeCredential for the TPM-resident key *key_public* under the EK *ek_public*."""
-    resident_key_point(key_public)
-    ek = _endorsement_key(ek_public)
+    """TPM2_MakeCredential for the TPM-resident P-256 signing key *key_public* (a DeviceID key
+    or a quote key: the caller checks which it must be) under the EK *ek_public*."""
     key = _public(key_public, "key", TpmIdentityError)
+    _resident(key, "key", TpmIdentityError)
+    _ecc_p256_point(key, "key", TpmIdentityError)
+    ek = _endorsement_key(ek_public)
     secret = secrets.token_bytes(SECRET_SIZE)
     try:
         blob, encrypted = make_credential(ek, secret, key.get_name())
@@ -236,11 +260,7 @@ def verify_quote(
     """Refuse unless *attest* is a TPM2_Quote signed (ES256 raw r||s) by the restricted
     attestation key *ak_public*, over *nonce*, whose PCR digest is that of *pcr_values*
     (measurement register -> 32-byte value, exactly the registers quoted)."""
-    ak = _public(ak_public, "attestation key", QuoteError)
-    _resident(ak, "attestation key", QuoteError)
-    if not _attributes(ak) & int(TPMA_OBJECT.RESTRICTED):
-        raise QuoteError("attestation key is not restricted: it could sign a forged quote")
-    point = _ecc_p256_point(ak, "attestation key", QuoteError)
+    point = _quote_key_point(ak_public, QuoteError)
     if not isinstance(signature, bytes) or len(signature) != 64:
         raise QuoteError("quote signature is not 64 bytes (r || s)")
     der = encode_dss_signature(

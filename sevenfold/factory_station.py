@@ -3,13 +3,14 @@
 For each board on a serial port (any pyserial URL): ``hello``, choose the
 device id from its hardware model and serial number, ``csr`` (the board makes
 its DeviceID inside its root of trust), for a TPM check its endorsement and
-that the key is TPM-resident with a credential challenge, check the CSR (proof
-of possession, CN, P-256), sign the DeviceID certificate with the manufacturer
-CA, register with the fleet server (which signs the fleet certificate), check
-its answer (the fleet certificate is for this key and name and verifies under
-the broker CA it sent), then ``put`` everything on the board and ``install``
-it in one atomic write. A board whose root of trust is ``software`` is refused
-unless the line allows it (development lines, the demo).
+that its DeviceID and quote keys are TPM-resident with a credential challenge
+each, check the CSR (proof of possession, CN, P-256), sign the DeviceID
+certificate with the manufacturer CA, register with the fleet server (which
+signs the fleet certificate and records the quote key), check its answer (the
+fleet certificate is for this key and name and verifies under the broker CA it
+sent), then ``put`` everything on the board and ``install`` it in one atomic
+write. A board whose root of trust is ``software`` is refused unless the line
+allows it (development lines, the demo).
 
 Registration comes before install and is idempotent, so a station that dies
 anywhere leaves either nothing, or a registration the next run completes
@@ -36,6 +37,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from attestation_server import tpm_identity
 from attestation_server.provisioning import (
     ProvisioningRefused,
     check_device_id,
@@ -290,9 +292,11 @@ def _provision(
         csr = read_csr(csr_der, device_id)
     except ProvisioningRefused as exc:
         raise StationError(exc.code, exc.reason) from None
+    quote_key = None
     if hello.kind == "tpm":
         step("tpm")
-        _check_tpm(station, link, public_point(csr.public_key()))  # type: ignore[arg-type]
+        point = public_point(csr.public_key())  # type: ignore[arg-type]
+        quote_key = _check_tpm(station, link, point)
     step("sign")
     csr_pem = csr.public_bytes(serialization.Encoding.PEM)
     if hello.kind == "dice":  # its DeviceID key certifies its Alias key
@@ -302,7 +306,7 @@ def _provision(
     else:
         device_cert = station.authority.sign_csr(csr_pem, required_common_name=device_id)
     step("register")
-    registration = _register(station, device_id, hello, csr_der, device_cert)
+    registration = _register(station, device_id, hello, csr_der, device_cert, quote_key)
     answer = check_answer(registration, csr, device_id)
     result.registered = answer.created
     step("install")
@@ -371,37 +375,60 @@ def check_answer(
     )  # fmt: skip
 
 
-def _check_tpm(station: Station, link: ConsoleLink, csr_point: bytes) -> None:
-    """EK certificate chains to a trusted TPM CA, the key is TPM-resident and is the CSR's."""
+def _check_tpm(station: Station, link: ConsoleLink, csr_point: bytes) -> bytes:
+    """EK certificate chains to a trusted TPM CA, the DeviceID key is TPM-resident and is the
+    CSR's, the quote key is a TPM-resident restricted key, and both live in that TPM (a
+    credential challenge each). Returns the quote key's public area, for the server to record
+    so that a verifier can later believe the board's quotes."""
     if not station.tpm_cas:
         raise StationError("tpm-ca-required", "a TPM board needs --tpm-ca to check its EK")
-    try:
-        from attestation_server import tpm_identity as verifier
-    except ModuleNotFoundError as exc:  # tpm2-pytss comes with the factory and tpm extras
-        raise StationError("tpm-unsupported", f"no TPM verifier installed ({exc.name})") from None
     words = link.ask("tpm-identity")
-    ek_cert, ek_public, key_public = _b64(words, 0), _b64(words, 1), _b64(words, 2)
+    ek_cert, ek_public = _b64(words, 0), _b64(words, 1)
+    key_public, quote_public = _b64(words, 2), _b64(words, 3)
     try:
-        verifier.check_endorsement(ek_cert, ek_public, list(station.tpm_cas))
-        resident = verifier.resident_key_point(key_public)
+        tpm_identity.check_endorsement(ek_cert, ek_public, list(station.tpm_cas))
+        resident = tpm_identity.resident_key_point(key_public)
         if not hmac.compare_digest(resident, csr_point):
             raise StationError("not-resident", "the CSR's key is not the TPM-resident DeviceID")
-        challenge = verifier.make_challenge(ek_public, key_public)
-    except verifier.TpmIdentityError as exc:
+        tpm_identity.check_quote_key(quote_public)
+        challenges = {
+            "identity": tpm_identity.make_challenge(ek_public, key_public),
+            "quote": tpm_identity.make_challenge(ek_public, quote_public),
+        }
+    except tpm_identity.TpmIdentityError as exc:
         raise StationError("tpm-identity", str(exc)) from None
-    answer = link.ask(
-        "activate",
-        console.encode_b64(challenge.credential_blob),
-        console.encode_b64(challenge.encrypted_secret),
-    )
-    if not hmac.compare_digest(_b64(answer, 0), challenge.secret):
-        raise StationError("tpm-challenge", "the TPM did not answer the credential challenge")
+    for key, challenge in challenges.items():
+        try:
+            answer = link.ask(
+                "activate",
+                console.encode_b64(challenge.credential_blob),
+                console.encode_b64(challenge.encrypted_secret),
+                key,
+            )
+        except StationError as exc:
+            if exc.code != "root-of-trust":
+                raise
+            raise StationError(
+                "tpm-challenge",
+                f"the TPM refused the credential challenge for its {key} key: {exc.reason}",
+            ) from None
+        if not tpm_identity.answer_matches(challenge, _b64(answer, 0)):
+            raise StationError(
+                "tpm-challenge",
+                f"the TPM did not answer the credential challenge for its {key} key",
+            )
+    return quote_public
 
 
 def _register(
-    station: Station, device_id: str, hello: Hello, csr_der: bytes, device_cert: bytes
+    station: Station,
+    device_id: str,
+    hello: Hello,
+    csr_der: bytes,
+    device_cert: bytes,
+    quote_key: bytes | None,
 ) -> dict[str, Any]:
-    body = {
+    body: dict[str, Any] = {
         "device_id": device_id,
         "hwmodel": hello.hwmodel,
         "rot_kind": hello.kind,
@@ -410,6 +437,8 @@ def _register(
         "station": station.name,
         "reprovision": station.reprovision,
     }
+    if quote_key is not None:
+        body["quote_key"] = base64.b64encode(quote_key).decode()
     url = f"{station.server.rstrip('/')}/api/v1/provisioned-devices"
     headers = {"Authorization": f"Bearer {station.token}"}
     for attempt in range(1, REGISTER_ATTEMPTS + 1):

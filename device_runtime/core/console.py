@@ -224,13 +224,15 @@ class Console:
                 rot.endorsement_certificate(),  # type: ignore[attr-defined]
                 rot.endorsement_public(),  # type: ignore[attr-defined]
                 rot.identity_public(),  # type: ignore[attr-defined]
+                rot.quote_public(),  # type: ignore[attr-defined]
             ]
             return [encode_b64(part) for part in parts]
         if command == "activate":
-            _arity(args, 2, 2)
+            _arity(args, 2, 3)  # the third word names the key: identity (the default) or quote
             rot = self._tpm()
             blob, secret = decode_b64(args[0]), decode_b64(args[1])
-            return [encode_b64(rot.activate_credential(blob, secret))]  # type: ignore[attr-defined]
+            answer = rot.activate_credential(blob, secret, *args[2:])  # type: ignore[attr-defined]
+            return [encode_b64(answer)]
         if command == "put":
             return self._put(args)
         if command == "install":

@@ -98,6 +98,8 @@ EVIDENCE_HANDLE = 0x81005302
 """``attestation_key()``: unrestricted ECC P-256 signing key (evidence uses the DeviceID key)."""
 QUOTE_HANDLE = 0x81005303
 """Attestation key for quotes: restricted ECC P-256 signing key."""
+ACTIVATABLE = {"identity": IDENTITY_HANDLE, "quote": QUOTE_HANDLE}
+"""The keys a credential challenge may be made for, by the name ``activate_credential`` takes."""
 COUNTER_BASE = 0x01005300
 """NV index of counter 0; counter i is at ``COUNTER_BASE + i``."""
 IDENTITY_BLOB_INDEX = 0x01005310
@@ -679,9 +681,16 @@ class TpmRootOfTrust:
 
         return self._call("creating the EK", create)
 
-    def activate_credential(self, credential_blob: bytes, encrypted_secret: bytes) -> bytes:
-        """TPM2_ActivateCredential: the secret, only if the DeviceID key and the EK are both
-        in this TPM (the EK authorized by PolicySecret(endorsement), as its template asks)."""
+    def activate_credential(
+        self, credential_blob: bytes, encrypted_secret: bytes, key: str = "identity"
+    ) -> bytes:
+        """TPM2_ActivateCredential: the secret, only if the *key* (``identity``: the DeviceID
+        key, ``quote``: the quote key) and the EK are both in this TPM (the EK authorized by
+        PolicySecret(endorsement), as its template asks). The blob binds the secret to one
+        key's name, so the caller says which key it was made for."""
+        handle = ACTIVATABLE.get(key)
+        if handle is None:
+            raise RootOfTrustError("no key " + repr(key)[:40] + " to activate a credential for")
         try:
             blob, _ = TPM2B_ID_OBJECT.unmarshal(credential_blob)
             secret, _ = TPM2B_ENCRYPTED_SECRET.unmarshal(encrypted_secret)
@@ -697,10 +706,10 @@ class TpmRootOfTrust:
                 )  # fmt: skip
                 try:
                     self._esapi.policy_secret(ESYS_TR.ENDORSEMENT, session)
-                    key = self._keys[IDENTITY_HANDLE]._handle
+                    activated = self._keys[handle]._handle
                     return bytes(
                         self._esapi.activate_credential(
-                            key, ek, blob, secret, session1=ESYS_TR.PASSWORD, session2=session
+                            activated, ek, blob, secret, session1=ESYS_TR.PASSWORD, session2=session
                         )
                     )
                 finally:

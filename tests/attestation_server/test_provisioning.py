@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
+from tpm2_pytss.constants import TPMA_OBJECT  # type: ignore[import-untyped]
 
 from attestation_server.provisioning import (
     ProvenRecord,
@@ -27,8 +28,11 @@ from attestation_server.registry import DeviceRegistry
 from attestation_server.tables import ProvisionedDevice
 from fleet_platform.pki import CertificateAuthority, dice_device_id_constraints
 from fleet_platform.storage import Database
+from tests.attestation_server.tpm_areas import QUOTE_KEY, RESIDENT, software_public
 
 NOW = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)
+TPM_QUOTE_KEY = software_public(int(QUOTE_KEY))
+"""What a TPM board's quote key claims; the server checks the claim, the station the TPM."""
 
 
 @pytest.fixture
@@ -69,6 +73,7 @@ def _request(
         "csr_der": csr.public_bytes(serialization.Encoding.DER),
         "manufacturer_certificate": sign(csr_pem, required_common_name=device_id).decode(),
         "station": "line-1",
+        "quote_key": TPM_QUOTE_KEY if changes.get("rot_kind") == "tpm" else None,
     }
     fields.update(changes)
     return Registration(**fields)  # type: ignore[arg-type]
@@ -328,6 +333,60 @@ def test_a_reprovision_may_raise_the_kind_and_its_event_names_the_replaced_key(
     assert event.device_id == "board-a-11" and event.reason is not None
     assert f"replaces DeviceID key {fingerprint(old)} (software)" in event.reason
     assert fingerprint(new) in event.reason
+
+
+def test_a_tpm_board_is_recorded_with_its_quote_key_and_another_one_is_a_change(
+    database: Database, authorities: tuple[CertificateAuthority, CertificateAuthority]
+) -> None:
+    fleet, maker = authorities
+    registry = _registry(database, fleet, maker)
+    key = ec.generate_private_key(ec.SECP256R1())
+    first = registry.register(_request(maker, "board-a-12", key, rot_kind="tpm"), now=NOW)
+    assert first.created and first.quote_key == TPM_QUOTE_KEY.hex()
+    stored = registry.get("board-a-12")
+    assert stored is not None and stored.quote_key == TPM_QUOTE_KEY.hex()
+    assert not registry.register(_request(maker, "board-a-12", key, rot_kind="tpm")).created
+    other = software_public(int(QUOTE_KEY))
+    with pytest.raises(RegistrationConflict, match="quote key"):
+        registry.register(_request(maker, "board-a-12", key, rot_kind="tpm", quote_key=other))
+    replaced = registry.register(
+        _request(maker, "board-a-12", key, rot_kind="tpm", quote_key=other, reprovision=True)
+    )
+    assert replaced.created and replaced.quote_key == other.hex()
+    [event] = [e for e in DeviceRegistry(database=database).events() if e.kind == "reprovisioned"]
+    assert event.reason is not None and "new quote key" in event.reason
+    software = registry.register(_request(maker, "board-a-13", key))
+    assert software.quote_key is None
+
+
+BAD_QUOTE_KEYS: dict[str, tuple[dict[str, object], str]] = {
+    "missing for a TPM board": ({"rot_kind": "tpm", "quote_key": None}, "needs its quote key"),
+    "given for a software board": ({"quote_key": TPM_QUOTE_KEY}, "software board has no"),
+    "given for a DICE board": ({"rot_kind": "dice", "quote_key": TPM_QUOTE_KEY}, "dice board"),
+    "oversize": ({"rot_kind": "tpm", "quote_key": TPM_QUOTE_KEY + bytes(200)}, "over 256"),
+    "garbage": ({"rot_kind": "tpm", "quote_key": b"\x00\x04garbage"}, "public area"),
+    "a DeviceID key's": (
+        {"rot_kind": "tpm", "quote_key": software_public(int(RESIDENT))},
+        "not restricted",
+    ),
+    "not resident": (
+        {"rot_kind": "tpm", "quote_key": software_public(int(QUOTE_KEY & ~TPMA_OBJECT.FIXEDTPM))},
+        "fixedTPM",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_QUOTE_KEYS))
+def test_a_quote_key_that_is_missing_misplaced_or_no_quote_key_is_refused(
+    database: Database, authorities: tuple[CertificateAuthority, CertificateAuthority], case: str
+) -> None:
+    fleet, maker = authorities
+    changes, reason = BAD_QUOTE_KEYS[case]
+    request = _request(maker, "board-a-14", ec.generate_private_key(ec.SECP256R1()), **changes)
+    with pytest.raises(ProvisioningRefused, match=reason) as refused:
+        _registry(database, fleet, maker).register(request, now=NOW)
+    assert refused.value.code == "bad-quote-key"
+    assert _count(database) == 0
 
 
 def test_stations_registering_one_device_at_once_end_with_one_record(

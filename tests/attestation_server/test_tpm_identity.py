@@ -25,43 +25,27 @@ from attestation_server.tpm_identity import (
     TpmIdentityError,
     answer_matches,
     check_endorsement,
+    check_quote_key,
     make_challenge,
     resident_key_point,
 )
 from device_runtime.core.errors import RootOfTrustError
 from device_runtime.rot.tpm import SRK_HANDLE, TpmRootOfTrust, _ecc_template
 from device_runtime.simulated_tpm import SimulatedTpm
+from tests.attestation_server.tpm_areas import QUOTE_KEY, RESIDENT, software_public
 from tests.swtpm_fixtures import swtpm
 
 __all__ = ["swtpm"]
-
-RESIDENT = (
-    TPMA_OBJECT.FIXEDTPM
-    | TPMA_OBJECT.FIXEDPARENT
-    | TPMA_OBJECT.SENSITIVEDATAORIGIN
-    | TPMA_OBJECT.USERWITHAUTH
-    | TPMA_OBJECT.SIGN_ENCRYPT
-)
 
 
 def _ca(path: Path) -> x509.Certificate:
     return x509.load_pem_x509_certificate(path.read_bytes())
 
 
-def _software_public(attributes: int) -> bytes:
-    """A TPM2B_PUBLIC for a software P-256 key with the given attributes (no TPM involved)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    area = TPMT_PUBLIC.from_pem(pem, objectAttributes=attributes)
-    return bytes(TPM2B_PUBLIC(publicArea=area).marshal())
+RESIDENT_LOOKING = software_public(int(RESIDENT))
 
 
-RESIDENT_LOOKING = _software_public(int(RESIDENT))
-
-
-def test_real_tpm_proves_its_identity_key(swtpm: SimulatedTpm) -> None:
+def test_real_tpm_proves_its_identity_and_quote_keys(swtpm: SimulatedTpm) -> None:
     rot = TpmRootOfTrust.open(tcti=swtpm.tcti)
     try:
         ek_cert = rot.endorsement_certificate()
@@ -77,6 +61,15 @@ def test_real_tpm_proves_its_identity_key(swtpm: SimulatedTpm) -> None:
             rot.activate_credential(other.credential_blob, other.encrypted_secret)
         with pytest.raises(RootOfTrustError, match="malformed"):
             rot.activate_credential(b"\x00", b"")
+        # The quote key: restricted, so no DeviceID key, but proven the same way.
+        check_quote_key(rot.quote_public())
+        quote = make_challenge(ek_public, rot.quote_public())
+        answer = rot.activate_credential(quote.credential_blob, quote.encrypted_secret, "quote")
+        assert answer_matches(quote, answer)
+        with pytest.raises(RootOfTrustError):
+            rot.activate_credential(quote.credential_blob, quote.encrypted_secret, "identity")
+        with pytest.raises(RootOfTrustError, match="no key 'evidence'"):
+            rot.activate_credential(quote.credential_blob, quote.encrypted_secret, "evidence")
     finally:
         rot.close()
 
@@ -104,12 +97,24 @@ def test_duplicable_key_is_refused(swtpm: SimulatedTpm) -> None:
 
 def test_restricted_or_decrypting_keys_are_not_device_ids() -> None:
     with pytest.raises(TpmIdentityError, match="restricted"):
-        resident_key_point(_software_public(int(RESIDENT | TPMA_OBJECT.RESTRICTED)))
+        resident_key_point(software_public(int(RESIDENT | TPMA_OBJECT.RESTRICTED)))
     with pytest.raises(TpmIdentityError, match="decryption"):
-        resident_key_point(_software_public(int(RESIDENT | TPMA_OBJECT.DECRYPT)))
+        resident_key_point(software_public(int(RESIDENT | TPMA_OBJECT.DECRYPT)))
     with pytest.raises(TpmIdentityError, match="sensitiveDataOrigin"):
-        resident_key_point(_software_public(int(RESIDENT & ~TPMA_OBJECT.SENSITIVEDATAORIGIN)))
+        resident_key_point(software_public(int(RESIDENT & ~TPMA_OBJECT.SENSITIVEDATAORIGIN)))
     assert len(resident_key_point(RESIDENT_LOOKING)) == 65
+
+
+def test_keys_that_cannot_be_trusted_with_quotes_are_no_quote_keys() -> None:
+    check_quote_key(software_public(int(QUOTE_KEY)))
+    with pytest.raises(TpmIdentityError, match="not restricted"):
+        check_quote_key(RESIDENT_LOOKING)
+    with pytest.raises(TpmIdentityError, match="fixedTPM"):
+        check_quote_key(software_public(int(QUOTE_KEY & ~TPMA_OBJECT.FIXEDTPM)))
+    with pytest.raises(TpmIdentityError, match="decryption"):
+        check_quote_key(software_public(int(QUOTE_KEY | TPMA_OBJECT.DECRYPT)))
+    with pytest.raises(TpmIdentityError, match="truncated"):
+        check_quote_key(b"\x00")
 
 
 def _self_signed_ca(name: str) -> x509.Certificate:
@@ -180,6 +185,8 @@ def test_garbage_public_areas_are_refused(data: bytes) -> None:
         assert exc.reason
     else:  # only a well-formed resident-looking P-256 area gets through
         assert len(point) == 65
+    with contextlib.suppress(TpmIdentityError):
+        check_quote_key(data)
 
 
 @settings(max_examples=100, deadline=None)

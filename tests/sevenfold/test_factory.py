@@ -9,6 +9,7 @@ over mTLS with the fleet certificate it was given.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import signal
@@ -28,8 +29,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from tpm2_pytss.constants import TPMA_OBJECT  # type: ignore[import-untyped]
 from typer.testing import CliRunner
 
+from attestation_server import tpm_identity
 from device_runtime.console_device import (
     TPM_TCTI_FILE,
     ConsoleDevice,
@@ -47,6 +50,7 @@ from sevenfold import factory_station
 from sevenfold.cli.app import app
 from sevenfold.factory_station import init_ca
 from sevenfold.server import FleetServer
+from tests.attestation_server.tpm_areas import QUOTE_KEY, software_public, without_attributes
 from tests.components import binary
 from tests.swtpm_fixtures import swtpm
 
@@ -383,8 +387,20 @@ def test_a_tpm_board_proves_its_ek_and_a_resident_key_and_is_registered_as_tpm(
         assert code == 0, report
         assert report["boards"][0]["kind"] == "tpm"
         point = board.rot.identity_key().public_key()
-    registered = _registration(fleet, "sim-board-1-0901")
-    assert (registered.rot_kind, registered.public_key) == ("tpm", point.hex())
+        registered = _registration(fleet, "sim-board-1-0901")
+        assert (registered.rot_kind, registered.public_key) == ("tpm", point.hex())
+        # What a verifier later does with the recorded quote key: believe the board's quote.
+        rot = board.rot
+        assert registered.quote_key == rot.quote_public().hex()  # type: ignore[attr-defined]
+        rot.extend(3, hashlib.sha256(b"firmware").digest())
+        nonce = os.urandom(32)
+        attest, signature = rot.quote(nonce)  # type: ignore[attr-defined]
+        values = dict(enumerate(rot.measurements()))  # type: ignore[attr-defined]
+    recorded = bytes.fromhex(registered.quote_key)
+    info = tpm_identity.verify_quote(recorded, attest, signature, nonce, values)
+    assert info.registers == tuple(range(8))
+    with pytest.raises(tpm_identity.QuoteError, match="digest"):
+        tpm_identity.verify_quote(recorded, attest, signature, nonce, {**values, 3: bytes(32)})
 
 
 def test_a_tpm_board_needs_its_vendors_ca_and_a_foreign_one_is_refused(
@@ -431,6 +447,60 @@ def test_a_csr_for_a_key_that_is_not_tpm_resident_is_refused(
         assert code == 1 and report["boards"][0]["code"] == "not-resident", report
         assert board.installed() is None
     assert _registration(fleet, "sim-board-1-0903") is None
+
+
+class _QuoteKeyLie:
+    """A TPM board that lies about its quote key: it shows another key's public area (its
+    DeviceID key's, its own claiming less, a key outside its TPM) or answers the quote key's
+    credential challenge with bytes of its own."""
+
+    kind = "tpm"
+
+    def __init__(self, directory: Path, lie: str) -> None:
+        self._tpm = tpm_root(directory)
+        self._lie = lie
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tpm, name)
+
+    def quote_public(self) -> bytes:
+        genuine: bytes = self._tpm.quote_public()  # type: ignore[attr-defined]
+        if self._lie == "the DeviceID key's":
+            return self._tpm.identity_public()  # type: ignore[attr-defined,no-any-return]
+        if self._lie == "not resident":
+            return without_attributes(genuine, int(TPMA_OBJECT.FIXEDTPM))
+        if self._lie == "a key outside its TPM":
+            return software_public(int(QUOTE_KEY))
+        return genuine
+
+    def activate_credential(self, blob: bytes, secret: bytes, key: str = "identity") -> bytes:
+        if self._lie == "a wrong answer" and key == "quote":
+            return os.urandom(32)
+        return self._tpm.activate_credential(blob, secret, key)  # type: ignore[attr-defined,no-any-return]
+
+
+QUOTE_KEY_LIES = {
+    "the DeviceID key's": ("tpm-identity", "quote key is not restricted"),
+    "not resident": ("tpm-identity", "quote key lacks fixedTPM"),
+    "a key outside its TPM": ("tpm-challenge", "refused the credential challenge for its quote"),
+    "a wrong answer": ("tpm-challenge", "did not answer the credential challenge for its quote"),
+}
+
+
+@pytest.mark.parametrize("lie", list(QUOTE_KEY_LIES))
+def test_a_quote_key_the_board_cannot_prove_is_refused_and_nothing_is_registered(
+    fleet: FleetServer, line: dict[str, Path], tmp_path: Path, swtpm: SimulatedTpm, lie: str
+) -> None:
+    serial = f"095{list(QUOTE_KEY_LIES).index(lie)}"
+    with _tpm_board(tmp_path, serial, swtpm, rot=lambda d: _QuoteKeyLie(d, lie)) as board:
+        code, report = _station(
+            fleet, line, "--port", board.path, "--tpm-ca", str(swtpm.ek_ca_certificate)
+        )
+        expected, reason = QUOTE_KEY_LIES[lie]
+        assert code == 1 and report["boards"][0]["code"] == expected, report
+        assert reason in report["boards"][0]["error"], report
+        assert board.installed() is None
+    assert _registration(fleet, f"sim-board-1-{serial}") is None
 
 
 def test_a_tpm_that_stops_answering_is_a_specific_error_and_nothing_is_registered(
@@ -787,3 +857,31 @@ def test_a_422_names_where_and_why_but_never_echoes_the_input(
     assert len(answer.content) < 2_000, len(answer.content)
     assert "<script>" not in answer.text and "input" not in answer.json()["detail"][0]
     assert {"loc", "msg", "type"} == set(answer.json()["detail"][0])
+
+
+def test_a_quote_key_that_is_not_base64_oversize_or_misplaced_gets_a_specific_422(
+    fleet: FleetServer, line: dict[str, Path]
+) -> None:
+    def register(rot_kind: str, quote_key: str) -> httpx.Response:
+        return httpx.post(
+            f"{fleet.http_url}/api/v1/provisioned-devices",
+            headers={"Authorization": f"Bearer {line['token'].read_text().strip()}"},
+            json={
+                "device_id": "sim-board-1-1901", "hwmodel": HWMODEL, "rot_kind": rot_kind,
+                "csr": "AAAA", "manufacturer_certificate": "x", "station": "s",
+                "quote_key": quote_key,
+            },
+        )  # fmt: skip
+
+    answer = register("tpm", "not base64!")
+    assert answer.status_code == 422 and answer.json()["detail"] == "bad-quote-key: not base64"
+    answer = register("tpm", "A" * 400)
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["body", "quote_key"]
+    answer = register("software", base64.b64encode(software_public(int(QUOTE_KEY))).decode())
+    assert answer.status_code == 422
+    assert answer.json()["detail"].startswith("bad-quote-key: a software board has no")
+    answer = register("tpm", base64.b64encode(b"\x00\x04garbage").decode())
+    assert answer.status_code == 422
+    assert answer.json()["detail"].startswith("bad-quote-key: quote key public area")
+    assert _registration(fleet, "sim-board-1-1901") is None

@@ -54,8 +54,13 @@ class StandInRoot:
     def identity_public(self):
         return b"id-pub"
 
-    def activate_credential(self, blob, secret):
-        return blob + secret
+    def quote_public(self):
+        return b"quote-pub"
+
+    def activate_credential(self, blob, secret, key="identity"):
+        if key not in ("identity", "quote"):
+            raise RootOfTrustError("no key " + repr(key))
+        return key.encode() + b":" + blob + secret
 
 
 class MemoryStore:

@@ -61,6 +61,13 @@ def test_tpm_commands_only_on_a_tpm():
     assert error_code(ask(new_console(), b"tpm-identity")) == "unsupported"
     tpm = new_console("tpm")
     words = ask(tpm, b"tpm-identity").split(" ")
-    assert [decode_b64(w) for w in words[1:]] == [b"ek-cert", b"ek-pub", b"id-pub"]
-    answer = ask(tpm, b"activate " + encode_b64(b"ab").encode() + b" " + encode_b64(b"cd").encode())
-    assert decode_b64(answer.split(" ")[1]) == b"abcd"
+    assert [decode_b64(w) for w in words[1:]] == [b"ek-cert", b"ek-pub", b"id-pub", b"quote-pub"]
+
+
+def test_activate_answers_a_challenge_for_the_key_it_names():
+    tpm = new_console("tpm")
+    challenge = b"activate " + encode_b64(b"ab").encode() + b" " + encode_b64(b"cd").encode()
+    assert decode_b64(ask(tpm, challenge).split(" ")[1]) == b"identity:abcd"
+    assert decode_b64(ask(tpm, challenge + b" identity").split(" ")[1]) == b"identity:abcd"
+    assert decode_b64(ask(tpm, challenge + b" quote").split(" ")[1]) == b"quote:abcd"
+    assert error_code(ask(tpm, challenge + b" evidence")) == "root-of-trust"
