@@ -138,8 +138,10 @@ def router(
     store: TrustStore,
     authorized: Callable[..., None],
     request_attestation: Callable[[str], None],
+    changed: Callable[[], None],
 ) -> APIRouter:
-    """Routes over *store*; *request_attestation* pushes ``attest-now`` to a device."""
+    """Routes over *store*; *request_attestation* pushes ``attest-now`` to a device, *changed*
+    tells whoever enforces passes (the broker) that a standing changed."""
     api = APIRouter(prefix="/api/v1", tags=["attestation"], dependencies=[Depends(authorized)])
 
     def one(device_id: str) -> Standing:
@@ -179,6 +181,7 @@ def router(
             store.quarantine(device_id, reason=body.reason, now=datetime.now(UTC))
         except TrustError as exc:
             raise refused(exc) from None
+        changed()
         return standing_view(one(device_id), datetime.now(UTC))
 
     @api.post("/attestation/{device_id}/release")
@@ -187,6 +190,7 @@ def router(
             store.release(device_id, now=datetime.now(UTC))
         except TrustError as exc:
             raise refused(exc) from None
+        changed()
         return standing_view(one(device_id), datetime.now(UTC))
 
     @api.put("/attestation/{device_id}/group")

@@ -31,11 +31,7 @@ from attestation_server.trust_store import TrustStore
 from device_runtime.core import protocol
 from fleet_platform.gateway import Body, Gateway, Request
 from fleet_platform.pki import CertificateAuthority
-
-DEFAULT_NONCE_TTL_S = 60
-"""How long a challenge may be answered: long enough for a slow device to sign, short
-enough that a recorded answer is useless soon after."""
-
+from fleet_platform.server_config import DEFAULT_NONCE_TTL_S
 
 @dataclass(kw_only=True)
 class AttestationService:

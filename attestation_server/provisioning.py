@@ -476,6 +476,8 @@ class BrokerInfo:
     host: str
     port: int
     ca_pem: str
+    recovery_port: int | None = None
+    """The recovery listener, where a device with only its DeviceID certificate attests."""
 
 
 class RegistrationRequest(BaseModel):
@@ -506,6 +508,8 @@ class RegistrationView(BaseModel):
     broker_ca: str
     broker_host: str
     broker_port: int
+    broker_recovery_port: int | None = None
+    """Where the device attests with its DeviceID certificate to earn a fleet certificate."""
 
 
 def router(
@@ -559,6 +563,7 @@ def router(
             broker_ca=link.ca_pem,
             broker_host=link.host,
             broker_port=link.port,
+            broker_recovery_port=link.recovery_port,
         )
 
     return api

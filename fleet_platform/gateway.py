@@ -155,8 +155,12 @@ class Gateway:
         limits: GatewayLimits | None = None,
         metrics: Metrics | None = None,
         log_budget: EventBudget | None = None,
+        after_commit: Callable[[], None] | None = None,
     ) -> None:
+        """*after_commit* runs after each batch is committed and before its answers go out:
+        what a device is told must already be in force (a pass's grant at the broker)."""
         self.prefix = prefix
+        self._after_commit = after_commit
         self.share_group = share_group
         self.limits = limits or GatewayLimits()
         self.metrics = metrics or Metrics()
@@ -429,6 +433,12 @@ class Gateway:
                 answers = self._serve_one_by_one(decoded)
                 break
         assert answers is not None
+        if self._after_commit is not None:
+            try:
+                self._after_commit()
+            except Exception as exc:  # the answers still go out; the periodic refresh catches up
+                self._faults.fault(exc, context="after a commit", now=time.monotonic())
+                self.metrics.count("sevenfold_gateway_internal_errors_total", "after-commit")
         done = time.monotonic()
         # Counted here, once each, whichever attempt produced the answer.
         for work, payload, code in answers:

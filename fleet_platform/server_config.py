@@ -10,7 +10,11 @@ from pathlib import Path
 from device_runtime.core import protocol
 from device_runtime.core.errors import ConfigError, SevenfoldError
 from device_runtime.ports.cpython.atomic_file import write_atomic
-from fleet_platform.broker_config import DEFAULT_BROKER_PORT, DEFAULT_LISTEN_ADDRESS
+from fleet_platform.broker_config import (
+    DEFAULT_BROKER_PORT,
+    DEFAULT_LISTEN_ADDRESS,
+    DEFAULT_RECOVERY_PORT,
+)
 from fleet_platform.gateway_limits import GatewayLimits
 
 SERVICES = ("attestation", "updates", "monitor")
@@ -32,6 +36,11 @@ def default_state_dir() -> Path:
         return Path(explicit)
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "sevenfold"
+
+
+DEFAULT_NONCE_TTL_S = 60
+"""How long a challenge may be answered: long enough for a slow device to sign, short enough
+that a recorded answer is useless soon after."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,6 +75,15 @@ class ServerConfig:
     gateway_limits: GatewayLimits = field(default_factory=GatewayLimits)
     gateway_processes: int = 1
     """Gateways serving devices: one in the server process, the rest in children."""
+    recovery_port: int = DEFAULT_RECOVERY_PORT
+    """Port of the managed broker's recovery listener (0: any free port, for tests), where a
+    device with only its DeviceID certificate reaches the attestation topics."""
+    attestation_gate: bool = True
+    """The managed broker grants a device its application topics only while it holds a pass
+    (a fleet certificate from a passing attestation). False grants them to every certified
+    device, attested or not: for fleets that cannot attest yet, and said so at start."""
+    nonce_ttl_s: int = DEFAULT_NONCE_TTL_S
+    """How long an attestation challenge may be answered."""
     manufacturer_cas: tuple[Path, ...] = ()
     """PEM files of manufacturer CAs to trust (copied into the state directory at start,
     added to those trusted before): factory registrations need a DeviceID certificate
@@ -84,6 +102,8 @@ class ServerConfig:
             )
         if not 1 <= self.heartbeat_interval <= 86400:
             raise ConfigError("heartbeat interval must be 1..86400 seconds")
+        if not 5 <= self.nonce_ttl_s <= 3600:
+            raise ConfigError("an attestation challenge lives 5..3600 seconds")
 
     @property
     def resolved_database_url(self) -> str:

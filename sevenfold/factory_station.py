@@ -317,7 +317,10 @@ def _provision(
     link.ask("put", "fleet-cert", _der(answer.fleet_certificate))
     link.ask("put", "fleet-ca", _der(answer.broker_ca))
     link.ask("put", "maker-ca", _der_b64(station.authority.cert_path.read_bytes()))
-    link.ask("put", "broker", answer.broker_host, str(answer.broker_port))
+    ports = [str(answer.broker_port)]
+    if answer.recovery_port is not None:
+        ports.append(str(answer.recovery_port))
+    link.ask("put", "broker", answer.broker_host, *ports)
     installed = link.ask("install")
     if installed != [device_id]:
         raise StationError("garbled", f"the board installed {installed[:1]!r}, not {device_id}")
@@ -332,6 +335,8 @@ class Answer:
     broker_host: str
     broker_port: int
     created: bool
+    recovery_port: int | None = None
+    """The broker's recovery listener, where the board attests with its DeviceID certificate."""
 
 
 def check_answer(
@@ -343,6 +348,7 @@ def check_answer(
         fleet = x509.load_pem_x509_certificate(str(answer["fleet_certificate"]).encode())
         broker_ca = x509.load_pem_x509_certificate(str(answer["broker_ca"]).encode())
         host, port, created = answer["broker_host"], answer["broker_port"], answer["created"]
+        recovery = answer.get("broker_recovery_port")
         fleet_key = fleet.public_key()
     except (KeyError, TypeError, ValueError, UnsupportedAlgorithm) as exc:
         raise StationError("bad-answer", f"the fleet server's answer is malformed: {exc}") from None
@@ -367,12 +373,17 @@ def check_answer(
         or not isinstance(port, int)
         or not 0 < port < 65536
         or not isinstance(created, bool)
+        or not (recovery is None or _is_port(recovery))
     ):
         raise StationError("bad-answer", "the fleet server's broker address is malformed")
     return Answer(
         fleet_certificate=fleet, broker_ca=broker_ca, broker_host=host, broker_port=port,
-        created=created,
+        created=created, recovery_port=recovery,
     )  # fmt: skip
+
+
+def _is_port(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
 
 
 def _check_tpm(station: Station, link: ConsoleLink, csr_point: bytes) -> bytes:

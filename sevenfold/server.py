@@ -26,6 +26,7 @@ from pathlib import Path
 
 import uvicorn
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -33,14 +34,17 @@ from fastapi.responses import JSONResponse
 
 import attestation_server
 import attestation_server.api
+import attestation_server.attestation_api
 import attestation_server.provisioning
 import fleet_platform.storage
 import passive_monitor.receiver
 import passive_monitor.receiver.api
 import update_service.api
+from attestation_server.attestation_service import AttestationService
 from attestation_server.enrollment import EnrollmentService
 from attestation_server.provisioning import BrokerInfo, ProvisioningRegistry
 from attestation_server.registry import DeviceRegistry
+from attestation_server.trust_store import TrustStore
 from device_runtime.core.errors import CryptoError, StorageError, TransportError
 from fleet_platform import api_tokens, bearer_auth
 from fleet_platform.broker import MosquittoBroker
@@ -59,6 +63,7 @@ from fleet_platform.storage.fleet_secrets import SHARE_GROUP, fleet_secret
 from fleet_platform.validation_errors import validation_failed
 from passive_monitor.receiver.store import AssetRegistry
 from sevenfold import health_api
+from sevenfold.broker_grants import BrokerGrants
 from sevenfold.gateway_process import GatewayProcess, GatewaySpec, read_report
 from sevenfold.health_api import HealthCheck
 from update_service.repository_files import RepositoryFiles
@@ -95,6 +100,9 @@ class FleetServer:
         self._http_thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._housekeeping: threading.Thread | None = None
+        self.trust: TrustStore | None = None
+        self.grants: BrokerGrants | None = None
+        self._grant_keeper: threading.Thread | None = None
 
     def start(self) -> None:
         config = self.config
@@ -129,6 +137,15 @@ class FleetServer:
             if "attestation" in config.services:
                 broker_host, broker_port, ca_path, credential = self._broker_link()
                 group = share_group(fleet_secret(self.database, SHARE_GROUP))
+                self.trust = TrustStore(database=self.database)
+                attestation = attestation_service(
+                    self.trust, config.state_dir, nonce_ttl_s=config.nonce_ttl_s
+                )
+                if self.broker is not None and config.attestation_gate:
+                    self.grants = BrokerGrants(
+                        store=self.trust, broker=self.broker, changed=attestation.changed
+                    )
+                    self.grants.refresh()
                 self.gateway = Gateway(
                     host=broker_host,
                     port=broker_port,
@@ -141,11 +158,18 @@ class FleetServer:
                     prefix=config.prefix,
                     limits=config.gateway_limits,
                     metrics=self.metrics,
+                    after_commit=self.grants.after_commit if self.grants is not None else None,
                 )
                 EnrollmentService(
                     registry=self.registry, heartbeat_interval=config.heartbeat_interval
                 ).register(self.gateway)
+                attestation.register(self.gateway)
                 self.gateway.start()
+                if self.grants is not None:
+                    self._grant_keeper = threading.Thread(
+                        target=self.grants.keep, args=(self._stopping,), name="grants", daemon=True
+                    )
+                    self._grant_keeper.start()
                 self._start_gateway_children(broker_host, broker_port, ca_path, group)
                 provisioning = ProvisioningRegistry(
                     database=self.database,
@@ -154,11 +178,22 @@ class FleetServer:
                 )
                 advertised = self.broker.advertised_host if self.broker is not None else broker_host
                 link = BrokerInfo(
-                    host=advertised, port=broker_port, ca_pem=ca_path.read_text(encoding="ascii")
+                    host=advertised,
+                    port=broker_port,
+                    ca_pem=ca_path.read_text(encoding="ascii"),
+                    recovery_port=self.broker.recovery_port if self.broker is not None else None,
                 )
                 app.include_router(
                     attestation_server.api.router(
                         registry=self.registry, authorized=authorized, provisioning=provisioning
+                    )
+                )
+                app.include_router(
+                    attestation_server.attestation_api.router(
+                        store=self.trust,
+                        authorized=authorized,
+                        request_attestation=self._request_attestation,
+                        changed=self._grants_changed,
                     )
                 )
                 app.include_router(
@@ -203,8 +238,18 @@ class FleetServer:
         ).write(config.state_dir)
         log.info("fleet server ready at %s", self.http_url)
 
+    def _request_attestation(self, device_id: str) -> None:
+        if self.gateway is not None:
+            self.gateway.push(device_id, "attest-now", {})
+
+    def _grants_changed(self) -> None:
+        """An operator changed a standing: the broker hears it now, not at the next refresh."""
+        if self.grants is not None:
+            self.grants.refresh()
+
     def _keep_house(self) -> None:
-        """Prune the audit trail now and every HOUSEKEEPING_S; a failure waits for the next."""
+        """Prune the audit trail and spent challenges now and every HOUSEKEEPING_S; a failure
+        waits for the next."""
         while True:
             registry = self.registry
             if registry is not None:
@@ -212,6 +257,8 @@ class FleetServer:
                     pruned = registry.prune_events(datetime.now(UTC))
                     if pruned:
                         log.info("pruned %d old events from the audit trail", pruned)
+                    if self.trust is not None:
+                        self.trust.prune_challenges(datetime.now(UTC))
                 except StorageError as exc:
                     log.warning("pruning the audit trail failed: %s", exc.reason)
             if self._stopping.wait(HOUSEKEEPING_S):
@@ -290,10 +337,15 @@ class FleetServer:
             directory=config.state_dir / "broker",
             authority=authority,
             port=config.broker_port or None,
+            recovery_port=config.recovery_port or None,
             listen=config.broker_listen,
             names=config.broker_names,
             prefix=config.prefix,
             server_identities=identities,
+            manufacturer_cas=[
+                ca.public_bytes(Encoding.PEM) for ca in trusted_manufacturer_cas(config.state_dir)
+            ],
+            open_application_plane=not config.attestation_gate,
         )
         self.supervisor = ProcessSupervisor(self.broker).start()
         credential = authority.issue_client(
@@ -330,6 +382,10 @@ class FleetServer:
         if self._housekeeping is not None:
             self._housekeeping.join(timeout=30)
             self._housekeeping = None
+        if self._grant_keeper is not None:
+            self._grant_keeper.join(timeout=10)
+            self._grant_keeper = None
+        self.grants = None
         if self._http is not None and self._http_thread is not None:
             self._http.should_exit = True
             self._http_thread.join(timeout=10)
@@ -403,3 +459,13 @@ def certificate_identity(cert_path: Path) -> str:
     if len(names) != 1 or not isinstance(names[0].value, str):
         raise CryptoError(f"the server certificate {cert_path} must have exactly one CN")
     return names[0].value
+
+
+def attestation_service(store: TrustStore, state_dir: Path, *, nonce_ttl_s: int) -> AttestationService:
+    """The verifier's handlers as every gateway (in this process or a child) serves them."""
+    return AttestationService(
+        store=store,
+        authority=fleet_authority(state_dir),
+        manufacturer_cas=lambda: trusted_manufacturer_cas(state_dir),
+        nonce_ttl_s=nonce_ttl_s,
+    )

@@ -271,19 +271,21 @@ class Console:
         return [encode_b64(der)]
 
     def _put(self, args: "list[str]") -> "list[str]":
-        _arity(args, 2, 3)
+        _arity(args, 2, 4)
         if self._session is None:
             raise ConsoleError("no-session", "put needs a csr first in this boot")
         item = args[0]
         if item == "broker":
-            _arity(args, 3, 3)
-            port = args[2]
-            if not port.isdigit() or len(port) > 5 or not 0 < int(port) < 65536:
-                raise ConsoleError("bad-args", "broker port must be 1-65535")
+            _arity(args, 3, 4)
+            for port in args[2:]:
+                if not port.isdigit() or len(port) > 5 or not 0 < int(port) < 65536:
+                    raise ConsoleError("bad-args", "broker ports must be 1-65535")
             if len(args[1]) > MAX_HOST:
                 raise ConsoleError("bad-args", "broker host too long")
             self._staged["broker_host"] = args[1]
-            self._staged["broker_port"] = int(port)
+            self._staged["broker_port"] = int(args[2])
+            if len(args) == 4:
+                self._staged["recovery_port"] = int(args[3])
             return [item]
         _arity(args, 2, 2)
         if item not in ITEMS:
