@@ -9,9 +9,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel
 
+from attestation_server.attestation_api import StandingView, standing_view
 from attestation_server.provisioning import ProvenRecord, ProvisioningRegistry
 from attestation_server.records import DeviceRecord, EventRecord
 from attestation_server.registry import DeviceRegistry
+from attestation_server.trust_store import Standing, TrustStore
 
 
 class ProvenView(BaseModel):
@@ -40,6 +42,8 @@ class DeviceView(BaseModel):
     last_seq: int | None
     enrolled_at: datetime
     last_seen: datetime
+    attestation: StandingView | None = None
+    """The verifier's latest verdict, its reasons and the fleet certificate's expiry."""
 
 
 class EventView(BaseModel):
@@ -63,7 +67,10 @@ def _proven_view(proven: ProvenRecord | None) -> ProvenView | None:
 
 
 def _device_view(
-    record: DeviceRecord, now: datetime, proven: ProvenRecord | None = None
+    record: DeviceRecord,
+    now: datetime,
+    proven: ProvenRecord | None = None,
+    standing: Standing | None = None,
 ) -> DeviceView:
     return DeviceView(
         device_id=record.device_id,
@@ -78,6 +85,7 @@ def _device_view(
         last_seq=record.last_seq,
         enrolled_at=record.enrolled_at,
         last_seen=record.last_seen,
+        attestation=None if standing is None else standing_view(standing, now),
     )
 
 
@@ -96,6 +104,7 @@ def router(
     registry: DeviceRegistry,
     authorized: Callable[..., None],
     provisioning: ProvisioningRegistry | None = None,
+    trust: TrustStore | None = None,
 ) -> APIRouter:
     """Routes bound to *registry*; *authorized* is the operator-token dependency.
 
@@ -106,6 +115,10 @@ def router(
     def proven(device_ids: list[str]) -> dict[str, ProvenRecord]:
         return {} if provisioning is None else provisioning.proven(device_ids)
 
+    def standings(device_id: str | None = None) -> dict[str, Standing]:
+        found = [] if trust is None else trust.standings(device_id)
+        return {standing.device_id: standing for standing in found}
+
     api = APIRouter(prefix="/api/v1", tags=["devices"], dependencies=[Depends(authorized)])
 
     @api.get("/devices")
@@ -113,14 +126,23 @@ def router(
         now = datetime.now(UTC)
         records = registry.list_devices()
         known = proven([record.device_id for record in records])
-        return [_device_view(record, now, known.get(record.device_id)) for record in records]
+        trusted = standings()
+        return [
+            _device_view(record, now, known.get(record.device_id), trusted.get(record.device_id))
+            for record in records
+        ]
 
     @api.get("/devices/{device_id}")
     def get_device(device_id: str) -> DeviceView:
         record = registry.get(device_id)
         if record is None:
             raise HTTPException(status_code=404, detail=f"no device {device_id!r}")
-        return _device_view(record, datetime.now(UTC), proven([device_id]).get(device_id))
+        return _device_view(
+            record,
+            datetime.now(UTC),
+            proven([device_id]).get(device_id),
+            standings(device_id).get(device_id),
+        )
 
     @api.get("/events")
     def list_events(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[EventView]:

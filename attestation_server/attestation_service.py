@@ -33,6 +33,7 @@ from fleet_platform.gateway import Body, Gateway, Request
 from fleet_platform.pki import CertificateAuthority
 from fleet_platform.server_config import DEFAULT_NONCE_TTL_S
 
+
 @dataclass(kw_only=True)
 class AttestationService:
     """Answers ``challenge`` and ``evidence``; wakes *changed* whenever a pass changed."""

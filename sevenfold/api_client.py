@@ -46,6 +46,19 @@ class FleetClient:
             raise _http_error(path, response)
         return response.json()
 
+    def send(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """A POST, PUT or DELETE; the answer's JSON (None for an empty answer)."""
+        try:
+            response = httpx.request(
+                method, f"{self.url}{path}", headers=self._headers, json=body,
+                timeout=self._timeout,
+            )  # fmt: skip
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise TransportError(f"cannot reach the fleet server at {self.url}: {exc}") from exc
+        if response.status_code >= 300:
+            raise _http_error(path, response)
+        return response.json() if response.content else None
+
     def metrics(self) -> list[Sample]:
         """The server's ``/metrics`` counters, parsed."""
         response = self._get("/metrics")

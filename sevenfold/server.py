@@ -185,7 +185,10 @@ class FleetServer:
                 )
                 app.include_router(
                     attestation_server.api.router(
-                        registry=self.registry, authorized=authorized, provisioning=provisioning
+                        registry=self.registry,
+                        authorized=authorized,
+                        provisioning=provisioning,
+                        trust=self.trust,
                     )
                 )
                 app.include_router(
@@ -461,7 +464,9 @@ def certificate_identity(cert_path: Path) -> str:
     return names[0].value
 
 
-def attestation_service(store: TrustStore, state_dir: Path, *, nonce_ttl_s: int) -> AttestationService:
+def attestation_service(
+    store: TrustStore, state_dir: Path, *, nonce_ttl_s: int
+) -> AttestationService:
     """The verifier's handlers as every gateway (in this process or a child) serves them."""
     return AttestationService(
         store=store,

@@ -10,7 +10,18 @@ import logging
 
 import typer
 
-from sevenfold.cli import demo, devices, factory, inventory, server, simulate, status
+from sevenfold.cli import (
+    attest,
+    demo,
+    devices,
+    endorse,
+    factory,
+    inventory,
+    policy,
+    server,
+    simulate,
+    status,
+)
 from sevenfold.cli.assets import assets_app
 from sevenfold.cli.baseline import baseline_app
 from sevenfold.cli.monitor import monitor_command
@@ -29,6 +40,9 @@ app.command("demo")(demo.demo)
 app.command("simulate")(simulate.simulate)
 app.add_typer(devices.app, name="devices")
 app.add_typer(factory.app, name="factory")
+app.add_typer(attest.app, name="attest")
+app.add_typer(policy.app, name="policy")
+app.add_typer(endorse.app, name="endorse")
 app.command("inventory")(inventory.inventory)
 app.command("monitor")(monitor_command)
 app.add_typer(assets_app, name="assets")

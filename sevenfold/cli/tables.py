@@ -37,6 +37,7 @@ def device_table(rows: list[dict[str, Any]], *, title: str) -> Table:
             "hardware",
             "DeviceID key",
             "firmware",
+            "trust",
             "boots",
             "beats",
             "last seen",
@@ -50,9 +51,106 @@ def device_table(rows: list[dict[str, Any]], *, title: str) -> Table:
                 _hardware(row),
                 _device_key(row),
                 row["swversion"],
+                trust(row.get("attestation")),
                 row["boot_count"],
                 row["last_seq"],
                 _clock_time(str(row["last_seen"])),
+            )
+            for row in rows
+        ),
+    )
+
+
+_VERDICT_STYLES = {"affirming": "green", "warning": "yellow", "contraindicated": "red"}
+
+
+def trust(standing: dict[str, Any] | None) -> Part:
+    """A device's standing in one cell: quarantined, the verdict and until when it holds."""
+    if not standing or standing.get("status") is None:
+        return ("not attested", "dim")
+    if standing.get("quarantined_at"):
+        return ("quarantined", "bold red")
+    status = str(standing["status"])
+    expires = standing.get("certificate_expires")
+    if expires:
+        return (f"{status} to {_expiry(str(expires))}", _VERDICT_STYLES.get(status, ""))
+    if status == "contraindicated":
+        return (f"refused: {standing.get('code')}", "red")
+    return (f"{status}, lapsed", "yellow")
+
+
+def standing_table(rows: list[dict[str, Any]], *, title: str) -> Table:
+    """The verifier's ``/attestation`` rows: verdicts, reasons, passes, quarantines."""
+    return literal_table(
+        headers=("device", "group", "trust", "code", "appraised", "reason"),
+        title=title,
+        rows=(
+            (
+                row["device_id"],
+                row["group"],
+                trust(row),
+                row["code"],
+                _clock_time(str(row["appraised_at"])) if row["appraised_at"] else None,
+                row["quarantine_reason"] or row["reason"],
+            )
+            for row in rows
+        ),
+    )
+
+
+def appraisal_table(rows: list[dict[str, Any]], *, title: str) -> Table:
+    """One device's appraisal history, newest first."""
+    return literal_table(
+        headers=("at", "verdict", "code", "via", "certificate to", "reasons"),
+        title=title,
+        rows=(
+            (
+                _clock_time(str(row["at"])),
+                (row["status"], _VERDICT_STYLES.get(str(row["status"]), "")),
+                row["code"],
+                "recovery" if row["via_recovery"] else "fleet",
+                _expiry(str(row["certificate_expires"])) if row["certificate_expires"] else None,
+                "; ".join(str(reason) for reason in row["reasons"]),
+            )
+            for row in rows
+        ),
+    )
+
+
+def policy_table(policies: dict[str, dict[str, Any]]) -> Table:
+    """Every device group's appraisal policy."""
+    return literal_table(
+        headers=("group", "roots", "min svn", "debug", "max age s", "config", "cert h"),
+        title=f"{len(policies)} policies",
+        rows=(
+            (
+                group,
+                ", ".join(policy["allowed_roots"]),
+                policy["min_security_version"],
+                "allowed" if policy["allow_debug"] else "refused",
+                policy["max_evidence_age_s"],
+                "must be endorsed" if policy["require_endorsed_config"] else "warn",
+                policy["certificate_hours"],
+            )
+            for group, policy in policies.items()
+        ),
+    )
+
+
+def endorsement_table(rows: list[dict[str, Any]]) -> Table:
+    """Reference values: what each hardware model may run."""
+    return literal_table(
+        headers=("id", "hardware", "component", "sha-256", "version", "svn", "by"),
+        title=f"{len(rows)} endorsements",
+        rows=(
+            (
+                row["id"],
+                row["hwmodel"],
+                row["component"],
+                str(row["digest"])[:16] + "...",
+                row["swversion"],
+                row["security_version"],
+                row["source"],
             )
             for row in rows
         ),
@@ -224,6 +322,14 @@ def _product(asset: Asset) -> str | None:
     if asset.device_instance is not None:
         return _joined(product, f"(device {asset.device_instance})")
     return product
+
+
+def _expiry(iso: str) -> str:
+    """Month, day and time of an ISO timestamp: expiries lie a day or more ahead."""
+    try:
+        return datetime.fromisoformat(iso).astimezone(UTC).strftime("%m-%d %H:%M UTC")
+    except ValueError:
+        return iso
 
 
 def _clock_time(iso: str) -> str:
