@@ -5,7 +5,15 @@ from one place means none of them can drift to a laxer configuration. Start-up
 is only reported done once an authenticated MQTT session has been accepted, so
 callers never race a broker that is still loading its certificates. The files
 written at start stay in place, so the process can be launched again on the same
-port (:meth:`MosquittoBroker.relaunch`, used by the supervisor) after it died.
+ports (:meth:`MosquittoBroker.relaunch`, used by the supervisor) after it died.
+
+It has a fleet listener (fleet certificates) and a recovery listener
+(manufacturer certificates, attestation topics only); see
+:mod:`fleet_platform.broker_config`. Which devices may use the application
+plane is the grant set: :meth:`MosquittoBroker.apply_grants` rewrites the fleet
+ACL file and has the running mosquitto reload it (SIGHUP), which applies to the
+connections already open. A relaunched process reads the same file, so it
+comes up with the grants last applied.
 
 It listens on loopback unless told an address (devices on other hosts need one,
 or ``0.0.0.0`` / ``::`` for every interface), and its certificate names every
@@ -21,29 +29,38 @@ from __future__ import annotations
 import ipaddress
 import os
 import pwd
+import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
+
+from cryptography import x509
 
 from device_runtime.core.errors import CryptoError
 from device_runtime.ports.cpython.atomic_file import write_atomic
 from fleet_platform.broker_config import (
     DEFAULT_BROKER_PORT,
     DEFAULT_LISTEN_ADDRESS,
+    DEFAULT_RECOVERY_PORT,
     LOOPBACK_ADDRESS,
     BrokerError,
     BrokerFiles,
     BrokerPortTaken,
     acl_text,
+    check_granted,
     check_listen_address,
     check_port,
     check_prefix,
     config_text,
     local_address,
+    recovery_acl_text,
 )
 from fleet_platform.child_log import (
     DEFAULT_CHECK_INTERVAL,
@@ -55,7 +72,13 @@ from fleet_platform.mqtt_tls import client_context
 from fleet_platform.pki import CertificateAuthority, InvalidName, IssuedCredential, check_host_name
 from fleet_platform.process_supervisor import ChildProcess, die_with_parent
 
-__all__ = ["DEFAULT_BROKER_PORT", "BrokerError", "BrokerPortTaken", "MosquittoBroker"]
+__all__ = [
+    "DEFAULT_BROKER_PORT",
+    "DEFAULT_RECOVERY_PORT",
+    "BrokerError",
+    "BrokerPortTaken",
+    "MosquittoBroker",
+]
 
 BROKER_COMMON_NAME = "sevenfold-broker"
 # Not a valid device id (it has a dot), so it can never be mistaken for a device.
@@ -66,6 +89,8 @@ _LOG_NAME = "mosquitto.log"
 _CONFIG_NAME = "mosquitto.conf"
 _PORT_ATTEMPTS = 3
 _PORT_TAKEN = "Address already in use"
+# mosquitto names each port as it opens it; the last one named before the error is taken.
+_OPENING_PORT = re.compile(r"listen socket on port (\d+)\.")
 
 
 def locate_mosquitto(mosquitto: str | None = None) -> str:
@@ -121,6 +146,28 @@ def _check_names(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(checked)
 
 
+def _recovery_bundle(manufacturer_cas: Sequence[bytes], fleet_ca: bytes) -> bytes:
+    """The recovery listener's CA file: the manufacturer CAs, else the fleet CA.
+
+    Never empty, since mosquitto refuses a listener without a CA. Each entry
+    must parse as PEM certificates, as a damaged one would stop mosquitto.
+    """
+    if isinstance(manufacturer_cas, bytes | str):
+        raise BrokerError("manufacturer CAs must be a sequence of PEM certificates")
+    bundle = []
+    for index, pem in enumerate(manufacturer_cas):
+        try:
+            if not isinstance(pem, bytes) or not x509.load_pem_x509_certificates(pem):
+                raise ValueError("not PEM bytes")
+        except ValueError as exc:
+            raise BrokerError(
+                f"manufacturer CA {index} is not PEM certificates ({exc}), so the recovery"
+                f" listener cannot trust it"
+            ) from None
+        bundle.append(pem if pem.endswith(b"\n") else pem + b"\n")
+    return b"".join(bundle) if bundle else fleet_ca
+
+
 def _connect_packet(client_id: str) -> bytes:
     """An MQTT 3.1.1 CONNECT with a clean session, enough to prove the broker authenticates."""
     ident = client_id.encode()
@@ -136,6 +183,8 @@ class MosquittoBroker(ChildProcess):
     ``advertised_host`` is what devices are told: the first name it was started
     with, else ``host``. ``names`` is everything its certificate lists.
 
+    ``recovery_port`` is the recovery listener's, on the same address.
+
     One process at a time: :meth:`relaunch` replaces a process that has ended,
     and :meth:`stop` is final, so nothing can start the broker again after it.
     """
@@ -148,7 +197,10 @@ class MosquittoBroker(ChildProcess):
         listen: str,
         names: tuple[str, ...],
         port: int,
+        recovery_port: int,
         prefix: str,
+        server_identities: tuple[str, ...],
+        granted: tuple[str, ...] | None,
         files: BrokerFiles,
         probe: IssuedCredential,
         ready_timeout: float,
@@ -161,8 +213,15 @@ class MosquittoBroker(ChildProcess):
         self.advertised_host = names[0] if names else self.host
         self.names = _certificate_names(listen, names)
         self.port = port
+        self.recovery_port = recovery_port
         self.prefix = prefix
         self.ca_path = files.ca_path
+        self._files = files
+        self._server_identities = server_identities
+        self._granted = granted
+        # Held while the ACL file is replaced and mosquitto told, and while a process
+        # launches: a SIGHUP before mosquitto installed its handler would kill it.
+        self._reload_lock = threading.Lock()
         self._executable = executable
         self._probe = probe
         self._ready_timeout = ready_timeout
@@ -175,10 +234,13 @@ class MosquittoBroker(ChildProcess):
         directory: Path,
         authority: CertificateAuthority,
         port: int | None = None,
+        recovery_port: int | None = None,
         listen: str = DEFAULT_LISTEN_ADDRESS,
         names: tuple[str, ...] = (),
         prefix: str = "sevenfold",
         server_identities: tuple[str, ...] = ("sevenfold-server",),
+        manufacturer_cas: Sequence[bytes] = (),
+        grants: Iterable[str] | None = (),
         mosquitto: str | None = None,
         ready_timeout: float = 10.0,
         log_limit: int = DEFAULT_LOG_LIMIT,
@@ -186,11 +248,18 @@ class MosquittoBroker(ChildProcess):
     ) -> MosquittoBroker:
         """Write certificates, ACL and config into *directory*, launch mosquitto, wait for it.
 
-        The fleet server passes *port* (:data:`DEFAULT_BROKER_PORT` unless the
-        operator chose another) and gets :class:`BrokerPortTaken` when another
-        process holds it. With no *port* a free one is picked, and picked again
+        The fleet server passes *port* and *recovery_port*
+        (:data:`DEFAULT_BROKER_PORT` and :data:`DEFAULT_RECOVERY_PORT` unless
+        the operator chose others) and gets :class:`BrokerPortTaken` when
+        another process holds one. A port not given is a free one, picked again
         if another process grabs it before mosquitto binds it: for tests only,
         as devices could not find a broker whose port changes.
+
+        *manufacturer_cas* (PEM, one or more certificates each) are what the
+        recovery listener trusts; with none it trusts the fleet CA. *grants*
+        are the device ids given the application plane from the first moment,
+        as :meth:`apply_grants` would; None gives it to every certified device
+        (no attestation gate).
 
         *listen* is an IP address of this machine, or ``0.0.0.0`` / ``::`` for
         every interface; *names* the DNS names or addresses devices dial, all
@@ -198,9 +267,15 @@ class MosquittoBroker(ChildProcess):
         anew on every start. mosquitto's log is rotated past *log_limit* bytes.
         """
         check_prefix(prefix)
-        acl = acl_text(prefix=prefix, server_identities=tuple(server_identities))
+        server_identities = tuple(server_identities)
+        granted = None if grants is None else check_granted(grants)
+        acl = acl_text(prefix=prefix, server_identities=server_identities, granted=granted)
         if port is not None:
             check_port(port)
+        if recovery_port is not None:
+            check_port(recovery_port)
+            if recovery_port == port:
+                raise BrokerError(f"the fleet and recovery listeners cannot share port {port}")
         listen = check_listen_address(listen)
         names = _check_names(names)
         executable = locate_mosquitto(mosquitto)
@@ -208,7 +283,10 @@ class MosquittoBroker(ChildProcess):
         try:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             ca_path = directory / "ca.pem"
-            write_atomic(ca_path, authority.cert_path.read_bytes(), mode=0o600)
+            fleet_ca = authority.cert_path.read_bytes()
+            write_atomic(ca_path, fleet_ca, mode=0o600)
+            recovery_ca_path = directory / "recovery-ca.pem"
+            write_atomic(recovery_ca_path, _recovery_bundle(manufacturer_cas, fleet_ca), mode=0o600)
             # Issued on every start, never reused: the names may have changed since.
             server = authority.issue_server(
                 common_name=BROKER_COMMON_NAME,
@@ -224,8 +302,13 @@ class MosquittoBroker(ChildProcess):
                 cert_path=server.cert_path,
                 key_path=server.key_path,
                 acl_path=directory / "acl",
+                recovery_ca_path=recovery_ca_path,
+                recovery_acl_path=directory / "recovery.acl",
             )
             write_atomic(files.acl_path, acl.encode(), mode=0o600)
+            write_atomic(
+                files.recovery_acl_path, recovery_acl_text(prefix=prefix).encode(), mode=0o600
+            )
         except OSError as exc:
             raise BrokerError(f"cannot prepare mosquitto's files in {directory}: {exc}") from exc
 
@@ -238,7 +321,10 @@ class MosquittoBroker(ChildProcess):
                 listen=listen,
                 names=names,
                 port=_free_port(listen) if port is None else port,
+                recovery_port=_free_port(listen) if recovery_port is None else recovery_port,
                 prefix=prefix,
+                server_identities=server_identities,
+                granted=granted,
                 files=files,
                 probe=probe,
                 ready_timeout=ready_timeout,
@@ -252,7 +338,8 @@ class MosquittoBroker(ChildProcess):
                 raise
             return broker
 
-        for _ in range(0 if port is not None else _PORT_ATTEMPTS - 1):
+        picked = port is None or recovery_port is None
+        for _ in range(_PORT_ATTEMPTS - 1 if picked else 0):
             try:
                 return run_once()
             except BrokerPortTaken:
@@ -271,6 +358,42 @@ class MosquittoBroker(ChildProcess):
     def name(self) -> str:
         """How the supervisor and the health check refer to this broker."""
         return f"mosquitto on {_host_port(self.listen, self.port)}"
+
+    @property
+    def granted(self) -> tuple[str, ...] | None:
+        """The device ids the ACL file grants the application plane, sorted; None when every
+        certified device has it (no attestation gate)."""
+        return self._granted
+
+    def apply_grants(self, device_ids: Iterable[str]) -> None:
+        """Grant the application plane to exactly *device_ids*, now, connections open included.
+
+        The fleet ACL file is replaced atomically (a crash leaves the old set
+        or the new one), then the running mosquitto is sent SIGHUP, which makes
+        it read the file again at its next loop turn. When no process runs
+        (it died and the supervisor has yet to relaunch it) the file alone is
+        enough: the next process reads it. Raises :class:`InvalidField` for an
+        id the protocol refuses, :class:`BrokerError` when the file cannot be
+        written or the broker was stopped. Thread-safe.
+        """
+        if self._granted is None:
+            raise BrokerError("this broker has no attestation gate: every device is granted")
+        granted = check_granted(device_ids)
+        acl = acl_text(
+            prefix=self.prefix, server_identities=self._server_identities, granted=granted
+        )
+        with self._reload_lock:
+            if self._stopped:
+                raise BrokerError(f"the broker on port {self.port} was stopped; not granting")
+            try:
+                write_atomic(self._files.acl_path, acl.encode(), mode=0o600)
+            except OSError as exc:
+                raise BrokerError(f"cannot write {self._files.acl_path}: {exc}") from exc
+            self._granted = granted
+            process = self._process
+            # Popen does not signal a process it has already reaped, whose pid may be reused.
+            if process is not None:
+                process.send_signal(signal.SIGHUP)
 
     def log_tail(self, lines: int = TAIL_LINES) -> str:
         """Last lines of mosquitto's own output, the only place it explains a refusal."""
@@ -291,9 +414,12 @@ class MosquittoBroker(ChildProcess):
         process took the port meanwhile) when the new process does not come up,
         and when the broker was stopped or is still running.
         """
-        if self.running:
-            raise BrokerError(f"mosquitto is still running on port {self.port} (pid {self.pid})")
-        self._launch()
+        with self._reload_lock:
+            if self.running:
+                raise BrokerError(
+                    f"mosquitto is still running on port {self.port} (pid {self.pid})"
+                )
+            self._launch()
 
     def stop(self, timeout: float = 10.0) -> None:
         """End mosquitto for good, and the watch on its log; idempotent."""
@@ -314,6 +440,7 @@ class MosquittoBroker(ChildProcess):
     def _write_config(self, files: BrokerFiles) -> None:
         config = config_text(
             port=self.port,
+            recovery_port=self.recovery_port,
             prefix=self.prefix,
             files=files,
             run_as=_current_user(),
@@ -364,7 +491,7 @@ class MosquittoBroker(ChildProcess):
             if code is not None:
                 output = self.launch_output()
                 if _PORT_TAKEN in output:
-                    raise BrokerPortTaken(self.port, output, listen=self.listen)
+                    raise self._port_taken(output)
                 raise BrokerError(f"mosquitto exited with status {code}:\n{output}")
             try:
                 accepted = self._session_accepted(context)
@@ -382,6 +509,15 @@ class MosquittoBroker(ChildProcess):
                     f" within {timeout:g}s (last error: {last_error}):\n{self.launch_output()}"
                 )
             time.sleep(0.05)
+
+    def _port_taken(self, output: str) -> BrokerPortTaken:
+        """Which of the two listeners' ports another process holds, from mosquitto's words."""
+        opened = _OPENING_PORT.findall(output[: output.rfind(_PORT_TAKEN)])
+        if opened and int(opened[-1]) == self.recovery_port:
+            return BrokerPortTaken(
+                self.recovery_port, output, listen=self.listen, option="--broker-recovery-port"
+            )
+        return BrokerPortTaken(self.port, output, listen=self.listen)
 
     def _session_accepted(self, context: ssl.SSLContext) -> str | None:
         """None when CONNACK accepts the probe, else why not; socket errors propagate."""

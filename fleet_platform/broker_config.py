@@ -1,9 +1,23 @@
 """Mosquitto configuration and ACL text for the fleet's mutual-TLS broker.
 
 Kept apart from process handling so the exact policy the broker enforces can be
-read and tested as text. The ACL relies on ``%u``, which mosquitto fills in from
+read and tested as text. The ACLs rely on ``%u``, which mosquitto fills in from
 the certificate CN because of ``use_identity_as_username``; ``%c`` would be the
 client id, which any client picks freely.
+
+The broker has two listeners, each with its own ACL file
+(``per_listener_settings true``):
+
+- the fleet listener trusts the fleet CA. Every client has the attestation
+  plane of its own id (``{prefix}/d/%u/att/up`` and ``att/down``); only the
+  device ids in the current grant set have the application plane
+  (``{prefix}/d/<id>/up`` and ``down``), so a device the server quarantines
+  keeps its connection and its way to attest again, and nothing else;
+- the recovery listener trusts the manufacturer CAs, for boards that hold no
+  usable fleet certificate. Its ``mount_point`` puts every topic of its clients
+  under ``recovery/``, and its ACL grants only the attestation plane of the
+  client's own CN there. The servers never connect to it: they reach
+  ``recovery/{prefix}/d/#`` through the fleet listener.
 
 Mosquitto 2.0's ``acl_file`` never checks SUBSCRIBE (every filter, ``$share/...``
 included, is granted); what it enforces is "read" on each message it delivers,
@@ -16,6 +30,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,11 +56,10 @@ Devices are configured with a host and a port, so the port must survive broker
 restarts and server restarts; a free port picked at random (``port=None``) is
 for tests only.
 """
-
+DEFAULT_RECOVERY_PORT = 8884
+"""The managed broker's recovery listener, for boards that present a manufacturer certificate."""
 RECOVERY_MOUNT_POINT = "recovery/"
-"""Where the recovery listener puts its clients' topics: devices that hold only a DeviceID
-certificate (never attested, or their fleet certificate expired) reach the attestation plane
-there and nothing else; the server reaches them under this prefix through the fleet listener."""
+"""What the recovery listener puts before every topic its clients use."""
 
 # One or more topic levels; no wildcards, no empty levels, no leading '$'.
 _PREFIX = re.compile(r"^[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*$")
@@ -71,13 +85,18 @@ class BrokerPortTaken(BrokerError):
     code = "broker-port-taken"
 
     def __init__(
-        self, port: int, mosquitto_output: str, *, listen: str = DEFAULT_LISTEN_ADDRESS
+        self,
+        port: int,
+        mosquitto_output: str,
+        *,
+        listen: str = DEFAULT_LISTEN_ADDRESS,
+        option: str = "--broker-port",
     ) -> None:
         where = "every interface" if ipaddress.ip_address(listen).is_unspecified else listen
         super().__init__(
             f"port {port} on {where} is already in use by another process, so the managed"
             f" broker cannot listen there; stop that process or give the broker another port"
-            f" (sevenfold server --broker-port PORT):\n{mosquitto_output}"
+            f" (sevenfold server {option} PORT):\n{mosquitto_output}"
         )
         self.port = port
 
@@ -90,6 +109,9 @@ class BrokerFiles:
     cert_path: Path
     key_path: Path
     acl_path: Path
+    recovery_ca_path: Path
+    """The manufacturer CAs the recovery listener trusts (the fleet CA when none are)."""
+    recovery_acl_path: Path
 
 
 def check_prefix(prefix: str) -> str:
@@ -176,6 +198,11 @@ def check_server_identity(identity: str) -> str:
     )
 
 
+def recovery_topic(topic: str) -> str:
+    """The broker's name for *topic* of a client on the recovery listener (its mount point)."""
+    return RECOVERY_MOUNT_POINT + topic
+
+
 def max_packet_size(prefix: str) -> int:
     """Mosquitto's ``max_packet_size`` for the fleet: one largest message on the longest topic.
 
@@ -183,58 +210,142 @@ def max_packet_size(prefix: str) -> int:
     2-byte length and bytes, a 2-byte packet id (QoS 1 and 2) and the payload.
     Mosquitto 2.0 compares *remaining length + 1* with the limit, leaving out
     the remaining-length bytes themselves, so the value is counted its way
-    (the boundary is tested against the real broker). The longest topic is a
-    down topic (``/down`` is longer than ``/up``): servers publish there, and a
-    server disconnected for an oversized response would drop every device.
+    (the boundary is tested against the real broker). The limit is one for
+    both listeners, and the longest topic is one servers publish to: the
+    attestation down topic of a board on the recovery listener
+    (``recovery/{prefix}/d/<id>/att/down``), which servers reach through the
+    fleet listener under its full name. A server disconnected for an oversized
+    message would drop every device.
     """
     longest_id = "x" * LONGEST_DEVICE_ID
+    check_prefix(prefix)
     longest_topic = max(
-        protocol.topic(check_prefix(prefix), longest_id, "up"),
+        protocol.topic(prefix, longest_id, "up"),
         protocol.topic(prefix, longest_id, "down"),
+        recovery_topic(protocol.topic(prefix, longest_id, "att/up")),
+        recovery_topic(protocol.topic(prefix, longest_id, "att/down")),
         key=len,
     )
     remaining = _TOPIC_LENGTH_BYTES + len(longest_topic) + _PACKET_ID_BYTES + protocol.MAX_MESSAGE
     return _FIXED_HEADER_TYPE_BYTES + remaining
 
 
-def acl_text(*, prefix: str, server_identities: tuple[str, ...]) -> str:
-    """ACL granting servers the whole device tree and each device only its own two topics.
+def check_granted(device_ids: Iterable[str]) -> tuple[str, ...]:
+    """The device ids of a grant set, each checked as a topic level, sorted, once each.
 
-    The servers' grant is what lets their shared subscriptions
-    (``$share/<group>/<prefix>/d/+/up``) receive: mosquitto checks "read" on
-    each delivered message's topic, not on the ``$share`` filter.
+    Raises :class:`InvalidField` for an id the protocol would not accept: it
+    is written into the ACL as a topic level and a user name.
+    """
+    if isinstance(device_ids, str):
+        raise BrokerError(
+            f"granted devices must be a collection of ids, not the text {device_ids!r}"
+        )
+    return tuple(sorted({protocol.check_device_id(device_id) for device_id in device_ids}))
+
+
+def acl_text(
+    *, prefix: str, server_identities: tuple[str, ...], granted: Iterable[str] | None
+) -> str:
+    """The fleet listener's ACL: servers see everything, devices their planes.
+
+    *granted* None is a broker without the attestation gate
+    (``sevenfold server --no-attestation-gate``): every certified device gets
+    its application plane by pattern, as before attestation existed.
+
+    Every client may send on its own attestation up topic and receive on its
+    attestation down topic, granted or not: that is how a quarantined device
+    proves itself again. The application plane (``up`` and ``down``) is an
+    allowlist, one ``user`` block per device id in *granted*; no grant, no
+    application traffic. The servers' grant is what lets their shared
+    subscriptions (``$share/<group>/<prefix>/d/+/up``) receive: mosquitto
+    checks "read" on each delivered message's topic, not on the ``$share``
+    filter. Their second grant is the recovery listener's tree, seen from the
+    fleet listener. Pattern lines come first: a ``topic`` line belongs to the
+    ``user`` line above it, and patterns to nobody.
     """
     check_prefix(prefix)
     if not server_identities:
         raise BrokerError("at least one server identity is needed to reach the devices")
     if len(set(server_identities)) != len(server_identities):
         raise BrokerError(f"server identities {server_identities!r} repeat a name")
-    lines = ["# Fleet servers: every device's up and down topics."]
+    devices = () if granted is None else check_granted(granted)
+    lines = [
+        "# Every client: the attestation plane of its own certificate identity.",
+        f"pattern write {protocol.topic(prefix, '%u', 'att/up')}",
+        f"pattern read {protocol.topic(prefix, '%u', 'att/down')}",
+        "",
+        "# Fleet servers: every device's topics, on both listeners.",
+    ]
     for identity in server_identities:
         check_server_identity(identity)
-        lines += [f"user {identity}", f"topic readwrite {prefix}/d/#", ""]
-    lines += [
-        "# Every client: publish to its own up topic, receive on its own down topic.",
-        f"pattern write {prefix}/d/%u/up",
-        f"pattern read {prefix}/d/%u/down",
-        "",
-    ]
+        lines += [
+            f"user {identity}",
+            f"topic readwrite {prefix}/d/#",
+            f"topic readwrite {recovery_topic(prefix)}/d/#",
+            "",
+        ]
+    if granted is None:
+        return "\n".join(
+            lines
+            + [
+                "# No attestation gate: every certified device, the application plane.",
+                f"pattern write {protocol.topic(prefix, '%u', 'up')}",
+                f"pattern read {protocol.topic(prefix, '%u', 'down')}",
+                "",
+            ]
+        )
+    lines.append("# Granted devices: the application plane.")
+    for device_id in devices:
+        lines += [
+            f"user {device_id}",
+            f"topic write {protocol.topic(prefix, device_id, 'up')}",
+            f"topic read {protocol.topic(prefix, device_id, 'down')}",
+            "",
+        ]
     return "\n".join(lines)
+
+
+def recovery_acl_text(*, prefix: str) -> str:
+    """The recovery listener's ACL: each client's own attestation plane, nothing else.
+
+    No ``user`` blocks at all: a manufacturer CA vouches for a board, not for
+    a server, so a certificate it issued for a server's name gets only what
+    any board gets. The topics carry the mount point, as mosquitto checks them.
+    """
+    check_prefix(prefix)
+    return "\n".join(
+        [
+            "# Every client: the attestation plane of its own certificate identity.",
+            f"pattern write {recovery_topic(protocol.topic(prefix, '%u', 'att/up'))}",
+            f"pattern read {recovery_topic(protocol.topic(prefix, '%u', 'att/down'))}",
+            "",
+        ]
+    )
 
 
 MAX_QUEUED_MESSAGES = 100_000
 MAX_QUEUED_BYTES = 64 << 20
 
 
+def _listener_line(port: int, listen: str) -> str:
+    # mosquitto binds "::" as IPv6 only; with no address it binds both families.
+    return f"listener {port}" if listen == EVERY_INTERFACE_V6 else f"listener {port} {listen}"
+
+
 def config_text(
     *,
     port: int,
+    recovery_port: int,
     prefix: str,
     files: BrokerFiles,
     run_as: str,
     listen: str = DEFAULT_LISTEN_ADDRESS,
 ) -> str:
-    """Broker configuration: one listener on *listen*, client certificates required, no state.
+    """Broker configuration: the fleet and recovery listeners on *listen*, certificates required.
+
+    Each listener has its own CA file and ACL file (``per_listener_settings``);
+    both present the one broker certificate. The recovery listener's
+    ``mount_point`` keeps its clients under ``recovery/``.
 
     The log never has a line per connection (``connection_messages false``):
     a device reconnecting in a loop must not be able to fill the disk. It keeps
@@ -246,20 +357,43 @@ def config_text(
     (:mod:`fleet_platform.child_log`).
     """
     check_port(port)
+    check_port(recovery_port)
+    if port == recovery_port:
+        raise BrokerError(f"the fleet and recovery listeners cannot share port {port}")
     listen = check_listen_address(listen)
-    # mosquitto binds "::" as IPv6 only; with no address it binds both families.
-    listener = f"listener {port}" if listen == EVERY_INTERFACE_V6 else f"listener {port} {listen}"
     packet_limit = max_packet_size(prefix)
-    for path in (files.ca_path, files.cert_path, files.key_path, files.acl_path):
+    for path in (
+        files.ca_path,
+        files.cert_path,
+        files.key_path,
+        files.acl_path,
+        files.recovery_ca_path,
+        files.recovery_acl_path,
+    ):
         if any(ch in str(path) for ch in "\n\r"):
             raise BrokerError(f"path {str(path)!r} cannot be written into a mosquitto config")
     if not re.fullmatch(r"[A-Za-z0-9._-]+", run_as):
         raise BrokerError(f"user name {run_as!r} cannot be written into a mosquitto config")
+
+    def listener(port: int, ca_path: Path, acl_path: Path) -> list[str]:
+        return [
+            _listener_line(port, listen),
+            "protocol mqtt",
+            "allow_anonymous false",
+            f"acl_file {acl_path}",
+            f"cafile {ca_path}",
+            f"certfile {files.cert_path}",
+            f"keyfile {files.key_path}",
+            "tls_version tlsv1.2",
+            "require_certificate true",
+            "use_identity_as_username true",
+            "use_username_as_clientid true",
+        ]
+
     return "\n".join(
         [
             f"user {run_as}",
-            "per_listener_settings false",
-            "allow_anonymous false",
+            "per_listener_settings true",
             "persistence false",
             "set_tcp_nodelay true",
             # Larger packets cannot hold a valid protocol message; the sender is disconnected.
@@ -276,17 +410,13 @@ def config_text(
             "log_type notice",
             "log_type information",
             "connection_messages false",
-            f"acl_file {files.acl_path}",
             "",
-            listener,
-            "protocol mqtt",
-            f"cafile {files.ca_path}",
-            f"certfile {files.cert_path}",
-            f"keyfile {files.key_path}",
-            "tls_version tlsv1.2",
-            "require_certificate true",
-            "use_identity_as_username true",
-            "use_username_as_clientid true",
+            "# The fleet listener: fleet certificates.",
+            *listener(port, files.ca_path, files.acl_path),
+            "",
+            "# The recovery listener: manufacturer certificates, attestation only.",
+            *listener(recovery_port, files.recovery_ca_path, files.recovery_acl_path),
+            f"mount_point {RECOVERY_MOUNT_POINT}",
             "",
         ]
     )

@@ -113,6 +113,11 @@ class FleetServer:
         token = api_tokens.load_or_create(config.state_dir, name=api_tokens.OPERATOR)
         sensor_token = api_tokens.load_or_create(config.state_dir, name=api_tokens.SENSOR)
         factory_token = api_tokens.load_or_create(config.state_dir, name=api_tokens.FACTORY)
+        if not config.attestation_gate:
+            log.warning(
+                "no attestation gate: every device with a fleet certificate gets its application"
+                " topics, attested or not"
+            )
         self.database = open_database(config.resolved_database_url, migrations=MIGRATIONS)
         self.database.upgrade()
         self.registry = DeviceRegistry(database=self.database)
@@ -241,6 +246,11 @@ class FleetServer:
         ).write(config.state_dir)
         log.info("fleet server ready at %s", self.http_url)
 
+    def _initial_grants(self) -> list[str]:
+        """Who holds a pass as the broker starts: a restart must not cut off attested devices."""
+        assert self.database is not None
+        return TrustStore(database=self.database).granted(datetime.now(UTC))
+
     def _request_attestation(self, device_id: str) -> None:
         if self.gateway is not None:
             self.gateway.push(device_id, "attest-now", {})
@@ -348,7 +358,7 @@ class FleetServer:
             manufacturer_cas=[
                 ca.public_bytes(Encoding.PEM) for ca in trusted_manufacturer_cas(config.state_dir)
             ],
-            open_application_plane=not config.attestation_gate,
+            grants=self._initial_grants() if config.attestation_gate else None,
         )
         self.supervisor = ProcessSupervisor(self.broker).start()
         credential = authority.issue_client(

@@ -1,8 +1,11 @@
 """Pytest plugin: the fleet CA, a session-wide mutual-TLS Mosquitto, and MQTT clients for it.
 
 Register with ``pytest_plugins = ["tests.broker_fixtures"]`` in tests/conftest.py.
-The broker is a real mosquitto process on a free loopback port; tests that need
-it are skipped (failed in strict mode) only when the binary is absent.
+The broker is a real mosquitto process on free loopback ports (its fleet and
+recovery listeners); tests that need it are skipped (failed in strict mode)
+only when the binary is absent. Its recovery listener trusts the session's
+``manufacturer_ca``. A device id has the application plane only once a test
+grants it (``grant``), as the server would after attestation.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from fleet_platform.broker import MosquittoBroker
+from fleet_platform.broker_config import recovery_topic
 from fleet_platform.pki import CertificateAuthority, IssuedCredential
 from fleet_platform.server_replicas import replica_identities
 from tests.components import binary
@@ -30,6 +34,7 @@ SESSION_BROKER_REPLICAS = 2
 """Server identities the session broker accepts: replicas 0 and 1 (see server_replicas)."""
 
 IssueCredential = Callable[[str], IssuedCredential]
+Grant = Callable[..., None]
 
 
 class MqttSession:
@@ -133,13 +138,27 @@ class MqttSession:
 OpenSession = Callable[..., MqttSession]
 
 
+def delivered_on_recovery(topic: str) -> tuple[str, ...]:
+    """Names a recovery-listener client may get a message on its *topic* under.
+
+    Mosquitto is to strip the mount point from what it delivers there;
+    2.0.11 leaves it on (eclipse-mosquitto/mosquitto#2244, fixed in 2.0.12),
+    so a board must accept both and so do the tests.
+    """
+    return topic, recovery_topic(topic)
+
+
 def session_to(
-    broker: MosquittoBroker, credential: IssuedCredential, *, client_id: str
+    broker: MosquittoBroker,
+    credential: IssuedCredential,
+    *,
+    client_id: str,
+    recovery: bool = False,
 ) -> MqttSession:
-    """An MqttSession opened to *broker* with *credential*; the caller closes it."""
+    """An MqttSession opened to *broker*, its recovery listener if *recovery*; caller closes it."""
     return MqttSession(
         host=broker.host,
-        port=broker.port,
+        port=broker.recovery_port if recovery else broker.port,
         context=broker.client_context(credential),
         client_id=client_id,
     ).open()
@@ -154,8 +173,19 @@ def fleet_ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
 
 
 @pytest.fixture(scope="session")
+def manufacturer_ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
+    """A board manufacturer's CA: what the session broker's recovery listener trusts."""
+    return CertificateAuthority.create(
+        common_name="Sevenfold Test Manufacturer CA",
+        directory=tmp_path_factory.mktemp("manufacturer-ca"),
+    )
+
+
+@pytest.fixture(scope="session")
 def mtls_broker(
-    fleet_ca: CertificateAuthority, tmp_path_factory: pytest.TempPathFactory
+    fleet_ca: CertificateAuthority,
+    manufacturer_ca: CertificateAuthority,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[MosquittoBroker]:
     """A started broker shared by the session; start-up costs a process launch and a handshake."""
     executable = binary("mosquitto")
@@ -163,9 +193,36 @@ def mtls_broker(
         directory=tmp_path_factory.mktemp("broker"),
         authority=fleet_ca,
         server_identities=replica_identities(SESSION_BROKER_REPLICAS),
+        manufacturer_cas=[manufacturer_ca.cert_path.read_bytes()],
         mosquitto=executable,
     ) as broker:
         yield broker
+
+
+@pytest.fixture(scope="session")
+def _session_grants() -> set[str]:
+    """Device ids the session broker grants now: the union of every running test's grants."""
+    return set()
+
+
+@pytest.fixture
+def grant(mtls_broker: MosquittoBroker, _session_grants: set[str]) -> Iterator[Grant]:
+    """Callable giving device ids the application plane on ``mtls_broker``, at once.
+
+    Call as ``grant("dev-a", "dev-b")`` before the devices connect (a reload
+    is done long before a TLS handshake is); the grants end with the test.
+    """
+    added: set[str] = set()
+
+    def grant_ids(*device_ids: str) -> None:
+        added.update(device_ids)
+        _session_grants.update(device_ids)
+        mtls_broker.apply_grants(_session_grants)
+
+    yield grant_ids
+    if added:
+        _session_grants.difference_update(added)
+        mtls_broker.apply_grants(_session_grants)
 
 
 StartBroker = Callable[..., MosquittoBroker]
@@ -209,7 +266,8 @@ def mqtt_session(mtls_broker: MosquittoBroker) -> Iterator[OpenSession]:
     """Callable opening an MqttSession to ``mtls_broker``; every session is closed afterwards.
 
     Call as ``mqtt_session(credential, client_id="x")``, or pass ``context=`` to
-    connect with hand-made TLS settings (no certificate, foreign CA, ...).
+    connect with hand-made TLS settings (no certificate, foreign CA, ...), and
+    ``recovery=True`` for the recovery listener.
     """
     sessions: list[MqttSession] = []
 
@@ -219,12 +277,14 @@ def mqtt_session(mtls_broker: MosquittoBroker) -> Iterator[OpenSession]:
         client_id: str,
         context: ssl.SSLContext | None = None,
         username: str | None = None,
+        recovery: bool = False,
     ) -> MqttSession:
         if context is None:
             assert credential is not None, "give a credential or a TLS context"
             context = mtls_broker.client_context(credential)
+        port = mtls_broker.recovery_port if recovery else mtls_broker.port
         session = MqttSession(
-            host=mtls_broker.host, port=mtls_broker.port, context=context, client_id=client_id
+            host=mtls_broker.host, port=port, context=context, client_id=client_id
         )
         sessions.append(session)
         return session.open(username=username)

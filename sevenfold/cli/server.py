@@ -18,6 +18,7 @@ import typer
 from fleet_platform.broker_config import (
     DEFAULT_BROKER_PORT,
     DEFAULT_LISTEN_ADDRESS,
+    DEFAULT_RECOVERY_PORT,
     BrokerError,
     check_listen_address,
 )
@@ -63,6 +64,25 @@ def server(
             " where the external broker is reached.",
         ),
     ] = DEFAULT_BROKER_PORT,
+    broker_recovery_port: Annotated[
+        int,
+        typer.Option(
+            "--broker-recovery-port",
+            min=0,
+            max=65535,
+            help="The managed broker's recovery listener (0: any free port), where a device"
+            " with only its DeviceID certificate reaches the attestation topics.",
+        ),
+    ] = DEFAULT_RECOVERY_PORT,
+    attestation_gate: Annotated[
+        bool,
+        typer.Option(
+            "--attestation-gate/--no-attestation-gate",
+            help="Grant a device its application topics only while it holds a pass from a"
+            " passing attestation; --no-attestation-gate grants them to every certified device"
+            " (for fleets that cannot attest yet).",
+        ),
+    ] = True,
     broker_listen: Annotated[
         str | None,
         typer.Option(
@@ -135,6 +155,8 @@ def server(
             broker=external,
             heartbeat_interval=heartbeat_interval,
             broker_port=broker_port,
+            recovery_port=broker_recovery_port,
+            attestation_gate=attestation_gate,
             broker_listen=broker_listen or DEFAULT_LISTEN_ADDRESS,
             broker_names=names,
             gateway_processes=gateway_processes,

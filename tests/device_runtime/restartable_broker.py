@@ -2,7 +2,7 @@
 
 Devices and servers reconnect to the same address, as they would after a
 real broker restart; the broker keeps the fleet's mutual-TLS and ACL policy
-(it is a ``MosquittoBroker`` each time).
+(it is a ``MosquittoBroker`` each time), and the devices granted so far.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ class RestartableBroker:
         self.mosquitto = binary("mosquitto")
         self.broker: MosquittoBroker | None = None
         self.restarted_at = 0.0
+        self.granted: set[str] = set()
         self.start()
 
     def start(self) -> None:
@@ -31,8 +32,15 @@ class RestartableBroker:
             directory=self.directory,
             authority=self.authority,
             port=self.port,
+            grants=self.granted,
             mosquitto=self.mosquitto,
         )
+
+    def grant(self, *device_ids: str) -> None:
+        """Give *device_ids* the application plane, now and after every restart."""
+        self.granted.update(device_ids)
+        if self.broker is not None:
+            self.broker.apply_grants(self.granted)
 
     def stop(self) -> None:
         """Stop the broker; safe to call when it is already stopped."""

@@ -88,6 +88,7 @@ def test_cpython_device_heartbeats_through_a_broker_restart(
     tmp_path: Path,
 ) -> None:
     device_id = "outage-cpy"
+    restartable_broker.grant(device_id)
     transport = device_transport(
         authority=fleet_ca,
         port=restartable_broker.port,
@@ -137,6 +138,7 @@ def test_micropython_device_heartbeats_through_a_broker_restart(
     tmp_path: Path,
 ) -> None:
     device_id = "outage-mpy"
+    restartable_broker.grant(device_id)
     bundle = tmp_path / "bundle"
     binary("micropython")
     build(root=REPO, out=bundle)

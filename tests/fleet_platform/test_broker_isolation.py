@@ -1,5 +1,9 @@
 """Per-device isolation on the real broker: identity comes from the client certificate.
 
+The devices here hold the application-plane grant (the quarantine of devices
+without one is tested in test_broker_grants.py), so what is tested is the
+isolation that holds between granted devices.
+
 Negative checks need no sleeps: every publish waits for its PUBACK, after which
 mosquitto has already routed it, and a later "marker" message on a topic the
 receiver may read proves that anything routed earlier would have arrived first.
@@ -16,7 +20,7 @@ import pytest
 
 from fleet_platform.broker import MosquittoBroker
 from fleet_platform.pki import CertificateAuthority, IssuedCredential
-from tests.broker_fixtures import MqttSession, session_to
+from tests.broker_fixtures import Grant, MqttSession, session_to
 from tests.components import binary
 
 Issue = Callable[[str], IssuedCredential]
@@ -44,8 +48,11 @@ def connect(open_session: Open, credential: IssuedCredential, **options: str) ->
 
 
 @pytest.fixture
-def devices() -> tuple[str, str]:
-    return fresh("dev-a"), fresh("dev-b")
+def devices(grant: Grant) -> tuple[str, str]:
+    """Two devices, both granted the application plane."""
+    a, b = fresh("dev-a"), fresh("dev-b")
+    grant(a, b)
+    return a, b
 
 
 def test_device_publishes_to_own_up_and_server_receives(
@@ -169,6 +176,7 @@ def test_custom_prefix_and_several_server_identities(
         authority=fleet_ca,
         prefix="plant7/fleet",
         server_identities=("ops.a", "ops.b"),
+        grants=("dev-p",),
         mosquitto=binary("mosquitto"),
     ) as broker:
         sessions: list[MqttSession] = []

@@ -46,7 +46,7 @@ def failed_handshakes(broker: MosquittoBroker, count: int) -> None:
 def test_connections_are_not_logged(
     fleet_ca: CertificateAuthority, start_broker: StartBroker, tmp_path: Path
 ) -> None:
-    with start_broker() as broker:
+    with start_broker(grants=["dev-chatty"]) as broker:
         config = broker.config_path.read_text().splitlines()
         assert "connection_messages false" in config
         assert {line for line in config if line.startswith("log_type ")} == {

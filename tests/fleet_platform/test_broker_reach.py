@@ -59,7 +59,7 @@ def credential(authority: CertificateAuthority, tmp_path: Path, name: str) -> Is
 def test_a_device_on_the_network_reaches_the_broker_under_its_name(
     fleet_ca: CertificateAuthority, start_broker: StartBroker, tmp_path: Path, side: DeviceSide
 ) -> None:
-    with start_broker(listen=side.listen, names=(NAME, side.address)) as broker:
+    with start_broker(listen=side.listen, names=(NAME, side.address), grants=["dev-far"]) as broker:
         # The start-up probe reached it on this machine: loopback, or the one address.
         assert broker.host == ("127.0.0.1" if side.every_interface else side.address)
         assert broker.advertised_host == NAME
@@ -99,7 +99,9 @@ def test_listening_on_one_address_probes_and_certifies_that_address(
     with start_broker(listen=side.address) as broker:
         assert broker.host == broker.advertised_host == side.address
         assert side.address in certificate_names(broker)
-        assert f"listener {broker.port} {side.address}" in broker.config_path.read_text()
+        config = broker.config_path.read_text().splitlines()
+        assert f"listener {broker.port} {side.address}" in config
+        assert f"listener {broker.recovery_port} {side.address}" in config
         context = broker.client_context(credential(fleet_ca, tmp_path, "dev-near"))
         assert connack(side.address, broker.port, context, server_hostname=side.address) == 0
         with pytest.raises(ConnectionRefusedError):
@@ -120,7 +122,8 @@ def test_every_interface_in_ipv6_spelling_takes_both_families(
 ) -> None:
     with start_broker(listen="::") as broker:
         assert broker.host == broker.advertised_host == "127.0.0.1"
-        assert f"listener {broker.port}" in broker.config_path.read_text().splitlines()
+        config = broker.config_path.read_text().splitlines()
+        assert {f"listener {broker.port}", f"listener {broker.recovery_port}"} <= set(config)
         assert broker.name == f"mosquitto on [::]:{broker.port}"
         context = broker.client_context(credential(fleet_ca, tmp_path, "dev-v6"))
         assert connack("127.0.0.1", broker.port, context, server_hostname="localhost") == 0
@@ -161,9 +164,18 @@ def test_config_text_refuses_a_listen_address_it_cannot_write(tmp_path: Path) ->
         cert_path=tmp_path / "c.pem",
         key_path=tmp_path / "c.key",
         acl_path=tmp_path / "acl",
+        recovery_ca_path=tmp_path / "recovery-ca.pem",
+        recovery_acl_path=tmp_path / "recovery.acl",
     )
     with pytest.raises(BrokerError, match="not an IP address"):
-        config_text(port=8883, prefix="sevenfold", files=files, run_as="me", listen="0.0.0.0\nx")
+        config_text(
+            port=8883,
+            recovery_port=8884,
+            prefix="sevenfold",
+            files=files,
+            run_as="me",
+            listen="0.0.0.0\nx",
+        )
 
 
 def test_one_ipv6_address(

@@ -26,7 +26,7 @@ from fleet_platform.server_replicas import (
     share_group,
     shared_up_filter,
 )
-from tests.broker_fixtures import SESSION_BROKER_REPLICAS, MqttSession
+from tests.broker_fixtures import SESSION_BROKER_REPLICAS, Grant, MqttSession
 
 Issue = Callable[[str], IssuedCredential]
 Open = Callable[..., MqttSession]
@@ -65,7 +65,9 @@ def replicas(mqtt_session: Open, client_credentials: Issue) -> list[MqttSession]
     return sessions
 
 
-def publish_requests(open_session: Open, issue: Issue, device_id: str) -> set[bytes]:
+def publish_requests(open_session: Open, issue: Issue, grant: Grant, device_id: str) -> set[bytes]:
+    """*device_id*, granted the application plane, sends requests; what it sent."""
+    grant(device_id)
     device = connect(open_session, issue(device_id))
     sent = {f"request {n}".encode() for n in range(MESSAGES)}
     for payload in sorted(sent):
@@ -90,9 +92,9 @@ def collect(replicas: list[MqttSession], expected: int) -> list[list[bytes]]:
 
 
 def test_replicas_in_one_group_get_every_message_exactly_once(
-    replicas: list[MqttSession], mqtt_session: Open, client_credentials: Issue
+    replicas: list[MqttSession], mqtt_session: Open, client_credentials: Issue, grant: Grant
 ) -> None:
-    sent = publish_requests(mqtt_session, client_credentials, fresh("dev"))
+    sent = publish_requests(mqtt_session, client_credentials, grant, fresh("dev"))
     received = collect(replicas, len(sent))
     everything = [payload for part in received for payload in part]
     assert sorted(everything) == sorted(sent)
@@ -119,9 +121,10 @@ def test_two_sessions_with_one_identity_cannot_both_stay_connected(
     ],
 )
 def test_device_shared_subscription_yields_nothing_of_other_devices(
-    mqtt_session: Open, client_credentials: Issue, shared_filter: str
+    mqtt_session: Open, client_credentials: Issue, grant: Grant, shared_filter: str
 ) -> None:
     spy_id, victim_id = fresh("spy"), fresh("victim")
+    grant(spy_id, victim_id)
     spy = connect(mqtt_session, client_credentials(spy_id))
     # Granted: mosquitto 2.0's ACL file does not check subscriptions, only deliveries.
     assert spy.subscribe(shared_filter) == [1]
@@ -136,19 +139,21 @@ def test_device_shared_subscription_yields_nothing_of_other_devices(
 
 
 def test_device_outside_the_secret_group_takes_nothing_from_the_replicas(
-    replicas: list[MqttSession], mqtt_session: Open, client_credentials: Issue
+    replicas: list[MqttSession], mqtt_session: Open, client_credentials: Issue, grant: Grant
 ) -> None:
-    spy = connect(mqtt_session, client_credentials(fresh("spy")))
+    spy_id = fresh("spy")
+    grant(spy_id)
+    spy = connect(mqtt_session, client_credentials(spy_id))
     for guess in ("sevenfold", "servers", "fleet", share_group("guess")):
         assert spy.subscribe(shared_up_filter(PREFIX, guess)) == [1]
-    sent = publish_requests(mqtt_session, client_credentials, fresh("dev"))
+    sent = publish_requests(mqtt_session, client_credentials, grant, fresh("dev"))
     received = collect(replicas, len(sent))
     assert sorted(payload for part in received for payload in part) == sorted(sent)
     assert drain(spy) == []
 
 
 def test_device_that_knows_the_group_makes_replicas_miss_messages(
-    mqtt_session: Open, client_credentials: Issue
+    mqtt_session: Open, client_credentials: Issue, grant: Grant
 ) -> None:
     """Pins the mosquitto behaviour the secret group name guards against.
 
@@ -158,9 +163,11 @@ def test_device_that_knows_the_group_makes_replicas_miss_messages(
     group = share_group(fresh("leaked"))
     server = connect(mqtt_session, client_credentials(protocol.SERVER_IDENTITY))
     assert server.subscribe(shared_up_filter(PREFIX, group)) == [1]
-    intruder = connect(mqtt_session, client_credentials(fresh("intruder")))
+    intruder_id = fresh("intruder")
+    grant(intruder_id)
+    intruder = connect(mqtt_session, client_credentials(intruder_id))
     assert intruder.subscribe(shared_up_filter(PREFIX, group)) == [1]
-    sent = publish_requests(mqtt_session, client_credentials, fresh("dev"))
+    sent = publish_requests(mqtt_session, client_credentials, grant, fresh("dev"))
     received = collect([server], len(sent))[0]
     assert set(received) < sent
     assert drain(intruder) == []

@@ -27,7 +27,7 @@ from fleet_platform.event_budget import EventBudget
 from fleet_platform.gateway import Gateway, Request
 from fleet_platform.gateway_limits import GatewayLimits
 from fleet_platform.storage import Database
-from tests.broker_fixtures import IssueCredential, MqttSession, OpenSession
+from tests.broker_fixtures import Grant, IssueCredential, MqttSession, OpenSession
 from tests.components import binary, free_port
 
 CORRELATION = b"\x01\x02\x03\x04\x05\x06\x07\x08"
@@ -76,9 +76,10 @@ Device = Callable[[str], MqttSession]
 
 @pytest.fixture
 def device(
-    gateway: Gateway, mqtt_session: OpenSession, client_credentials: IssueCredential
+    gateway: Gateway, mqtt_session: OpenSession, client_credentials: IssueCredential, grant: Grant
 ) -> Device:
     def connect(device_id: str) -> MqttSession:
+        grant(device_id)
         session = mqtt_session(client_credentials(device_id), client_id=device_id)
         assert session.accepted()
         assert session.subscribe(protocol.topic("sevenfold", device_id, "down")) == [1]
@@ -206,11 +207,13 @@ def test_a_flood_of_garbage_is_answered_but_recorded_within_budget(
     client_credentials: IssueCredential,
     database: Database,
     mqtt_session: OpenSession,
+    grant: Grant,
 ) -> None:
     registry = DeviceRegistry(database=database, budget=EventBudget(per_window=5, window_s=3600))
     gateway = make_gateway(mtls_broker, client_credentials, database, registry)
     gateway.start()
     try:
+        grant("dev-f")
         session = mqtt_session(client_credentials("dev-f"), client_id="dev-f")
         assert session.accepted()
         session.subscribe(protocol.topic("sevenfold", "dev-f", "down"))
@@ -322,10 +325,12 @@ def test_a_device_over_its_rate_is_told_to_wait_and_others_are_unaffected(
     database: Database,
     registry: DeviceRegistry,
     mqtt_session: OpenSession,
+    grant: Grant,
 ) -> None:
     limits = GatewayLimits(rate=1.0, burst=3)
     gateway = _running_gateway(mtls_broker, client_credentials, database, registry, limits=limits)
     try:
+        grant("dev-r", "dev-o")
         session = mqtt_session(client_credentials("dev-r"), client_id="dev-r")
         assert session.accepted()
         session.subscribe(protocol.topic("sevenfold", "dev-r", "down"))
@@ -357,6 +362,7 @@ def test_an_overloaded_server_answers_busy_never_silence(
     database: Database,
     registry: DeviceRegistry,
     mqtt_session: OpenSession,
+    grant: Grant,
 ) -> None:
     """Defect: with the request queue full, requests were dropped without an answer."""
     limits = GatewayLimits(workers=1, batch=1, per_device_queue=2, total_queue=2)
@@ -372,6 +378,7 @@ def test_an_overloaded_server_answers_busy_never_silence(
         sessions = []
         for index in range(6):
             device_id = f"dev-{index}"
+            grant(device_id)
             session = mqtt_session(client_credentials(device_id), client_id=device_id)
             assert session.accepted()
             session.subscribe(protocol.topic("sevenfold", device_id, "down"))

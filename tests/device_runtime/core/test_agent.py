@@ -33,7 +33,7 @@ from device_runtime.ports.cpython.transport import MqttTransport
 from fleet_platform.broker import MosquittoBroker
 from fleet_platform.device_requests import decode_request, error_body
 from fleet_platform.pki import CertificateAuthority
-from tests.broker_fixtures import IssueCredential, MqttSession, OpenSession
+from tests.broker_fixtures import Grant, IssueCredential, MqttSession, OpenSession
 from tests.device_runtime.cpython_devices import device_agent, device_transport
 
 DEVICE = "agent-1"
@@ -119,9 +119,11 @@ def link(
     fleet_ca: CertificateAuthority,
     client_credentials: IssueCredential,
     mqtt_session: OpenSession,
+    grant: Grant,
     tmp_path: Path,
 ) -> Iterator[Callable[..., tuple[Link, ScriptedServer]]]:
     """Callable building an agent and a scripted server that answers it."""
+    grant(DEVICE)
     servers: list[ScriptedServer] = []
     threads: list[threading.Thread] = []
     transports: list[MqttTransport] = []

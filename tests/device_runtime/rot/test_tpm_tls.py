@@ -25,7 +25,7 @@ from device_runtime.rot.tpm import TpmRootOfTrust
 from device_runtime.simulated_tpm import SimulatedTpm, TpmResourceManager
 from fleet_platform.broker import MosquittoBroker
 from fleet_platform.pki import CertificateAuthority
-from tests.broker_fixtures import session_to
+from tests.broker_fixtures import Grant, session_to
 from tests.swtpm_fixtures import swtpm, tpm_resource_manager
 
 __all__ = ["swtpm", "tpm_resource_manager"]
@@ -63,10 +63,12 @@ def test_tpm_device_connects_with_its_tpm_resident_key(
     tpm_resource_manager: TpmResourceManager,
     mtls_broker: MosquittoBroker,
     fleet_ca: CertificateAuthority,
+    grant: Grant,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     device = "tpm-" + uuid.uuid4().hex[:10]
+    grant(device)
     for name, value in tpm_resource_manager.environment().items():
         monkeypatch.setenv(name, value)
     rot = TpmRootOfTrust.open(tcti=tpm_resource_manager.tcti)

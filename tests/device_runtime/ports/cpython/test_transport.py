@@ -30,6 +30,7 @@ RECONNECT_WAIT_S = 20.0
 def transport(
     restartable_broker: RestartableBroker, fleet_ca: CertificateAuthority, tmp_path: Path
 ) -> Iterator[MqttTransport]:
+    restartable_broker.grant(DEVICE)
     device = device_transport(
         authority=fleet_ca,
         port=restartable_broker.port,

@@ -24,7 +24,7 @@ import pytest
 from firmware_images.micropython_bundle import build
 from fleet_platform.broker import MosquittoBroker
 from fleet_platform.pki import CertificateAuthority, IssuedCredential
-from tests.broker_fixtures import IssueCredential, MqttSession, OpenSession
+from tests.broker_fixtures import Grant, IssueCredential, MqttSession, OpenSession
 from tests.components import binary, free_port
 
 REPO = Path(__file__).resolve().parents[4]
@@ -142,9 +142,10 @@ def transport_settings(
 
 
 def listening_server(
-    mqtt_session: OpenSession, client_credentials: IssueCredential, client_id: str
+    mqtt_session: OpenSession, client_credentials: IssueCredential, grant: Grant, client_id: str
 ) -> MqttSession:
-    """A session with the server's identity, subscribed to the device's up topic."""
+    """A session with the server's identity, subscribed to the device's up topic (granted)."""
+    grant(DEVICE)
     server = mqtt_session(client_credentials("sevenfold-server"), client_id=client_id)
     assert server.accepted()
     assert server.subscribe(up(DEVICE)) == [1]
@@ -179,9 +180,10 @@ def test_round_trip_with_the_server_through_mosquitto(
     mtls_broker: MosquittoBroker,
     client_credentials: IssueCredential,
     mqtt_session: OpenSession,
+    grant: Grant,
     tmp_path: Path,
 ) -> None:
-    server = listening_server(mqtt_session, client_credentials, "server-live")
+    server = listening_server(mqtt_session, client_credentials, grant, "server-live")
     device = device_on(
         mtls_broker,
         bytecode=bytecode,
@@ -215,10 +217,11 @@ def test_subscriptions_are_restored_on_every_connect(
     mtls_broker: MosquittoBroker,
     client_credentials: IssueCredential,
     mqtt_session: OpenSession,
+    grant: Grant,
     tmp_path: Path,
 ) -> None:
     """A clean session forgets subscriptions; connecting again must subscribe again."""
-    server = listening_server(mqtt_session, client_credentials, "server-again")
+    server = listening_server(mqtt_session, client_credentials, grant, "server-again")
     device = device_on(
         mtls_broker,
         bytecode=bytecode,
@@ -252,9 +255,10 @@ def test_another_devices_down_topic_never_reaches_the_device(
     mtls_broker: MosquittoBroker,
     client_credentials: IssueCredential,
     mqtt_session: OpenSession,
+    grant: Grant,
     tmp_path: Path,
 ) -> None:
-    server = listening_server(mqtt_session, client_credentials, "server-spy")
+    server = listening_server(mqtt_session, client_credentials, grant, "server-spy")
     device = device_on(
         mtls_broker,
         bytecode=bytecode,
