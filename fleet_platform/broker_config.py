@@ -285,15 +285,13 @@ def acl_text(
             "",
         ]
     if granted is None:
-        return "\n".join(
-            lines
-            + [
-                "# No attestation gate: every certified device, the application plane.",
-                f"pattern write {protocol.topic(prefix, '%u', 'up')}",
-                f"pattern read {protocol.topic(prefix, '%u', 'down')}",
-                "",
-            ]
-        )
+        lines += [
+            "# No attestation gate: every certified device, the application plane.",
+            f"pattern write {protocol.topic(prefix, '%u', 'up')}",
+            f"pattern read {protocol.topic(prefix, '%u', 'down')}",
+            "",
+        ]
+        return "\n".join(lines)
     lines.append("# Granted devices: the application plane.")
     for device_id in devices:
         lines += [
