@@ -29,7 +29,7 @@ MAX_REQUEST = 1280
 """Bytes of one request line, newline excluded: the longest is ``put`` of a DICE DeviceID
 certificate (under 700 bytes of DER with a 63-character device id, 924 in base64). The
 buffer is one contiguous allocation, which a fragmented 64 KiB heap must still find."""
-MAX_TOKENS = 4
+MAX_TOKENS = 5
 BANNER = b"sevenfold-console " + str(VERSION).encode() + b" ready\n"
 """Written when the console starts: a station that reads it mid-flow knows the device rebooted."""
 INSTALLED_KEY = "provisioning"

@@ -26,6 +26,7 @@ from typing import Annotated, Any
 
 import typer
 
+from fleet_platform.pki import CertificateAuthority
 from fleet_platform.server_config import ServerConfig
 from sevenfold.api_client import FleetClient
 from sevenfold.cli.extras import missing_extra
@@ -55,8 +56,16 @@ def demo(
     kinds = board_kinds(devices)
     with reported_errors(), tempfile.TemporaryDirectory(prefix="sevenfold-demo-") as tmp:
         state = Path(tmp)
+        maker = manufacturer_ca(state)
         # Free ports: a demo must not collide with a real server (or another demo) on 8883.
-        config = ServerConfig(state_dir=state, http_port=0, broker_port=0, heartbeat_interval=1)
+        config = ServerConfig(
+            state_dir=state,
+            http_port=0,
+            broker_port=0,
+            recovery_port=0,
+            heartbeat_interval=1,
+            manufacturer_cas=(maker.cert_path,),
+        )
         with FleetServer(config=config) as fleet, _board_tpm(state, "tpm" in kinds) as tpm:
             assert fleet.broker is not None
             if not as_json:
@@ -69,7 +78,7 @@ def demo(
                     f"provisioning {devices} simulated boards over their consoles (pty):"
                     f" {', '.join(kinds)}"
                 )
-            boards = provision_over_consoles(state, fleet.http_url, kinds, tpm)
+            boards = provision_over_consoles(state, fleet.http_url, kinds, tpm, maker)
             if not as_json:
                 say(f"running {devices} boards, each as a process of its own")
             running: list[tuple[Path, subprocess.Popen[str]]] = []
@@ -95,6 +104,14 @@ def demo(
         say(f"{len(online)}/{devices} devices online")
     if failed or len(online) != devices:
         raise typer.Exit(1)
+
+
+def manufacturer_ca(state: Path) -> CertificateAuthority:
+    """The demo line's manufacturer CA, made before the server starts so that its broker's
+    recovery listener trusts the DeviceID certificates it issues."""
+    from sevenfold.factory_station import init_ca
+
+    return init_ca(state / "manufacturer-ca")
 
 
 @contextlib.contextmanager
@@ -125,15 +142,15 @@ def _board_tpm(state: Path, wanted: bool) -> Iterator[Any]:
 
 
 def provision_over_consoles(
-    state: Path, server: str, kinds: list[str], tpm: Any
+    state: Path, server: str, kinds: list[str], tpm: Any, authority: CertificateAuthority
 ) -> list[tuple[Path, str]]:
-    """The factory line of the demo: one pty board per kind, provisioned by the station."""
+    """The factory line of the demo: one pty board per kind, provisioned by the station with
+    *authority* as the manufacturer CA (which the server and its broker trust)."""
     from cryptography import x509
 
     from device_runtime.console_device import TPM_TCTI_FILE, ConsoleDevice
     from fleet_platform import api_tokens
-    from fleet_platform.manufacturer_cas import trust_manufacturer_ca
-    from sevenfold.factory_station import Station, StationError, device_id_for, init_ca, provision
+    from sevenfold.factory_station import Station, StationError, device_id_for, provision
 
     token = api_tokens.read(state, name=api_tokens.FACTORY)
     if token is None:
@@ -143,9 +160,6 @@ def provision_over_consoles(
         if tpm is not None
         else []
     )
-    authority = init_ca(state / "manufacturer-ca")
-    # The server reads its trusted manufacturer CAs on every registration.
-    trust_manufacturer_ca(state, authority.cert_path)
     station = Station(
         authority=authority,
         server=server,

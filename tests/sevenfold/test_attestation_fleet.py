@@ -58,7 +58,7 @@ def fleet(tmp_path: Path) -> Any:
         manufacturer_cas=(maker.cert_path,),
     )
     with FleetServer(config=config) as server:
-        yield server, config
+        yield server, config, maker
 
 
 def _api(server: FleetServer, config: ServerConfig) -> httpx.Client:
@@ -112,9 +112,9 @@ class RawDevice:
 def test_a_board_attests_earns_its_topics_and_loses_them_when_its_image_is_withdrawn(
     fleet: Any,
 ) -> None:
-    server, config = fleet
+    server, config, maker = fleet
     ((directory, kind),) = provision_over_consoles(
-        config.state_dir, server.http_url, ["dice"], None
+        config.state_dir, server.http_url, ["dice"], None, maker
     )
     device_id = directory.name
     with _api(server, config) as api:
@@ -196,9 +196,9 @@ def test_a_board_attests_earns_its_topics_and_loses_them_when_its_image_is_withd
 
 
 def test_a_tampered_image_never_gets_a_certificate(fleet: Any) -> None:
-    server, config = fleet
+    server, config, maker = fleet
     ((directory, kind),) = provision_over_consoles(
-        config.state_dir, server.http_url, ["dice"], None
+        config.state_dir, server.http_url, ["dice"], None, maker
     )
     with _api(server, config) as api:
         api.post(
@@ -217,9 +217,9 @@ def test_a_tampered_image_never_gets_a_certificate(fleet: Any) -> None:
 
 
 def test_software_boards_are_refused_unless_their_group_allows_them(fleet: Any) -> None:
-    server, config = fleet
+    server, config, maker = fleet
     ((directory, kind),) = provision_over_consoles(
-        config.state_dir, server.http_url, ["software"], None
+        config.state_dir, server.http_url, ["software"], None, maker
     )
     with _api(server, config) as api:
         api.post(
@@ -245,9 +245,9 @@ def test_software_boards_are_refused_unless_their_group_allows_them(fleet: Any) 
 
 
 def test_a_quarantined_device_is_cut_off_until_released(fleet: Any) -> None:
-    server, config = fleet
+    server, config, maker = fleet
     ((directory, kind),) = provision_over_consoles(
-        config.state_dir, server.http_url, ["dice"], None
+        config.state_dir, server.http_url, ["dice"], None, maker
     )
     with _api(server, config) as api:
         api.post(

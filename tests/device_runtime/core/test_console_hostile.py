@@ -16,7 +16,7 @@ def test_garbage_gets_a_specific_error_and_the_console_keeps_serving():
         (b"hello extra", "bad-args"),
         (b"csr", "bad-args"),
         (b"activate abc def", "unsupported"),
-        (b"a b c d e", "bad-request"),
+        (b"a b c d e f", "bad-request"),
     )
     for line, expected in cases:
         assert error_code(ask(console, line)) == expected, line
