@@ -209,7 +209,7 @@ def _check_body(kind: str, body: object) -> "dict[str, object]":
         raise InvalidField(kind + ": body must be a map")
     _check_text_keys(kind, body)
     schema = SCHEMAS[kind]
-    names = schema[::FIELD]
+    names = [schema[at] for at in range(0, len(schema), FIELD)]  # MicroPython: no slice step
     for key in body:
         if key not in names:
             raise InvalidField(kind + ": unexpected field " + shown(key))

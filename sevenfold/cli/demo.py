@@ -3,12 +3,18 @@
 A fleet server with its managed mTLS broker and a handful of simulated boards
 whose consoles are pseudo-terminals: the first has a TPM 2.0 (swtpm, with an
 EK certificate from its vendor's CA, behind tpm2-abrmd), the second a DICE
-root of trust, the rest the development-only software one. The factory
-station provisions each over its console exactly as boards on a line are
-(the TPM board proves its EK and that its key is TPM-resident); then each
-board runs as a process of its own, connects with the key its root of trust
-holds (the TPM board's TLS handshake is signed by the TPM), enrolls and
-heartbeats; and the fleet table shows each device's proven root of trust.
+root of trust, the rest the development-only software one; with four boards
+or more the last is a DICE board whose firmware image was tampered with. The
+factory station provisions each over its console exactly as boards on a line
+are (the TPM board proves its EK and that its key and quote key are
+TPM-resident). The operator endorses the firmware image and lets the
+development line's group use software roots of trust. Then each board runs as
+a process of its own: it attests through the broker's recovery listener with
+its DeviceID certificate (evidence signed in its root of trust; the TPM adds
+a quote), earns a 24-hour fleet certificate, connects with it (the TPM
+board's TLS handshake is signed by the TPM), enrolls and heartbeats, while
+the tampered board is refused and never reaches its application topics. The
+tables show each device's proven root of trust and the verifier's verdict.
 Everything runs in a temporary state directory and is torn down at the end.
 """
 
@@ -22,24 +28,39 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from fleet_platform.pki import CertificateAuthority
 from fleet_platform.server_config import ServerConfig
 from sevenfold.api_client import FleetClient
 from sevenfold.cli.extras import missing_extra
 from sevenfold.cli.output import emit_json, reported_errors, say, show
-from sevenfold.cli.tables import device_table
+from sevenfold.cli.tables import device_table, standing_table
+
+if TYPE_CHECKING:
+    from fleet_platform.pki import CertificateAuthority
 
 HWMODEL = "sim-board-1"
 BOARD_TIMEOUT_S = 120.0
+FIRMWARE = "1.0.0"
+TAMPERED = "1.0.0-tampered"
+DEV_GROUP = "dev-line"
+"""The group the software boards are put in, whose policy admits software roots of trust."""
 
 
 def board_kinds(count: int) -> list[str]:
-    """The root-of-trust kind of each demo board, in order: a TPM, a DICE, then software."""
-    return (["tpm", "dice"] + ["software"] * count)[:count]
+    """The root-of-trust kind of each demo board, in order: a TPM, a DICE, then software;
+    with four or more, the last is the tampered DICE board."""
+    kinds = (["tpm", "dice"] + ["software"] * count)[:count]
+    if count >= 4:
+        kinds[-1] = "dice"
+    return kinds
+
+
+def firmware_of(index: int, count: int) -> str:
+    """What board *index* (0-based) of *count* runs: the tampered image for the last of 4+."""
+    return TAMPERED if count >= 4 and index == count - 1 else FIRMWARE
 
 
 def demo(
@@ -79,12 +100,19 @@ def demo(
                     f" {', '.join(kinds)}"
                 )
             boards = provision_over_consoles(state, fleet.http_url, kinds, tpm, maker)
+            client = FleetClient.for_state_dir(state)
+            _operate(client, boards)
             if not as_json:
-                say(f"running {devices} boards, each as a process of its own")
+                say(
+                    f"endorsed firmware {FIRMWARE} for {HWMODEL}; software boards in group"
+                    f" {DEV_GROUP!r}, whose policy admits them"
+                )
+                say(f"running {devices} boards, each as a process of its own; they attest first")
             running: list[tuple[Path, subprocess.Popen[str]]] = []
             try:
-                for directory, kind in boards:
-                    process = _start_board(directory, kind, beats, config.prefix, tpm)
+                for index, (directory, kind) in enumerate(boards):
+                    firmware = firmware_of(index, devices)
+                    process = _start_board(directory, kind, firmware, beats, config.prefix, tpm)
                     running.append((directory, process))
                 outcomes = [_outcome(directory.name, process) for directory, process in running]
             finally:
@@ -92,18 +120,46 @@ def demo(
                     if process.poll() is None:
                         process.kill()
                         process.wait()
-            rows = FleetClient.for_state_dir(state).get("/api/v1/devices")
-    failed = [outcome for outcome in outcomes if outcome["error"]]
+            rows = client.get("/api/v1/devices")
+            standings = client.get("/api/v1/attestation")
+    tampered = {boards[-1][0].name} if devices >= 4 else set()
+    refused = {o["device_id"]: o["error"] for o in outcomes if o["device_id"] in tampered}
+    failed = [o for o in outcomes if o["error"] and o["device_id"] not in tampered]
     online = [row for row in rows if row["status"] == "online"]
+    expected_online = devices - len(tampered)
+    cut_off = all(error and "contraindicated" in error for error in refused.values())
     if as_json:
-        emit_json({"devices": rows, "errors": {o["device_id"]: o["error"] for o in failed}})
+        emit_json({
+            "devices": rows, "attestation": standings,
+            "errors": {o["device_id"]: o["error"] for o in failed}, "refused": refused,
+        })  # fmt: skip
     else:
         show(device_table(rows, title="Fleet"))
+        show(standing_table(standings, title="Attestation"))
         for outcome in failed:
             say((str(outcome["device_id"]), "red"), ": ", str(outcome["error"]))
-        say(f"{len(online)}/{devices} devices online")
-    if failed or len(online) != devices:
+        for device_id, error in refused.items():
+            say((device_id, "bold"), " runs a tampered image and was refused: ", str(error))
+        say(f"{len(online)}/{expected_online} attested devices online")
+    if failed or len(online) != expected_online or not cut_off:
         raise typer.Exit(1)
+
+
+def _operate(client: FleetClient, boards: list[tuple[Path, str]]) -> None:
+    """What the fleet operator does before the boards boot: endorse, set the dev policy."""
+    from device_runtime.simulator import firmware_measurement
+
+    client.send(
+        "POST",
+        "/api/v1/endorsements",
+        {"hwmodel": HWMODEL, "digest": firmware_measurement(FIRMWARE).hex(), "swversion": None},
+    )
+    client.send(
+        "PUT", f"/api/v1/policies/{DEV_GROUP}", {"allowed_roots": ["tpm", "dice", "software"]}
+    )
+    for directory, kind in boards:
+        if kind == "software":
+            client.send("PUT", f"/api/v1/attestation/{directory.name}/group", {"group": DEV_GROUP})
 
 
 def manufacturer_ca(state: Path) -> CertificateAuthority:
@@ -184,7 +240,7 @@ def provision_over_consoles(
 
 
 def _start_board(
-    directory: Path, kind: str, beats: int, prefix: str, tpm: Any
+    directory: Path, kind: str, firmware: str, beats: int, prefix: str, tpm: Any
 ) -> subprocess.Popen[str]:
     env = dict(os.environ)
     if kind == "tpm":
@@ -195,7 +251,8 @@ def _start_board(
     return subprocess.Popen(
         [
             sys.executable, "-m", "device_runtime.simulated_board", "--dir", str(directory),
-            "--kind", kind, "--hwmodel", HWMODEL, "--beats", str(beats), "--prefix", prefix,
+            "--kind", kind, "--hwmodel", HWMODEL, "--swversion", firmware, "--beats", str(beats),
+            "--prefix", prefix,
         ],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip

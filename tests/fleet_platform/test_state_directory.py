@@ -159,7 +159,14 @@ def test_nothing_a_running_server_keeps_is_open_to_other_users(tmp_path: Path) -
     state = tmp_path / "state"
     state.mkdir()
     state.chmod(0o755)
-    config = ServerConfig(state_dir=state, http_port=0, broker_port=0, heartbeat_interval=1)
+    config = ServerConfig(
+        state_dir=state,
+        http_port=0,
+        broker_port=0,
+        recovery_port=0,
+        attestation_gate=False,
+        heartbeat_interval=1,
+    )
     with FleetServer(config=config) as server:
         assert server.broker is not None
         authority = fleet_authority(state)

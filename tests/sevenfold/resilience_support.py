@@ -76,6 +76,8 @@ def managed_fleet(state_dir: Path, *, database_url: str | None = None) -> Iterat
         database_url=database_url,
         http_port=0,
         broker_port=free_port(),
+        recovery_port=free_port(),
+        attestation_gate=False,
         heartbeat_interval=1,
     )
     with FleetServer(config=config) as server:

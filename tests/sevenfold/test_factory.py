@@ -42,7 +42,7 @@ from device_runtime.console_device import (
 )
 from device_runtime.ports.cpython import tpm_tls
 from device_runtime.simulated_tpm import SimulatedTpm, TpmResourceManager
-from device_runtime.simulator import BrokerAddress, SimulatedFleet
+from device_runtime.simulator import BrokerAddress, SimulatedFleet, firmware_measurement
 from fleet_platform import api_tokens
 from fleet_platform.pki import CertificateAuthority, fleet_authority
 from fleet_platform.server_config import ServerConfig
@@ -73,7 +73,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, maker: Path) -> Iterator[Fle
     binary("mosquitto")
     state = tmp_path_factory.mktemp("factory") / "state"
     config = ServerConfig(
-        state_dir=state, http_port=0, broker_port=0, heartbeat_interval=1,
+        state_dir=state, http_port=0, broker_port=0, recovery_port=0, heartbeat_interval=1,
         manufacturer_cas=(maker / "ca.pem",),
     )  # fmt: skip
     with FleetServer(config=config) as server:
@@ -584,8 +584,17 @@ def test_a_dice_deviceid_cannot_vouch_for_another_devices_name(
 def test_a_provisioned_tpm_board_enrolls_and_heartbeats_with_its_tpm_held_key(
     fleet: FleetServer, line: dict[str, Path], tmp_path: Path, swtpm: SimulatedTpm
 ) -> None:
-    """The whole life of a TPM board: console provisioning, then its own process connecting
-    over mTLS through OpenSSL's tpm2 provider (via tpm2-abrmd), enrolling and beating."""
+    """The whole life of a TPM board: console provisioning, then its own process attesting
+    (token signed by its TPM-held DeviceID key, a TPM quote over PCRs 8 and 9 by its
+    registered quote key) through the recovery listener, and connecting over mTLS through
+    OpenSSL's tpm2 provider (via tpm2-abrmd) with the fleet certificate it earned."""
+    operator = api_tokens.read(fleet.config.state_dir)
+    headers = {"Authorization": f"Bearer {operator}"}
+    httpx.post(
+        f"{fleet.http_url}/api/v1/endorsements",
+        headers=headers,
+        json={"hwmodel": HWMODEL, "digest": firmware_measurement("1.0.0").hex()},
+    ).raise_for_status()
     with _tpm_board(tmp_path, "1101", swtpm) as board:
         code, report = _station(
             fleet, line, "--port", board.path, "--tpm-ca", str(swtpm.ek_ca_certificate)
@@ -615,13 +624,17 @@ def test_a_provisioned_tpm_board_enrolls_and_heartbeats_with_its_tpm_held_key(
     assert (outcome["device_id"], outcome["beats"], outcome["error"]) == (
         "sim-board-1-1101", 2, None,
     )  # fmt: skip
-    operator = api_tokens.read(fleet.config.state_dir)
-    listed = httpx.get(
-        f"{fleet.http_url}/api/v1/devices/sim-board-1-1101",
-        headers={"Authorization": f"Bearer {operator}"},
-    ).json()
+    assert outcome["attested"] is True
+    listed = httpx.get(f"{fleet.http_url}/api/v1/devices/sim-board-1-1101", headers=headers).json()
     assert listed["proven"]["rot_kind"] == "tpm"
     assert listed["status"] == "online"
+    # The configuration is nobody's endorsed one: a pass with a warning, and why.
+    assert listed["attestation"]["status"] == "warning" and listed["attestation"]["holds_pass"]
+    history = httpx.get(
+        f"{fleet.http_url}/api/v1/attestation/sim-board-1-1101", headers=headers
+    ).json()["history"]
+    assert history[0]["via_recovery"] is True
+    assert history[0]["trustworthiness"]["hardware"] == 2  # a TPM, proven at the factory
 
 
 # --- What the server trusts, and what the station checks of the server --------------------------

@@ -45,6 +45,8 @@ def test_a_good_device_is_served_through_a_flood_of_every_kind(tmp_path: Path) -
         state_dir=tmp_path / "state",
         http_port=0,
         broker_port=free_port(),
+        recovery_port=free_port(),
+        attestation_gate=False,
         heartbeat_interval=1,
         services=("attestation",),
     )

@@ -50,7 +50,14 @@ class Fleet:
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     binary("mosquitto")
     state = tmp_path_factory.mktemp("limits")
-    config = ServerConfig(state_dir=state, http_port=0, broker_port=0, heartbeat_interval=1)
+    config = ServerConfig(
+        state_dir=state,
+        http_port=0,
+        broker_port=0,
+        recovery_port=0,
+        attestation_gate=False,
+        heartbeat_interval=1,
+    )
     with FleetServer(config=config) as server:
         tokens = {}
         for name in api_tokens.TOKEN_NAMES:

@@ -206,6 +206,8 @@ def test_gateway_processes_share_the_load_and_a_killed_one_comes_back(tmp_path: 
         state_dir=tmp_path / "state",
         http_port=0,
         broker_port=free_port(),
+        recovery_port=free_port(),
+        attestation_gate=False,
         gateway_processes=2,
         services=("attestation",),
     )

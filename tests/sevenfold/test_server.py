@@ -27,7 +27,12 @@ from tests.components import binary
 def fleet(tmp_path: Path) -> Iterator[FleetServer]:
     binary("mosquitto")
     config = ServerConfig(
-        state_dir=tmp_path / "state", http_port=0, broker_port=0, heartbeat_interval=1
+        state_dir=tmp_path / "state",
+        http_port=0,
+        broker_port=0,
+        recovery_port=0,
+        attestation_gate=False,
+        heartbeat_interval=1,
     )
     with FleetServer(config=config) as server:
         yield server
@@ -86,7 +91,17 @@ def test_server_and_devices_list_as_separate_processes(tmp_path: Path) -> None:
     env = {**os.environ, "SEVENFOLD_STATE": str(state)}
     sevenfold = [sys.executable, "-m", "sevenfold.cli"]
     server = subprocess.Popen(
-        [*sevenfold, "server", "--http-port", "0", "--broker-port", "0"],
+        [
+            *sevenfold,
+            "server",
+            "--http-port",
+            "0",
+            "--broker-port",
+            "0",
+            "--broker-recovery-port",
+            "0",
+            "--no-attestation-gate",
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -32,6 +32,8 @@ def test_devices_enroll_through_the_network_address_and_server_json_names_the_br
         state_dir=tmp_path / "state",
         http_port=0,
         broker_port=0,
+        recovery_port=0,
+        attestation_gate=False,
         broker_listen=side.listen,
         broker_names=(NAME, side.address),
         heartbeat_interval=1,
@@ -59,7 +61,12 @@ def test_devices_enroll_through_the_network_address_and_server_json_names_the_br
 def test_every_interface_without_a_name_advertises_loopback(tmp_path: Path) -> None:
     binary("mosquitto")
     config = ServerConfig(
-        state_dir=tmp_path / "state", http_port=0, broker_port=0, broker_listen="0.0.0.0"
+        state_dir=tmp_path / "state",
+        http_port=0,
+        broker_port=0,
+        recovery_port=0,
+        attestation_gate=False,
+        broker_listen="0.0.0.0",
     )
     with FleetServer(config=config) as fleet:
         info = RuntimeInfo.read(config.state_dir)
@@ -73,7 +80,15 @@ def test_the_command_line_options_reach_the_broker_and_server_json(tmp_path: Pat
     server = subprocess.Popen(
         [
             *(sys.executable, "-m", "sevenfold.cli", "server", "--http-port", "0"),
-            *("--broker-port", "0", "--broker-listen", "0.0.0.0"),
+            *(
+                "--broker-port",
+                "0",
+                "--broker-recovery-port",
+                "0",
+                "--no-attestation-gate",
+                "--broker-listen",
+                "0.0.0.0",
+            ),
             *("--broker-name", NAME, "--broker-name", "10.9.8.7"),
         ],
         env={**os.environ, "SEVENFOLD_STATE": str(state)},

@@ -40,6 +40,7 @@ class ServerProcess:
     def __init__(self, state: Path, broker_port: int, log: Path) -> None:
         self.state = state
         self.broker_port = broker_port
+        self.recovery_port = free_port()
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -47,6 +48,8 @@ class ServerProcess:
         """Launch it and return its record once it is written and ``/healthz`` says 200."""
         command = [sys.executable, "-m", "sevenfold.cli", "server", "--state", str(self.state)]
         command += ["--http-port", "0", "--broker-port", str(self.broker_port)]
+        # Its devices hold fleet certificates without attesting: no gate.
+        command += ["--broker-recovery-port", str(self.recovery_port), "--no-attestation-gate"]
         with self.log.open("ab") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         self.process = process

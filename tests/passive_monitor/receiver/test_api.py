@@ -325,7 +325,12 @@ def test_arbitrary_bodies_never_crash_the_server(
 def test_inventory_lists_managed_devices_beside_legacy_gear(tmp_path: Path) -> None:
     binary("mosquitto")
     config = ServerConfig(
-        state_dir=tmp_path / "state", http_port=0, services=("attestation", "monitor")
+        state_dir=tmp_path / "state",
+        http_port=0,
+        broker_port=0,
+        recovery_port=0,
+        attestation_gate=False,  # its simulated devices hold fleet certificates, unattested
+        services=("attestation", "monitor"),
     )
     with FleetServer(config=config) as server:
         monitor = _monitor(server)

@@ -21,10 +21,33 @@ def test_demo_shows_every_device_online() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
-    assert report["errors"] == {}
+    assert report["errors"] == {} and report["refused"] == {}
     assert [row["status"] for row in report["devices"]] == ["online"] * 3
     proven = [row["proven"]["rot_kind"] for row in report["devices"]]
     assert sorted(proven) == ["dice", "software", "tpm"], proven
+    verdicts = {row["device_id"]: row["status"] for row in report["attestation"]}
+    # Configurations nobody endorsed, and a software root of trust: passes with warnings.
+    assert sorted(verdicts.values()) == ["warning"] * 3, verdicts
+    assert all(row["attestation"]["holds_pass"] for row in report["devices"])
+
+
+def test_demo_cuts_off_the_board_with_a_tampered_image() -> None:
+    for program in ("mosquitto", "swtpm", "swtpm_setup", "tpm2-abrmd", "dbus-daemon"):
+        binary(program)
+    result = subprocess.run(
+        [sys.executable, "-m", "sevenfold.cli", "demo", "--devices", "4", "--beats", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["errors"] == {}
+    ((tampered, why),) = report["refused"].items()
+    assert "unendorsed-image" in why
+    assert tampered not in {row["device_id"] for row in report["devices"]}
+    standing = {row["device_id"]: row for row in report["attestation"]}[tampered]
+    assert standing["status"] == "contraindicated" and not standing["holds_pass"]
 
 
 def test_demo_table_for_people() -> None:
@@ -38,5 +61,5 @@ def test_demo_table_for_people() -> None:
         env={**os.environ, "COLUMNS": "200"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2/2 devices online" in result.stdout
+    assert "2/2 attested devices online" in result.stdout
     assert "tpm (proven)" in result.stdout and "dice (proven)" in result.stdout

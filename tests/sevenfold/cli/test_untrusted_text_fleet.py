@@ -48,7 +48,9 @@ SENSOR_VALUES = (*SHOWN, AT_THE_LIMIT)
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetServer]:
     binary("mosquitto")
     state = tmp_path_factory.mktemp("hostile") / "state"
-    config = ServerConfig(state_dir=state, http_port=0, broker_port=0)
+    config = ServerConfig(
+        state_dir=state, http_port=0, broker_port=0, recovery_port=0, attestation_gate=False
+    )
     with FleetServer(config=config) as server:
         _store_hostile_devices(server)
         _send_hostile_site(server)

@@ -38,7 +38,12 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def fleet(tmp_path: Path) -> Iterator[FleetServer]:
     binary("mosquitto")
     config = ServerConfig(
-        state_dir=tmp_path / "state", http_port=0, broker_port=0, heartbeat_interval=1
+        state_dir=tmp_path / "state",
+        http_port=0,
+        broker_port=0,
+        recovery_port=0,
+        attestation_gate=False,
+        heartbeat_interval=1,
     )
     with FleetServer(config=config) as server:
         yield server
