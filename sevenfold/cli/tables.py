@@ -25,9 +25,10 @@ if TYPE_CHECKING:
 def device_table(rows: list[dict[str, Any]], *, title: str) -> Table:
     """The server's ``/devices`` rows, online in green and offline in red.
 
-    Root of trust, hardware model and DeviceID key are marked *proven* when
-    factory provisioning (or attestation: *verified*) established them, and
-    *claimed* when only the device said so.
+    Root of trust and hardware model are marked *proven* when factory
+    provisioning (or attestation: *verified*) established them, and *claimed*
+    when only the device said so; *trust* is the verifier's latest verdict and
+    until when its fleet certificate lasts (the DeviceID key is in ``--json``).
     """
     return literal_table(
         headers=(
@@ -35,7 +36,6 @@ def device_table(rows: list[dict[str, Any]], *, title: str) -> Table:
             "status",
             "root of trust",
             "hardware",
-            "DeviceID key",
             "firmware",
             "trust",
             "boots",
@@ -49,7 +49,6 @@ def device_table(rows: list[dict[str, Any]], *, title: str) -> Table:
                 (row["status"], "green" if row["status"] == "online" else "red"),
                 _root_of_trust(row),
                 _hardware(row),
-                _device_key(row),
                 row["swversion"],
                 trust(row.get("attestation")),
                 row["boot_count"],
@@ -176,14 +175,6 @@ def _hardware(row: dict[str, Any]) -> Part:
     if proven is not None:
         return f"{proven['hwmodel']} (proven)"
     return f"{row['hwmodel']} (claimed)"
-
-
-def _device_key(row: dict[str, Any]) -> Part:
-    """The first 16 hex digits of the proven DeviceID key after its 04 prefix; none if unproven."""
-    proven = _proven(row)
-    if proven is None:
-        return ("none proven", "yellow")
-    return str(proven["public_key"])[2:18]
 
 
 def board_table(results: Iterable[BoardResult]) -> Table:

@@ -37,12 +37,12 @@ from device_runtime.console_device import (
     TPM_TCTI_FILE,
     ConsoleDevice,
     derived_root,
-    export_credentials,
     tpm_root,
 )
 from device_runtime.ports.cpython import tpm_tls
+from device_runtime.simulated_board import run_board
 from device_runtime.simulated_tpm import SimulatedTpm, TpmResourceManager
-from device_runtime.simulator import BrokerAddress, SimulatedFleet, firmware_measurement
+from device_runtime.simulator import firmware_measurement
 from fleet_platform import api_tokens
 from fleet_platform.pki import CertificateAuthority, fleet_authority
 from fleet_platform.server_config import ServerConfig
@@ -57,6 +57,7 @@ from tests.swtpm_fixtures import swtpm
 __all__ = ["swtpm"]
 
 runner = CliRunner()
+IMAGE = firmware_measurement("1.0.0")
 HWMODEL = "sim-board-1"
 
 
@@ -162,31 +163,26 @@ def test_a_board_is_provisioned_over_its_pty_then_enrolls_and_heartbeats_over_mt
         == point
     )
 
-    assert export_credentials(tmp_path / "0001") is not None
-    assert fleet.broker is not None
-    simulated = SimulatedFleet(
-        directory=tmp_path / "run",
-        broker=BrokerAddress(
-            host=str(installed["broker_host"]),
-            port=int(installed["broker_port"]),  # type: ignore[call-overload]
-            ca_path=fleet.broker.ca_path,
-            prefix=fleet.config.prefix,
-        ),
-        certify=lambda csr, device_id: pytest.fail("already provisioned"),
-        count=1,
-        device_ids=["sim-board-1-0001"],
-    )
-    simulated.devices[0].directory = tmp_path / "0001"
-    simulated.provision()
-    simulated.start(beats=2)
-    assert simulated.wait(timeout=60)
-    assert simulated.devices[0].error is None and simulated.devices[0].beats == 2
-
+    # The board, as its own process runs it: a software root of trust is for development
+    # only, so the operator admits it through a group's policy; then it attests through the
+    # recovery listener, enrolls and heartbeats with the fleet certificate it earned.
     operator = api_tokens.read(fleet.config.state_dir)
-    listed = httpx.get(
-        f"{fleet.http_url}/api/v1/devices/sim-board-1-0001",
-        headers={"Authorization": f"Bearer {operator}"},
-    ).json()
+    headers = {"Authorization": f"Bearer {operator}"}
+    for method, path, body in (
+        ("POST", "/api/v1/endorsements", {"hwmodel": HWMODEL, "digest": IMAGE.hex()}),
+        ("PUT", "/api/v1/policies/line-test", {"allowed_roots": ["software"]}),
+        ("PUT", "/api/v1/attestation/sim-board-1-0001/group", {"group": "line-test"}),
+    ):
+        httpx.request(
+            method, f"{fleet.http_url}{path}", headers=headers, json=body
+        ).raise_for_status()
+    device = run_board(
+        directory=tmp_path / "0001", kind="software", hwmodel=HWMODEL, swversion="1.0.0",
+        beats=2, prefix=fleet.config.prefix,
+    )  # fmt: skip
+    assert device.error is None and device.attested and device.beats == 2
+
+    listed = httpx.get(f"{fleet.http_url}/api/v1/devices/sim-board-1-0001", headers=headers).json()
     assert listed["proven"]["rot_kind"] == "software"
     assert listed["proven"]["public_key"] == point.hex()
     shown = runner.invoke(
@@ -593,7 +589,7 @@ def test_a_provisioned_tpm_board_enrolls_and_heartbeats_with_its_tpm_held_key(
     httpx.post(
         f"{fleet.http_url}/api/v1/endorsements",
         headers=headers,
-        json={"hwmodel": HWMODEL, "digest": firmware_measurement("1.0.0").hex()},
+        json={"hwmodel": HWMODEL, "digest": IMAGE.hex()},
     ).raise_for_status()
     with _tpm_board(tmp_path, "1101", swtpm) as board:
         code, report = _station(

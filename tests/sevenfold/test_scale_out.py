@@ -144,6 +144,7 @@ def test_two_replicas_on_postgresql_answer_every_request_exactly_once(
         directory=tmp_path / "broker",
         authority=authority,
         server_identities=identities,
+        grants=None,  # its devices hold fleet certificates and do not attest
         mosquitto=binary("mosquitto"),
     )
     servers: list[subprocess.Popen[bytes]] = []
