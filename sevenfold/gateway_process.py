@@ -30,6 +30,7 @@ from types import FrameType
 
 from attestation_server.enrollment import EnrollmentService
 from attestation_server.registry import DeviceRegistry
+from attestation_server.trust_store import TrustStore
 from device_runtime.core.errors import ConfigError, SevenfoldError
 from device_runtime.ports.cpython.atomic_file import write_atomic
 from fleet_platform.child_log import ChildLog
@@ -39,6 +40,7 @@ from fleet_platform.health import Health
 from fleet_platform.pki import IssuedCredential
 from fleet_platform.process_supervisor import ChildProcess, die_with_parent
 from fleet_platform.storage import open_database
+from sevenfold.attestation_setup import attestation_service
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,9 @@ class GatewaySpec:
     share_group: str
     prefix: str
     heartbeat_interval: int
+    state_dir: str
+    """Where the fleet CA and the trusted manufacturer CAs are: the child issues passes too."""
+    nonce_ttl_s: int
     limits: dict[str, object]
     health_path: str
     """Where the child writes its gateway's health every second, for the server to report."""
@@ -150,6 +155,10 @@ def serve(spec: GatewaySpec, stop: threading.Event) -> int:
     EnrollmentService(registry=registry, heartbeat_interval=spec.heartbeat_interval).register(
         gateway
     )
+    # Passes decided here reach the broker through the server's periodic refresh.
+    attestation_service(
+        TrustStore(database=database), Path(spec.state_dir), nonce_ttl_s=spec.nonce_ttl_s
+    ).register(gateway)
     gateway.start()
     gc.collect()
     gc.freeze()  # as the server does: keep full collections short on a long-lived heap

@@ -40,7 +40,6 @@ import fleet_platform.storage
 import passive_monitor.receiver
 import passive_monitor.receiver.api
 import update_service.api
-from attestation_server.attestation_service import AttestationService
 from attestation_server.enrollment import EnrollmentService
 from attestation_server.provisioning import BrokerInfo, ProvisioningRegistry
 from attestation_server.registry import DeviceRegistry
@@ -63,6 +62,7 @@ from fleet_platform.storage.fleet_secrets import SHARE_GROUP, fleet_secret
 from fleet_platform.validation_errors import validation_failed
 from passive_monitor.receiver.store import AssetRegistry
 from sevenfold import health_api
+from sevenfold.attestation_setup import attestation_service
 from sevenfold.broker_grants import BrokerGrants
 from sevenfold.gateway_process import GatewayProcess, GatewaySpec, read_report
 from sevenfold.health_api import HealthCheck
@@ -311,6 +311,8 @@ class FleetServer:
                 share_group=group,
                 prefix=config.prefix,
                 heartbeat_interval=config.heartbeat_interval,
+                state_dir=str(config.state_dir),
+                nonce_ttl_s=config.nonce_ttl_s,
                 limits=asdict(config.gateway_limits),
                 health_path=str(directory / f"{index}.health"),
             ).write(spec_path)
@@ -472,15 +474,3 @@ def certificate_identity(cert_path: Path) -> str:
     if len(names) != 1 or not isinstance(names[0].value, str):
         raise CryptoError(f"the server certificate {cert_path} must have exactly one CN")
     return names[0].value
-
-
-def attestation_service(
-    store: TrustStore, state_dir: Path, *, nonce_ttl_s: int
-) -> AttestationService:
-    """The verifier's handlers as every gateway (in this process or a child) serves them."""
-    return AttestationService(
-        store=store,
-        authority=fleet_authority(state_dir),
-        manufacturer_cas=lambda: trusted_manufacturer_cas(state_dir),
-        nonce_ttl_s=nonce_ttl_s,
-    )
