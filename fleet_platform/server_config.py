@@ -121,6 +121,8 @@ class RuntimeInfo:
     ca_path: str | None
     prefix: str
     pid: int
+    attestation_gate: bool = True
+    """Whether the broker gives devices their application topics only with a pass."""
 
     def write(self, state_dir: Path) -> None:
         data = json.dumps(
@@ -131,6 +133,7 @@ class RuntimeInfo:
                 "ca_path": self.ca_path,
                 "prefix": self.prefix,
                 "pid": self.pid,
+                "attestation_gate": self.attestation_gate,
             },
             indent=2,
         )
@@ -147,6 +150,7 @@ class RuntimeInfo:
                 ca_path=raw["ca_path"],
                 prefix=str(raw["prefix"]),
                 pid=int(raw["pid"]),
+                attestation_gate=bool(raw.get("attestation_gate", True)),
             )
         except FileNotFoundError:
             return None

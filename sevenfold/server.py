@@ -243,6 +243,7 @@ class FleetServer:
             ca_path=str(ca_path) if ca_path else None,
             prefix=config.prefix,
             pid=os.getpid(),
+            attestation_gate=config.attestation_gate,
         ).write(config.state_dir)
         log.info("fleet server ready at %s", self.http_url)
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from device_runtime.core import protocol
+from device_runtime.core.errors import ConfigError
 from fleet_platform.server_config import NoServer, RuntimeInfo
 from sevenfold.cli.extras import missing_extra
 from sevenfold.cli.options import JsonOption, StateOption, state_dir
@@ -24,7 +25,11 @@ def simulate(
     beats: Annotated[int, typer.Option("--beats", min=1)] = 3,
     as_json: JsonOption = False,
 ) -> None:
-    """Provision simulated devices with the local fleet CA and run them."""
+    """Provision simulated devices with the local fleet CA and run them.
+
+    They hold fleet certificates but no root of trust a verifier trusts, so they
+    need a server without the attestation gate (``sevenfold server
+    --no-attestation-gate``); ``sevenfold demo`` shows boards that attest."""
     state = state_dir(state)
     with reported_errors():
         try:
@@ -34,6 +39,12 @@ def simulate(
         info = RuntimeInfo.read(state)
         if info is None or info.broker_host is None or info.broker_port is None or not info.ca_path:
             raise NoServer(f"no running server with a broker recorded in {state}")
+        if info.attestation_gate:
+            raise ConfigError(
+                "the server gates application topics on attestation, which simulated devices"
+                " without a provisioned root of trust cannot pass; start it with"
+                " --no-attestation-gate, or run sevenfold demo to see boards that attest"
+            )
         fleet = run_fleet(
             state=state,
             broker=BrokerAddress(
