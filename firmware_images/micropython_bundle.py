@@ -86,3 +86,47 @@ def _package_inits(root: Path, path: Path) -> list[Path]:
         if init.exists():
             inits.append(init)
     return inits
+
+
+ROMFS_HEADER = b"\xd2\xcd\x31"
+ROMFS_FILE = 5
+ROMFS_DIRECTORY = 4
+ROMFS_DATA = 2
+
+
+def _romfs_uint(value: int) -> bytes:
+    """MicroPython ROMFS's unsigned integer: 7 bits a byte, most significant first."""
+    groups = [value & 0x7F]
+    value >>= 7
+    while value:
+        groups.append(0x80 | value & 0x7F)
+        value >>= 7
+    return bytes(reversed(groups))
+
+
+def _romfs_record(kind: int, payload: bytes) -> bytes:
+    return _romfs_uint(kind) + _romfs_uint(len(payload)) + payload
+
+
+def _romfs_entries(folder: Path) -> bytes:
+    entries = b""
+    for path in sorted(folder.iterdir()):
+        name = path.name.encode("ascii")
+        named = _romfs_uint(len(name)) + name
+        if path.is_dir():
+            entries += _romfs_record(ROMFS_DIRECTORY, named + _romfs_entries(path))
+        else:
+            data = _romfs_record(ROMFS_DATA, path.read_bytes())
+            entries += _romfs_record(ROMFS_FILE, named + data)
+    return entries
+
+
+def romfs_image(tree: Path) -> bytes:
+    """The bundle in *tree* as a MicroPython ROMFS image (``vfs.VfsRom``), as a board's ROM
+    partition holds it: bytecode imported from it runs in place, so only the objects a
+    module makes when it runs (and its interned names) take heap."""
+    entries = _romfs_entries(tree)
+    length = _romfs_uint(len(entries))
+    if (len(ROMFS_HEADER) + len(length) + len(entries)) % 2:
+        length = b"\x80" + length  # a redundant leading group keeps the image's length even
+    return ROMFS_HEADER + length + entries

@@ -48,6 +48,8 @@ DEFAULT_MAX_DEPTH = 16
 DEFAULT_MAX_ITEMS = 4096
 DEFAULT_MAX_TOTAL_ITEMS = 65536
 
+LONG_BYTES = 64
+"""Byte strings from this length on are joined into the output, never copied into a buffer."""
 _MAJOR_UNSIGNED = 0
 _MAJOR_NEGATIVE = 1
 _MAJOR_BYTES = 2
@@ -91,8 +93,10 @@ def dumps(obj: object) -> bytes:
     in the caller, not something a peer did.
     """
     out = bytearray()
-    _encode(out, obj)
-    return bytes(out)
+    done: "list[bytes]" = []
+    _encode(out, obj, done)
+    done.append(bytes(out))
+    return b"".join(done)
 
 
 def _head(out: bytearray, major: int, n: int) -> None:
@@ -112,7 +116,9 @@ def _head(out: bytearray, major: int, n: int) -> None:
         out.extend(n.to_bytes(8, "big"))
 
 
-def _encode(out: bytearray, obj: object) -> None:
+def _encode(out: bytearray, obj: object, done: "list[bytes]") -> None:
+    # *out* is the buffer being written, *done* what came before it: a long byte string goes
+    # to *done* as it is rather than into the buffer, so its one copy is in the joined output.
     if obj is None:
         out.append(0xF6)
     elif obj is True:
@@ -130,7 +136,11 @@ def _encode(out: bytearray, obj: object) -> None:
             _head(out, _MAJOR_NEGATIVE, -1 - obj)
     elif isinstance(obj, (bytes, bytearray)):
         _head(out, _MAJOR_BYTES, len(obj))
-        out.extend(obj)
+        if len(obj) < LONG_BYTES:
+            out.extend(obj)
+        else:
+            done.extend((bytes(out), bytes(obj)))
+            out[:] = b""
     elif isinstance(obj, str):
         raw = obj.encode("utf-8")
         _head(out, _MAJOR_TEXT, len(raw))
@@ -138,20 +148,20 @@ def _encode(out: bytearray, obj: object) -> None:
     elif isinstance(obj, (list, tuple)):
         _head(out, _MAJOR_ARRAY, len(obj))
         for item in obj:
-            _encode(out, item)
+            _encode(out, item, done)
     elif isinstance(obj, dict):
-        _encode_map(out, obj)
+        _encode_map(out, obj, done)
     elif isinstance(obj, Tag):
         tag = obj.tag
         if not isinstance(tag, int) or isinstance(tag, bool) or tag < 0 or tag > UINT64_MAX:
             raise ValueError("tag number must be an integer from 0 to 2**64-1")
         _head(out, _MAJOR_TAG, tag)
-        _encode(out, obj.value)
+        _encode(out, obj.value, done)
     else:
         raise TypeError("cannot encode a value of type " + type(obj).__name__)
 
 
-def _encode_map(out: bytearray, obj: dict[object, object]) -> None:
+def _encode_map(out: bytearray, obj: dict[object, object], done: "list[bytes]") -> None:
     entries = []
     text_keys = False
     bytes_keys = False
@@ -162,14 +172,12 @@ def _encode_map(out: bytearray, obj: dict[object, object]) -> None:
         bytes_keys = bytes_keys or isinstance(key, bytes)
         if text_keys and bytes_keys:
             raise ValueError("a map may not mix byte-string and text keys")
-        key_bytes = bytearray()
-        _encode(key_bytes, key)
-        entries.append((bytes(key_bytes), value))
+        entries.append((dumps(key), value))
     entries.sort(key=_encoded_key)
     _head(out, _MAJOR_MAP, len(entries))
     for encoded_key, value in entries:
         out.extend(encoded_key)
-        _encode(out, value)
+        _encode(out, value, done)
 
 
 def _encoded_key(entry: tuple[bytes, object]) -> bytes:

@@ -178,7 +178,9 @@ def token(
     claims[UEID] = ueid(rot.identity_key().public_key())
     claims[ROOT_OF_TRUST] = rot.kind
     chain = rot.certificate_chain(bytes(deviceid_certificate), device_id)
-    signed = cose.sign(rot.evidence_key(), cbor.dumps(claims), {cose.X5CHAIN: chain})
+    payload = cbor.dumps(claims)
+    claims = {}  # the map's objects are garbage once encoded: a small heap needs them back
+    signed = cose.sign(rot.evidence_key(), payload, {cose.X5CHAIN: chain})
     if len(signed) > MAX_TOKEN:
         raise TooLarge(
             "the token is " + str(len(signed)) + " bytes, over the " + str(MAX_TOKEN) + " limit"

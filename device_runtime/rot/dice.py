@@ -102,6 +102,7 @@ class DiceRootOfTrust(DerivedRootOfTrust):
         return rot
 
     _tcb: "tuple[str, str, str, int, bytes]" = ("", "", "", 0, b"")
+    _chain: "tuple[bytes, str, bytes]" = (b"", "", b"")
 
     def describe(self) -> str:
         return "DICE root of trust (UDS in a file, first stage in software; see docs)"
@@ -114,12 +115,19 @@ class DiceRootOfTrust(DerivedRootOfTrust):
         """Leaf first: the Alias certificate (CN = *device_id*), issued here by the DeviceID
         key, then the DeviceID certificate it chains to. The Alias certificate's
         DiceTcbInfo states vendor, model, version, svn, the layer (1) and the
-        firmware measurement as a SHA-256 FWID."""
-        from device_runtime.rot import certificates
+        firmware measurement as a SHA-256 FWID.
 
-        vendor, model, version, svn, fwid = self._tcb
-        tcb = certificates.tcb_info(vendor, model, version, svn, ALIAS_LAYER, fwid)
-        alias = certificates.alias_certificate(
-            self._identity, deviceid_certificate, self._attestation, device_id, tcb
-        )
+        Everything in it is fixed for the boot, so it is issued once and kept: each
+        token then costs one signature, and a small heap is not fragmented by a
+        certificate built anew between two tokens."""
+        issued_to, named, alias = self._chain
+        if issued_to != deviceid_certificate or named != device_id:
+            from device_runtime.rot import certificates
+
+            vendor, model, version, svn, fwid = self._tcb
+            tcb = certificates.tcb_info(vendor, model, version, svn, ALIAS_LAYER, fwid)
+            alias = certificates.alias_certificate(
+                self._identity, deviceid_certificate, self._attestation, device_id, tcb
+            )
+            self._chain = (deviceid_certificate, device_id, alias)
         return [alias, deviceid_certificate]

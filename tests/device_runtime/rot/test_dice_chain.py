@@ -138,6 +138,31 @@ def test_alias_changes_with_the_firmware_deviceid_does_not(backend: Backend) -> 
     assert alias_1.public_key() != alias_2.public_key()
 
 
+def test_the_alias_certificate_is_issued_once_per_boot(backend: Backend) -> None:
+    rot = backend.open("a")
+    ca_key, ca = _manufacturer_ca()
+    deviceid = _deviceid_certificate(ca_key, ca, rot.csr(DEVICE_ID))
+    deviceid_der = deviceid.public_bytes(serialization.Encoding.DER)
+    signatures = []
+    signer = rot._identity._sign  # the DeviceID key's signer: counts what it signs
+
+    def counting(scalar: bytes, message: bytes) -> bytes:
+        signatures.append(message)
+        return signer(scalar, message)
+
+    rot._identity._sign = counting
+    first = rot.certificate_chain(deviceid_der, DEVICE_ID)
+    assert rot.certificate_chain(deviceid_der, DEVICE_ID) == first
+    assert len(signatures) == 1
+    renamed = rot.certificate_chain(deviceid_der, "dice-0002")
+    assert len(signatures) == 2
+    alias = x509.load_der_x509_certificate(renamed[0])
+    assert alias.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "dice-0002"
+    other = _deviceid_certificate(ca_key, ca, backend.open("b").csr(DEVICE_ID))
+    with pytest.raises(RootOfTrustError, match="another key"):
+        rot.certificate_chain(other.public_bytes(serialization.Encoding.DER), DEVICE_ID)
+
+
 def _pem(path: Path, cert: x509.Certificate) -> Path:
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return path
