@@ -20,7 +20,6 @@ import pytest
 
 from device_runtime.core import protocol
 from fleet_platform.broker import MosquittoBroker
-from fleet_platform.broker_access import BrokerAccess
 from fleet_platform.broker_config import (
     recovery_topic,
 )
@@ -140,31 +139,30 @@ def test_a_revoked_grant_quarantines_an_open_connection_and_a_new_grant_lifts_it
 ) -> None:
     device_id = fresh("dev-q")
     broker = start_broker(grants=[device_id])
-    with BrokerAccess(broker) as access:
-        server = connect_to(broker, client_credentials(SERVER))
-        assert server.subscribe(f"{PREFIX}/d/+/up") == [1]
-        assert server.subscribe(f"{PREFIX}/d/+/att/up") == [1]
-        device = connect_to(broker, client_credentials(device_id))
-        assert device.subscribe(protocol.topic(PREFIX, device_id, "down")) == [1]
-        assert device.subscribe(protocol.topic(PREFIX, device_id, "att/down")) == [1]
-        assert delivered(device, server, device_id, 0)
+    server = connect_to(broker, client_credentials(SERVER))
+    assert server.subscribe(f"{PREFIX}/d/+/up") == [1]
+    assert server.subscribe(f"{PREFIX}/d/+/att/up") == [1]
+    device = connect_to(broker, client_credentials(device_id))
+    assert device.subscribe(protocol.topic(PREFIX, device_id, "down")) == [1]
+    assert device.subscribe(protocol.topic(PREFIX, device_id, "att/down")) == [1]
+    assert delivered(device, server, device_id, 0)
 
-        access.set_grants([])
-        quarantine_s = seconds_until(False, device, server, device_id)
-        assert quarantine_s < QUARANTINE_BOUND_S
-        assert access.wait_applied() and broker.granted == ()
-        # The same connection: requests dropped, attestation both ways still open.
-        assert not device.disconnected.is_set()
-        server.publish(protocol.topic(PREFIX, device_id, "down"), b"response")
-        server.publish(protocol.topic(PREFIX, device_id, "att/down"), b"challenge")
-        assert device.receive() == (protocol.topic(PREFIX, device_id, "att/down"), b"challenge")
-        assert not delivered(device, server, device_id, 1)
+    broker.apply_grants([])
+    quarantine_s = seconds_until(False, device, server, device_id)
+    assert quarantine_s < QUARANTINE_BOUND_S
+    assert broker.granted == ()
+    # The same connection: requests dropped, attestation both ways still open.
+    assert not device.disconnected.is_set()
+    server.publish(protocol.topic(PREFIX, device_id, "down"), b"response")
+    server.publish(protocol.topic(PREFIX, device_id, "att/down"), b"challenge")
+    assert device.receive() == (protocol.topic(PREFIX, device_id, "att/down"), b"challenge")
+    assert not delivered(device, server, device_id, 1)
 
-        access.set_grants([device_id])
-        restore_s = seconds_until(True, device, server, device_id)
-        server.publish(protocol.topic(PREFIX, device_id, "down"), b"response again")
-        assert device.receive() == (protocol.topic(PREFIX, device_id, "down"), b"response again")
-        assert not device.disconnected.is_set()
+    broker.apply_grants([device_id])
+    restore_s = seconds_until(True, device, server, device_id)
+    server.publish(protocol.topic(PREFIX, device_id, "down"), b"response again")
+    assert device.receive() == (protocol.topic(PREFIX, device_id, "down"), b"response again")
+    assert not device.disconnected.is_set()
     print(f"quarantine in force after {quarantine_s:.3f}s, lifted after {restore_s:.3f}s")
 
 
@@ -305,25 +303,22 @@ def test_a_broker_killed_and_restarted_by_the_supervisor_keeps_the_current_grant
         broker, backoff=RestartBackoff(first_delay=1.0, max_delay=1.0, stable_after=60.0)
     ).start()
     try:
-        with BrokerAccess(broker) as access:
-            access.set_grants([during])
-            assert access.wait_applied()
-            killed = broker.pid
-            assert killed is not None
-            os.kill(killed, signal.SIGKILL)
-            # Changed while no broker runs: the file alone carries it to the next process.
-            access.set_grants([after])
-            assert access.wait_applied()
-            deadline = time.monotonic() + 10.0
-            while not supervisor.health().ok:
-                assert time.monotonic() < deadline, "the supervisor did not restart the broker"
-                time.sleep(0.05)
-            assert supervisor.health().restarts == 1
-            server = connect_to(broker, client_credentials(SERVER))
-            assert server.subscribe(f"{PREFIX}/d/+/up") == [1]
-            assert server.subscribe(f"{PREFIX}/d/+/att/up") == [1]
-            for device_id in (before, during, after):
-                device = connect_to(broker, client_credentials(device_id))
-                assert delivered(device, server, device_id, 0) == (device_id == after)
+        broker.apply_grants([during])
+        killed = broker.pid
+        assert killed is not None
+        os.kill(killed, signal.SIGKILL)
+        # Changed while no broker runs: the file alone carries it to the next process.
+        broker.apply_grants([after])
+        deadline = time.monotonic() + 10.0
+        while not supervisor.health().ok:
+            assert time.monotonic() < deadline, "the supervisor did not restart the broker"
+            time.sleep(0.05)
+        assert supervisor.health().restarts == 1
+        server = connect_to(broker, client_credentials(SERVER))
+        assert server.subscribe(f"{PREFIX}/d/+/up") == [1]
+        assert server.subscribe(f"{PREFIX}/d/+/att/up") == [1]
+        for device_id in (before, during, after):
+            device = connect_to(broker, client_credentials(device_id))
+            assert delivered(device, server, device_id, 0) == (device_id == after)
     finally:
         supervisor.stop()
