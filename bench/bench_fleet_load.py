@@ -112,11 +112,7 @@ def bench_server(args: argparse.Namespace, database: str, tmp: Path) -> dict[str
         result["server_cpu_ms_per_request"] = round(server_cpu / max(requests, 1) * 1000, 3)
         return result
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)
 
 
 def bench_echo(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -145,6 +141,15 @@ def bench_echo(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         finally:
             echo.terminate()
             echo.wait(timeout=10)
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, as an operator stops it (a clean stop); killed if it is not gone in 30 s."""
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
 
 
 def _wait_for_server(state: Path, server: subprocess.Popen[bytes]) -> RuntimeInfo:
