@@ -75,7 +75,11 @@ class ProvisionedDevice(Base):
     """
 
     __tablename__ = "provisioned_devices"
-    __table_args__ = (CheckConstraint(f"rot_kind IN {_KINDS}", name="rot_kind"),)
+    __table_args__ = (
+        CheckConstraint(f"rot_kind IN {_KINDS}", name="rot_kind"),
+        # Every appraisal asks whether another device holds the same DeviceID key.
+        Index("ix_provisioned_devices_public_key", "public_key"),
+    )
 
     device_id: Mapped[str] = mapped_column(Text, primary_key=True)
     hwmodel: Mapped[str] = mapped_column(Text)
@@ -102,7 +106,11 @@ class AttestationChallenge(Base):
     """
 
     __tablename__ = "attestation_challenges"
-    __table_args__ = (Index("ix_attestation_challenges_expires_at", "expires_at"),)
+    __table_args__ = (
+        Index("ix_attestation_challenges_expires_at", "expires_at"),
+        # A new challenge replaces the device's outstanding one.
+        Index("ix_attestation_challenges_device_id", "device_id"),
+    )
 
     nonce: Mapped[str] = mapped_column(Text, primary_key=True)
     """32 random bytes in hex."""

@@ -18,9 +18,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, and_, delete, insert, or_, select, true, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import BindParameter
 
 from attestation_server.appraisal import (
     AttestationResult,
@@ -58,6 +69,70 @@ SECURITY = "security"
 CLONE_CODES = frozenset({"boot-regressed", "clone-suspected", "key-shared"})
 """Results that quarantine a device until an operator releases it: another device may be
 using its identity, so a later passing appraisal proves nothing about which one passed."""
+
+# Every attestation runs the statements below (a challenge, then evidence): built once,
+# with bound parameters, they skip SQLAlchemy's statement construction and cache-key
+# computation, which cost more than the database itself on SQLite.
+_DROP_CHALLENGES = delete(_CHALLENGES).where(_CHALLENGES.c.device_id == bindparam("p_device_id"))
+_ADD_CHALLENGE = insert(_CHALLENGES)
+_CONSUME_CHALLENGE = (
+    delete(_CHALLENGES)
+    .where(
+        _CHALLENGES.c.nonce == bindparam("p_nonce"),
+        _CHALLENGES.c.device_id == bindparam("p_device_id"),
+    )
+    .returning(_CHALLENGES.c.issued_at)
+)
+_PROVEN = select(_PROVISIONED).where(_PROVISIONED.c.device_id == bindparam("p_device_id"))
+_SHARING_KEY = select(_PROVISIONED.c.device_id).where(
+    _PROVISIONED.c.public_key == bindparam("p_public_key"),
+    _PROVISIONED.c.device_id != bindparam("p_device_id"),
+)
+_ENDORSED = select(_REFERENCES).where(_REFERENCES.c.hwmodel == bindparam("p_hwmodel"))
+_STANDING = select(_TRUST).where(_TRUST.c.device_id == bindparam("p_device_id"))
+_GROUP_POLICY = select(_POLICIES.c.policy).where(_POLICIES.c.group_name == bindparam("p_group"))
+_ADD_RESULT = insert(_RESULTS)
+
+
+def _accept_statement(*, tpm: bool) -> Update:
+    """The conditional write of a pass: only if no fresher appraisal moved the counters and
+    the device is not quarantined (with a TPM, its clock must not have gone back either)."""
+    c = _TRUST.c
+    bootcount: BindParameter[Any] = bindparam("p_bootcount")
+    bootseed: BindParameter[Any] = bindparam("p_bootseed")
+    conditions = [
+        c.device_id == bindparam("p_device_id"),
+        c.quarantined_at.is_(None),
+        or_(
+            c.bootcount.is_(None),
+            c.bootcount < bootcount,
+            and_(c.bootcount == bootcount, c.bootseed == bootseed),
+        ),
+    ]
+    values: dict[str, BindParameter[Any]] = {
+        name: bindparam(f"p_{name}")
+        for name in (
+            "status", "code", "reason", "appraised_at", "pass_until", "certificate_serial",
+            "swversion", "image_digest",
+        )
+    }  # fmt: skip
+    values.update(bootcount=bootcount, bootseed=bootseed)
+    if tpm:
+        reset_count: BindParameter[Any] = bindparam("p_tpm_reset_count")
+        clock: BindParameter[Any] = bindparam("p_tpm_clock")
+        conditions.append(
+            or_(
+                c.tpm_reset_count.is_(None),
+                c.tpm_reset_count < reset_count,
+                and_(c.tpm_reset_count == reset_count, c.tpm_clock <= clock),
+            )
+        )
+        values.update(tpm_reset_count=reset_count, tpm_clock=clock)
+    return update(_TRUST).where(*conditions).values(**values)
+
+
+_ACCEPT = _accept_statement(tpm=False)
+_ACCEPT_TPM = _accept_statement(tpm=True)
 
 
 class TrustError(SevenfoldError):
@@ -200,12 +275,12 @@ class TrustStore:
         One outstanding challenge per device keeps the table as small as the
         fleet, however often a device asks.
         """
-        tx.execute(delete(_CHALLENGES).where(_CHALLENGES.c.device_id == device_id))
+        tx.execute(_DROP_CHALLENGES, {"p_device_id": device_id})
         tx.execute(
-            insert(_CHALLENGES).values(
-                nonce=nonce.hex(), device_id=device_id, issued_at=now, expires_at=now + ttl
-            )
-        )
+            _ADD_CHALLENGE,
+            {"nonce": nonce.hex(), "device_id": device_id, "issued_at": now,
+             "expires_at": now + ttl},
+        )  # fmt: skip
 
     def consume_challenge(
         self, tx: Connection, *, device_id: str, nonce: bytes
@@ -216,9 +291,7 @@ class TrustStore:
         reason), so a late answer is told it was late rather than unknown.
         """
         row = tx.execute(
-            delete(_CHALLENGES)
-            .where(_CHALLENGES.c.nonce == nonce.hex(), _CHALLENGES.c.device_id == device_id)
-            .returning(_CHALLENGES.c.issued_at)
+            _CONSUME_CHALLENGE, {"p_nonce": nonce.hex(), "p_device_id": device_id}
         ).first()
         return None if row is None else Challenge(nonce=nonce, issued_at=row[0])
 
@@ -229,19 +302,12 @@ class TrustStore:
     # -- inputs ----------------------------------------------------------------------
 
     def inputs(self, tx: Connection, device_id: str) -> Inputs:
-        proven = (
-            tx.execute(select(_PROVISIONED).where(_PROVISIONED.c.device_id == device_id))
-            .mappings()
-            .one_or_none()
-        )
+        proven = tx.execute(_PROVEN, {"p_device_id": device_id}).mappings().one_or_none()
         device: ProvenDevice | None = None
         endorsements: tuple[Endorsement, ...] = ()
         if proven is not None:
             sharing = tx.execute(
-                select(_PROVISIONED.c.device_id).where(
-                    _PROVISIONED.c.public_key == proven["public_key"],
-                    _PROVISIONED.c.device_id != device_id,
-                )
+                _SHARING_KEY, {"p_public_key": proven["public_key"], "p_device_id": device_id}
             ).scalars()
             quote_key = proven.get("quote_key")
             device = ProvenDevice(
@@ -260,12 +326,10 @@ class TrustStore:
                     swversion=row["swversion"],
                     security_version=row["security_version"],
                 )
-                for row in tx.execute(
-                    select(_REFERENCES).where(_REFERENCES.c.hwmodel == proven["hwmodel"])
-                ).mappings()
+                for row in tx.execute(_ENDORSED, {"p_hwmodel": proven["hwmodel"]}).mappings()
             )
-        tx.execute(self._ensure_trust.values(device_id=device_id, group_name=DEFAULT_GROUP))
-        trust = tx.execute(select(_TRUST).where(_TRUST.c.device_id == device_id)).mappings().one()
+        tx.execute(self._ensure_trust, {"device_id": device_id, "group_name": DEFAULT_GROUP})
+        trust = tx.execute(_STANDING, {"p_device_id": device_id}).mappings().one()
         return Inputs(
             device=device,
             endorsements=endorsements,
@@ -280,9 +344,7 @@ class TrustStore:
         )
 
     def _policy(self, tx: Connection, group: str) -> Policy:
-        stored = tx.execute(
-            select(_POLICIES.c.policy).where(_POLICIES.c.group_name == group)
-        ).scalar_one_or_none()
+        stored = tx.execute(_GROUP_POLICY, {"p_group": group}).scalar_one_or_none()
         return Policy() if stored is None else Policy.from_dict(json.loads(stored))
 
     # -- outcome ---------------------------------------------------------------------
@@ -305,38 +367,24 @@ class TrustStore:
         """
         claims = result.claims
         assert claims is not None
-        c = _TRUST.c
-        fresher = or_(
-            c.bootcount.is_(None),
-            c.bootcount < claims.bootcount,
-            and_(c.bootcount == claims.bootcount, c.bootseed == claims.bootseed.hex()),
-        )
         values: dict[str, Any] = {
-            "status": result.status,
-            "code": result.code,
-            "reason": "; ".join(result.reasons),
-            "appraised_at": now,
-            "pass_until": pass_until,
-            "certificate_serial": serial,
-            "bootcount": claims.bootcount,
-            "bootseed": claims.bootseed.hex(),
-            "swversion": claims.swversion,
-            "image_digest": claims.image_digest.hex(),
+            "p_device_id": device_id,
+            "p_status": result.status,
+            "p_code": result.code,
+            "p_reason": "; ".join(result.reasons),
+            "p_appraised_at": now,
+            "p_pass_until": pass_until,
+            "p_certificate_serial": serial,
+            "p_bootcount": claims.bootcount,
+            "p_bootseed": claims.bootseed.hex(),
+            "p_swversion": claims.swversion,
+            "p_image_digest": claims.image_digest.hex(),
         }
-        unchanged_tpm: ColumnElement[bool] = true()
+        statement = _ACCEPT
         if result.tpm_clock is not None:
-            values["tpm_reset_count"], values["tpm_clock"] = result.tpm_clock
-            unchanged_tpm = or_(
-                c.tpm_reset_count.is_(None),
-                c.tpm_reset_count < result.tpm_clock[0],
-                and_(c.tpm_reset_count == result.tpm_clock[0], c.tpm_clock <= result.tpm_clock[1]),
-            )
-        written = tx.execute(
-            update(_TRUST)
-            .where(c.device_id == device_id, c.quarantined_at.is_(None), fresher, unchanged_tpm)
-            .values(**values)
-        ).rowcount
-        return written == 1
+            values["p_tpm_reset_count"], values["p_tpm_clock"] = result.tpm_clock
+            statement = _ACCEPT_TPM
+        return tx.execute(statement, values).rowcount == 1
 
     def refuse(
         self, tx: Connection, *, device_id: str, result: AttestationResult, now: datetime
@@ -375,16 +423,17 @@ class TrustStore:
         now: datetime,
     ) -> None:
         tx.execute(
-            insert(_RESULTS).values(
-                device_id=device_id,
-                at=now,
-                status=result.status,
-                code=result.code,
-                reasons=json.dumps(list(result.reasons)),
-                trustworthiness=json.dumps(dict(result.trustworthiness), sort_keys=True),
-                via_recovery=via_recovery,
-                certificate_not_after=certificate_not_after,
-            )
+            _ADD_RESULT,
+            {
+                "device_id": device_id,
+                "at": now,
+                "status": result.status,
+                "code": result.code,
+                "reasons": json.dumps(list(result.reasons)),
+                "trustworthiness": json.dumps(dict(result.trustworthiness), sort_keys=True),
+                "via_recovery": via_recovery,
+                "certificate_not_after": certificate_not_after,
+            },
         )
 
     def security_event(
@@ -452,7 +501,7 @@ class TrustStore:
         ).first()
         if found is None:
             raise UnknownDevice(f"no provisioned device {device_id!r}")
-        tx.execute(self._ensure_trust.values(device_id=device_id, group_name=DEFAULT_GROUP))
+        tx.execute(self._ensure_trust, {"device_id": device_id, "group_name": DEFAULT_GROUP})
 
     def quarantine(self, device_id: str, *, reason: str, now: datetime) -> bool:
         """Cut *device_id* off until released; False if it already was."""

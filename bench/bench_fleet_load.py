@@ -82,6 +82,7 @@ def bench_server(args: argparse.Namespace, database: str, tmp: Path) -> dict[str
     command = [
         sys.executable, "-m", "sevenfold.cli", "server", "--state", str(state),
         "--http-port", "0", "--heartbeat-interval", str(args.interval),
+        "--no-attestation-gate",  # these devices have fleet certificates and never attest
     ]  # fmt: skip
     if args.gateway_processes > 1:
         command += ["--gateway-processes", str(args.gateway_processes)]
@@ -112,11 +113,7 @@ def bench_server(args: argparse.Namespace, database: str, tmp: Path) -> dict[str
         result["server_cpu_ms_per_request"] = round(server_cpu / max(requests, 1) * 1000, 3)
         return result
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)
 
 
 def bench_echo(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -124,7 +121,8 @@ def bench_echo(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     devices = issue_devices(authority, args.devices, tmp / "echo-devices")
     credential = authority.issue_client(common_name="sevenfold-server", directory=tmp / "echo-id")
     broker_dir = tmp / "echo-broker"
-    with MosquittoBroker.start(directory=broker_dir, authority=authority) as broker:
+    # The same policy as the server's above: no attestation gate.
+    with MosquittoBroker.start(directory=broker_dir, authority=authority, grants=None) as broker:
         echo = subprocess.Popen(
             [sys.executable, "-m", "bench.mqtt_echo", broker.host, str(broker.port),
              str(broker.ca_path), str(credential.cert_path), str(credential.key_path)],
@@ -145,6 +143,15 @@ def bench_echo(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         finally:
             echo.terminate()
             echo.wait(timeout=10)
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, as an operator stops it (a clean stop); killed if it is not gone in 30 s."""
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
 
 
 def _wait_for_server(state: Path, server: subprocess.Popen[bytes]) -> RuntimeInfo:

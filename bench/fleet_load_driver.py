@@ -44,12 +44,16 @@ class Outcome:
 
 
 class Device:
-    """One device's MQTT session and its outstanding requests."""
+    """One device's MQTT session and its outstanding requests, on one plane's topics."""
 
-    def __init__(self, device_id: str, prefix: str) -> None:
+    def __init__(
+        self, device_id: str, prefix: str, *, leaves: tuple[str, str] = ("up", "down")
+    ) -> None:
+        """*leaves* are the up and down topic leaves: ``("att/up", "att/down")`` for the
+        attestation plane."""
         self.device_id = device_id
-        self.up = protocol.topic(prefix, device_id, "up")
-        self.down = protocol.topic(prefix, device_id, "down")
+        self.up = protocol.topic(prefix, device_id, leaves[0])
+        self.down = protocol.topic(prefix, device_id, leaves[1])
         self.writer: asyncio.StreamWriter | None = None
         self.waiting: dict[bytes, asyncio.Future[protocol.Envelope]] = {}
         self.next_packet_id = 1
@@ -99,7 +103,10 @@ class Device:
         if waiter is not None and not waiter.done():
             waiter.set_result(envelope)
 
-    async def request(self, kind: str, body: dict[str, object], outcome: Outcome) -> None:
+    async def request(
+        self, kind: str, body: dict[str, object], outcome: Outcome
+    ) -> protocol.Envelope | None:
+        """The final answer (after honouring retries), or None when lost or refused."""
         started = time.monotonic()
         deadline = started + ANSWER_TIMEOUT_S
         while True:
@@ -119,7 +126,7 @@ class Device:
             except TimeoutError:
                 self.waiting.pop(correlation, None)
                 outcome.lost += 1
-                return
+                return None
             if answer.kind == "error":
                 code = str(answer.body["code"])
                 if code in RETRY:
@@ -128,9 +135,9 @@ class Device:
                     await asyncio.sleep(wait * (1 + random.random() * 0.5))
                     continue
                 outcome.errors[code] = outcome.errors.get(code, 0) + 1
-                return
+                return None
             outcome.latencies.append(time.monotonic() - started)
-            return
+            return answer
 
 
 def _context(ca: str, cert: str, key: str) -> ssl.SSLContext:
@@ -153,30 +160,39 @@ class PhaseCpu:
         self.started = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         self.wall = time.monotonic()
 
+    def seconds(self) -> dict[str, float]:
+        """CPU seconds each watched process spent since the phase began."""
+        return {n: cpu_seconds(pid) - self.started[n] for n, pid in self.pids.items()}
+
     def result(self) -> dict[str, float]:
         wall = time.monotonic() - self.wall
-        used = {n: cpu_seconds(pid) - self.started[n] for n, pid in self.pids.items()}
+        used = self.seconds()
         return {f"{name}_cores": round(seconds / wall, 3) for name, seconds in used.items()}
 
 
+def percentiles(seconds: list[float]) -> dict[str, float]:
+    """p50, p99, max and mean of *seconds*, in milliseconds; empty for no samples."""
+    if not seconds:
+        return {}
+    ordered = sorted(seconds)
+    last = len(ordered) - 1
+    return {
+        "p50_ms": round(ordered[last // 2] * 1000, 2),
+        "p99_ms": round(ordered[round(last * 0.99)] * 1000, 2),
+        "max_ms": round(ordered[-1] * 1000, 2),
+        "mean_ms": round(statistics.fmean(ordered) * 1000, 2),
+    }
+
+
 def summary(outcome: Outcome, elapsed: float) -> dict[str, Any]:
-    latencies = sorted(outcome.latencies)
-    result: dict[str, Any] = {
-        "answered": len(latencies),
+    return {
+        "answered": len(outcome.latencies),
         "lost": outcome.lost,
         "errors": outcome.errors,
         "retries": outcome.retries,
         "seconds": round(elapsed, 3),
+        **percentiles(outcome.latencies),
     }
-    if latencies:
-        last = len(latencies) - 1
-        result.update(
-            p50_ms=round(latencies[last // 2] * 1000, 2),
-            p99_ms=round(latencies[round(last * 0.99)] * 1000, 2),
-            max_ms=round(latencies[-1] * 1000, 2),
-            mean_ms=round(statistics.fmean(latencies) * 1000, 2),
-        )
-    return result
 
 
 async def run(spec: dict[str, Any]) -> dict[str, Any]:
@@ -219,7 +235,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     async def beat(device: Device) -> None:
         await asyncio.sleep(random.random() * interval)
         end = time.monotonic() + duration
-        pending: list[asyncio.Task[None]] = []
+        pending: list[asyncio.Task[protocol.Envelope | None]] = []
         while time.monotonic() < end:
             device.seq += 1
             body: dict[str, object] = {"seq": device.seq, "uptime": device.seq, "boot_count": 1}
