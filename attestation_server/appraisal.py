@@ -170,6 +170,9 @@ class AttestationResult:
     tpm_clock: tuple[int, int] | None
     """``(reset_count, clock)`` of a verified TPM quote."""
     policy_id: str = field(default="")
+    authenticated: bool = False
+    """The token's signature verified under a chain to the registered DeviceID key: only then
+    did the device itself say this, and only then may a refusal change its standing."""
 
     def ear(self, now: datetime) -> dict[str, object]:
         """The result as an EAR claims-set (JSON serialisation), issued at *now*."""
@@ -201,6 +204,7 @@ class _Refused(Exception):
 class _Warnings:
     reasons: list[str] = field(default_factory=list)
     tiers: dict[str, int] = field(default_factory=dict)
+    authenticated: bool = False
 
     def add(self, claim: str, reason: str) -> None:
         self.reasons.append(reason)
@@ -268,6 +272,7 @@ def appraise(
         certified_key=certified_key,
         tpm_clock=tpm_clock,
         policy_id=policy.policy_id,
+        authenticated=warnings.authenticated,
     )
 
 
@@ -299,6 +304,7 @@ def _judge(
     _check_root(claims, device, policy, warnings)
     leaf = _check_chain(decoded, device, manufacturer_cas, now)
     certified_key = _check_signature(decoded, leaf)
+    warnings.authenticated = True
     _check_freshness(claims, challenge, policy, now)
     _check_identity_claims(claims, device)
     _check_state(claims, policy, warnings)

@@ -139,9 +139,11 @@ def router(
     authorized: Callable[..., None],
     request_attestation: Callable[[str], None],
     changed: Callable[[], None],
+    enforced: bool = True,
 ) -> APIRouter:
     """Routes over *store*; *request_attestation* pushes ``attest-now`` to a device, *changed*
-    tells whoever enforces passes (the broker) that a standing changed."""
+    tells whoever enforces passes (the broker) that a standing changed. Without *enforced*
+    (no attestation gate at the broker) a quarantine is refused: it would change nothing."""
     api = APIRouter(prefix="/api/v1", tags=["attestation"], dependencies=[Depends(authorized)])
 
     def one(device_id: str) -> Standing:
@@ -177,6 +179,12 @@ def router(
 
     @api.post("/attestation/{device_id}/quarantine")
     def quarantine(device_id: DeviceId, body: QuarantineRequest) -> StandingView:
+        if not enforced:
+            raise HTTPException(
+                status_code=409,
+                detail="no-gate: this server's broker grants every device its topics"
+                " (--no-attestation-gate), so a quarantine would not cut anything off",
+            )
         try:
             store.quarantine(device_id, reason=body.reason, now=datetime.now(UTC))
         except TrustError as exc:

@@ -15,7 +15,7 @@ device hears its answer only after it.
 from __future__ import annotations
 
 import secrets
-import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -29,20 +29,27 @@ from attestation_server.appraisal import AttestationResult, appraise
 from attestation_server.evidence import EvidenceError, peek_nonce
 from attestation_server.trust_store import TrustStore
 from device_runtime.core import protocol
+from fleet_platform.event_budget import OncePerWindow
 from fleet_platform.gateway import Body, Gateway, Request
 from fleet_platform.pki import CertificateAuthority
 from fleet_platform.server_config import DEFAULT_NONCE_TTL_S
 
+SECURITY_REPEAT_S = 600.0
+"""An identical security event from one device is written once per this window: a device,
+or a stranger on its topic, cannot fill the audit trail by sending the same refusal again."""
+
 
 @dataclass(kw_only=True)
 class AttestationService:
-    """Answers ``challenge`` and ``evidence``; wakes *changed* whenever a pass changed."""
+    """Answers ``challenge`` and ``evidence``."""
 
     store: TrustStore
     authority: CertificateAuthority
     manufacturer_cas: Callable[[], Sequence[x509.Certificate]]
     nonce_ttl_s: int = DEFAULT_NONCE_TTL_S
-    changed: threading.Event = field(default_factory=threading.Event)
+    _events: OncePerWindow = field(
+        default_factory=lambda: OncePerWindow(window_s=SECURITY_REPEAT_S), init=False
+    )
 
     def register(self, gateway: Gateway) -> None:
         gateway.handle("challenge", self.challenge)
@@ -93,6 +100,10 @@ class AttestationService:
         )
         if result.status != "contraindicated" and inputs.quarantined is not None:
             return self._refused(tx, request, result, code="quarantined", reason=inputs.quarantined)
+        if result.status == "contraindicated" and (
+            inputs.device is None or not (result.authenticated or result.code in REGISTRY_CODES)
+        ):
+            return self._unauthenticated(tx, request, result)
         if result.status == "contraindicated":
             return self._refused(tx, request, result)
         assert result.certified_key is not None
@@ -126,7 +137,6 @@ class AttestationService:
             certificate_not_after=not_after,
             now=now,
         )
-        self.changed.set()
         return {
             "status": result.status,
             "code": result.code,
@@ -165,20 +175,44 @@ class AttestationService:
             now=now,
         )
         headline = _reason(result.reasons)
-        self.store.security_event(
-            tx,
-            device_id=request.device_id,
-            code=result.code,
-            reason=("quarantined: " if quarantined else "attestation refused: ") + headline,
-            now=now,
-        )
-        self.changed.set()
+        reason = ("quarantined: " if quarantined else "attestation refused: ") + headline
+        if quarantined or self._events.admit((request.device_id, result.code, reason), time.time()):
+            self.store.security_event(
+                tx, device_id=request.device_id, code=result.code, reason=reason, now=now
+            )
         return {
             "status": "contraindicated",
             "code": result.code[:32],
             "reason": headline,
             "server_time": int(now.timestamp()),
         }
+
+    def _unauthenticated(self, tx: Connection, request: Request, result: AttestationResult) -> Body:
+        """Refused evidence nothing proves came from the device (an undecodable token, an
+        unknown chain, a bad signature, an id no factory provisioned): it changes nobody's
+        standing, since anyone who can publish on the topic could send it; it is recorded
+        once per window, as what a stranger (or a broken device) tried."""
+        headline = _reason(result.reasons)
+        key = (request.device_id, result.code)
+        if self._events.admit(key, time.time()):
+            self.store.security_event(
+                tx,
+                device_id=request.device_id,
+                code=result.code,
+                reason="unauthenticated evidence refused: " + headline,
+                now=request.received_at,
+            )
+        return {
+            "status": "contraindicated",
+            "code": result.code[:32],
+            "reason": headline,
+            "server_time": int(request.received_at.timestamp()),
+        }
+
+
+REGISTRY_CODES = frozenset({"key-shared"})
+"""Refusals that rest on what the registry holds, not on what the message says: they stand
+whether or not the token's signature verified."""
 
 
 def _reason(reasons: Sequence[str]) -> str:

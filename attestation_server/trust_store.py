@@ -63,6 +63,8 @@ _PROVISIONED = cast(Table, ProvisionedDevice.__table__)
 _EVENTS = cast(Table, DeviceEvent.__table__)
 
 DEFAULT_GROUP = "default"
+HISTORY_RETENTION = timedelta(days=90)
+"""How long each appraisal is kept in the history (security events are kept a year)."""
 GROUP = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 """Device group names: they appear in commands and URLs, so they stay plain."""
 SECURITY = "security"
@@ -73,7 +75,19 @@ using its identity, so a later passing appraisal proves nothing about which one 
 # Every attestation runs the statements below (a challenge, then evidence): built once,
 # with bound parameters, they skip SQLAlchemy's statement construction and cache-key
 # computation, which cost more than the database itself on SQLite.
-_DROP_CHALLENGES = delete(_CHALLENGES).where(_CHALLENGES.c.device_id == bindparam("p_device_id"))
+MAX_OUTSTANDING = 4
+"""Challenges a device may have outstanding: a few, so that a late or duplicated request
+for one (from another gateway, or a stranger on the recovery listener) cannot void the
+nonce the device is answering, and few enough that the table stays as small as the fleet."""
+_DROP_CHALLENGES = delete(_CHALLENGES).where(
+    _CHALLENGES.c.device_id == bindparam("p_device_id"),
+    _CHALLENGES.c.nonce.not_in(
+        select(_CHALLENGES.c.nonce)
+        .where(_CHALLENGES.c.device_id == bindparam("p_device_id"))
+        .order_by(_CHALLENGES.c.issued_at.desc())
+        .limit(MAX_OUTSTANDING - 1)
+    ),
+)
 _ADD_CHALLENGE = insert(_CHALLENGES)
 _CONSUME_CHALLENGE = (
     delete(_CHALLENGES)
@@ -90,7 +104,9 @@ _SHARING_KEY = select(_PROVISIONED.c.device_id).where(
 )
 _ENDORSED = select(_REFERENCES).where(_REFERENCES.c.hwmodel == bindparam("p_hwmodel"))
 _STANDING = select(_TRUST).where(_TRUST.c.device_id == bindparam("p_device_id"))
-_GROUP_POLICY = select(_POLICIES.c.policy).where(_POLICIES.c.group_name == bindparam("p_group"))
+_GROUP_POLICY = select(_POLICIES.c.group_name, _POLICIES.c.policy).where(
+    _POLICIES.c.group_name.in_([bindparam("p_group"), bindparam("p_default")])
+)
 _ADD_RESULT = insert(_RESULTS)
 
 
@@ -270,11 +286,7 @@ class TrustStore:
     def issue_challenge(
         self, tx: Connection, *, device_id: str, nonce: bytes, now: datetime, ttl: timedelta
     ) -> None:
-        """Store *nonce* for *device_id*, replacing any it still had outstanding.
-
-        One outstanding challenge per device keeps the table as small as the
-        fleet, however often a device asks.
-        """
+        """Store *nonce* for *device_id*, keeping its newest MAX_OUTSTANDING - 1 besides."""
         tx.execute(_DROP_CHALLENGES, {"p_device_id": device_id})
         tx.execute(
             _ADD_CHALLENGE,
@@ -294,6 +306,11 @@ class TrustStore:
             _CONSUME_CHALLENGE, {"p_nonce": nonce.hex(), "p_device_id": device_id}
         ).first()
         return None if row is None else Challenge(nonce=nonce, issued_at=row[0])
+
+    def prune_history(self, now: datetime, *, keep: timedelta = HISTORY_RETENTION) -> int:
+        """Appraisals older than *keep* go: each device's standing keeps what still matters."""
+        with self._in(None, "prune attestation history") as tx:
+            return tx.execute(delete(_RESULTS).where(_RESULTS.c.at < now - keep)).rowcount
 
     def prune_challenges(self, now: datetime) -> int:
         with self._in(None, "prune expired challenges") as tx:
@@ -328,6 +345,17 @@ class TrustStore:
                 )
                 for row in tx.execute(_ENDORSED, {"p_hwmodel": proven["hwmodel"]}).mappings()
             )
+        if device is None:
+            # Nothing is stored for an id no factory provisioned: it has no standing to change.
+            return Inputs(
+                device=None,
+                endorsements=(),
+                policy=self._policy(tx, DEFAULT_GROUP),
+                history=History(
+                    bootcount=None, bootseed=None, tpm_reset_count=None, tpm_clock=None
+                ),
+                quarantined=None,
+            )
         tx.execute(self._ensure_trust, {"device_id": device_id, "group_name": DEFAULT_GROUP})
         trust = tx.execute(_STANDING, {"p_device_id": device_id}).mappings().one()
         return Inputs(
@@ -344,8 +372,12 @@ class TrustStore:
         )
 
     def _policy(self, tx: Connection, group: str) -> Policy:
-        stored = tx.execute(_GROUP_POLICY, {"p_group": group}).scalar_one_or_none()
-        return Policy() if stored is None else Policy.from_dict(json.loads(stored))
+        """The group's policy; a group with none stored follows ``default``'s, stored or built
+        in, so a new or mistyped group never weakens what the operator hardened."""
+        rows = tx.execute(_GROUP_POLICY, {"p_group": group, "p_default": DEFAULT_GROUP})
+        stored: dict[str, str] = {name: policy for name, policy in rows.tuples()}
+        chosen = stored.get(group, stored.get(DEFAULT_GROUP))
+        return Policy() if chosen is None else Policy.from_dict(json.loads(chosen))
 
     # -- outcome ---------------------------------------------------------------------
 

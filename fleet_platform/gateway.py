@@ -155,10 +155,11 @@ class Gateway:
         limits: GatewayLimits | None = None,
         metrics: Metrics | None = None,
         log_budget: EventBudget | None = None,
-        after_commit: Callable[[], None] | None = None,
+        after_commit: Callable[[frozenset[str]], None] | None = None,
     ) -> None:
-        """*after_commit* runs after each batch is committed and before its answers go out:
-        what a device is told must already be in force (a pass's grant at the broker)."""
+        """*after_commit* runs after each batch is committed and before its answers go out,
+        with the request types the batch served: what a device is told must already be in
+        force (a pass's grant at the broker)."""
         self.prefix = prefix
         self._after_commit = after_commit
         self.share_group = share_group
@@ -434,8 +435,11 @@ class Gateway:
                 break
         assert answers is not None
         if self._after_commit is not None:
+            kinds = frozenset(
+                item.kind for _, item in decoded if isinstance(item, protocol.Envelope)
+            )
             try:
-                self._after_commit()
+                self._after_commit(kinds)
             except Exception as exc:  # the answers still go out; the periodic refresh catches up
                 self._faults.fault(exc, context="after a commit", now=time.monotonic())
                 self.metrics.count("sevenfold_gateway_internal_errors_total", "after-commit")

@@ -3,7 +3,7 @@
 The verifier decides (``attestation_server.trust_store``: a current pass, not
 quarantined); the broker enforces (its ACL file, reloaded on SIGHUP, applies
 to open connections too). This joins the two: after every committed batch
-that changed a pass, before its answers go out, so a device that was just
+that served evidence, before its answers go out, so a device that was just
 given a fleet certificate finds its topics open when it reconnects, and one
 that was just refused is cut off before it hears why; after an operator's
 quarantine or release; and every few seconds, which is also how expired passes
@@ -29,12 +29,9 @@ REFRESH_S = 2.0
 class BrokerGrants:
     """One broker's grant set, refreshed from the trust store; thread-safe."""
 
-    def __init__(
-        self, *, store: TrustStore, broker: MosquittoBroker, changed: threading.Event
-    ) -> None:
+    def __init__(self, *, store: TrustStore, broker: MosquittoBroker) -> None:
         self._store = store
         self._broker = broker
-        self._changed = changed
         self._lock = threading.Lock()
         self._applied: list[str] | None = None
         self._failing = False
@@ -47,10 +44,11 @@ class BrokerGrants:
                 self._broker.apply_grants(granted)
                 self._applied = granted
 
-    def after_commit(self) -> None:
-        """The gateway's hook: refresh if a handler of the batch changed a pass."""
-        if self._changed.is_set():
-            self._changed.clear()
+    def after_commit(self, kinds: frozenset[str]) -> None:
+        """The gateway's hook: a batch that served evidence may have changed a pass. Asked
+        by each batch for itself, after its own commit, so no batch can answer before the
+        grants its own decisions call for are in force."""
+        if "evidence" in kinds:
             self.refresh()
 
     def keep(self, stopping: threading.Event) -> None:

@@ -147,9 +147,7 @@ class FleetServer:
                     self.trust, config.state_dir, nonce_ttl_s=config.nonce_ttl_s
                 )
                 if self.broker is not None and config.attestation_gate:
-                    self.grants = BrokerGrants(
-                        store=self.trust, broker=self.broker, changed=attestation.changed
-                    )
+                    self.grants = BrokerGrants(store=self.trust, broker=self.broker)
                     self.grants.refresh()
                 self.gateway = Gateway(
                     host=broker_host,
@@ -202,6 +200,7 @@ class FleetServer:
                         authorized=authorized,
                         request_attestation=self._request_attestation,
                         changed=self._grants_changed,
+                        enforced=self.grants is not None,
                     )
                 )
                 app.include_router(
@@ -273,6 +272,7 @@ class FleetServer:
                         log.info("pruned %d old events from the audit trail", pruned)
                     if self.trust is not None:
                         self.trust.prune_challenges(datetime.now(UTC))
+                        self.trust.prune_history(datetime.now(UTC))
                 except StorageError as exc:
                     log.warning("pruning the audit trail failed: %s", exc.reason)
             if self._stopping.wait(HOUSEKEEPING_S):

@@ -114,6 +114,7 @@ class DeviceAgent:
         self.on_fleet = link is None
         self.certificate = b""
         self.renew_at_ms = 0
+        self.expires_ms = 0
         self.clock = clock
         self.store = store
         self.random_bytes = random_bytes
@@ -167,7 +168,9 @@ class DeviceAgent:
         lifetime = not_after - now  # type: ignore[operator]
         if lifetime <= 0:
             raise InvalidField("evidence: the certificate of this pass has already expired")
-        self.renew_at_ms = self.clock.monotonic_ms() + lifetime * 1000 * RENEW_AT // RENEW_OF
+        started = self.clock.monotonic_ms()
+        self.renew_at_ms = started + lifetime * 1000 * RENEW_AT // RENEW_OF
+        self.expires_ms = started + lifetime * 1000
         self.certificate = certificate
         self.transport.close()
         self.transport = link.fleet(certificate)
@@ -232,10 +235,22 @@ class DeviceAgent:
             return answer
 
     def enroll(self) -> "dict[str, object]":
+        """Enroll, asking again after a lost answer (an enroll is the same however often it
+        is sent): the first one after a pass can reach a broker whose grants lag behind it
+        when another gateway process decided the pass."""
         body: "dict[str, object]" = {"device_id": self.device_id, "boot_count": self.boot_count}
         for key in self.info:
             body[key] = self.info[key]
-        answer = self.request("enroll", body)
+        failures = 0
+        while True:
+            try:
+                answer = self.request("enroll", body)
+                break
+            except TransportError:
+                failures += 1
+                if failures >= self.retry_attempts:
+                    raise
+                self.clock.sleep_ms(self.jittered(self.backoff(failures - 1)))
         interval = answer["heartbeat_interval"]
         self.heartbeat_interval = interval if isinstance(interval, int) else 0
         return answer
@@ -280,7 +295,10 @@ class DeviceAgent:
             if on_beat is not None:
                 on_beat(answer)
             if acknowledged < beats:
-                self._idle(self.heartbeat_interval * 1000)
+                try:
+                    self._idle(self.heartbeat_interval * 1000)
+                except TransportError:
+                    reconnect = True
 
     def _idle(self, ms: int) -> None:
         """Wait *ms*; an attesting agent listens meanwhile for the server's ``attest-now``."""
@@ -292,8 +310,11 @@ class DeviceAgent:
             left = deadline - self.clock.monotonic_ms()
             if left <= 0:
                 return
+            asked = self.clock.monotonic_ms()
             received = self.transport.poll(left)
             if received is None:
+                if self.clock.monotonic_ms() == asked:
+                    self.clock.sleep_ms(min(left, 10))  # a transport that never waits
                 continue
             try:
                 envelope = protocol.decode(received[1], protocol.MAX_DOWN_MESSAGE)
@@ -308,6 +329,16 @@ class DeviceAgent:
         return min(self.backoff_cap_ms, self.backoff_ms << min(failures, 24))
 
     def _reconnect(self) -> None:
-        """A fresh session: closing first also drops a connection that only looks alive."""
+        """A fresh session: closing first also drops a connection that only looks alive.
+
+        An attesting agent whose fleet certificate has expired meanwhile goes back to the
+        recovery listener and attests there: the fleet listener would refuse the handshake."""
         self.transport.close()
+        link = self.link
+        if link is not None and self.on_fleet and self.clock.monotonic_ms() >= self.expires_ms:
+            self.transport = link.recovery()
+            self.on_fleet = False
+            self._connect()
+            self.attest()
+            return
         self._connect()

@@ -200,6 +200,7 @@ def test_garbage_is_refused_with_a_reason_and_a_security_event(verifier: Verifie
     answer = verifier.evidence("dev-1", {"token": b"\xff\x00garbage"})
     assert answer["status"] == "contraindicated" and "certificate" not in answer
     assert verifier.security_events("dev-1"), "no security event for a refusal"
+    assert verifier.store.granted(datetime.now(UTC)) == []
 
 
 def test_a_boot_count_going_back_quarantines_until_released(verifier: Verifier) -> None:
@@ -290,3 +291,51 @@ def test_no_mutated_token_gets_a_certificate_or_an_exception(
     assume(bytes(token) != original)  # two flips of one byte may cancel out
     answer = verifier.evidence(board.device_id, {"token": bytes(token)})
     assert answer["status"] == "contraindicated" and "certificate" not in answer
+
+
+def test_evidence_nothing_authenticates_changes_no_standing(verifier: Verifier) -> None:
+    """A stranger able to publish on the device's topic (any holder of a certificate in its
+    name from any trusted manufacturer) must not be able to end its pass."""
+    board = verifier.board("dev-1")
+    assert verifier.attest(board)["status"] == "warning"
+    for _ in range(5):
+        verifier.challenge("dev-1")
+        _refused(verifier.evidence("dev-1", {"token": b"\xa0"}), "bad-cose")
+    stranger = verifier.board("dev-2")  # a valid token, but signed under another identity
+    token = stranger.attestor().body(verifier.challenge("dev-1"), 1, 5)
+    assert verifier.evidence("dev-1", token)["status"] == "contraindicated"
+    assert verifier.store.granted(datetime.now(UTC)) == ["dev-1"]
+    events = [code for code, _ in verifier.security_events("dev-1")]
+    assert events.count("bad-cose") == 1, events  # once per window, not once per message
+
+
+def test_an_unprovisioned_id_leaves_nothing_stored_but_one_event(verifier: Verifier) -> None:
+    verifier.challenge("ghost-1")
+    for _ in range(3):
+        _refused(verifier.evidence("ghost-1", {"token": b"\xa0"}), "bad-cose")
+    assert verifier.store.standings("ghost-1") == []
+    assert len(verifier.security_events("ghost-1")) == 1
+
+
+def test_a_few_challenges_stay_outstanding_so_a_stray_one_voids_nothing(
+    verifier: Verifier,
+) -> None:
+    board = verifier.board("dev-1")
+    at = iter(NOW + timedelta(milliseconds=n) for n in range(100))
+    answered = verifier.challenge("dev-1", next(at))
+    for _ in range(2):
+        verifier.challenge("dev-1", next(at))  # requests from elsewhere, or late duplicates
+    assert verifier.evidence("dev-1", board.attestor().body(answered, 1, 5))["status"] == "warning"
+    oldest = verifier.challenge("dev-1", next(at))
+    for _ in range(4):
+        verifier.challenge("dev-1", next(at))
+    _refused(verifier.evidence("dev-1", board.attestor().body(oldest, 2, 5)), "unknown-nonce")
+
+
+def test_a_group_without_a_policy_follows_the_stored_default(verifier: Verifier) -> None:
+    from attestation_server.attestation_policy import Policy
+
+    verifier.store.set_policy("default", Policy(allowed_roots=frozenset({"tpm"})), now=NOW)
+    board = verifier.board("dev-1")
+    verifier.store.assign_group("dev-1", "typo-group")
+    _refused(verifier.attest(board), "rot-not-allowed")
