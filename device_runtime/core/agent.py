@@ -113,6 +113,8 @@ class DeviceAgent:
         self.transport: "Transport" = transport if transport is not None else link.recovery()  # type: ignore[union-attr]
         self.on_fleet = link is None
         self.certificate = b""
+        self.verdict: "dict[str, object]" = {}
+        """The server's answer to the last evidence, a refusal included."""
         self.renew_at_ms = 0
         self.expires_ms = 0
         self.clock = clock
@@ -158,6 +160,7 @@ class DeviceAgent:
         nonce = self.request("challenge", {})["nonce"]
         uptime = (self.clock.monotonic_ms() - self.started_ms) // 1000
         answer = self.request("evidence", evidence.body(nonce, self.boot_count, uptime))  # type: ignore[arg-type]
+        self.verdict = answer
         if answer["status"] == "contraindicated":
             raise Contraindicated(str(answer["code"]) + ": " + str(answer["reason"]))
         certificate = answer.get("certificate")

@@ -18,7 +18,7 @@ from micropython_unix import run_main
 DEVICE_SIDE = (
     "import sys, uctypes, vfs\n"
     "vfs.mount(vfs.VfsRom(uctypes.bytearray_at({address}, {size})), '/flash')\n"
-    "sys.path[:] = ['/flash']\n"
+    "sys.path[:] = ['/flash', '.frozen']\n"
     "import {module} as module\n"
     "module.main({args!r})\n"
 )

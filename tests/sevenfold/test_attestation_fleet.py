@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from device_runtime.core import protocol
@@ -33,39 +32,15 @@ from device_runtime.simulated_board import (
     run_board,
 )
 from device_runtime.simulator import FLEET_CERT_FILE, firmware_measurement, open_root_of_trust
-from fleet_platform import api_tokens
-from fleet_platform.server_config import ServerConfig
 from sevenfold.cli.demo import HWMODEL, provision_over_consoles
-from sevenfold.factory_station import init_ca
 from sevenfold.server import FleetServer
-from tests.components import binary
+from tests.attestation_fixtures import fleet, operator_api
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.xdist_group("fleet-server")]
 
+__all__ = ["fleet"]
+
 CUT_OFF_S = 10.0
-
-
-@pytest.fixture
-def fleet(tmp_path: Path) -> Any:
-    binary("mosquitto")
-    maker = init_ca(tmp_path / "maker")
-    config = ServerConfig(
-        state_dir=tmp_path / "state",
-        http_port=0,
-        broker_port=0,
-        recovery_port=0,
-        heartbeat_interval=1,
-        manufacturer_cas=(maker.cert_path,),
-    )
-    with FleetServer(config=config) as server:
-        yield server, config, maker
-
-
-def _api(server: FleetServer, config: ServerConfig) -> httpx.Client:
-    token = api_tokens.read(config.state_dir)
-    return httpx.Client(
-        base_url=server.http_url, headers={"Authorization": f"Bearer {token}"}, timeout=10
-    )
 
 
 class RawDevice:
@@ -117,7 +92,7 @@ def test_a_board_attests_earns_its_topics_and_loses_them_when_its_image_is_withd
         config.state_dir, server.http_url, ["dice"], None, maker
     )
     device_id = directory.name
-    with _api(server, config) as api:
+    with operator_api(server, config) as api:
         endorsed = api.post(
             "/api/v1/endorsements",
             json={"hwmodel": HWMODEL, "digest": firmware_measurement("1.0.0").hex()},
@@ -203,7 +178,7 @@ def test_a_tampered_image_never_gets_a_certificate(fleet: Any) -> None:
     ((directory, kind),) = provision_over_consoles(
         config.state_dir, server.http_url, ["dice"], None, maker
     )
-    with _api(server, config) as api:
+    with operator_api(server, config) as api:
         api.post(
             "/api/v1/endorsements",
             json={"hwmodel": HWMODEL, "digest": firmware_measurement("1.0.0").hex()},
@@ -224,7 +199,7 @@ def test_software_boards_are_refused_unless_their_group_allows_them(fleet: Any) 
     ((directory, kind),) = provision_over_consoles(
         config.state_dir, server.http_url, ["software"], None, maker
     )
-    with _api(server, config) as api:
+    with operator_api(server, config) as api:
         api.post(
             "/api/v1/endorsements",
             json={"hwmodel": HWMODEL, "digest": firmware_measurement("1.0.0").hex()},
@@ -252,7 +227,7 @@ def test_a_quarantined_device_is_cut_off_until_released(fleet: Any) -> None:
     ((directory, kind),) = provision_over_consoles(
         config.state_dir, server.http_url, ["dice"], None, maker
     )
-    with _api(server, config) as api:
+    with operator_api(server, config) as api:
         api.post(
             "/api/v1/endorsements",
             json={"hwmodel": HWMODEL, "digest": firmware_measurement("1.0.0").hex()},

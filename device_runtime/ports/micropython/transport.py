@@ -71,16 +71,22 @@ def _read(path: str, what: str) -> bytes:
         ) from None
 
 
-def tls_context(*, ca_path: str, cert_path: str, key_path: str) -> "ssl.SSLContext":
-    """Client context that requires the broker's chain to end at the fleet CA."""
+def tls_context(
+    *, ca_path: str, cert_path: str, key_path: str = "", key_der: bytes = b""
+) -> "ssl.SSLContext":
+    """Client context that requires the broker's chain to end at the fleet CA.
+
+    The device key comes from *key_path*, or as *key_der* when a root of trust
+    holds it in memory (``link.py``), so that it never reaches the filesystem.
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.verify_mode = ssl.CERT_REQUIRED
     try:
         for anchor in der_blocks(_read(ca_path, "CA certificate"), "CA certificate"):
             context.load_verify_locations(cadata=anchor)
         certificate = der_blocks(_read(cert_path, "device certificate"), "device certificate")
-        key = der_blocks(_read(key_path, "device key"), "device key")
-        context.load_cert_chain(certificate[0], key[0])
+        key = key_der or der_blocks(_read(key_path, "device key"), "device key")[0]
+        context.load_cert_chain(certificate[0], key)
     except ValueError as exc:
         raise TransportError("TLS credentials rejected: " + str(exc)) from None
     return context
@@ -95,7 +101,8 @@ class MqttTransport:
         client_id: str,
         ca_path: str,
         cert_path: str,
-        key_path: str,
+        key_path: str = "",
+        key_der: bytes = b"",
         server_hostname: str = "localhost",
         keepalive: int = 60,
         max_packet: int = 65536,
@@ -107,6 +114,7 @@ class MqttTransport:
         self.ca_path = ca_path
         self.cert_path = cert_path
         self.key_path = key_path
+        self.key_der = key_der
         self.server_hostname = server_hostname
         self.keepalive = keepalive
         self.max_packet = max_packet
@@ -119,7 +127,10 @@ class MqttTransport:
             raise TransportError("already connected; close first")
         self._client = None
         context = tls_context(
-            ca_path=self.ca_path, cert_path=self.cert_path, key_path=self.key_path
+            ca_path=self.ca_path,
+            cert_path=self.cert_path,
+            key_path=self.key_path,
+            key_der=self.key_der,
         )
         client = MqttClient(
             host=self.host,

@@ -21,10 +21,18 @@ from pathlib import Path
 
 import pytest
 
+from device_runtime.core import protocol
 from firmware_images.micropython_bundle import build
 from fleet_platform.broker import MosquittoBroker
+from fleet_platform.broker_config import recovery_topic
 from fleet_platform.pki import CertificateAuthority, IssuedCredential
-from tests.broker_fixtures import Grant, IssueCredential, MqttSession, OpenSession
+from tests.broker_fixtures import (
+    Grant,
+    IssueCredential,
+    MqttSession,
+    OpenSession,
+    delivered_on_recovery,
+)
 from tests.components import binary, free_port
 
 REPO = Path(__file__).resolve().parents[4]
@@ -210,6 +218,56 @@ def test_round_trip_with_the_server_through_mosquitto(
         f"message {down(DEVICE)} hello device",
         "closed",
     ]
+
+
+def test_a_board_on_the_recovery_listener_gets_its_answers_whatever_their_topic(
+    bytecode: Path,
+    mtls_broker: MosquittoBroker,
+    manufacturer_ca: CertificateAuthority,
+    client_credentials: IssueCredential,
+    mqtt_session: OpenSession,
+    tmp_path: Path,
+) -> None:
+    """Mosquitto 2.0.11 delivers a recovery-listener message with its mount point left on the
+    topic (``recovery/``, 9 bytes more; its bug 2244): the client must pass it on intact,
+    and read the packets after it, since the agent matches answers by correlation id."""
+    board = "board-recovery"
+    att_up = protocol.topic(PREFIX, board, "att/up")
+    att_down = protocol.topic(PREFIX, board, "att/down")
+    server = mqtt_session(client_credentials(protocol.SERVER_IDENTITY), client_id="srv-recovery")
+    assert server.accepted()
+    assert server.subscribe(recovery_topic(att_up)) == [1]
+    credential = manufacturer_ca.issue_client(
+        common_name=board, directory=tmp_path / "board", days=1
+    )
+    device = Device(
+        bytecode=bytecode,
+        directory=tmp_path / "device",
+        transport=transport_settings(
+            port=mtls_broker.recovery_port,
+            ca_path=mtls_broker.ca_path,
+            credential=credential,
+            client_id=board,
+        ),
+        steps=[
+            ["connect"],
+            ["subscribe", att_down],
+            ["publish", att_up, "challenge please"],
+            ["poll", 10000],
+            ["poll", 10000],
+            ["close"],
+        ],
+    )
+    assert server.receive(timeout=RUN_TIMEOUT) == (recovery_topic(att_up), b"challenge please")
+    server.publish(recovery_topic(att_down), b"first answer")
+    server.publish(recovery_topic(att_down), b"second answer")
+    lines = device.lines()
+    assert lines[:3] == ["connected", f"subscribed {att_down}", f"published {att_up}"], lines
+    assert lines[5:] == ["closed"], lines
+    for line, payload in zip(lines[3:5], ("first answer", "second answer"), strict=True):
+        kind, topic, text = line.split(" ", 2)
+        assert (kind, text) == ("message", payload), line
+        assert topic in delivered_on_recovery(att_down), line
 
 
 def test_subscriptions_are_restored_on_every_connect(
