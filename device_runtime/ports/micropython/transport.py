@@ -18,6 +18,7 @@ subscribes to all of them again on every connect. A connection that failed
 """
 
 import binascii
+import gc
 
 from device_runtime.core.errors import TransportError
 from device_runtime.ports.micropython.mqtt_client import DEFAULT_TIMEOUT_MS, MqttClient
@@ -126,6 +127,9 @@ class MqttTransport:
         if self._client is not None and self._client.connected:
             raise TransportError("already connected; close first")
         self._client = None
+        # A TLS context and session take a few contiguous KiB of a small heap: what the last
+        # session (this one's, or the one the agent just closed) held is freed first.
+        gc.collect()
         context = tls_context(
             ca_path=self.ca_path,
             cert_path=self.cert_path,

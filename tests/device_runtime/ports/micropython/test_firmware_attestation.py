@@ -20,8 +20,9 @@ The device runs from that image outside its heap (``flash_launcher.py``), as
 a board runs from its ROM partition: loaded from files, the unix port copies
 all the bytecode into the heap, and the attesting stack then needs more than
 128 KiB (160 KiB passes). mbedTLS allocates each TLS session in the same heap. It passes at
-100 KiB and fails at 96 KiB (creating the TLS context); HEAP leaves 4 KiB
-for the paths and certificates that vary from run to run.
+100 KiB and fails at 96 KiB (creating the TLS context), but at 104 KiB about one run
+in five still failed to find 3 KB for the second TLS context on a loaded machine (the
+heap's fragmentation varies), so HEAP leaves a quarter more.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ pytestmark = [pytest.mark.timeout(300), pytest.mark.xdist_group("fleet-server")]
 
 __all__ = ["bundle", "fleet"]
 
-HEAP = "104K"
+HEAP = "128K"
 LAUNCHER = Path(__file__).parents[2] / "flash_launcher.py"
 MODULE = "device_runtime.ports.micropython.firmware_main"
 
