@@ -481,19 +481,22 @@ class TrustStore:
 
     def granted(self, now: datetime) -> list[str]:
         """Devices that hold the application plane now: a current pass, not quarantined."""
+        return [device_id for device_id, _ in self.passes(now)]
+
+    def passes(self, now: datetime) -> list[tuple[str, datetime]]:
+        """``(device id, until when)`` of every current pass, by device id."""
         c = _TRUST.c
         with self._in(None, "read granted devices") as tx:
-            return list(
-                tx.execute(
-                    select(c.device_id)
-                    .where(
-                        c.pass_until > now,
-                        c.quarantined_at.is_(None),
-                        c.status != "contraindicated",
-                    )
-                    .order_by(c.device_id)
-                ).scalars()
+            rows = tx.execute(
+                select(c.device_id, c.pass_until)
+                .where(
+                    c.pass_until > now,
+                    c.quarantined_at.is_(None),
+                    c.status != "contraindicated",
+                )
+                .order_by(c.device_id)
             )
+            return [(device_id, until) for device_id, until in rows.tuples()]
 
     # -- operators -------------------------------------------------------------------
 

@@ -12,18 +12,23 @@ lapse and how passes decided by other gateway processes arrive.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
 from datetime import UTC, datetime
 
 from attestation_server.trust_store import TrustStore
 from device_runtime.core.errors import SevenfoldError
 from fleet_platform.broker import MosquittoBroker
+from fleet_platform.health import Health
 
 log = logging.getLogger(__name__)
 
 REFRESH_S = 2.0
 """How often the grants are read again whatever happened: the longest a lapsed pass lasts."""
+STALE_S = 30.0
+"""No successful refresh for this long is unhealthy: the broker's grants may be out of date."""
 
 
 class BrokerGrants:
@@ -34,15 +39,38 @@ class BrokerGrants:
         self._broker = broker
         self._lock = threading.Lock()
         self._applied: list[str] | None = None
+        self._passes: list[tuple[str, datetime]] = []
         self._failing = False
+        self._refreshed = time.monotonic()
+        self._keeper: threading.Thread | None = None
 
     def refresh(self) -> None:
         """Read who holds a pass now and, if that changed, give the broker exactly them."""
         with self._lock:
-            granted = self._store.granted(datetime.now(UTC))
-            if granted != self._applied:
-                self._broker.apply_grants(granted)
-                self._applied = granted
+            self._passes = self._store.passes(datetime.now(UTC))
+            self._apply([device_id for device_id, _ in self._passes])
+            self._refreshed = time.monotonic()
+
+    def lapse(self) -> None:
+        """Without the database, drop the passes known to have expired: grants fail closed."""
+        with self._lock:
+            now = datetime.now(UTC)
+            self._passes = [(device_id, until) for device_id, until in self._passes if until > now]
+            self._apply([device_id for device_id, _ in self._passes])
+
+    def _apply(self, granted: list[str]) -> None:
+        if granted != self._applied:
+            self._broker.apply_grants(granted)
+            self._applied = granted
+
+    def health(self) -> Health:
+        """Unhealthy when the keeper thread died or has not refreshed for STALE_S."""
+        if self._keeper is not None and not self._keeper.is_alive():
+            return Health(False, "the thread keeping the broker's grants is not running")
+        age = time.monotonic() - self._refreshed
+        if age > STALE_S:
+            return Health(False, f"the broker's grants were last refreshed {age:.0f} s ago")
+        return Health(True, f"{len(self._passes)} devices granted")
 
     def after_commit(self, kinds: frozenset[str]) -> None:
         """The gateway's hook: a batch that served evidence may have changed a pass. Asked
@@ -52,14 +80,19 @@ class BrokerGrants:
             self.refresh()
 
     def keep(self, stopping: threading.Event) -> None:
-        """Refresh every REFRESH_S until *stopping*; a failure is logged once per outage."""
+        """Refresh every REFRESH_S until *stopping*; a failure is logged once per outage, and
+        meanwhile passes that expire are still taken away."""
+        self._keeper = threading.current_thread()
         while not stopping.wait(REFRESH_S):
             try:
                 self.refresh()
-            except SevenfoldError as exc:
+            except Exception as exc:  # the keeper must live on, whatever failed
+                reason = exc.explain() if isinstance(exc, SevenfoldError) else repr(exc)
                 if not self._failing:
-                    log.warning("could not refresh the broker's grants: %s", exc.explain())
+                    log.warning("could not refresh the broker's grants: %s", reason)
                 self._failing = True
+                with contextlib.suppress(SevenfoldError):
+                    self.lapse()
                 continue
             if self._failing:
                 log.info("the broker's grants are in step again")

@@ -284,6 +284,8 @@ class FleetServer:
             checks["gateway"] = self.gateway.health
         if self.supervisor is not None:
             checks["broker"] = self._broker_health
+        if self.grants is not None:
+            checks["grants"] = self.grants.health
         for child in self.gateway_children:
             checks[child.child.name] = _child_gateway_health(child)
         return checks
