@@ -202,6 +202,7 @@ class MosquittoBroker(ChildProcess):
         server_identities: tuple[str, ...],
         granted: tuple[str, ...] | None,
         files: BrokerFiles,
+        broker_ca_path: Path,
         probe: IssuedCredential,
         ready_timeout: float,
         log: ChildLog,
@@ -215,7 +216,8 @@ class MosquittoBroker(ChildProcess):
         self.port = port
         self.recovery_port = recovery_port
         self.prefix = prefix
-        self.ca_path = files.ca_path
+        self.ca_path = broker_ca_path
+        """The CA a client checks the broker's certificate against (the fleet CA)."""
         self._files = files
         self._server_identities = server_identities
         self._granted = granted
@@ -241,6 +243,8 @@ class MosquittoBroker(ChildProcess):
         server_identities: tuple[str, ...] = ("sevenfold-server",),
         manufacturer_cas: Sequence[bytes] = (),
         grants: Iterable[str] | None = (),
+        client_authority: CertificateAuthority | None = None,
+        fleet_clients: bool = True,
         mosquitto: str | None = None,
         ready_timeout: float = 10.0,
         log_limit: int = DEFAULT_LOG_LIMIT,
@@ -256,7 +260,13 @@ class MosquittoBroker(ChildProcess):
         as devices could not find a broker whose port changes.
 
         *manufacturer_cas* (PEM, one or more certificates each) are what the
-        recovery listener trusts; with none it trusts the fleet CA. *grants*
+        recovery listener trusts; with none it trusts the fleet CA. The fleet
+        listener trusts client certificates from *client_authority* (the CA of
+        attestation passes; the probe's certificate comes from it too) and, while
+        *fleet_clients*, from the fleet CA as well: without an attestation gate
+        devices present certificates the fleet CA issued; with one, only a pass
+        opens the fleet listener, so a long-lived certificate from provisioning,
+        whatever else is granted, is refused at the handshake. *grants*
         are the device ids given the application plane from the first moment,
         as :meth:`apply_grants` would; None gives it to every certified device
         (no attestation gate).
@@ -285,6 +295,12 @@ class MosquittoBroker(ChildProcess):
             ca_path = directory / "ca.pem"
             fleet_ca = authority.cert_path.read_bytes()
             write_atomic(ca_path, fleet_ca, mode=0o600)
+            clients = client_authority or authority
+            clients_ca_path = directory / "clients-ca.pem"
+            bundle = clients.cert_path.read_bytes()
+            if fleet_clients and clients is not authority:
+                bundle += fleet_ca
+            write_atomic(clients_ca_path, bundle, mode=0o600)
             recovery_ca_path = directory / "recovery-ca.pem"
             write_atomic(recovery_ca_path, _recovery_bundle(manufacturer_cas, fleet_ca), mode=0o600)
             # Issued on every start, never reused: the names may have changed since.
@@ -294,11 +310,11 @@ class MosquittoBroker(ChildProcess):
                 directory=directory,
                 days=825,
             )
-            probe = authority.issue_client(
+            probe = clients.issue_client(
                 common_name=PROBE_COMMON_NAME, directory=directory, days=825
             )
             files = BrokerFiles(
-                ca_path=ca_path,
+                ca_path=clients_ca_path,
                 cert_path=server.cert_path,
                 key_path=server.key_path,
                 acl_path=directory / "acl",
@@ -326,6 +342,7 @@ class MosquittoBroker(ChildProcess):
                 server_identities=server_identities,
                 granted=granted,
                 files=files,
+                broker_ca_path=ca_path,
                 probe=probe,
                 ready_timeout=ready_timeout,
                 log=log,

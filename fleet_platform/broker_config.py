@@ -106,6 +106,7 @@ class BrokerFiles:
     """Paths the configuration points mosquitto at."""
 
     ca_path: Path
+    """The CAs the fleet listener trusts client certificates from."""
     cert_path: Path
     key_path: Path
     acl_path: Path
@@ -409,7 +410,7 @@ def config_text(
             "log_type information",
             "connection_messages false",
             "",
-            "# The fleet listener: fleet certificates.",
+            "# The fleet listener: attestation passes (and, without the gate, fleet certificates).",
             *listener(port, files.ca_path, files.acl_path),
             "",
             "# The recovery listener: manufacturer certificates, attestation only.",

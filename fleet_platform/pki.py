@@ -560,6 +560,19 @@ def _expect(common_name: str, required: str | None) -> None:
 FLEET_CA_NAME = "Sevenfold Fleet CA"
 
 
+ATTESTATION_CA_NAME = "Sevenfold attestation CA"
+
+
+def attestation_authority(state_dir: Path) -> CertificateAuthority:
+    """The CA of attestation passes (and of the servers' own client certificates), created
+    on first start: apart from the fleet CA, so that the managed broker's fleet listener can
+    refuse every device certificate that is not a current pass."""
+    directory = state_dir / "attestation-ca"
+    if (directory / "ca.pem").exists():
+        return CertificateAuthority.load(directory)
+    return CertificateAuthority.create(common_name=ATTESTATION_CA_NAME, directory=directory)
+
+
 def fleet_authority(state_dir: Path) -> CertificateAuthority:
     """The fleet CA of this installation, created on first start."""
     directory = state_dir / "pki"

@@ -51,7 +51,7 @@ from fleet_platform.gateway import Gateway
 from fleet_platform.health import Health
 from fleet_platform.manufacturer_cas import trust_manufacturer_ca, trusted_manufacturer_cas
 from fleet_platform.metrics import Metrics
-from fleet_platform.pki import IssuedCredential, fleet_authority
+from fleet_platform.pki import IssuedCredential, attestation_authority, fleet_authority
 from fleet_platform.process_supervisor import ProcessSupervisor
 from fleet_platform.request_limits import RequestLimits
 from fleet_platform.server_config import RuntimeInfo, ServerConfig
@@ -293,7 +293,8 @@ class FleetServer:
     def _start_gateway_children(self, host: str, port: int, ca_path: Path, group: str) -> None:
         """Gateway processes 1..n-1, each with its own identity, supervised like the broker."""
         config = self.config
-        authority = fleet_authority(config.state_dir)
+        # Servers present certificates of the CA the fleet listener always trusts.
+        authority = attestation_authority(config.state_dir)
         directory = config.state_dir / "gateways"
         for index, identity in enumerate(replica_identities(config.gateway_processes)):
             if index == 0:
@@ -364,9 +365,11 @@ class FleetServer:
                 ca.public_bytes(Encoding.PEM) for ca in trusted_manufacturer_cas(config.state_dir)
             ],
             grants=self._initial_grants() if config.attestation_gate else None,
+            client_authority=attestation_authority(config.state_dir),
+            fleet_clients=not config.attestation_gate,
         )
         self.supervisor = ProcessSupervisor(self.broker).start()
-        credential = authority.issue_client(
+        credential = attestation_authority(config.state_dir).issue_client(
             common_name=identities[0], directory=config.state_dir / "server-identity"
         )
         return self.broker.host, self.broker.port, self.broker.ca_path, credential

@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from device_runtime.core import protocol
 from device_runtime.core.attestor import Attestor
 from device_runtime.core.console import read_installed
+from device_runtime.core.errors import TransportError
 from device_runtime.ports.cpython.storage import DirectoryStore
 from device_runtime.ports.cpython.tls_credential import key_file
 from device_runtime.ports.cpython.transport import MqttTransport
@@ -258,3 +261,31 @@ def test_a_quarantined_device_is_cut_off_until_released(fleet: Any) -> None:
             prefix=protocol.DEFAULT_PREFIX,
         )  # fmt: skip
         assert released.error is None and released.beats == 1
+
+
+def test_a_provisioning_certificate_opens_nothing_under_the_gate(fleet: Any) -> None:
+    """The fleet certificate provisioning returns (for fleets without the gate) comes from
+    the fleet CA; the gated fleet listener trusts only the attestation CA, so it is refused
+    at the handshake, whatever passes its device holds."""
+    server, config, maker = fleet
+    ((directory, _),) = provision_over_consoles(
+        config.state_dir, server.http_url, ["software"], None, maker
+    )
+    record = read_installed(DirectoryStore(directory=directory))
+    assert record is not None
+    certificate = directory / "provisioned.crt"
+    certificate.write_bytes(
+        x509.load_der_x509_certificate(record["fleet-cert"]).public_bytes(  # type: ignore[arg-type]
+            serialization.Encoding.PEM
+        )
+    )
+    rot = open_root_of_trust(kind="software", directory=directory, hwmodel=HWMODEL)
+    assert server.broker is not None
+    with key_file(rot.identity_key()) as key:
+        transport = MqttTransport(
+            host=server.broker.host, port=server.broker.port, client_id=directory.name,
+            ca_path=server.broker.ca_path, cert_path=certificate, key_path=key,
+        )  # fmt: skip
+    with pytest.raises(TransportError):
+        transport.connect()
+    transport.close()
