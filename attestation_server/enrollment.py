@@ -16,6 +16,7 @@ from typing import cast
 from sqlalchemy import Connection
 
 from attestation_server.registry import Claim, DeviceRegistry, Heartbeat
+from attestation_server.trust_store import TrustStore
 from device_runtime.core.errors import ProtocolError
 from fleet_platform.gateway import Body, Gateway, Request
 
@@ -26,6 +27,9 @@ class EnrollmentService:
 
     registry: DeviceRegistry
     heartbeat_interval: int
+    trust: TrustStore | None = None
+    """With it, an enroll from a boot later than the one that earned the device's pass ends
+    that pass (the device rebooted without attesting)."""
 
     def register(self, gateway: Gateway) -> None:
         gateway.handle_batch("enroll", self.enrollments)
@@ -50,6 +54,10 @@ class EnrollmentService:
         outcomes = self.registry.enrollments(
             claims, heartbeat_interval=self.heartbeat_interval, tx=tx
         )
+        if self.trust is not None:
+            self.trust.end_passes_of_earlier_boots(
+                tx, [(claim.device_id, claim.boot_count) for claim in claims]
+            )
         return [
             outcome
             if isinstance(outcome, ProtocolError)

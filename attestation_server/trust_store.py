@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -108,6 +108,15 @@ _GROUP_POLICY = select(_POLICIES.c.group_name, _POLICIES.c.policy).where(
     _POLICIES.c.group_name.in_([bindparam("p_group"), bindparam("p_default")])
 )
 _ADD_RESULT = insert(_RESULTS)
+_END_EARLIER_BOOT = (
+    update(_TRUST)
+    .where(
+        _TRUST.c.device_id == bindparam("p_device_id"),
+        _TRUST.c.bootcount < bindparam("p_boot_count"),
+        _TRUST.c.pass_until.is_not(None),
+    )
+    .values(pass_until=None)
+)
 
 
 def _accept_statement(*, tpm: bool) -> Update:
@@ -476,6 +485,17 @@ class TrustStore:
                 device_id=device_id, at=now, kind=SECURITY, code=code, reason=reason[:1000]
             )
         )
+
+    def end_passes_of_earlier_boots(self, tx: Connection, boots: Sequence[tuple[str, int]]) -> int:
+        """A device that enrolls with a boot count above its pass's rebooted without
+        attesting: the pass was earned by another boot, perhaps of other firmware, so it
+        ends. ``boots`` is (device id, boot count) per enroll; returns how many ended."""
+        ended = 0
+        for device_id, boot_count in boots:
+            ended += tx.execute(
+                _END_EARLIER_BOOT, {"p_device_id": device_id, "p_boot_count": boot_count}
+            ).rowcount
+        return ended
 
     # -- the broker's view -----------------------------------------------------------
 

@@ -73,10 +73,11 @@ class BrokerGrants:
         return Health(True, f"{len(self._passes)} devices granted")
 
     def after_commit(self, kinds: frozenset[str]) -> None:
-        """The gateway's hook: a batch that served evidence may have changed a pass. Asked
-        by each batch for itself, after its own commit, so no batch can answer before the
-        grants its own decisions call for are in force."""
-        if "evidence" in kinds:
+        """The gateway's hook: a batch that served evidence (or an enroll, which ends the
+        pass of an earlier boot) may have changed a pass. Asked by each batch for itself,
+        after its own commit, so no batch can answer before the grants its own decisions
+        call for are in force."""
+        if "evidence" in kinds or "enroll" in kinds:
             self.refresh()
 
     def keep(self, stopping: threading.Event) -> None:

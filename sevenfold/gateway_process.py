@@ -69,6 +69,7 @@ class GatewaySpec:
     state_dir: str
     """Where the fleet CA and the trusted manufacturer CAs are: the child issues passes too."""
     nonce_ttl_s: int
+    attestation_gate: bool
     limits: dict[str, object]
     health_path: str
     """Where the child writes its gateway's health every second, for the server to report."""
@@ -152,13 +153,14 @@ def serve(spec: GatewaySpec, stop: threading.Event) -> int:
         prefix=spec.prefix,
         limits=GatewayLimits(**spec.limits),  # type: ignore[arg-type]
     )
-    EnrollmentService(registry=registry, heartbeat_interval=spec.heartbeat_interval).register(
-        gateway
-    )
-    # Passes decided here reach the broker through the server's periodic refresh.
-    attestation_service(
-        TrustStore(database=database), Path(spec.state_dir), nonce_ttl_s=spec.nonce_ttl_s
+    trust = TrustStore(database=database)
+    EnrollmentService(
+        registry=registry,
+        heartbeat_interval=spec.heartbeat_interval,
+        trust=trust if spec.attestation_gate else None,
     ).register(gateway)
+    # Passes decided here reach the broker through the server's periodic refresh.
+    attestation_service(trust, Path(spec.state_dir), nonce_ttl_s=spec.nonce_ttl_s).register(gateway)
     gateway.start()
     gc.collect()
     gc.freeze()  # as the server does: keep full collections short on a long-lived heap

@@ -164,7 +164,9 @@ class FleetServer:
                     after_commit=self.grants.after_commit if self.grants is not None else None,
                 )
                 EnrollmentService(
-                    registry=self.registry, heartbeat_interval=config.heartbeat_interval
+                    registry=self.registry,
+                    heartbeat_interval=config.heartbeat_interval,
+                    trust=self.trust if config.attestation_gate else None,
                 ).register(self.gateway)
                 attestation.register(self.gateway)
                 self.gateway.start()
@@ -317,6 +319,7 @@ class FleetServer:
                 heartbeat_interval=config.heartbeat_interval,
                 state_dir=str(config.state_dir),
                 nonce_ttl_s=config.nonce_ttl_s,
+                attestation_gate=config.attestation_gate,
                 limits=asdict(config.gateway_limits),
                 health_path=str(directory / f"{index}.health"),
             ).write(spec_path)

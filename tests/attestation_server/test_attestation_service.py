@@ -339,3 +339,30 @@ def test_a_group_without_a_policy_follows_the_stored_default(verifier: Verifier)
     board = verifier.board("dev-1")
     verifier.store.assign_group("dev-1", "typo-group")
     _refused(verifier.attest(board), "rot-not-allowed")
+
+
+def test_an_enroll_from_a_later_boot_ends_the_pass_of_the_earlier_one(verifier: Verifier) -> None:
+    """Rebooted without attesting: the pass belonged to another boot, perhaps other firmware."""
+    from attestation_server.enrollment import EnrollmentService
+    from attestation_server.registry import DeviceRegistry
+
+    board = verifier.board("dev-1")
+    assert verifier.attest(board, bootcount=3)["status"] == "warning"
+    enrollment = EnrollmentService(
+        registry=DeviceRegistry(database=verifier.database),
+        heartbeat_interval=30,
+        trust=verifier.store,
+    )
+
+    def enroll(boot_count: int) -> None:
+        body = {
+            "device_id": "dev-1", "hwmodel": HWMODEL, "swname": "app", "swversion": "1.0.0",
+            "rot": "dice", "boot_count": boot_count,
+        }  # fmt: skip
+        with verifier.database.transaction("enroll") as tx:
+            enrollment.enrollments([Request("dev-1", "enroll", body, datetime.now(UTC))], tx)
+
+    enroll(3)  # the boot that attested
+    assert verifier.store.granted(datetime.now(UTC)) == ["dev-1"]
+    enroll(4)
+    assert verifier.store.granted(datetime.now(UTC)) == []
