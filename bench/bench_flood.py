@@ -128,7 +128,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     authority: CertificateAuthority = fleet_authority(state)
     server = subprocess.Popen(
         [sys.executable, "-m", "sevenfold.cli", "server", "--state", str(state),
-         "--http-port", "0", "--broker-port", "0", "--service", "attestation"],
+         "--http-port", "0", "--broker-port", "0", "--broker-recovery-port", "0",
+         "--no-attestation-gate", "--service", "attestation"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:

@@ -110,7 +110,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         authority = CertificateAuthority.create(common_name="Bench CA", directory=tmp / "ca")
-        with MosquittoBroker.start(directory=tmp / "broker", authority=authority) as broker:
+        with MosquittoBroker.start(
+            directory=tmp / "broker",
+            authority=authority,
+            grants=None,  # unattested devices
+        ) as broker:
             echo = echo_responder(broker, authority, tmp)
             time.sleep(0.5)
             with device(broker, authority, tmp) as transport:

@@ -90,7 +90,11 @@ def main() -> None:
         authority = CertificateAuthority.create(common_name="Bench CA", directory=tmp / "ca")
         server = authority.issue_client(common_name="sevenfold-server", directory=tmp / "ids")
         sender = authority.issue_client(common_name="dev-flood", directory=tmp / "ids")
-        with MosquittoBroker.start(directory=tmp / "broker", authority=authority) as broker:
+        with MosquittoBroker.start(
+            directory=tmp / "broker",
+            authority=authority,
+            grants=None,  # unattested devices
+        ) as broker:
             context = client_context(ca_path=broker.ca_path, credential=server)
 
             def paho(
