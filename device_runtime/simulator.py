@@ -17,11 +17,13 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from device_runtime.core.agent import DeviceAgent
+from device_runtime.core.attesting_agent import AttestingAgent
 from device_runtime.core.attestor import Attestor
 from device_runtime.core.errors import ConfigError, SevenfoldError, TransportError
 from device_runtime.ports.cpython.atomic_file import write_atomic
@@ -274,28 +276,30 @@ def run_agent(
     """Boot, (attest,) enroll and heartbeat *beats* times as *device*; the outcome lands on
     *device*. With *link* and *attestor* the device earns its broker access first."""
     try:
-        agent = DeviceAgent(
-            device_id=device.device_id,
-            hwmodel=hwmodel,
-            swname=SWNAME,
-            swversion=swversion,
-            rot=rot_kind,
-            transport=transport,
-            clock=SystemClock(),
-            store=DirectoryStore(directory=device.directory),
-            random_bytes=random_bytes,
-            prefix=broker.prefix,
-            link=link,
-            evidence=attestor,
-        )
+        settings: dict[str, Any] = {
+            "device_id": device.device_id,
+            "hwmodel": hwmodel,
+            "swname": SWNAME,
+            "swversion": swversion,
+            "rot": rot_kind,
+            "clock": SystemClock(),
+            "store": DirectoryStore(directory=device.directory),
+            "random_bytes": random_bytes,
+            "prefix": broker.prefix,
+        }
+        if link is not None and attestor is not None:
+            agent: DeviceAgent = AttestingAgent(link=link, evidence=attestor, **settings)
+        elif transport is not None:
+            agent = DeviceAgent(transport=transport, **settings)
+        else:
+            raise ConfigError("a simulated device needs a transport, or a link and evidence")
     except SevenfoldError as exc:
         device.error = exc.explain()
         device.done.set()
         return
     try:
         device.boot_count = agent.boot()
-        if agent.certificate:
-            device.attested = True
+        device.attested = isinstance(agent, AttestingAgent)
         agent.enroll()
         agent.run(beats=beats, on_beat=lambda _answer: _count_beat(device))
     except SevenfoldError as exc:

@@ -1,4 +1,4 @@
-"""The device's conversation with the fleet server: attest, enroll, then heartbeat.
+"""The device's conversation with the fleet server: enroll, then heartbeat.
 
 The agent owns no platform code: transport, clock, durable storage and random
 numbers come in as ports, so the same logic runs on CPython devices, on
@@ -6,15 +6,9 @@ MicroPython boards and in the simulator. Its boot counter is durable, so a
 power cut between boots can never make it repeat a value. Runs unchanged under
 MicroPython.
 
-With a ``link`` and an ``evidence`` port the device earns its broker access
-(docs/eat-profile.md): at boot it connects through the recovery listener with
-its DeviceID certificate, answers a challenge with evidence, and on a pass
-reconnects to the fleet listener with the short-lived fleet certificate it
-was given; it attests again when three quarters of that certificate's life
-are gone, and whenever the server pushes ``attest-now``. A contraindicated
-answer is raised (``Contraindicated``): the device keeps only the attestation
-plane. Without them the agent uses the transport it is given, for fleets
-whose broker grants the application plane to every certified device.
+A device that attests runs :class:`attesting_agent.AttestingAgent`, this
+agent with the attestation flow in front (kept apart so that a device that
+does not attest does not carry it in its heap).
 
 Two kinds of trouble are survived rather than raised:
 
@@ -31,7 +25,6 @@ Two kinds of trouble are survived rather than raised:
 
 from device_runtime.core import protocol
 from device_runtime.core.errors import (
-    Contraindicated,
     InvalidField,
     ProtocolError,
     RetryLater,
@@ -42,23 +35,12 @@ from device_runtime.core.errors import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from device_runtime.core.port_types import (
-        Clock,
-        Evidence,
-        Link,
-        OnBeat,
-        RandomBytes,
-        Store,
-        Transport,
-    )
+    from device_runtime.core.port_types import Clock, OnBeat, RandomBytes, Store, Transport
 
 BOOT_COUNT_KEY = "boot_count"
 _MAX_BOOT_COUNT = 0xFFFFFFFF
 _JITTER_SCALE = 1 << 17
 """A 16-bit random number over this is a fraction in [0, 0.5)."""
-RENEW_AT = 3
-RENEW_OF = 4
-"""A fleet certificate is renewed once RENEW_AT / RENEW_OF of its lifetime has passed."""
 
 
 def _parse_boot_count(stored: bytes) -> int:
@@ -89,7 +71,7 @@ class DeviceAgent:
         swname: str,
         swversion: str,
         rot: str,
-        transport: "Transport | None" = None,
+        transport: "Transport",
         clock: "Clock",
         store: "Store",
         random_bytes: "RandomBytes",
@@ -99,24 +81,12 @@ class DeviceAgent:
         retry_deadline_ms: int = 120000,
         backoff_ms: int = 1000,
         backoff_cap_ms: int = 60000,
-        link: "Link | None" = None,
-        evidence: "Evidence | None" = None,
     ) -> None:
         self.device_id = protocol.check_device_id(device_id)
         if rot not in protocol.ROOTS_OF_TRUST:
             raise InvalidField("unknown root of trust " + repr(rot))
         self.info = {"hwmodel": hwmodel, "swname": swname, "swversion": swversion, "rot": rot}
-        if (link is None) != (evidence is None) or (transport is None) == (link is None):
-            raise InvalidField("an agent needs a transport, or a link and evidence to attest")
-        self.link = link
-        self.evidence = evidence
-        self.transport: "Transport" = transport if transport is not None else link.recovery()  # type: ignore[union-attr]
-        self.on_fleet = link is None
-        self.certificate = b""
-        self.verdict: "dict[str, object]" = {}
-        """The server's answer to the last evidence, a refusal included."""
-        self.renew_at_ms = 0
-        self.expires_ms = 0
+        self.transport = transport
         self.clock = clock
         self.store = store
         self.random_bytes = random_bytes
@@ -139,47 +109,11 @@ class DeviceAgent:
         self.store.write(BOOT_COUNT_KEY, str(self.boot_count).encode())
         self.started_ms = self.clock.monotonic_ms()
         self._connect()
-        if self.link is not None:
-            self.attest()
         return self.boot_count
 
     def _connect(self) -> None:
-        """Connect and subscribe to the planes this connection carries."""
         self.transport.connect()
-        if self.link is not None:
-            self.transport.subscribe(protocol.topic(self.prefix, self.device_id, "att/down"))
-        if self.on_fleet:
-            self.transport.subscribe(protocol.topic(self.prefix, self.device_id, "down"))
-
-    def attest(self) -> "dict[str, object]":
-        """Challenge, evidence, and on a pass the fleet listener with the new certificate."""
-        link = self.link
-        evidence = self.evidence
-        if link is None or evidence is None:
-            raise InvalidField("this agent has no root of trust to attest with")
-        nonce = self.request("challenge", {})["nonce"]
-        uptime = (self.clock.monotonic_ms() - self.started_ms) // 1000
-        answer = self.request("evidence", evidence.body(nonce, self.boot_count, uptime))  # type: ignore[arg-type]
-        self.verdict = answer
-        if answer["status"] == "contraindicated":
-            raise Contraindicated(str(answer["code"]) + ": " + str(answer["reason"]))
-        certificate = answer.get("certificate")
-        not_after = answer.get("not_after")
-        now = answer["server_time"]
-        if not isinstance(certificate, bytes) or not isinstance(not_after, int):
-            raise InvalidField("evidence: a pass came without its certificate")
-        lifetime = not_after - now  # type: ignore[operator]
-        if lifetime <= 0:
-            raise InvalidField("evidence: the certificate of this pass has already expired")
-        started = self.clock.monotonic_ms()
-        self.renew_at_ms = started + lifetime * 1000 * RENEW_AT // RENEW_OF
-        self.expires_ms = started + lifetime * 1000
-        self.certificate = certificate
-        self.transport.close()
-        self.transport = link.fleet(certificate)
-        self.on_fleet = True
-        self._connect()
-        return answer
+        self.transport.subscribe(protocol.topic(self.prefix, self.device_id, "down"))
 
     def jittered(self, ms: int) -> int:
         """*ms* plus a random share of it below one half, from the random port."""
@@ -273,9 +207,7 @@ class DeviceAgent:
         server still asking to retry later once a heartbeat's own retries are
         spent, costs a back-off (doubling from ``backoff_ms`` up to
         ``backoff_cap_ms``, each wait jittered) and, for the transport, a
-        reconnect; then heartbeating goes on. Any other refusal is raised, a
-        contraindicated attestation included. An attesting agent renews its
-        pass before a heartbeat once it is due, or as soon as the server asks.
+        reconnect; then heartbeating goes on. Any other refusal is raised.
         """
         acknowledged = 0
         failures = 0
@@ -285,8 +217,7 @@ class DeviceAgent:
                 if reconnect:
                     self._reconnect()
                     reconnect = False
-                if self.link is not None and self.clock.monotonic_ms() >= self.renew_at_ms:
-                    self.attest()
+                self._before_heartbeat()
                 answer = self.heartbeat()
             except (TransportError, RetryLater) as exc:
                 reconnect = isinstance(exc, TransportError)
@@ -303,45 +234,18 @@ class DeviceAgent:
                 except TransportError:
                     reconnect = True
 
+    def _before_heartbeat(self) -> None:
+        """What must happen before each heartbeat; an attesting agent renews its pass here."""
+
     def _idle(self, ms: int) -> None:
-        """Wait *ms*; an attesting agent listens meanwhile for the server's ``attest-now``."""
-        if self.link is None:
-            self.clock.sleep_ms(ms)
-            return
-        deadline = self.clock.monotonic_ms() + ms
-        while True:
-            left = deadline - self.clock.monotonic_ms()
-            if left <= 0:
-                return
-            asked = self.clock.monotonic_ms()
-            received = self.transport.poll(left)
-            if received is None:
-                if self.clock.monotonic_ms() == asked:
-                    self.clock.sleep_ms(min(left, 10))  # a transport that never waits
-                continue
-            try:
-                envelope = protocol.decode(received[1], protocol.MAX_DOWN_MESSAGE)
-            except ProtocolError:
-                continue
-            if envelope.kind == "attest-now":
-                self.renew_at_ms = 0
-                return
+        """The wait between heartbeats."""
+        self.clock.sleep_ms(ms)
 
     def backoff(self, failures: int) -> int:
         """The wait, before jitter, after *failures* failures in a row: doubling, capped."""
         return min(self.backoff_cap_ms, self.backoff_ms << min(failures, 24))
 
     def _reconnect(self) -> None:
-        """A fresh session: closing first also drops a connection that only looks alive.
-
-        An attesting agent whose fleet certificate has expired meanwhile goes back to the
-        recovery listener and attests there: the fleet listener would refuse the handshake."""
+        """A fresh session: closing first also drops a connection that only looks alive."""
         self.transport.close()
-        link = self.link
-        if link is not None and self.on_fleet and self.clock.monotonic_ms() >= self.expires_ms:
-            self.transport = link.recovery()
-            self.on_fleet = False
-            self._connect()
-            self.attest()
-            return
         self._connect()

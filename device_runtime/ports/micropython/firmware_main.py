@@ -57,36 +57,44 @@ def run(config_path: str, beats: int = 1) -> None:
             key_path=config["key"],
             server_hostname=config.get("server_hostname", "localhost"),
         )
-    agent = DeviceAgent(
-        device_id=config["device_id"],
-        hwmodel=config["hwmodel"],
-        swname=config["swname"],
-        swversion=config["swversion"],
-        rot=config["rot"],
-        transport=transport,
-        clock=SystemClock(),
-        store=store,
-        random_bytes=random_bytes,
-        prefix=config.get("prefix", "sevenfold"),
-        link=link,
-        evidence=attestor,
-        **{name: config[name] for name in AGENT_SETTINGS if name in config},
-    )
+    settings = {
+        "device_id": config["device_id"],
+        "hwmodel": config["hwmodel"],
+        "swname": config["swname"],
+        "swversion": config["swversion"],
+        "rot": config["rot"],
+        "clock": SystemClock(),
+        "store": store,
+        "random_bytes": random_bytes,
+        "prefix": config.get("prefix", "sevenfold"),
+    }
+    for name in AGENT_SETTINGS:
+        if name in config:
+            settings[name] = config[name]
+    if link is not None and attestor is not None:
+        from device_runtime.core.attesting_agent import AttestingAgent
+
+        agent: "DeviceAgent" = AttestingAgent(link=link, evidence=attestor, **settings)
+    else:
+        assert transport is not None
+        agent = DeviceAgent(transport=transport, **settings)
     clock = agent.clock
     started = clock.monotonic_ms()
     try:
         print("boot", agent.boot())
-        if link is not None:
+        verdict = getattr(agent, "verdict", None)
+        if verdict is not None:
             # From the recovery listener's TLS handshake to the fleet listener's session.
             took = clock.monotonic_ms() - started
-            print("attested", agent.verdict["status"], agent.verdict["code"], "in", took, "ms")
+            print("attested", verdict["status"], verdict["code"], "in", took, "ms")
         answer = agent.enroll()
         print("enrolled interval", answer["heartbeat_interval"])
         agent.run(beats=beats, on_beat=lambda ack: print("beat", ack["seq"]))
         print("done")
     except SevenfoldError as exc:
-        if agent.verdict.get("status") == "contraindicated":
-            print("attested contraindicated", agent.verdict["code"])
+        verdict = getattr(agent, "verdict", None) or {}
+        if verdict.get("status") == "contraindicated":
+            print("attested contraindicated", verdict["code"])
         print("error", exc.explain())
         raise
     finally:

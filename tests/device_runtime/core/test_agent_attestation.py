@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from device_runtime.core import protocol
-from device_runtime.core.agent import DeviceAgent
+from device_runtime.core.attesting_agent import AttestingAgent
 from device_runtime.core.errors import Contraindicated
 from device_runtime.ports.cpython.clock import SystemClock
 from device_runtime.ports.cpython.crypto import random_bytes
@@ -121,7 +121,7 @@ def scripted(
     mqtt_session: OpenSession,
     grant: Grant,
     tmp_path: Path,
-) -> Iterator[tuple[Verifier, TwoTransports, DeviceAgent]]:
+) -> Iterator[tuple[Verifier, TwoTransports, AttestingAgent]]:
     grant(DEVICE)
     session = mqtt_session(client_credentials("sevenfold-server"), client_id="verifier")
     assert session.accepted()
@@ -131,7 +131,7 @@ def scripted(
     thread = threading.Thread(target=verifier.serve, daemon=True)
     thread.start()
     link = TwoTransports(authority=fleet_ca, port=mtls_broker.port, directory=tmp_path / "tls")
-    agent = DeviceAgent(
+    agent = AttestingAgent(
         device_id=DEVICE, hwmodel="board", swname="fw", swversion="1.0.0", rot="dice",
         clock=SystemClock(), store=DirectoryStore(directory=tmp_path / "state"),
         random_bytes=random_bytes, link=link, evidence=FakeEvidence(),
@@ -144,7 +144,7 @@ def scripted(
 
 
 def test_boot_attests_through_recovery_then_moves_to_the_fleet_transport(
-    scripted: tuple[Verifier, TwoTransports, DeviceAgent],
+    scripted: tuple[Verifier, TwoTransports, AttestingAgent],
 ) -> None:
     verifier, link, agent = scripted
     assert agent.boot() == 1
@@ -157,7 +157,7 @@ def test_boot_attests_through_recovery_then_moves_to_the_fleet_transport(
 
 
 def test_a_pass_is_renewed_once_three_quarters_of_its_life_are_gone(
-    scripted: tuple[Verifier, TwoTransports, DeviceAgent],
+    scripted: tuple[Verifier, TwoTransports, AttestingAgent],
 ) -> None:
     verifier, link, agent = scripted
     verifier.lifetime_s = 4  # renew after 3 s
@@ -169,7 +169,7 @@ def test_a_pass_is_renewed_once_three_quarters_of_its_life_are_gone(
 
 
 def test_attest_now_is_answered_before_the_next_heartbeat(
-    scripted: tuple[Verifier, TwoTransports, DeviceAgent],
+    scripted: tuple[Verifier, TwoTransports, AttestingAgent],
 ) -> None:
     verifier, _, agent = scripted
     agent.boot()
@@ -182,7 +182,7 @@ def test_attest_now_is_answered_before_the_next_heartbeat(
 
 
 def test_a_contraindicated_answer_is_raised_and_no_fleet_transport_is_opened(
-    scripted: tuple[Verifier, TwoTransports, DeviceAgent],
+    scripted: tuple[Verifier, TwoTransports, AttestingAgent],
 ) -> None:
     verifier, link, agent = scripted
     verifier.refuse = True
