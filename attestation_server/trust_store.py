@@ -384,7 +384,7 @@ class TrustStore:
         """The group's policy; a group with none stored follows ``default``'s, stored or built
         in, so a new or mistyped group never weakens what the operator hardened."""
         rows = tx.execute(_GROUP_POLICY, {"p_group": group, "p_default": DEFAULT_GROUP})
-        stored: dict[str, str] = {name: policy for name, policy in rows.tuples()}
+        stored: dict[str, str] = {name: policy for name, policy in rows}
         chosen = stored.get(group, stored.get(DEFAULT_GROUP))
         return Policy() if chosen is None else Policy.from_dict(json.loads(chosen))
 
@@ -516,7 +516,7 @@ class TrustStore:
                 )
                 .order_by(c.device_id)
             )
-            return [(device_id, until) for device_id, until in rows.tuples()]
+            return [(device_id, until) for device_id, until in rows]
 
     # -- operators -------------------------------------------------------------------
 
