@@ -28,6 +28,8 @@ from device_runtime.core import cbor, cose
 from device_runtime.core.errors import DecodeError, SevenfoldError, TooLarge
 
 MAX_TOKEN = 3072
+DECODED_CACHE = 1024
+"""Tokens whose decoding is kept: enough for a batch's evidence between peek and appraisal."""
 """Bytes: one protocol message (4,096) holds the token beside its envelope and a TPM quote."""
 MAX_CERTIFICATES = 3
 MAX_CERTIFICATE = 1200
@@ -361,13 +363,22 @@ def peek_nonce(token: bytes) -> bytes:
 
     For the server to find (and consume) the outstanding challenge before it
     appraises; the nonce means nothing until :func:`appraisal.appraise` has
-    verified the token. Raises :class:`EvidenceError`.
+    verified the token. Raises :class:`EvidenceError`. The decoding is kept
+    (:func:`decode`), so the appraisal that follows does not do it again.
     """
-    return _claims(_envelope(token).payload).nonce
+    return decode(token).claims.nonce
 
 
 def decode(token: bytes) -> Evidence:
     """Every part of the token checked for shape; raises :class:`EvidenceError`."""
+    if not isinstance(token, bytes):
+        raise EvidenceError("bad-cose", "evidence must be bytes")
+    return _decoded(token)
+
+
+@lru_cache(maxsize=DECODED_CACHE)
+def _decoded(token: bytes) -> Evidence:
+    """Cached by the token's bytes: an Evidence is immutable, and a refusal is not cached."""
     envelope = _envelope(token)
     claims = _claims(envelope.payload)
     return Evidence(
