@@ -165,6 +165,19 @@ def _load(data: bytes, *, depth: int, items: int, what: str) -> object:
         raise EvidenceError("bad-cbor", f"{what}: {exc.reason}") from None
 
 
+def _structure(token: bytes) -> tuple[_Envelope, Claims]:
+    if not isinstance(token, bytes):
+        raise EvidenceError("bad-cose", "evidence must be bytes")
+    return _parsed_structure(token)
+
+
+@lru_cache(maxsize=DECODED_CACHE)
+def _parsed_structure(token: bytes) -> tuple[_Envelope, Claims]:
+    """Cached by the token's bytes (both parts are immutable; a refusal is not cached)."""
+    envelope = _envelope(token)
+    return envelope, _claims(envelope.payload)
+
+
 def _envelope(token: bytes) -> _Envelope:
     if not isinstance(token, bytes):
         raise EvidenceError("bad-cose", "evidence must be bytes")
@@ -248,8 +261,8 @@ def certificate(der: bytes) -> x509.Certificate:
     access; touching them here means a malformed part is refused as a decoding
     fault, not met later as an exception in the middle of the judgement. Cached,
     since a device presents the same bytes every time: the key is immutable DER
-    and the result an immutable object. Raises ``ValueError``,
-    ``InvalidVersion`` or ``UnsupportedAlgorithm`` for anything else.
+    and the result an immutable object. Raises ``ValueError``, ``InvalidVersion``,
+    ``DuplicateExtension`` or ``UnsupportedAlgorithm`` for anything else.
     """
     parsed = x509.load_der_x509_certificate(der)
     _parts = (parsed.issuer, parsed.subject, parsed.extensions, parsed.public_key())
@@ -262,7 +275,12 @@ def _certificates(chain: tuple[bytes, ...]) -> tuple[x509.Certificate, ...]:
     for index, der in enumerate(chain):
         try:
             parsed.append(certificate(der))
-        except (ValueError, x509.InvalidVersion, UnsupportedAlgorithm) as exc:
+        except (
+            ValueError,
+            x509.InvalidVersion,
+            x509.DuplicateExtension,
+            UnsupportedAlgorithm,
+        ) as exc:
             raise EvidenceError(
                 "bad-x5chain", f"x5chain[{index}] is not a DER X.509 certificate: {exc}"
             ) from None
@@ -363,24 +381,15 @@ def peek_nonce(token: bytes) -> bytes:
 
     For the server to find (and consume) the outstanding challenge before it
     appraises; the nonce means nothing until :func:`appraisal.appraise` has
-    verified the token. Raises :class:`EvidenceError`. The decoding is kept
-    (:func:`decode`), so the appraisal that follows does not do it again.
+    verified the token. Raises :class:`EvidenceError`. The structure is kept,
+    so :func:`decode` of the same token does not parse it again.
     """
-    return decode(token).claims.nonce
+    return _structure(token)[1].nonce
 
 
 def decode(token: bytes) -> Evidence:
     """Every part of the token checked for shape; raises :class:`EvidenceError`."""
-    if not isinstance(token, bytes):
-        raise EvidenceError("bad-cose", "evidence must be bytes")
-    return _decoded(token)
-
-
-@lru_cache(maxsize=DECODED_CACHE)
-def _decoded(token: bytes) -> Evidence:
-    """Cached by the token's bytes: an Evidence is immutable, and a refusal is not cached."""
-    envelope = _envelope(token)
-    claims = _claims(envelope.payload)
+    envelope, claims = _structure(token)
     return Evidence(
         claims=claims,
         chain=_certificates(envelope.chain),

@@ -69,7 +69,7 @@ def bench(repeats: int, count: int) -> dict[str, float]:
 
     def appraise() -> None:
         # Every real token is new (its nonce is): its decoding is never found in the cache.
-        evidence._decoded.cache_clear()
+        evidence._parsed_structure.cache_clear()
         result = appraisal.appraise(**arguments)  # type: ignore[arg-type]
         assert result.status == "affirming", result.reasons
 

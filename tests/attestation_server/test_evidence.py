@@ -134,3 +134,19 @@ def test_a_mutated_token_raises_only_evidence_error(device: Device, data: st.Dat
             decode(mutated)
         except EvidenceError as exc:
             assert exc.code in evidence.CODES
+
+
+def test_a_certificate_with_a_duplicated_extension_is_a_chain_fault(device: Device) -> None:
+    """cryptography raises DuplicateExtension (no ValueError) on such a certificate: found by
+    hypothesis over mutated tokens, refused as a decoding fault like every other."""
+    alias, deviceid = device.chain  # the DeviceID certificate has both extensions below
+    key_usage, subject_key_id = b"\x06\x03\x55\x1d\x0f", b"\x06\x03\x55\x1d\x0e"
+    twice = deviceid.replace(key_usage, subject_key_id, 1)
+    assert twice != deviceid
+    token = tokens.sign1(
+        lambda _: bytes(64), cbor2.dumps(tokens.claims(device)), {33: [alias, twice]}
+    )
+    with pytest.raises(EvidenceError) as refused:
+        decode(token)
+    assert refused.value.code == "bad-x5chain"
+    assert "Duplicate" in refused.value.reason, refused.value.reason
