@@ -41,6 +41,7 @@ from attestation_server.attestation_policy import Policy
 from attestation_server.evidence import Claims, Evidence, EvidenceError
 from device_runtime.core import der, der_parser
 from device_runtime.core.errors import CryptoError
+from device_runtime.core.evidence import PROFILE
 from device_runtime.rot.certificates import OID_SHA256, OID_TCB_INFO
 from fleet_platform.storage.timestamps import require_aware
 
@@ -540,10 +541,8 @@ def _check_identity_claims(claims: Claims, device: ProvenDevice) -> None:
         raise _Refused(
             "hwmodel-mismatch", f"hwmodel is not the SHA-256 of {device.hwmodel!r}, as provisioned"
         )
-    if claims.profile != evidence.PROFILE:
-        raise _Refused(
-            "bad-profile", f"eat_profile is {claims.profile!r:.80}, not {evidence.PROFILE}"
-        )
+    if claims.profile != PROFILE:
+        raise _Refused("bad-profile", f"eat_profile is {claims.profile!r:.80}, not {PROFILE}")
 
 
 def _check_state(claims: Claims, policy: Policy, warnings: _Warnings) -> None:

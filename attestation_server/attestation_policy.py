@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 
+from device_runtime.core import protocol
 from device_runtime.core.errors import ConfigError
 
-ROOTS_OF_TRUST = frozenset({"tpm", "dice", "software"})
+ROOTS_OF_TRUST = frozenset(protocol.ROOTS_OF_TRUST)
 MAX_EVIDENCE_AGE_S = (1, 3600)
 CERTIFICATE_HOURS = (1, 720)
 

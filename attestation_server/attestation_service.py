@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import cast
 
 from cryptography import x509
@@ -180,12 +180,7 @@ class AttestationService:
             self.store.security_event(
                 tx, device_id=request.device_id, code=result.code, reason=reason, now=now
             )
-        return {
-            "status": "contraindicated",
-            "code": result.code[:32],
-            "reason": headline,
-            "server_time": int(now.timestamp()),
-        }
+        return _refusal(result.code, headline, now)
 
     def _unauthenticated(self, tx: Connection, request: Request, result: AttestationResult) -> Body:
         """Refused evidence nothing proves came from the device (an undecodable token, an
@@ -202,17 +197,22 @@ class AttestationService:
                 reason="unauthenticated evidence refused: " + headline,
                 now=request.received_at,
             )
-        return {
-            "status": "contraindicated",
-            "code": result.code[:32],
-            "reason": headline,
-            "server_time": int(request.received_at.timestamp()),
-        }
+        return _refusal(result.code, headline, request.received_at)
 
 
 REGISTRY_CODES = frozenset({"key-shared"})
 """Refusals that rest on what the registry holds, not on what the message says: they stand
 whether or not the token's signature verified."""
+
+
+def _refusal(code: str, headline: str, now: datetime) -> Body:
+    """The ``attested`` answer to refused evidence: the verdict and why, no certificate."""
+    return {
+        "status": "contraindicated",
+        "code": code[:32],
+        "reason": headline,
+        "server_time": int(now.timestamp()),
+    }
 
 
 def _reason(reasons: Sequence[str]) -> str:

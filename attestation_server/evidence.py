@@ -26,45 +26,46 @@ from cryptography.exceptions import UnsupportedAlgorithm
 
 from device_runtime.core import cbor, cose
 from device_runtime.core.errors import DecodeError, SevenfoldError, TooLarge
+from device_runtime.core.evidence import (
+    BOOTCOUNT,
+    BOOTSEED,
+    CONFIG,
+    CONTENT_TYPE_CBOR,
+    DBGSTAT,
+    DBGSTAT_MAX,
+    DIGEST_SIZE,
+    EAT_PROFILE,
+    HWMODEL,
+    IMAGE,
+    MAX_SWNAME,
+    MAX_SWVERSION,
+    MAX_TOKEN,
+    MEASUREMENTS,
+    NONCE,
+    NONCE_SIZE,
+    OEMID,
+    OEMID_SIZE,
+    ROOT_OF_TRUST,
+    SECURITY_VERSION,
+    SWNAME,
+    SWVERSION,
+    UEID,
+    UEID_RAND,
+    UPTIME,
+    VERSION_SCHEME_SEMVER,
+)
+from device_runtime.core.protocol import ROOTS_OF_TRUST
 
-MAX_TOKEN = 3072
 DECODED_CACHE = 1024
 """Tokens whose decoding is kept: enough for a batch's evidence between peek and appraisal."""
-"""Bytes: one protocol message (4,096) holds the token beside its envelope and a TPM quote."""
 MAX_CERTIFICATES = 3
 MAX_CERTIFICATE = 1200
-PROFILE = "tag:sevenfold.dev,2026:eat-profile:1"
-
-NONCE_SIZE = 32
-DIGEST_SIZE = 32
-UEID_SIZE = 33
-UEID_RAND = 0x01
-OEMID_SIZE = 3
-MAX_SWNAME = 64
-MAX_SWVERSION = 32
+UEID_SIZE = 1 + DIGEST_SIZE
 MAX_PROFILE = 64
-SWVERSION_SEMVER = 16384
-MAX_DBGSTAT = 4
 UINT32_MAX = 0xFFFFFFFF
-MEASUREMENT_CBOR = 60
-"""CoAP content format of application/cbor: a measurement's content is itself CBOR."""
-COMPONENTS = ("image", "config")
-ROOTS_OF_TRUST = ("tpm", "dice", "software")
+COMPONENTS = (IMAGE, CONFIG)
+"""The measurements, in the order the profile fixes."""
 
-NONCE = 10
-UEID = 256
-OEMID = 258
-HWMODEL = 259
-UPTIME = 261
-DBGSTAT = 263
-EAT_PROFILE = 265
-BOOTCOUNT = 267
-BOOTSEED = 268
-SWNAME = 270
-SWVERSION = 271
-MEASUREMENTS = 273
-SECURITY_VERSION = -70000
-ROOT_OF_TRUST = -70001
 CLAIM_NAMES = {
     NONCE: "eat_nonce",
     UEID: "ueid",
@@ -317,7 +318,7 @@ def _tstr(value: object, limit: int, what: str) -> str:
 
 def _measurement(value: object, index: int) -> bytes:
     what = f"claim measurements[{index}]"
-    if not isinstance(value, list) or len(value) != 2 or value[0] != MEASUREMENT_CBOR:
+    if not isinstance(value, list) or len(value) != 2 or value[0] != CONTENT_TYPE_CBOR:
         raise EvidenceError("bad-claim", f"{what} is not [60, bstr .cbor [component, digest]]")
     if not isinstance(value[1], bytes):
         raise EvidenceError("bad-claim", f"{what} content is not a byte string")
@@ -344,7 +345,7 @@ def _claims(payload: bytes) -> Claims:
     swversion = _claim(claims, SWVERSION)
     if not isinstance(swversion, list) or len(swversion) != 2:
         raise EvidenceError("bad-claim", f"claim swversion ({SWVERSION}) is not [version, scheme]")
-    if swversion[1] != SWVERSION_SEMVER:
+    if swversion[1] != VERSION_SCHEME_SEMVER:
         raise EvidenceError("bad-claim", "claim swversion's scheme is not 16384 (semver)")
     measurements = _claim(claims, MEASUREMENTS)
     if not isinstance(measurements, list) or len(measurements) != len(COMPONENTS):
@@ -362,13 +363,13 @@ def _claims(payload: bytes) -> Claims:
         oemid=_bstr(claims, OEMID, OEMID_SIZE),
         hwmodel=_bstr(claims, HWMODEL, DIGEST_SIZE),
         uptime=_uint(claims, UPTIME, cbor.UINT64_MAX),
-        dbgstat=_uint(claims, DBGSTAT, MAX_DBGSTAT),
+        dbgstat=_uint(claims, DBGSTAT, DBGSTAT_MAX),
         profile=_tstr(_claim(claims, EAT_PROFILE), MAX_PROFILE, "claim eat_profile (265)"),
         bootcount=_uint(claims, BOOTCOUNT, UINT32_MAX),
         bootseed=_bstr(claims, BOOTSEED, DIGEST_SIZE),
         swname=_tstr(_claim(claims, SWNAME), MAX_SWNAME, "claim swname (270)"),
         swversion=_tstr(swversion[0], MAX_SWVERSION, "claim swversion's version"),
-        swversion_scheme=SWVERSION_SEMVER,
+        swversion_scheme=VERSION_SCHEME_SEMVER,
         image_digest=_measurement(measurements[0], 0),
         config_digest=_measurement(measurements[1], 1),
         security_version=_uint(claims, SECURITY_VERSION, UINT32_MAX),
