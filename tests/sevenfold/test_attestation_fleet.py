@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from sqlalchemy import insert
 
 from device_runtime.core import protocol
 from device_runtime.core.attestor import Attestor
@@ -289,3 +290,51 @@ def test_a_provisioning_certificate_opens_nothing_under_the_gate(fleet: Any) -> 
     with pytest.raises(TransportError):
         transport.connect()
     transport.close()
+
+
+def test_a_restarted_server_gives_its_broker_the_passes_already_held(
+    fleet: Any, tmp_path: Path
+) -> None:
+    server, config, maker = fleet
+    ((directory, kind),) = provision_over_consoles(
+        config.state_dir, server.http_url, ["dice"], None, maker
+    )
+    with operator_api(server, config) as api:
+        api.post(
+            "/api/v1/endorsements",
+            json={"hwmodel": HWMODEL, "digest": firmware_measurement("1.0.0").hex()},
+        ).raise_for_status()
+    device = run_board(
+        directory=directory, kind=kind, hwmodel=HWMODEL, swversion="1.0.0", beats=1,
+        prefix=protocol.DEFAULT_PREFIX,
+    )  # fmt: skip
+    assert device.error is None and device.attested
+    server.stop()  # killed and started again: the pass lives in the database
+    with FleetServer(config=config) as again:
+        assert again.broker is not None
+        assert again.broker.granted == (directory.name,)
+
+
+def test_text_from_devices_in_verdicts_is_shown_as_text(fleet: Any) -> None:
+    """A reason quotes what a device claimed; the operator's table prints it, never styles it."""
+    from typer.testing import CliRunner
+
+    from attestation_server.tables import DeviceTrust
+    from sevenfold.cli.app import app
+
+    server, config, _ = fleet
+    hostile = "[red]x[/red] <script>alert(1)</script> \x1b[2J"
+    assert server.database is not None
+    with server.database.transaction("a hostile standing") as tx:
+        tx.execute(
+            insert(DeviceTrust).values(
+                device_id="dev-h", group_name="default", status="contraindicated",
+                code="version-mismatch", reason=hostile,
+            )
+        )  # fmt: skip
+    result = CliRunner().invoke(
+        app, ["attest", "status", "--state", str(config.state_dir)], env={"COLUMNS": "300"}
+    )
+    assert result.exit_code == 0, result.output
+    assert "[red]x[/red] <script>alert(1)</script>" in result.output
+    assert "\x1b" not in result.output
