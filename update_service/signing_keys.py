@@ -1,0 +1,82 @@
+"""P-256 keys for TUF metadata: generated, written and read as PEM files.
+
+Every role of the repository signs with ECDSA P-256 (``ecdsa-sha2-nistp256``):
+the curve the devices already verify for their images and their fleet link,
+so a device needs no second signature algorithm to follow its updates. Root
+keys are made by operators on an offline machine and travel as PEM files;
+online keys are made by the server and never leave its state directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from securesystemslib.signer import CryptoSigner, SSlibKey
+
+from device_runtime.core.errors import ConfigError, CryptoError
+from device_runtime.ports.cpython.atomic_file import write_atomic
+
+SCHEME = "ecdsa-sha2-nistp256"
+MAX_KEY_FILE = 16 << 10
+"""A PEM P-256 key is a few hundred bytes; anything far larger is not one."""
+
+
+def generate_signer() -> CryptoSigner:
+    """A fresh P-256 signing key."""
+    return CryptoSigner(ec.generate_private_key(ec.SECP256R1()))
+
+
+def write_private_key(path: Path, signer: CryptoSigner) -> None:
+    """The private key as PKCS#8 PEM, readable by its owner only."""
+    write_atomic(path, signer.private_bytes, mode=0o600)
+
+
+def public_pem(key: SSlibKey) -> bytes:
+    """The public key as SubjectPublicKeyInfo PEM, for the operator to carry or publish."""
+    return key.keyval["public"].encode("ascii")  # type: ignore[no-any-return]
+
+
+def read_signer(path: Path) -> CryptoSigner:
+    """The P-256 private key in *path*, ready to sign; anything else is refused with why."""
+    pem = _read(path)
+    try:
+        private = serialization.load_pem_private_key(pem, password=None)
+    except TypeError as exc:
+        raise CryptoError(f"{path} is encrypted; give an unencrypted PEM key") from exc
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise CryptoError(f"{path} is not a PEM private key") from exc
+    if not isinstance(private, ec.EllipticCurvePrivateKey) or not isinstance(
+        private.curve, ec.SECP256R1
+    ):
+        raise CryptoError(f"{path} is not an ECDSA P-256 key")
+    return CryptoSigner(private)
+
+
+def read_public_key(path: Path) -> SSlibKey:
+    """The P-256 public key in *path*, which may hold the public or the private key."""
+    pem = _read(path)
+    if b"PRIVATE KEY" in pem:
+        return read_signer(path).public_key
+    try:
+        public = serialization.load_pem_public_key(pem)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise CryptoError(f"{path} is not a PEM public key") from exc
+    if not isinstance(public, ec.EllipticCurvePublicKey) or not isinstance(
+        public.curve, ec.SECP256R1
+    ):
+        raise CryptoError(f"{path} is not an ECDSA P-256 key")
+    return SSlibKey.from_crypto(public, scheme=SCHEME)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        with path.open("rb") as stream:
+            pem = stream.read(MAX_KEY_FILE + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read key file {path}: {exc.strerror}") from exc
+    if len(pem) > MAX_KEY_FILE:
+        raise CryptoError(f"{path} is over {MAX_KEY_FILE} bytes: not a P-256 key")
+    return pem

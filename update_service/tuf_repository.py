@@ -1,0 +1,280 @@
+"""The TUF repository on disk: loads the live metadata, signs new versions, writes them.
+
+Built on python-tuf's Metadata API and its ``Repository`` base class, whose
+``do_snapshot``/``do_timestamp`` decide when snapshot and timestamp need a new
+version. What this class adds is where metadata lives and who signs it:
+
+- The *live* state is what ``timestamp.json`` leads to: the snapshot version it
+  names, and the targets versions that snapshot names. Files on disk that the
+  live timestamp does not lead to (left by a publisher that was killed) are
+  never read, and the next publish overwrites them with the same version
+  number. That is what makes a publish all-or-nothing for every reader.
+- Consistent snapshots: every version is a new file, ``N.<role>.json``
+  (``timestamp.json`` alone keeps its name), and a target is stored under its
+  hash, ``<dir>/<sha256>.<name>``, so a client that read one timestamp finds
+  exactly the files it names while newer ones are being written.
+- Every file is replaced atomically (temporary file, fsync, rename, fsync of the
+  directory); a publisher writes targets and new role versions first, then the
+  snapshot, then the timestamp.
+- Online roles (see :mod:`update_service.online_keys`) are signed here with the
+  keys their delegator lists; root is never signed here, only installed once an
+  operator brought it signed (:mod:`update_service.root_metadata`). Every
+  version is verified against its delegator before it is written.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from securesystemslib.signer import CryptoSigner
+from tuf.api.exceptions import RepositoryError
+from tuf.api.metadata import (
+    Delegations,
+    Key,
+    Metadata,
+    MetaFile,
+    Root,
+    Signed,
+    Snapshot,
+    SuccinctRoles,
+    TargetFile,
+    Targets,
+    Timestamp,
+)
+from tuf.api.serialization import DeserializationError
+from tuf.api.serialization.json import JSONSerializer
+from tuf.repository import Repository
+
+from device_runtime.core.errors import ConfigError, CryptoError, StorageError
+from device_runtime.ports.cpython.atomic_file import write_atomic
+
+TOP_LEVEL = ("root", "targets", "snapshot", "timestamp")
+EXPIRY = {
+    "root": timedelta(days=365),
+    "targets": timedelta(days=365),
+    "snapshot": timedelta(days=7),
+    "timestamp": timedelta(days=1),
+}
+DELEGATED_EXPIRY = timedelta(days=365)
+"""Model roles and their bins: re-signed by the keeper long before they run out."""
+
+RELEASES = "releases"
+"""The online key that signs every model role and bin."""
+
+PUBLIC_FILE_MODE = 0o644
+"""Repository files are public by design (signed, not secret) and may be synced to a CDN."""
+
+_SERIALIZER = JSONSerializer(compact=True)
+_VERSIONED = re.compile(r"^([1-9][0-9]{0,9})\.root\.json$")
+MAX_METADATA_FILE = 16 << 20
+
+
+class RepositoryMissing(ConfigError):
+    """No repository has been created in this state directory yet."""
+
+    code = "no-repository"
+
+
+def expiry_period(role: str) -> timedelta:
+    return EXPIRY.get(role, DELEGATED_EXPIRY)
+
+
+class TufRepository(Repository):
+    """One repository directory (``metadata/`` and ``targets/``) and the keys that sign it.
+
+    Not thread-safe and not for two processes at once: callers hold the
+    publish lock (:mod:`update_service.publish_lock`) for the object's lifetime,
+    because its cache of the live state is only true while nobody else writes.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        signers: Callable[[str, list[str]], list[CryptoSigner]],
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.directory = directory
+        self.metadata_dir = directory / "metadata"
+        self.targets_dir = directory / "targets"
+        self._signers = signers
+        self._now = now
+        self._cache: dict[str, Metadata[Signed]] = {}
+        self._targets_infos: dict[str, MetaFile] | None = None
+        self._bin_owner: dict[str, str] = {}
+        self.written: list[Path] = []
+        """Every file this object wrote, in order: what a publish reports."""
+
+    # -- the live state ----------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return (self.metadata_dir / "timestamp.json").is_file()
+
+    def root_version(self) -> int:
+        """The newest ``N.root.json`` (0 when there is none)."""
+        if not self.metadata_dir.is_dir():
+            return 0
+        versions = [
+            int(match.group(1))
+            for path in self.metadata_dir.iterdir()
+            if (match := _VERSIONED.match(path.name))
+        ]
+        return max(versions, default=0)
+
+    def open(self, role: str) -> Metadata[Signed]:
+        """The live metadata of *role*, or a version 0 to build from when it has none.
+
+        The object is the cached one, so an edit changes it in place; every edit
+        here ends in :meth:`close`, which writes it.
+        """
+        cached = self._cache.get(role)
+        if cached is not None:
+            return cached
+        md = self._load(role)
+        if md is None:
+            signed: Signed = {
+                "root": Root, "snapshot": Snapshot, "timestamp": Timestamp
+            }.get(role, Targets)()  # fmt: skip
+            signed.version = 0
+            md = Metadata(signed)
+        self._cache[role] = md
+        return md
+
+    def _load(self, role: str) -> Metadata[Signed] | None:
+        if role == "root":
+            version = self.root_version()
+            return self._read(f"{version}.root.json", role) if version else None
+        if role == "timestamp":
+            return self._read("timestamp.json", role) if self.exists() else None
+        if not self.exists():
+            return None
+        if role == "snapshot":
+            version = self.timestamp().snapshot_meta.version
+        else:
+            meta = self.snapshot().meta.get(f"{role}.json")
+            if meta is None:
+                return None
+            version = meta.version
+        return self._read(f"{version}.{role}.json", role)
+
+    def _read(self, name: str, role: str) -> Metadata[Signed]:
+        path = self.metadata_dir / name
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise StorageError(f"live metadata {path} cannot be read: {exc.strerror}") from exc
+        try:
+            md: Metadata[Signed] = Metadata.from_bytes(data)
+        except DeserializationError as exc:
+            raise StorageError(f"live metadata {path} is not TUF metadata: {exc}") from exc
+        expected = role if role in TOP_LEVEL else "targets"
+        if md.signed.type != expected:
+            raise StorageError(f"{path} holds {md.signed.type} metadata, not {expected}")
+        return md
+
+    @property
+    def targets_infos(self) -> dict[str, MetaFile]:
+        """Versions of every targets role, as the live snapshot has them plus this session's."""
+        if self._targets_infos is None:
+            live = self.snapshot().meta if self.exists() else {}
+            self._targets_infos = {name: MetaFile(meta.version) for name, meta in live.items()}
+        return self._targets_infos
+
+    @property
+    def snapshot_info(self) -> MetaFile:
+        return MetaFile(self.open("snapshot").signed.version)
+
+    # -- signing and writing -----------------------------------------------------------
+
+    def close(self, role: str, md: Metadata[Signed]) -> None:
+        """Bump the version, set the expiry, sign with the delegator's keys, verify, write."""
+        if role == "root":
+            raise CryptoError("root is signed offline; import it with `sevenfold keys import-root`")
+        md.signed.version += 1
+        md.signed.expires = (self._now() + expiry_period(role)).replace(microsecond=0)
+        delegator = self.delegator(role)
+        keyids = delegator.get_delegated_role(role).keyids
+        signers = self._signers(role if role in TOP_LEVEL else RELEASES, keyids)
+        if not signers:
+            raise CryptoError(f"this server holds none of the keys {role} is delegated to")
+        md.signatures.clear()
+        for signer in signers:
+            md.sign(signer, append=True)
+        try:
+            delegator.verify_delegate(role, md.signed_bytes, md.signatures)
+        except RepositoryError as exc:
+            raise CryptoError(f"{role} v{md.signed.version} does not verify: {exc}") from exc
+        name = "timestamp.json" if role == "timestamp" else f"{md.signed.version}.{role}.json"
+        self.write(self.metadata_dir / name, md.to_bytes(_SERIALIZER))
+        self._cache[role] = md
+        if role not in ("snapshot", "timestamp"):
+            self.targets_infos[f"{role}.json"] = MetaFile(md.signed.version)
+
+    def install_root(self, md: Metadata[Root]) -> None:
+        """Write an operator-signed root as ``N.root.json`` (its checks are the caller's)."""
+        self.write(self.metadata_dir / f"{md.signed.version}.root.json", md.to_bytes(_SERIALIZER))
+        self._cache["root"] = md  # type: ignore[assignment]
+
+    def write(self, path: Path, data: bytes) -> None:
+        write_atomic(path, data, mode=PUBLIC_FILE_MODE)
+        self.written.append(path)
+
+    def store_target(self, path: str, data: bytes) -> TargetFile:
+        """Store *data* under its hash-prefixed name (written before any metadata names it)."""
+        target = TargetFile.from_data(path, data)
+        directory, _, name = path.rpartition("/")
+        stored = self.targets_dir / directory / f"{target.hashes['sha256']}.{name}"
+        if not stored.is_file() or stored.stat().st_size != len(data):
+            self.write(stored, data)
+        return target
+
+    # -- delegation tree ---------------------------------------------------------------
+
+    def delegator(self, role: str) -> Root | Targets:
+        """Who delegates *role*: root for the top-level roles, targets or a model role below."""
+        if role in TOP_LEVEL:
+            return self.root()
+        targets = self.targets()
+        if targets.delegations is not None and role in (targets.delegations.roles or {}):
+            return targets
+        owner = self._bin_owner.get(role)
+        if owner is None:
+            raise ConfigError(f"{role!r} is not delegated by any role of this repository")
+        return self.targets(owner)
+
+    def model_roles(self) -> list[str]:
+        delegations = self.targets().delegations
+        return sorted((delegations.roles or {}) if delegations is not None else {})
+
+    def bins(self, role: str) -> SuccinctRoles | None:
+        """The hashed bins under model role *role*, if it has any; learns who owns them."""
+        delegations = self.targets(role).delegations
+        if delegations is None or delegations.succinct_roles is None:
+            return None
+        succinct = delegations.succinct_roles
+        for name in succinct.get_roles():
+            self._bin_owner[name] = role
+        return succinct
+
+    def leaves(self, role: str) -> Iterator[str]:
+        """*role* and every bin under it: where its targets live."""
+        yield role
+        succinct = self.bins(role)
+        if succinct is not None:
+            yield from succinct.get_roles()
+
+    def leaf_for(self, role: str, path: str) -> str:
+        """The role that holds (or would hold) target *path* under model role *role*."""
+        succinct = self.bins(role)
+        return role if succinct is None else succinct.get_role_for_target(path)
+
+    def delegate_bins(self, role: str, succinct: SuccinctRoles, keys: dict[str, Key]) -> None:
+        """Point model role *role* at *succinct*; its bins are signed after this call."""
+        for name in succinct.get_roles():
+            self._bin_owner[name] = role
+        self.targets(role).delegations = Delegations(
+            keys=keys, roles=None, succinct_roles=succinct
+        )
