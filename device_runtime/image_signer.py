@@ -79,9 +79,7 @@ def sign_image(
     )
     signed = header + PADDING * (header_size - fmt.HEADER_SIZE) + bytes(payload) + protected
     digest = hashlib.sha256(signed).digest()
-    point = key.public_key().public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-    )
+    point = public_point(key.public_key())
     algorithm = ec.ECDSA(Prehashed(hashes.SHA256()), deterministic_signing=True)
     tlvs = (
         _tlv(fmt.SHA256, digest)
@@ -89,6 +87,13 @@ def sign_image(
         + _tlv(fmt.ECDSA_SIG, key.sign(digest, algorithm))
     )
     return signed + _area(fmt.TLV_INFO_MAGIC, tlvs)
+
+
+def public_point(key: ec.EllipticCurvePublicKey) -> bytes:
+    """The 65-byte SEC1 point the device's verifier takes for a key (and hashes for KEYHASH)."""
+    return key.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
 
 
 def _tlv(kind: int, value: bytes) -> bytes:
