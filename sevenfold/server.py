@@ -66,6 +66,8 @@ from sevenfold.attestation_setup import attestation_service
 from sevenfold.broker_grants import BrokerGrants
 from sevenfold.gateway_process import GatewayProcess, GatewaySpec, read_report
 from sevenfold.health_api import HealthCheck
+from update_service.metadata_keeper import MetadataKeeper
+from update_service.release_store import ReleaseStore
 from update_service.repository_files import RepositoryFiles
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,8 @@ class FleetServer:
         self.trust: TrustStore | None = None
         self.grants: BrokerGrants | None = None
         self._grant_keeper: threading.Thread | None = None
+        self.metadata_keeper: MetadataKeeper | None = None
+        self._metadata_keeping: threading.Thread | None = None
 
     def start(self) -> None:
         config = self.config
@@ -211,8 +215,17 @@ class FleetServer:
                     )
                 )
             if "updates" in config.services:
-                files = RepositoryFiles(root=config.state_dir / "repository")
+                releases = ReleaseStore(config.state_dir)
+                files = RepositoryFiles(root=releases.repository_dir)
                 app.include_router(update_service.api.router(files=files))
+                self.metadata_keeper = MetadataKeeper(releases)
+                self._metadata_keeping = threading.Thread(
+                    target=self.metadata_keeper.keep,
+                    args=(self._stopping,),
+                    name="tuf-keeper",
+                    daemon=True,
+                )
+                self._metadata_keeping.start()
             if "monitor" in config.services:
                 app.include_router(
                     passive_monitor.receiver.api.router(
@@ -288,6 +301,8 @@ class FleetServer:
             checks["broker"] = self._broker_health
         if self.grants is not None:
             checks["grants"] = self.grants.health
+        if self.metadata_keeper is not None:
+            checks["updates"] = self.metadata_keeper.health
         for child in self.gateway_children:
             checks[child.child.name] = _child_gateway_health(child)
         return checks
@@ -410,6 +425,10 @@ class FleetServer:
             self._grant_keeper.join(timeout=10)
             self._grant_keeper = None
         self.grants = None
+        if self._metadata_keeping is not None:
+            self._metadata_keeping.join(timeout=30)
+            self._metadata_keeping = None
+        self.metadata_keeper = None
         if self._http is not None and self._http_thread is not None:
             self._http.should_exit = True
             self._http_thread.join(timeout=10)

@@ -1,0 +1,61 @@
+"""A repository made the way an operator makes one: root keys, offline signatures, models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from securesystemslib.signer import CryptoSigner
+
+from device_runtime.image_signer import sign_image
+from update_service import key_ceremony, release_publisher, root_metadata
+from update_service.release_store import ReleaseStore
+from update_service.signing_keys import generate_signer
+
+
+@dataclass
+class Operator:
+    """The offline root keys (2 of 3) and one image key per hardware model."""
+
+    store: ReleaseStore
+    root_keys: list[CryptoSigner] = field(default_factory=list)
+    image_keys: dict[str, ec.EllipticCurvePrivateKey] = field(default_factory=dict)
+
+    def image(self, model: str, version: str, counter: int, body: bytes = b"") -> bytes:
+        payload = body or f"{model} firmware {version}".encode() * 64
+        return sign_image(
+            payload, key=self.image_keys[model], version=version, security_counter=counter
+        )
+
+    def add_model(self, model: str) -> None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        self.image_keys[model] = key
+        pem = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        release_publisher.add_hardware(self.store, model, [release_publisher.image_key_pem(pem)])
+
+    def publish(self, model: str, version: str, counter: int) -> release_publisher.PublishedRelease:
+        return release_publisher.publish(
+            self.store, self.image(model, version, counter), model=model
+        )
+
+    def root_bytes(self, version: int = 1) -> bytes:
+        return (self.store.repository_dir / "metadata" / f"{version}.root.json").read_bytes()
+
+
+def create_repository(state_dir: Path, models: tuple[str, ...] = ("board-a",)) -> Operator:
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    operator = Operator(store=ReleaseStore(state_dir))
+    operator.root_keys = [generate_signer() for _ in range(3)]
+    md = key_ceremony.init_repository(
+        operator.store, root_keys=[k.public_key for k in operator.root_keys], threshold=2
+    )
+    for signer in operator.root_keys[:2]:
+        root_metadata.sign_root(md, signer)
+    key_ceremony.import_root(operator.store, md)
+    for model in models:
+        operator.add_model(model)
+    return operator

@@ -1,0 +1,171 @@
+"""Creating the repository and rotating its keys: the server's half of every key ceremony.
+
+The server never holds a root key. It prepares root metadata (the first, or
+the next version naming new keys), the operators sign it offline, and
+:func:`import_root` installs it once TUF's thresholds hold, then re-signs
+what the new root changed. Online keys are generated here for the new root to
+name, and take over only when a root naming them is imported; the release
+key, which top-level targets (online) delegates to, is rotated at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from tuf.api.metadata import Delegations, Key, Metadata, Root
+
+from device_runtime.core.errors import ConfigError, CryptoError
+from update_service.online_keys import ONLINE_ROLES
+from update_service.release_store import ReleaseStore
+from update_service.root_metadata import check_new_root, first_root, next_root
+from update_service.tuf_repository import RELEASES, RepositoryMissing, TufRepository
+
+ONLINE_TOP_LEVEL = ("targets", "snapshot", "timestamp")
+ROTATABLE = ("root", *ONLINE_ROLES)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImportedRoot:
+    version: int
+    created: bool
+    """True when this root created the repository (version 1)."""
+    resigned: list[str]
+    retired_keys: list[str]
+
+
+def init_repository(
+    store: ReleaseStore, *, root_keys: list[Key], threshold: int, now: datetime | None = None
+) -> Metadata[Root]:
+    """Root v1, unsigned, naming *root_keys* (threshold *threshold*) and fresh online keys."""
+    with store.writer() as repo:
+        if repo.root_version():
+            raise ConfigError(
+                f"this state directory has a repository already (root v{repo.root_version()});"
+                " rotate keys with `sevenfold keys rotate ROLE`"
+            )
+        keys = store.keys
+        online = {}
+        for role in ONLINE_ROLES:
+            keys.discard(role, keep=set())
+            online[role] = keys.generate(role)
+        del online[RELEASES]
+        return first_root(
+            root_keys=root_keys, threshold=threshold, online=online, now=now or _now()
+        )
+
+
+def import_root(
+    store: ReleaseStore, md: Metadata[Root], *, now: datetime | None = None
+) -> ImportedRoot:
+    """Install *md* if it may follow the current root, and re-sign what its keys changed."""
+    with store.writer() as repo:
+        version = repo.root_version()
+        previous = repo.root() if version else None
+        new = check_new_root(md, previous=previous, now=now or _now())
+        for role in ONLINE_TOP_LEVEL:
+            delegated = new.roles[role]
+            held = store.keys.signers(role, delegated.keyids)
+            if len(held) < delegated.threshold:
+                raise CryptoError(
+                    f"root v{new.version} gives {role} to keys this server does not hold"
+                    f" ({len(held)} of {delegated.threshold}); prepare rotations with"
+                    " `sevenfold keys rotate`"
+                )
+        repo.install_root(md)
+        if previous is None:
+            resigned = _create(repo)
+        else:
+            changed = [
+                role
+                for role in ONLINE_TOP_LEVEL
+                if set(new.roles[role].keyids) != set(previous.roles[role].keyids)
+            ]
+            if "targets" in changed:
+                with repo.edit_targets():
+                    pass
+            repo.do_snapshot(force="snapshot" in changed)
+            repo.do_timestamp(force=True)
+            resigned = [*(["targets"] if "targets" in changed else []), "snapshot", "timestamp"]
+        retired = []
+        for role in ONLINE_TOP_LEVEL:
+            retired += store.keys.discard(role, keep=set(new.roles[role].keyids))
+        return ImportedRoot(
+            version=new.version, created=previous is None, resigned=resigned, retired_keys=retired
+        )
+
+
+def rotate(
+    store: ReleaseStore,
+    role: str,
+    *,
+    root_keys: list[Key] | None = None,
+    threshold: int | None = None,
+    now: datetime | None = None,
+) -> Metadata[Root] | None:
+    """Start rotating *role*'s keys.
+
+    For root and the top-level online roles: the next root version, unsigned,
+    to be signed offline and imported (for root, by the old threshold and the
+    new). For ``releases``: done at once (targets is online), None returned.
+    """
+    if role not in ROTATABLE:
+        raise ConfigError(f"cannot rotate {role!r}: the roles are {', '.join(ROTATABLE)}")
+    if role != "root" and (root_keys or threshold is not None):
+        raise ConfigError("--root-key and --threshold are for rotating root only")
+    with store.writer() as repo:
+        if not repo.exists():
+            raise RepositoryMissing("no repository to rotate keys in: run `sevenfold keys init`")
+        current = repo.root()
+        if role == RELEASES:
+            _rotate_releases(store, repo)
+            return None
+        if role == "root":
+            replace = {"root": root_keys} if root_keys else None
+            return next_root(
+                current, now=now or _now(), replace=replace, root_threshold=threshold
+            )
+        store.keys.discard(role, keep=set(current.roles[role].keyids))
+        return next_root(current, now=now or _now(), replace={role: [store.keys.generate(role)]})
+
+
+def _create(repo: TufRepository) -> list[str]:
+    with repo.edit_targets() as targets:
+        targets.delegations = Delegations(keys={}, roles={})
+    repo.do_snapshot()
+    repo.do_timestamp()
+    return ["targets", "snapshot", "timestamp"]
+
+
+def _rotate_releases(store: ReleaseStore, repo: TufRepository) -> None:
+    """A new release key: targets re-delegates every model role, which re-signs its bins."""
+    old = store.keys.keyids(RELEASES)
+    new = store.keys.generate(RELEASES)
+    models = repo.model_roles()
+    with repo.edit_targets() as targets:
+        delegations = targets.delegations
+        assert delegations is not None and delegations.roles is not None
+        for keyid in old:
+            delegations.keys.pop(keyid, None)
+        delegations.keys[new.keyid] = new
+        for name in models:
+            delegations.roles[name].keyids = [new.keyid]
+    for name in models:
+        succinct = repo.bins(name)
+        if succinct is not None:
+            succinct.keyids = [new.keyid]
+            model_delegations = repo.targets(name).delegations
+            assert model_delegations is not None
+            model_delegations.keys = {new.keyid: new}
+            for bin_name in succinct.get_roles():
+                with repo.edit_targets(bin_name):
+                    pass
+        with repo.edit_targets(name):
+            pass
+    repo.do_snapshot()
+    repo.do_timestamp()
+    store.keys.discard(RELEASES, keep={new.keyid})
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,286 @@
+"""Publishing a release: a verified image becomes a target of its hardware model.
+
+What a publish checks, in order: the model is registered; the image is a
+well-formed MCUboot image signed by one of the model's image keys (the same
+verifier the device runs); its security counter is not below the current
+release's; its version is not already published with other bytes. Then it
+writes, each file atomically and in this order: the image (and its deltas)
+under ``targets/``, the new versions of the model role and the bin the image
+falls in, the snapshot, the model's private record, and last the timestamp.
+Until the timestamp is replaced, every reader sees the previous release; after,
+the new one.
+
+Each model role lists, besides its bins, one target of its own: the pointer
+``<model>/current.json``, whose custom fields (and content) say the current
+release's version, security counter, image digest, image target and the
+deltas to it. A device reads it from the small model role it downloads anyway
+and then fetches exactly one bin: it never lists the model's targets.
+
+Publishing the same image again changes nothing and reports it as already
+published, so a publish whose later steps (the endorsement) failed can simply
+be run again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from tuf.api.metadata import DelegatedRole, Delegations, Key, TargetFile
+
+from device_runtime.core import signed_image
+from device_runtime.core.errors import ConfigError, ImageError, InvalidField, Replayed
+from device_runtime.image_signer import public_point
+from device_runtime.ports.cpython.crypto import verify_ecdsa_der
+from update_service.hardware_models import (
+    HardwareModel,
+    HardwareModels,
+    ReleaseRecord,
+    check_model_name,
+)
+from update_service.hashed_bins import add_targets, find_target, model_role, model_targets
+from update_service.release_store import ReleaseStore
+from update_service.tuf_repository import RELEASES, RepositoryMissing, TufRepository
+
+POINTER = "current.json"
+IMAGE_KIND = "image"
+POINTER_KIND = "current"
+
+
+class AlreadyPublished(InvalidField):
+    """This version of the model is in the repository with other bytes."""
+
+    code = "version-taken"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublishedRelease:
+    model: str
+    version: str
+    security_counter: int
+    image_digest: str
+    target: str
+    length: int
+    sha256: str
+    already_published: bool
+    deltas: list[dict[str, Any]] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)
+    """Roles that got a new version (snapshot and timestamp included)."""
+    snapshot_version: int = 0
+    timestamp_version: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "version": self.version,
+            "security_counter": self.security_counter,
+            "image_digest": self.image_digest,
+            "target": self.target,
+            "length": self.length,
+            "sha256": self.sha256,
+            "already_published": self.already_published,
+            "deltas": self.deltas,
+            "roles": self.roles,
+            "snapshot_version": self.snapshot_version,
+            "timestamp_version": self.timestamp_version,
+        }
+
+
+def image_target(model: str, version: str) -> str:
+    return f"{model}/{model}-{version.replace('+', '_')}.img"
+
+
+def pointer_target(model: str) -> str:
+    return f"{model}/{POINTER}"
+
+
+def image_key_pem(pem: bytes) -> str:
+    """*pem* if it is a P-256 public (or private) key an image can be checked with."""
+    try:
+        if b"PRIVATE KEY" in pem:
+            key = serialization.load_pem_private_key(pem, password=None).public_key()
+        else:
+            key = serialization.load_pem_public_key(pem)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"not an unencrypted PEM key: {exc}") from exc
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ConfigError("an image key must be ECDSA P-256 (MCUboot's ECDSA_SIG)")
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")
+
+
+def verify_image(image: bytes, model: HardwareModel) -> signed_image.VerifiedImage:
+    """*image* checked as the device checks it, against each of *model*'s image keys."""
+    reasons = []
+    for pem in model.image_keys:
+        key = serialization.load_pem_public_key(pem.encode("ascii"))
+        assert isinstance(key, ec.EllipticCurvePublicKey)
+        offset = 0
+
+        def read(n: int) -> bytes:
+            nonlocal offset
+            chunk = image[offset : offset + n]
+            offset += len(chunk)
+            return chunk
+
+        try:
+            return signed_image.verify(read, public_point(key), verify_ecdsa_der)
+        except ImageError as exc:
+            reasons.append(exc.reason)
+    if len(reasons) == 1:
+        raise ImageError(f"refused for {model.name}: {reasons[0]}")
+    raise ImageError(f"no image key of {model.name} accepts the image: {'; '.join(reasons)}")
+
+
+def release_keys(store: ReleaseStore) -> list[Key]:
+    keys = store.keys
+    return [s.public_key for s in keys.signers(RELEASES, sorted(keys.keyids(RELEASES)))]
+
+
+def add_hardware(store: ReleaseStore, model: str, image_keys: list[str]) -> list[str]:
+    """Register *model* with its image keys and delegate ``model-<name>`` to the release key."""
+    check_model_name(model)
+    if not image_keys:
+        raise ConfigError("a hardware model needs at least one image key")
+    models = HardwareModels(store.hardware_dir)
+    with store.writer() as repo:
+        _require(repo)
+        if models.exists(model):
+            raise ConfigError(f"hardware model {model!r} is registered already")
+        keys = release_keys(store)
+        with repo.edit_targets() as targets:
+            delegations = targets.delegations or Delegations(keys={}, roles={})
+            for key in keys:
+                delegations.keys[key.keyid] = key
+            assert delegations.roles is not None
+            delegations.roles[model_role(model)] = DelegatedRole(
+                name=model_role(model),
+                keyids=[key.keyid for key in keys],
+                threshold=1,
+                terminating=True,
+                paths=[f"{model}/*"],
+            )
+            targets.delegations = delegations
+        with repo.edit_targets(model_role(model)):
+            pass
+        repo.do_snapshot()
+        repo.do_timestamp()
+        models.put(HardwareModel(name=model, image_keys=tuple(image_keys)))
+        return [path.name for path in repo.written]
+
+
+def publish(store: ReleaseStore, image: bytes, *, model: str) -> PublishedRelease:
+    """Publish *image* for *model* (see the module docstring for the checks and the order)."""
+    models = HardwareModels(store.hardware_dir)
+    verified = verify_image(image, models.get(model))
+    digest = verified.image_hash.hex()
+    path = image_target(model, verified.version)
+    sha256 = hashlib.sha256(image).hexdigest()
+    custom = {
+        "hwmodel": model,
+        "kind": IMAGE_KIND,
+        "version": verified.version,
+        "security_counter": verified.security_counter,
+        "image_digest": digest,
+    }
+    release = PublishedRelease(
+        model=model,
+        version=verified.version,
+        security_counter=verified.security_counter,
+        image_digest=digest,
+        target=path,
+        length=len(image),
+        sha256=sha256,
+        already_published=True,
+    )
+    with store.writer() as repo:
+        _require(repo)
+        record = models.get(model)
+        live = find_target(repo, model, path)
+        if live is not None:
+            if live.hashes.get("sha256") != sha256:
+                raise AlreadyPublished(
+                    f"{model} {verified.version} is published already with another image"
+                    f" (sha256 {live.hashes.get('sha256')}); give the new one another version"
+                )
+            return release
+        current = record.current
+        if current is not None and verified.security_counter < current.security_counter:
+            raise Replayed(
+                f"security counter {verified.security_counter} is below the current release's"
+                f" {current.security_counter} ({model} {current.version}): devices would refuse"
+                " it as a rollback"
+            )
+        target = repo.store_target(path, image)
+        target.unrecognized_fields["custom"] = custom
+        pointer_fields = {**custom, "kind": POINTER_KIND, "image": path, "deltas": {}}
+        pointer_data = json.dumps(pointer_fields, sort_keys=True, separators=(",", ":")).encode()
+        pointer = repo.store_target(pointer_target(model), pointer_data)
+        pointer.unrecognized_fields["custom"] = pointer_fields
+        roles = add_targets(repo, model, [target], pointer=pointer, keys=release_keys(store))
+        repo.do_snapshot()
+        models.put(
+            record.with_release(
+                ReleaseRecord(
+                    version=verified.version,
+                    security_counter=verified.security_counter,
+                    image_digest=digest,
+                    target=path,
+                    sha256=sha256,
+                )
+            )
+        )
+        repo.do_timestamp()
+        return replace(
+            release,
+            already_published=False,
+            roles=[*roles, "snapshot", "timestamp"],
+            snapshot_version=repo.snapshot().version,
+            timestamp_version=repo.timestamp().version,
+        )
+
+
+def list_releases(repo: TufRepository, model: str | None = None) -> list[dict[str, Any]]:
+    """Every image target (newest security counter last), with whether it is current."""
+    _require(repo)
+    models = [model] if model is not None else [r[len("model-") :] for r in repo.model_roles()]
+    releases = []
+    for name in models:
+        check_model_name(name)
+        if model_role(name) not in repo.model_roles():
+            raise ConfigError(f"hardware model {name!r} has no role in the repository")
+        targets = model_targets(repo, name)
+        pointer = targets.get(pointer_target(name))
+        current = pointer.custom.get("image") if pointer is not None and pointer.custom else None
+        for path, target in targets.items():
+            custom = target.custom
+            if isinstance(custom, dict) and custom.get("kind") == IMAGE_KIND:
+                releases.append(_release_view(path, target, current))
+    return sorted(releases, key=lambda r: (r["model"], r["security_counter"], r["version"]))
+
+
+def _release_view(path: str, target: TargetFile, current: str | None) -> dict[str, Any]:
+    custom = target.custom
+    return {
+        "model": custom["hwmodel"],
+        "version": custom["version"],
+        "security_counter": custom["security_counter"],
+        "image_digest": custom["image_digest"],
+        "target": path,
+        "length": target.length,
+        "sha256": target.hashes.get("sha256"),
+        "current": path == current,
+    }
+
+
+def _require(repo: TufRepository) -> None:
+    if not repo.exists():
+        raise RepositoryMissing(
+            "no TUF repository here yet: run `sevenfold keys init`, sign the root offline,"
+            " then `sevenfold keys import-root`"
+        )
