@@ -55,3 +55,14 @@ class Link(Protocol):
 
 class Evidence(Protocol):
     def body(self, nonce: bytes, bootcount: int, uptime: int) -> dict[str, object]: ...
+
+class ReadChunk(Protocol):
+    """Up to *n* bytes of a stream, fewer only at its end (``b""`` once it has ended)."""
+    def __call__(self, n: int, /) -> bytes: ...
+
+class ReadAt(Protocol):
+    """*n* bytes at *offset* of a random-access region, such as a flash slot."""
+    def __call__(self, offset: int, n: int, /) -> bytes: ...
+
+class WriteChunk(Protocol):
+    def __call__(self, data: bytes, /) -> object: ...
