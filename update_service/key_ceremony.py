@@ -122,9 +122,7 @@ def rotate(
             return None
         if role == "root":
             replace = {"root": root_keys} if root_keys else None
-            return next_root(
-                current, now=now or _now(), replace=replace, root_threshold=threshold
-            )
+            return next_root(current, now=now or _now(), replace=replace, root_threshold=threshold)
         store.keys.discard(role, keep=set(current.roles[role].keyids))
         return next_root(current, now=now or _now(), replace={role: [store.keys.generate(role)]})
 

@@ -36,6 +36,7 @@ from device_runtime.core import signed_image
 from device_runtime.core.errors import ConfigError, ImageError, InvalidField, Replayed
 from device_runtime.image_signer import public_point
 from device_runtime.ports.cpython.crypto import verify_ecdsa_der
+from update_service import deltas
 from update_service.hardware_models import (
     HardwareModel,
     HardwareModels,
@@ -48,7 +49,11 @@ from update_service.tuf_repository import RELEASES, RepositoryMissing, TufReposi
 
 POINTER = "current.json"
 IMAGE_KIND = "image"
+DELTA_KIND = "delta"
 POINTER_KIND = "current"
+DELTA_BASES = 3
+"""Deltas are built from this many of the model's latest releases (the versions most
+devices still run); older devices download the full image."""
 
 
 class AlreadyPublished(InvalidField):
@@ -218,11 +223,19 @@ def publish(store: ReleaseStore, image: bytes, *, model: str) -> PublishedReleas
             )
         target = repo.store_target(path, image)
         target.unrecognized_fields["custom"] = custom
-        pointer_fields = {**custom, "kind": POINTER_KIND, "image": path, "deltas": {}}
+        deltas = _deltas(repo, record, image, custom)
+        pointer_fields = {
+            **custom,
+            "kind": POINTER_KIND,
+            "image": path,
+            "deltas": {d.custom["base_digest"]: d.path for d in deltas},
+        }
         pointer_data = json.dumps(pointer_fields, sort_keys=True, separators=(",", ":")).encode()
         pointer = repo.store_target(pointer_target(model), pointer_data)
         pointer.unrecognized_fields["custom"] = pointer_fields
-        roles = add_targets(repo, model, [target], pointer=pointer, keys=release_keys(store))
+        roles = add_targets(
+            repo, model, [target, *deltas], pointer=pointer, keys=release_keys(store)
+        )
         repo.do_snapshot()
         models.put(
             record.with_release(
@@ -239,10 +252,46 @@ def publish(store: ReleaseStore, image: bytes, *, model: str) -> PublishedReleas
         return replace(
             release,
             already_published=False,
+            deltas=[
+                {"target": d.path, "length": d.length, "base_version": d.custom["base_version"]}
+                for d in deltas
+            ],
             roles=[*roles, "snapshot", "timestamp"],
             snapshot_version=repo.snapshot().version,
             timestamp_version=repo.timestamp().version,
         )
+
+
+def delta_target(model: str, base: str, version: str) -> str:
+    return f"{model}/{model}-{base.replace('+', '_')}-to-{version.replace('+', '_')}.delta"
+
+
+def _deltas(
+    repo: TufRepository, record: HardwareModel, image: bytes, custom: dict[str, Any]
+) -> list[TargetFile]:
+    """Delta targets from the latest live releases to *image*, where :mod:`deltas` says so."""
+    made = []
+    bases = [r for r in record.releases if r.image_digest != custom["image_digest"]]
+    for base in bases[-DELTA_BASES:]:
+        live = find_target(repo, record.name, base.target)
+        if live is None or live.hashes.get("sha256") != base.sha256:
+            continue  # recorded by a publisher that died before its timestamp: never live
+        directory, _, name = base.target.rpartition("/")
+        old = (repo.targets_dir / directory / f"{base.sha256}.{name}").read_bytes()
+        delta = deltas.build_delta(old, image)
+        if not deltas.worth_publishing(delta, len(image)):
+            continue
+        target = repo.store_target(
+            delta_target(record.name, base.version, custom["version"]), delta
+        )
+        target.unrecognized_fields["custom"] = {
+            **custom,
+            "kind": DELTA_KIND,
+            "base_version": base.version,
+            "base_digest": base.image_digest,
+        }
+        made.append(target)
+    return made
 
 
 def list_releases(repo: TufRepository, model: str | None = None) -> list[dict[str, Any]]:
@@ -262,6 +311,32 @@ def list_releases(repo: TufRepository, model: str | None = None) -> list[dict[st
             if isinstance(custom, dict) and custom.get("kind") == IMAGE_KIND:
                 releases.append(_release_view(path, target, current))
     return sorted(releases, key=lambda r: (r["model"], r["security_counter"], r["version"]))
+
+
+def show_release(repo: TufRepository, model: str, version: str) -> dict[str, Any]:
+    """One image release of *model* and the deltas published to it."""
+    _require(repo)
+    path = image_target(check_model_name(model), version)
+    if model_role(model) not in repo.model_roles():
+        raise ConfigError(f"hardware model {model!r} has no role in the repository")
+    targets = model_targets(repo, model)
+    target = targets.get(path)
+    if target is None:
+        raise ConfigError(f"{model} {version} is not published")
+    pointer = targets.get(pointer_target(model))
+    current = pointer.custom.get("image") if pointer is not None and pointer.custom else None
+    shown = _release_view(path, target, current)
+    shown["deltas"] = sorted(
+        (
+            {"target": p, "length": t.length, "base_version": t.custom["base_version"]}
+            for p, t in targets.items()
+            if isinstance(t.custom, dict)
+            and t.custom.get("kind") == DELTA_KIND
+            and t.custom.get("image_digest") == shown["image_digest"]
+        ),
+        key=lambda d: d["target"],
+    )
+    return shown
 
 
 def _release_view(path: str, target: TargetFile, current: str | None) -> dict[str, Any]:

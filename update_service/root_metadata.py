@@ -13,6 +13,7 @@ already trusts.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -33,7 +34,7 @@ _PRETTY = JSONSerializer(compact=False)
 
 
 def first_root(
-    *, root_keys: list[Key], threshold: int, online: dict[str, Key], now: datetime
+    *, root_keys: list[Key], threshold: int, online: Mapping[str, Key], now: datetime
 ) -> Metadata[Root]:
     """Version 1: *threshold* of *root_keys* for root, one online key for each other role."""
     root = Root(
@@ -93,7 +94,7 @@ def read_root_file(path: Path) -> Metadata[Root]:
         raise InvalidField(f"{path} is not TUF metadata: {exc}") from exc
     if not isinstance(md.signed, Root):
         raise InvalidField(f"{path} holds {md.signed.type} metadata, not root")
-    return md  # type: ignore[return-value]
+    return md
 
 
 def write_root_file(path: Path, md: Metadata[Root]) -> None:

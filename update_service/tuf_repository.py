@@ -28,6 +28,7 @@ import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from securesystemslib.signer import CryptoSigner
 from tuf.api.exceptions import RepositoryError
@@ -102,7 +103,7 @@ class TufRepository(Repository):
         self.targets_dir = directory / "targets"
         self._signers = signers
         self._now = now
-        self._cache: dict[str, Metadata[Signed]] = {}
+        self._cache: dict[str, Metadata[Any]] = {}
         self._targets_infos: dict[str, MetaFile] | None = None
         self._bin_owner: dict[str, str] = {}
         self.written: list[Path] = []
@@ -124,7 +125,7 @@ class TufRepository(Repository):
         ]
         return max(versions, default=0)
 
-    def open(self, role: str) -> Metadata[Signed]:
+    def open(self, role: str) -> Metadata[Any]:
         """The live metadata of *role*, or a version 0 to build from when it has none.
 
         The object is the cached one, so an edit changes it in place; every edit
@@ -143,7 +144,7 @@ class TufRepository(Repository):
         self._cache[role] = md
         return md
 
-    def _load(self, role: str) -> Metadata[Signed] | None:
+    def _load(self, role: str) -> Metadata[Any] | None:
         if role == "root":
             version = self.root_version()
             return self._read(f"{version}.root.json", role) if version else None
@@ -160,14 +161,14 @@ class TufRepository(Repository):
             version = meta.version
         return self._read(f"{version}.{role}.json", role)
 
-    def _read(self, name: str, role: str) -> Metadata[Signed]:
+    def _read(self, name: str, role: str) -> Metadata[Any]:
         path = self.metadata_dir / name
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise StorageError(f"live metadata {path} cannot be read: {exc.strerror}") from exc
         try:
-            md: Metadata[Signed] = Metadata.from_bytes(data)
+            md: Metadata[Any] = Metadata.from_bytes(data)
         except DeserializationError as exc:
             raise StorageError(f"live metadata {path} is not TUF metadata: {exc}") from exc
         expected = role if role in TOP_LEVEL else "targets"
@@ -189,7 +190,7 @@ class TufRepository(Repository):
 
     # -- signing and writing -----------------------------------------------------------
 
-    def close(self, role: str, md: Metadata[Signed]) -> None:
+    def close(self, role: str, md: Metadata[Any]) -> None:
         """Bump the version, set the expiry, sign with the delegator's keys, verify, write."""
         if role == "root":
             raise CryptoError("root is signed offline; import it with `sevenfold keys import-root`")
@@ -216,7 +217,7 @@ class TufRepository(Repository):
     def install_root(self, md: Metadata[Root]) -> None:
         """Write an operator-signed root as ``N.root.json`` (its checks are the caller's)."""
         self.write(self.metadata_dir / f"{md.signed.version}.root.json", md.to_bytes(_SERIALIZER))
-        self._cache["root"] = md  # type: ignore[assignment]
+        self._cache["root"] = md
 
     def write(self, path: Path, data: bytes) -> None:
         write_atomic(path, data, mode=PUBLIC_FILE_MODE)
@@ -275,6 +276,4 @@ class TufRepository(Repository):
         """Point model role *role* at *succinct*; its bins are signed after this call."""
         for name in succinct.get_roles():
             self._bin_owner[name] = role
-        self.targets(role).delegations = Delegations(
-            keys=keys, roles=None, succinct_roles=succinct
-        )
+        self.targets(role).delegations = Delegations(keys=keys, roles=None, succinct_roles=succinct)

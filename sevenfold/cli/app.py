@@ -18,7 +18,9 @@ from sevenfold.cli import (
     factory,
     image,
     inventory,
+    keys,
     policy,
+    release,
     server,
     simulate,
     status,
@@ -44,6 +46,8 @@ app.add_typer(factory.app, name="factory")
 app.add_typer(attest.app, name="attest")
 app.add_typer(policy.app, name="policy")
 app.add_typer(endorse.app, name="endorse")
+app.add_typer(keys.app, name="keys")
+app.add_typer(release.app, name="release")
 app.add_typer(image.app, name="image")
 app.command("inventory")(inventory.inventory)
 app.command("monitor")(monitor_command)

@@ -8,6 +8,9 @@ they run, and a missing module becomes this error instead of a traceback.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from device_runtime.core.errors import SevenfoldError
 
 
@@ -23,3 +26,12 @@ def missing_extra(*, command: str, extra: str, error: ModuleNotFoundError) -> Mi
         f"`sevenfold {command}` needs the {extra} dependencies, which are not installed"
         f" (no module {error.name!r}): pip install 'sevenfold[{extra}]'"
     )
+
+
+@contextmanager
+def needs_extra(command: str, extra: str) -> Iterator[None]:
+    """Imports made inside the block belong to *extra*; a missing one is named, not traced."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        raise missing_extra(command=command, extra=extra, error=exc) from None

@@ -19,7 +19,7 @@ import typer
 from device_runtime.core import signed_image
 from device_runtime.core.errors import ConfigError
 from device_runtime.core.hmac_sha256 import digests_equal
-from sevenfold.cli.extras import missing_extra
+from sevenfold.cli.extras import needs_extra
 from sevenfold.cli.options import JsonOption
 from sevenfold.cli.output import emit_json, literal_table, reported_errors, say, show
 
@@ -54,7 +54,7 @@ def sign(
 ) -> None:
     """Sign a firmware binary, as `imgtool sign --pad-header` does (deterministic signature)."""
     with reported_errors():
-        with _device_extra("image sign"):
+        with needs_extra("image sign", "device"):
             from device_runtime.image_signer import public_point, sign_image
             from device_runtime.ports.cpython.crypto import verify_ecdsa_der
         payload = _read(source)
@@ -82,7 +82,7 @@ def sign(
 def verify(image: ImageArgument, key: KeyOption, as_json: JsonOption = False) -> None:
     """Check an image's hash and signature against a key (a public or a private PEM)."""
     with reported_errors():
-        with _device_extra("image verify"):
+        with needs_extra("image verify", "device"):
             from device_runtime.image_signer import public_point
             from device_runtime.ports.cpython.crypto import verify_ecdsa_der
         point = public_point(_public_key(key))
@@ -176,15 +176,6 @@ def _opened(path: Path) -> Iterator[BinaryIO]:
 def _read(path: Path) -> bytes:
     with _opened(path) as stream:
         return stream.read()
-
-
-@contextmanager
-def _device_extra(command: str) -> Iterator[None]:
-    """Imports of the device extra (``cryptography``), named when it is not installed."""
-    try:
-        yield
-    except ModuleNotFoundError as exc:
-        raise missing_extra(command=command, extra="device", error=exc) from None
 
 
 def _private_key(path: Path) -> ec.EllipticCurvePrivateKey:
