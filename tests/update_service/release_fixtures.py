@@ -37,9 +37,11 @@ class Operator:
         )
         release_publisher.add_hardware(self.store, model, [release_publisher.image_key_pem(pem)])
 
-    def publish(self, model: str, version: str, counter: int) -> release_publisher.PublishedRelease:
+    def publish(
+        self, model: str, version: str, counter: int, body: bytes = b""
+    ) -> release_publisher.PublishedRelease:
         return release_publisher.publish(
-            self.store, self.image(model, version, counter), model=model
+            self.store, self.image(model, version, counter, body), model=model
         )
 
     def root_bytes(self, version: int = 1) -> bytes:
