@@ -40,7 +40,7 @@ def refresh(store: ReleaseStore, now: datetime) -> list[str]:
     """Re-sign every online role that is due; the roles re-signed (none without a repository)."""
     if not store.reader().exists():
         return []
-    with store.writer() as repo:
+    with store.writer(now=now) as repo:
         resigned = [role for role in _targets_roles(repo) if due(repo.targets(role), role, now)]
         for role in resigned:
             with repo.edit_targets(role):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from update_service.online_keys import OnlineKeyStore
@@ -43,8 +44,14 @@ class ReleaseStore:
         return TufRepository(self.repository_dir, signers=self.keys.signers)
 
     @contextmanager
-    def writer(self) -> Iterator[TufRepository]:
-        """The live repository under the publish lock, read afresh once the lock is held."""
+    def writer(self, *, now: datetime | None = None) -> Iterator[TufRepository]:
+        """The live repository under the publish lock, read afresh once the lock is held.
+
+        *now* fixes the clock new expiries count from (the keeper's, in tests).
+        """
         self.private_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with publish_lock(self.private_dir / "publish.lock"):
-            yield TufRepository(self.repository_dir, signers=self.keys.signers)
+            if now is None:
+                yield TufRepository(self.repository_dir, signers=self.keys.signers)
+            else:
+                yield TufRepository(self.repository_dir, signers=self.keys.signers, now=lambda: now)

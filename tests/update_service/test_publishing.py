@@ -1,0 +1,170 @@
+"""What a publish accepts and refuses, what it writes, and how a model's targets are laid out."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from device_runtime.core.errors import ConfigError, ImageError, InvalidField, Replayed
+from device_runtime.image_signer import sign_image
+from tests.update_service.release_fixtures import Operator, create_repository
+from update_service import key_ceremony, metadata_keeper, release_publisher
+from update_service.hardware_models import UnknownHardware
+from update_service.hashed_bins import LEAF_CAPACITY, bit_length_for
+from update_service.release_publisher import AlreadyPublished, list_releases, show_release
+
+BODY = bytes(range(256)) * 64
+
+
+@pytest.fixture
+def operator(tmp_path: Path) -> Operator:
+    return create_repository(tmp_path / "state", models=("board-a", "board-b"))
+
+
+def test_a_release_is_a_target_with_its_fields_and_the_model_points_at_it(
+    operator: Operator,
+) -> None:
+    published = operator.publish("board-a", "1.2.3+4", 7)
+    assert not published.already_published
+    assert published.target == "board-a/board-a-1.2.3_4.img"
+    assert set(published.roles) == {"model-board-a", "snapshot", "timestamp"}
+    repo = operator.store.reader()
+    model = repo.targets("model-board-a")
+    target = model.targets[published.target]
+    assert target.custom == {
+        "hwmodel": "board-a",
+        "kind": "image",
+        "version": "1.2.3+4",
+        "security_counter": 7,
+        "image_digest": published.image_digest,
+    }
+    pointer = model.targets["board-a/current.json"]
+    assert pointer.custom["image"] == published.target
+    stored = repo.targets_dir / "board-a" / f"{pointer.hashes['sha256']}.current.json"
+    assert json.loads(stored.read_bytes()) == pointer.custom
+    (listed,) = list_releases(repo, "board-a")
+    assert listed["current"] and listed["security_counter"] == 7
+
+
+def test_publishing_the_same_image_again_changes_nothing(operator: Operator) -> None:
+    operator.publish("board-a", "1.0.0", 1)
+    timestamp = operator.store.reader().timestamp().version
+    again = operator.publish("board-a", "1.0.0", 1)
+    assert again.already_published and again.roles == []
+    assert operator.store.reader().timestamp().version == timestamp
+
+
+def test_refusals_name_their_reason(operator: Operator) -> None:
+    operator.publish("board-a", "1.1.0", 5)
+    with pytest.raises(Replayed, match=r"security counter 4 is below the current release's 5"):
+        operator.publish("board-a", "1.2.0", 4)
+    with pytest.raises(UnknownHardware, match="board-z"):
+        release_publisher.publish(operator.store, operator.image("board-a", "2.0.0", 9),
+                                  model="board-z")  # fmt: skip
+    # An image for board-b is not signed by board-a's key.
+    with pytest.raises(ImageError, match="signed by another key"):
+        release_publisher.publish(operator.store, operator.image("board-b", "2.0.0", 9),
+                                  model="board-a")  # fmt: skip
+    good = bytearray(operator.image("board-a", "2.0.0", 9))
+    good[-10] ^= 1  # inside the signature
+    with pytest.raises(ImageError, match="ECDSA_SIG"):
+        release_publisher.publish(operator.store, bytes(good), model="board-a")
+    with pytest.raises(ImageError):
+        release_publisher.publish(operator.store, bytes(good[:100]), model="board-a")
+    with pytest.raises(AlreadyPublished, match="another image"):
+        operator.publish("board-a", "1.1.0", 5, b"other bytes" * 10)
+    with pytest.raises(InvalidField, match="not a hardware model name"):
+        release_publisher.publish(operator.store, bytes(good), model="../x")
+    with pytest.raises(ConfigError, match="registered already"):
+        operator.add_model("board-a")
+    # Nothing of the refused images reached the repository.
+    assert [r["version"] for r in list_releases(operator.store.reader())] == ["1.1.0"]
+
+
+def test_an_equal_counter_is_accepted_and_deltas_come_from_the_latest_releases(
+    operator: Operator,
+) -> None:
+    operator.publish("board-a", "1.0.0", 1, BODY + b"1.0.0")
+    operator.publish("board-a", "1.0.1", 1, BODY + b"1.0.1")
+    newest = operator.publish("board-a", "1.1.0", 2, BODY + b"1.1.0")
+    assert {d["base_version"] for d in newest.deltas} == {"1.0.0", "1.0.1"}
+    assert all(d["length"] < newest.length / 2 for d in newest.deltas)
+    shown = show_release(operator.store.reader(), "board-a", "1.1.0")
+    assert shown["current"] and len(shown["deltas"]) == 2
+    pointer = operator.store.reader().targets("model-board-a").targets["board-a/current.json"]
+    assert set(pointer.custom["deltas"]) == {
+        r["image_digest"] for r in list_releases(operator.store.reader()) if not r["current"]
+    }
+    small = operator.publish("board-b", "1.0.0", 1)
+    assert small.deltas == []
+
+
+def test_a_model_is_rebinned_when_a_leaf_overflows_and_a_publish_then_signs_one_bin(
+    operator: Operator,
+) -> None:
+    # The pointer counts: LEAF_CAPACITY - 1 images and it fill the model role.
+    for n in range(LEAF_CAPACITY - 1):
+        operator.publish("board-a", f"1.0.{n}", n)
+    repo = operator.store.reader()
+    assert repo.bins("model-board-a") is None
+    split = operator.publish("board-a", "1.1.0", 100)
+    repo = operator.store.reader()
+    bins = repo.bins("model-board-a")
+    assert bins is not None and bins.bit_length == bit_length_for(LEAF_CAPACITY, at_least=1)
+    assert len(split.roles) == 2**bins.bit_length + 3
+    assert set(repo.targets("model-board-a").targets) == {"board-a/current.json"}
+    after = operator.publish("board-a", "1.1.1", 100)
+    assert len(after.roles) == 4 and after.roles[1].startswith("model-board-a-bin-")
+    assert len(list_releases(repo, "board-a")) == LEAF_CAPACITY
+    assert len(list_releases(operator.store.reader(), "board-a")) == LEAF_CAPACITY + 1
+
+
+def test_the_keeper_re_signs_what_is_half_expired(operator: Operator) -> None:
+    now = datetime.now(UTC)
+    assert metadata_keeper.refresh(operator.store, now) == []
+    later = now + timedelta(hours=13)
+    assert metadata_keeper.refresh(operator.store, later) == ["timestamp"]
+    assert metadata_keeper.refresh(operator.store, later) == []
+    much_later = now + timedelta(days=200)
+    resigned = metadata_keeper.refresh(operator.store, much_later)
+    assert set(resigned) == {"targets", "model-board-a", "model-board-b", "snapshot", "timestamp"}
+    keeper = metadata_keeper.MetadataKeeper(
+        operator.store, now=lambda: much_later + timedelta(days=150)
+    )
+    assert not keeper.health().ok and "renew" in keeper.health().detail
+    assert metadata_keeper.MetadataKeeper(operator.store).health().ok
+
+
+def test_rotating_the_release_key_re_signs_every_model_role_and_bin(operator: Operator) -> None:
+    for n in range(LEAF_CAPACITY + 1):
+        operator.publish("board-a", f"1.0.{n}", n)
+    old = operator.store.keys.keyids("releases")
+    assert key_ceremony.rotate(operator.store, "releases") is None
+    new = operator.store.keys.keyids("releases")
+    assert len(new) == 1 and not new & old
+    repo = operator.store.reader()
+    bins = repo.bins("model-board-a")
+    assert bins is not None and bins.keyids == sorted(new)
+    for role in repo.leaves("model-board-a"):
+        assert set(repo.open(role).signatures) == new
+    operator.publish("board-a", "2.0.0", 200)
+
+
+def test_an_image_key_must_be_p256(operator: Operator, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="P-256"):
+        release_publisher.image_key_pem(
+            ec.generate_private_key(ec.SECP384R1()).public_key().public_bytes(*_pem_public())
+        )
+    with pytest.raises(ConfigError, match="PEM"):
+        release_publisher.image_key_pem(b"-----BEGIN PUBLIC KEY-----\nAAAA\n")
+    assert sign_image  # the fixture signs with device_runtime.image_signer
+
+
+def _pem_public() -> tuple[object, object]:
+    from cryptography.hazmat.primitives import serialization
+
+    return serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

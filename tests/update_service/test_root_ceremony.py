@@ -1,0 +1,163 @@
+"""Root metadata is installed only as TUF allows; every other root is refused with why."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from device_runtime.core.errors import ConfigError, CryptoError, InvalidField, SevenfoldError
+from tests.update_service.release_fixtures import Operator, create_repository
+from update_service import key_ceremony, root_metadata
+from update_service.release_store import ReleaseStore
+from update_service.signing_keys import (
+    generate_signer,
+    read_public_key,
+    read_signer,
+    write_private_key,
+)
+
+
+@pytest.fixture
+def operator(tmp_path: Path) -> Operator:
+    return create_repository(tmp_path / "state")
+
+
+def test_a_first_root_needs_its_threshold(tmp_path: Path) -> None:
+    operator = create_repository(tmp_path / "fresh", models=())
+    assert operator.store.reader().root().roles["root"].threshold == 2
+    store = ReleaseStore(tmp_path / "other")
+    keys = [generate_signer() for _ in range(3)]
+    public = [k.public_key for k in keys]
+    md = key_ceremony.init_repository(store, root_keys=public, threshold=2)
+    root_metadata.sign_root(md, keys[0])
+    with pytest.raises(CryptoError, match=r"under-signed: 1 of the 2 signatures root v1"):
+        key_ceremony.import_root(store, md)
+    assert not store.reader().exists()
+    with pytest.raises(ConfigError, match="cannot be met by 3 root keys"):
+        key_ceremony.init_repository(store, root_keys=public, threshold=4)
+    with pytest.raises(ConfigError, match="has a repository already"):
+        key_ceremony.init_repository(operator.store, root_keys=public, threshold=1)
+
+
+def test_a_rotation_needs_the_old_threshold_and_the_new(operator: Operator) -> None:
+    new_keys = [generate_signer(), generate_signer()]
+    md = key_ceremony.rotate(
+        operator.store, "root", root_keys=[k.public_key for k in new_keys], threshold=2
+    )
+    assert md is not None and md.signed.version == 2
+    for signer in new_keys:
+        root_metadata.sign_root(md, signer)
+    with pytest.raises(CryptoError, match=r"0 of the 2 signatures the previous root v1 requires"):
+        key_ceremony.import_root(operator.store, md)
+    root_metadata.sign_root(md, operator.root_keys[0])
+    with pytest.raises(CryptoError, match=r"1 of the 2 signatures the previous root v1"):
+        key_ceremony.import_root(operator.store, md)
+    md.signatures.pop(new_keys[1].public_key.keyid)
+    root_metadata.sign_root(md, operator.root_keys[1])
+    with pytest.raises(CryptoError, match=r"1 of the 2 signatures root v2 itself"):
+        key_ceremony.import_root(operator.store, md)
+    root_metadata.sign_root(md, new_keys[1])
+    imported = key_ceremony.import_root(operator.store, md)
+    assert imported.version == 2 and not imported.created
+    # The same root again is not a next version.
+    with pytest.raises(InvalidField, match="root v2 cannot follow root v2: expected v3"):
+        key_ceremony.import_root(operator.store, md)
+
+
+def test_an_expired_root_is_refused(operator: Operator) -> None:
+    past = datetime.now(UTC) - timedelta(days=400)
+    md = key_ceremony.rotate(operator.store, "root", now=past)
+    assert md is not None
+    for signer in operator.root_keys:
+        root_metadata.sign_root(md, signer)
+    with pytest.raises(CryptoError, match="root v2 expired at"):
+        key_ceremony.import_root(operator.store, md)
+
+
+def test_rotating_the_timestamp_key_goes_through_a_signed_root(operator: Operator) -> None:
+    operator.publish("board-a", "1.0.0", 1)
+    old = operator.store.keys.keyids("timestamp")
+    md = key_ceremony.rotate(operator.store, "timestamp")
+    assert md is not None
+    pending = operator.store.keys.keyids("timestamp") - old
+    assert len(pending) == 1 and md.signed.roles["timestamp"].keyids == sorted(pending)
+    # Until the new root is in, the old key signs.
+    assert set(operator.store.reader().open("timestamp").signatures) == old
+    for signer in operator.root_keys[:2]:
+        root_metadata.sign_root(md, signer)
+    imported = key_ceremony.import_root(operator.store, md)
+    assert imported.retired_keys == sorted(old)
+    assert set(operator.store.reader().open("timestamp").signatures) == pending
+    operator.publish("board-a", "1.0.1", 1)
+
+
+def test_a_root_naming_online_keys_the_server_lacks_is_refused(operator: Operator) -> None:
+    stranger = generate_signer()
+    current = operator.store.reader().root()
+    md = root_metadata.next_root(
+        current, now=datetime.now(UTC), replace={"snapshot": [stranger.public_key]}
+    )
+    for signer in operator.root_keys[:2]:
+        root_metadata.sign_root(md, signer)
+    with pytest.raises(CryptoError, match="gives snapshot to keys this server does not hold"):
+        key_ceremony.import_root(operator.store, md)
+
+
+def test_root_files_and_key_files_are_checked(tmp_path: Path) -> None:
+    path = tmp_path / "root.json"
+    path.write_bytes(b"{" * 10)
+    with pytest.raises(InvalidField, match="not TUF metadata"):
+        root_metadata.read_root_file(path)
+    path.write_bytes(b" " * (root_metadata.MAX_ROOT_FILE + 1))
+    with pytest.raises(SevenfoldError, match="over"):
+        root_metadata.read_root_file(path)
+    with pytest.raises(ConfigError, match="cannot read"):
+        root_metadata.read_root_file(tmp_path / "missing.json")
+    key = tmp_path / "k.pem"
+    write_private_key(key, generate_signer())
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert read_public_key(key).keyid == read_signer(key).public_key.keyid
+    key.write_text("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(CryptoError, match="not a PEM private key"):
+        read_signer(key)
+
+
+@pytest.fixture(scope="module")
+def signed_root(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    operator = create_repository(tmp_path_factory.mktemp("hypothesis") / "state", models=())
+    return operator.root_bytes()
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_a_mangled_root_file_is_refused_never_crashes(
+    signed_root: bytes, tmp_path: Path, data: st.DataObject
+) -> None:
+    raw = json.loads(signed_root)
+    mutation = data.draw(st.sampled_from(["bytes", "field", "truncate"]))
+    if mutation == "bytes":
+        blob = data.draw(st.binary(max_size=2048))
+    elif mutation == "truncate":
+        blob = signed_root[: data.draw(st.integers(0, len(signed_root) - 1))]
+    else:
+        key = data.draw(st.sampled_from(sorted(raw["signed"])))
+        raw["signed"][key] = data.draw(
+            st.one_of(st.none(), st.integers(), st.text(max_size=8), st.lists(st.integers()))
+        )
+        blob = json.dumps(raw).encode()
+    path = tmp_path / "mangled.json"
+    path.write_bytes(blob)
+    try:
+        md = root_metadata.read_root_file(path)
+    except InvalidField:
+        return
+    # Whatever parsed must still fail the checks (it is not the next root of anything here).
+    with pytest.raises(SevenfoldError):
+        root_metadata.check_new_root(md, previous=md.signed, now=datetime.now(UTC))
