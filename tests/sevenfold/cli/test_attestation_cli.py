@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from fleet_platform.server_config import RuntimeInfo, ServerConfig
+from fleet_platform.server_config import RuntimeInfo
 from sevenfold.cli.app import app
 from sevenfold.server import FleetServer
-from tests.components import binary
+from tests.sevenfold.cli.fleet_fixtures import running_fleet
 
 pytestmark = pytest.mark.timeout(120)
 runner = CliRunner()
@@ -21,11 +21,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetServer]:
-    binary("mosquitto")
-    state = tmp_path_factory.mktemp("attest-cli") / "state"
-    config = ServerConfig(state_dir=state, http_port=0, broker_port=0, recovery_port=0)
-    with FleetServer(config=config) as server:
-        yield server
+    yield from running_fleet(tmp_path_factory, "attest-cli")
 
 
 def run(fleet: FleetServer, *args: str) -> tuple[int, str]:
