@@ -55,10 +55,11 @@ def test_healthy_server_lists_its_checks_and_counters(fleet: FleetServer) -> Non
     shown = status(state)
     assert shown.exit_code == 0, shown.output
     rows = {line.split("│")[1].strip(): line for line in shown.stdout.splitlines() if "│" in line}
-    for check in ("database", "gateway", "broker"):
+    for check in ("database", "gateway", "broker", "updates"):
         assert " ok " in rows[check], shown.stdout
     assert "sqlite answers" in rows["database"]
     assert "is running" in rows["broker"]
+    assert "no update repository yet" in rows["updates"]
     answers = rows["sevenfold_gateway_answers_total"]
     assert "code=ok" in answers and answers.split("│")[3].strip() == "3"  # enroll + 2 beats
     assert rows["sevenfold_gateway_internal_errors_total"].split("│")[3].strip() == "0"
@@ -70,7 +71,7 @@ def test_healthy_server_lists_its_checks_and_counters(fleet: FleetServer) -> Non
     report = json.loads(as_json.stdout)
     assert report["healthy"] is True and report["metrics_error"] is None
     assert report["health"]["http_status"] == 200
-    assert set(report["health"]["checks"]) == {"database", "gateway", "broker"}
+    assert set(report["health"]["checks"]) == {"database", "gateway", "broker", "updates"}
     assert report["server"]["broker_port"] == fleet.config.broker_port
     assert {
         "name": "sevenfold_gateway_answers_total",
