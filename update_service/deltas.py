@@ -14,7 +14,7 @@ import io
 import detools  # type: ignore[import-untyped]
 
 from device_runtime.core import delta_patch
-from device_runtime.core.errors import DeltaError
+from device_runtime.core.delta_patch import DeltaError
 
 HEATSHRINK_WINDOW_SZ2 = 12
 """A 4 KiB window, the most the device takes (``heatshrink.MAX_WINDOW_SZ2``)."""

@@ -35,7 +35,7 @@ download, before it counts.
 """
 
 from device_runtime.core import heatshrink
-from device_runtime.core.errors import DeltaError
+from device_runtime.core.errors import SevenfoldError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,6 +48,18 @@ CHUNK = 1024
 MAX_SIZE_BYTES = 7
 """A size of more bytes than this (6 + 6 * 7 = 48 bits) is no image's."""
 _ZEROS = bytes(CHUNK)
+
+
+class DeltaError(SevenfoldError):
+    """A delta patch is malformed, truncated, over a limit, or reads outside the old image.
+
+    The reason says where: the offset in the new image being made, or in the patch
+    while its header is read. Never a wire code: the device reports a failed update
+    and keeps its old slot. It lives here, not in ``errors``, like ``ConsoleError``:
+    a device that never applies a delta does not carry the class in its heap.
+    """
+
+    code = "bad-delta"
 
 
 def apply_patch(
@@ -72,7 +84,12 @@ def apply_patch(
             raise DeltaError("bytes after the end of a patch to an empty image")
         return 0
     parameters = source.byte("the heatshrink parameters")
-    stream = heatshrink.HeatshrinkReader(source.read, (parameters >> 4) + 4, (parameters & 15) + 3)
+    window_sz2 = (parameters >> 4) + 4
+    lookahead_sz2 = (parameters & 15) + 3
+    problem = heatshrink.parameter_problem(window_sz2, lookahead_sz2)
+    if problem:
+        raise DeltaError(problem)
+    stream = heatshrink.HeatshrinkReader(source.read, window_sz2, lookahead_sz2)
     decoded = _Decoded(stream)
     if _size(decoded, "the data format", False) != 0:
         raise DeltaError("data-format patches (ELF or ARM code) are not supported")
@@ -115,10 +132,11 @@ def apply_patch(
             raise DeltaError(
                 "at new offset %d: the old image's cursor moves to %d" % (made, cursor)
             )
-    if decoded.stream.read(1):
-        raise DeltaError("data after the %d bytes of the new image" % to_size)
-    if source.read(1):
-        raise DeltaError("bytes after the end of the patch")
+    if not decoded.stream.finished():
+        raise DeltaError(
+            "data after the %d bytes of the new image, at compressed byte %d"
+            % (to_size, decoded.stream.consumed)
+        )
     return to_size
 
 
@@ -172,10 +190,9 @@ class _Source:
         self.offset = 0
 
     def byte(self, what: str) -> int:
-        got = self._read(1)
-        if len(got) != 1:
+        got = self.read(1)
+        if not got:
             raise DeltaError("the patch ends at byte %d, in %s" % (self.offset, what))
-        self.offset += 1
         return got[0]
 
     def read(self, n: int) -> bytes:

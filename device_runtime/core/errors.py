@@ -144,17 +144,6 @@ class TransportError(SevenfoldError):
     code = "transport"
 
 
-class DeltaError(SevenfoldError):
-    """A delta patch is malformed, truncated, over a limit, or reads outside the old image.
-
-    The reason names where: the offset in the new image being built, or in the patch
-    itself while its header is read. Nothing the patch wrote counts until the caller has
-    verified the whole new image, so this is never a wire code: the device reports it as
-    a failed update and keeps its old slot."""
-
-    code = "bad-delta"
-
-
 class ConfigError(SevenfoldError):
     """This side was set up wrongly (an option, a file, a directory): no peer is at fault,
     so it is never sent over the wire."""

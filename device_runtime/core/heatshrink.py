@@ -12,15 +12,17 @@ literal byte (8 bits); a 0 by a back-reference, ``window_sz2`` bits of distance 
 then ``lookahead_sz2`` bits of length - 1, copying from the output already made (the
 window starts as zeros, as the C decoder's buffer does). Every bit sequence is a
 valid stream: an operation the input ends in the middle of is dropped, as the C
-decoder drops it. Only the parameters can be wrong, and those are bounded so that a
-hostile stream cannot make the device allocate more than ``buffer_size`` says.
+decoder drops it (:meth:`HeatshrinkReader.finished` tells a clean end from that).
+Only the parameters can be wrong, and those are bounded (:func:`parameter_problem`)
+so that a hostile stream cannot make the device allocate more than ``buffer_size``
+says.
 
-Output is made into one bytearray laid out as ``[window | output | room for one
+Output is made into one bytearray laid out as ``[window | one read | room for one
 copy]``: copies are slice assignments (the interpreter's memmove), not byte loops,
-and once the buffer fills, the last window's worth is moved back to its start.
+and once the buffer fills, the last window's worth (and what is not read yet, less
+than one read) is moved back to its start. With the device's largest window that
+is 7 KiB, allocated once.
 """
-
-from device_runtime.core.errors import DeltaError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -38,28 +40,29 @@ MAX_READ = 1024
 
 def buffer_size(window_sz2: int, lookahead_sz2: int) -> int:
     """Bytes of output buffer a decoder with these parameters holds."""
-    return (1 << window_sz2) + max(1 << window_sz2, MAX_READ) + (1 << lookahead_sz2)
+    return max(1 << window_sz2, MAX_READ) + MAX_READ + (1 << lookahead_sz2)
 
 
-def check_parameters(window_sz2: int, lookahead_sz2: int) -> None:
-    """Refuse parameters the C library refuses, or that need more than the device's window."""
+def parameter_problem(window_sz2: int, lookahead_sz2: int) -> str:
+    """Why the C library, or the device's window limit, refuses these parameters ("" if not)."""
     if not MIN_WINDOW_SZ2 <= window_sz2 <= MAX_WINDOW_SZ2:
-        raise DeltaError(
-            "heatshrink window of 2**%d bytes is outside 2**%d..2**%d"
-            % (window_sz2, MIN_WINDOW_SZ2, MAX_WINDOW_SZ2)
-        )
+        return "heatshrink window of 2**%d bytes is outside 2**%d..2**%d" % (
+            window_sz2, MIN_WINDOW_SZ2, MAX_WINDOW_SZ2,
+        )  # fmt: skip
     if not MIN_LOOKAHEAD_SZ2 <= lookahead_sz2 < window_sz2:
-        raise DeltaError(
-            "heatshrink lookahead of 2**%d bytes is outside 2**%d..2**%d"
-            % (lookahead_sz2, MIN_LOOKAHEAD_SZ2, window_sz2 - 1)
-        )
+        return "heatshrink lookahead of 2**%d bytes is outside 2**%d..2**%d" % (
+            lookahead_sz2, MIN_LOOKAHEAD_SZ2, window_sz2 - 1,
+        )  # fmt: skip
+    return ""
 
 
 class HeatshrinkReader:
     """Decoded bytes of a heatshrink stream, read on demand from ``read(n)``."""
 
     def __init__(self, read: "ReadChunk", window_sz2: int, lookahead_sz2: int) -> None:
-        check_parameters(window_sz2, lookahead_sz2)
+        problem = parameter_problem(window_sz2, lookahead_sz2)
+        if problem:
+            raise ValueError(problem)  # the caller checks what came from outside first
         self._read = read
         self._window = 1 << window_sz2
         self._index_bits = window_sz2
@@ -88,6 +91,16 @@ class HeatshrinkReader:
         taken = min(n, self._pos - start)
         self._out = start + taken
         return bytes(self._view[start : start + taken])
+
+    def finished(self) -> bool:
+        """Whether the stream ends here: nothing decoded is left over, and all that
+        remains of the input is the zero padding of its last byte, as the encoder
+        leaves it. Stricter than the C decoder, which ignores what follows."""
+        if self._pos != self._out or self._nbits >= 8 or self._acc:
+            return False
+        if self._input_pos < len(self._input):
+            return False
+        return not self._read(1)
 
     def _bits(self, count: int) -> int:
         """The next *count* bits as a number, or -1 once the input has ended."""
