@@ -33,7 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tuf.api.metadata import DelegatedRole, Delegations, Key, TargetFile
 
 from device_runtime.core import signed_image
-from device_runtime.core.errors import ConfigError, ImageError, InvalidField, Replayed
+from device_runtime.core.errors import ConfigError, InvalidField, Replayed
+from device_runtime.core.signed_image import ImageError
 from device_runtime.image_signer import public_point
 from device_runtime.ports.cpython.crypto import verify_ecdsa_der
 from update_service import deltas

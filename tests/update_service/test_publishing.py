@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from device_runtime.core.errors import ConfigError, ImageError, InvalidField, Replayed
+from device_runtime.core.errors import ConfigError, InvalidField, Replayed
+from device_runtime.core.signed_image import ImageError
 from device_runtime.image_signer import sign_image
 from tests.update_service.release_fixtures import Operator, create_repository
 from update_service import key_ceremony, metadata_keeper, release_publisher

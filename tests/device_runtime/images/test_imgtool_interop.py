@@ -132,3 +132,27 @@ def test_an_imgtool_image_carrying_the_whole_key_is_refused_with_the_reason(work
     point = public_point(_key(workdir).public_key())
     assert "TLV 0x02 at offset" in outcome(data, point=point)
     assert "is not one the TLV area may hold" in outcome(data, point=point)
+
+
+def test_a_slot_padded_imgtool_image_verifies_and_the_trailer_is_not_read(workdir: Path) -> None:
+    data = _imgtool_signed(workdir, "padded.bin", "--pad")
+    assert len(data) == int(SLOT, 16)
+    point = public_point(_key(workdir).public_key())
+    verified = fmt.verify(reader(data), point, verify_ecdsa_der)
+    tlvs_at = 0x200 + len(FIRMWARE) + 12
+    assert verified.size == tlvs_at + struct.unpack_from("<HH", data, tlvs_at)[1]
+    assert verified.size < len(data) and set(data[verified.size : verified.size + 64]) == {0xFF}
+
+
+def test_imgtool_images_this_verifier_does_not_take_are_refused_with_the_reason(
+    workdir: Path,
+) -> None:
+    point = public_point(_key(workdir).public_key())
+    padded_signature = _imgtool_signed(workdir, "padsig.bin", "--pad-sig")
+    assert "does not verify" in outcome(padded_signature, point=point)
+    without_counter = workdir / "nocounter.bin"
+    signed = imgtool("sign", "-k", str(workdir / "key.pem"), "--pad-header", "-H", "0x200",
+                     "-v", "1.2.3", "-S", SLOT, str(workdir / "in.bin"),
+                     str(without_counter))  # fmt: skip
+    assert signed.returncode == 0, signed.stderr
+    assert outcome(without_counter.read_bytes(), point=point) == "the image has no TLV 0x50"
