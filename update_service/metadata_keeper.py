@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from tuf.api.exceptions import RepositoryError
 from tuf.api.metadata import Signed
 
 from device_runtime.core.errors import SevenfoldError
@@ -37,17 +38,40 @@ def due(signed: Signed, role: str, now: datetime) -> bool:
 
 
 def refresh(store: ReleaseStore, now: datetime) -> list[str]:
-    """Re-sign every online role that is due; the roles re-signed (none without a repository)."""
+    """Re-sign every online role that is due or no longer verifies; the roles re-signed.
+
+    Snapshot and timestamp are re-signed by ``do_snapshot``/``do_timestamp``,
+    which also do so when their signatures no longer verify under the root.
+    Nothing happens without a repository.
+    """
     if not store.reader().exists():
         return []
     with store.writer(now=now) as repo:
-        resigned = [role for role in _targets_roles(repo) if due(repo.targets(role), role, now)]
+        resigned = [
+            role
+            for role in _targets_roles(repo)
+            if due(repo.targets(role), role, now) or not _verifies(repo, role)
+        ]
         for role in resigned:
             with repo.edit_targets(role):
                 pass
         snapshot, _ = repo.do_snapshot(force=due(repo.snapshot(), "snapshot", now))
         timestamp, _ = repo.do_timestamp(force=due(repo.timestamp(), "timestamp", now))
         return resigned + ["snapshot"] * snapshot + ["timestamp"] * timestamp
+
+
+def _verifies(repo: TufRepository, role: str) -> bool:
+    """Whether *role*'s live signatures meet its delegator's threshold.
+
+    They stop doing so when a root import that rotated the targets key died
+    before re-signing targets: the keeper finishes that job.
+    """
+    md = repo.open(role)
+    try:
+        repo.delegator(role).verify_delegate(role, md.signed_bytes, md.signatures)
+    except RepositoryError:
+        return False
+    return True
 
 
 def _targets_roles(repo: TufRepository) -> list[str]:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from device_runtime.core.errors import ConfigError, CryptoError, InvalidField, SevenfoldError
 from tests.update_service.release_fixtures import Operator, create_repository
-from update_service import key_ceremony, root_metadata
+from update_service import key_ceremony, metadata_keeper, root_metadata
 from update_service.release_store import ReleaseStore
 from update_service.signing_keys import (
     generate_signer,
@@ -161,3 +161,34 @@ def test_a_mangled_root_file_is_refused_never_crashes(
     # Whatever parsed must still fail the checks (it is not the next root of anything here).
     with pytest.raises(SevenfoldError):
         root_metadata.check_new_root(md, previous=md.signed, now=datetime.now(UTC))
+
+
+def test_a_first_import_that_died_is_finished_by_importing_the_same_root(tmp_path: Path) -> None:
+    store = ReleaseStore(tmp_path / "state")
+    keys = [generate_signer() for _ in range(2)]
+    md = key_ceremony.init_repository(store, root_keys=[k.public_key for k in keys], threshold=1)
+    root_metadata.sign_root(md, keys[0])
+    with store.writer() as repo:
+        repo.install_root(md)  # where a publisher killed right after the root write stops
+    assert not store.reader().exists()
+    imported = key_ceremony.import_root(store, md)
+    assert imported.created and store.reader().exists()
+    with pytest.raises(InvalidField, match="cannot follow root v1"):
+        key_ceremony.import_root(store, md)
+
+
+def test_the_keeper_finishes_a_targets_rotation_that_died_before_re_signing(
+    operator: Operator,
+) -> None:
+    md = key_ceremony.rotate(operator.store, "targets")
+    assert md is not None
+    for signer in operator.root_keys[:2]:
+        root_metadata.sign_root(md, signer)
+    with operator.store.writer() as repo:
+        repo.install_root(md)  # killed before targets, snapshot and timestamp were re-signed
+    resigned = metadata_keeper.refresh(operator.store, datetime.now(UTC))
+    assert resigned[0] == "targets" and "timestamp" in resigned
+    repo = operator.store.reader()
+    targets = repo.open("targets")
+    repo.root().verify_delegate("targets", targets.signed_bytes, targets.signatures)
+    operator.publish("board-a", "1.0.0", 1)
