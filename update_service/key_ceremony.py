@@ -62,11 +62,15 @@ def import_root(
     with store.writer() as repo:
         version = repo.root_version()
         previous = repo.root() if version else None
-        if previous is not None and not repo.exists():
-            # A first import that died before targets, snapshot and timestamp were
-            # written: the same root v1 again finishes it; any other is refused below.
-            if md.signed.version == 1 and md.signed_bytes == repo.open("root").signed_bytes:
-                previous = None
+        # A first import that died before targets, snapshot and timestamp were
+        # written: the same root v1 again finishes it; any other is refused below.
+        if (
+            previous is not None
+            and not repo.exists()
+            and md.signed.version == 1
+            and md.signed_bytes == repo.open("root").signed_bytes
+        ):
+            previous = None
         new = check_new_root(md, previous=previous, now=now or _now())
         for role in ONLINE_TOP_LEVEL:
             delegated = new.roles[role]

@@ -24,7 +24,6 @@ version. What this class adds is where metadata lives and who signs it:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -69,8 +68,6 @@ PUBLIC_FILE_MODE = 0o644
 """Repository files are public by design (signed, not secret) and may be synced to a CDN."""
 
 _SERIALIZER = JSONSerializer(compact=True)
-_VERSIONED = re.compile(r"^([1-9][0-9]{0,9})\.root\.json$")
-MAX_METADATA_FILE = 16 << 20
 
 
 class RepositoryMissing(ConfigError):
@@ -115,15 +112,16 @@ class TufRepository(Repository):
         return (self.metadata_dir / "timestamp.json").is_file()
 
     def root_version(self) -> int:
-        """The newest ``N.root.json`` (0 when there is none)."""
-        if not self.metadata_dir.is_dir():
-            return 0
-        versions = [
-            int(match.group(1))
-            for path in self.metadata_dir.iterdir()
-            if (match := _VERSIONED.match(path.name))
-        ]
-        return max(versions, default=0)
+        """The newest ``N.root.json`` (0 when there is none).
+
+        Found by probing 1, 2, 3...: root versions are few and consecutive, while
+        the directory holds every version of every role, so listing it would make
+        each publish slower as the repository ages.
+        """
+        version = 0
+        while (self.metadata_dir / f"{version + 1}.root.json").is_file():
+            version += 1
+        return version
 
     def open(self, role: str) -> Metadata[Any]:
         """The live metadata of *role*, or a version 0 to build from when it has none.
@@ -201,11 +199,14 @@ class TufRepository(Repository):
         signers = self._signers(role if role in TOP_LEVEL else RELEASES, keyids)
         if not signers:
             raise CryptoError(f"this server holds none of the keys {role} is delegated to")
+        # Canonical JSON is the costly part of signing a large snapshot: encode once.
+        payload = md.signed_bytes
         md.signatures.clear()
         for signer in signers:
-            md.sign(signer, append=True)
+            signature = signer.sign(payload)
+            md.signatures[signature.keyid] = signature
         try:
-            delegator.verify_delegate(role, md.signed_bytes, md.signatures)
+            delegator.verify_delegate(role, payload, md.signatures)
         except RepositoryError as exc:
             raise CryptoError(f"{role} v{md.signed.version} does not verify: {exc}") from exc
         name = "timestamp.json" if role == "timestamp" else f"{md.signed.version}.{role}.json"
