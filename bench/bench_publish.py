@@ -108,20 +108,10 @@ def _publish_ms(store: ReleaseStore, key: ec.EllipticCurvePrivateKey, serial: in
 
 def device_bytes(store: ReleaseStore, model: str) -> dict[str, int]:
     """Sizes of the metadata files a device of *model* downloads to reach its current image."""
-    repo = store.reader()
-    metadata = store.repository_dir / "metadata"
-    role = model_role(model)
     sizes = {
-        "root": (metadata / f"{repo.root_version()}.root.json").stat().st_size,
-        "timestamp": (metadata / "timestamp.json").stat().st_size,
-        "snapshot": (metadata / f"{repo.snapshot().version}.snapshot.json").stat().st_size,
-        "targets": (metadata / f"{repo.targets().version}.targets.json").stat().st_size,
-        "model": (metadata / f"{repo.targets(role).version}.{role}.json").stat().st_size,
+        name: path.stat().st_size
+        for name, path in release_publisher.device_download(store.reader(), model).items()
     }
-    pointer = repo.targets(role).targets.get(f"{model}/current.json")
-    leaf = repo.leaf_for(role, pointer.custom["image"]) if pointer is not None else role
-    if leaf != role:
-        sizes["bin"] = (metadata / f"{repo.targets(leaf).version}.{leaf}.json").stat().st_size
     sizes["total"] = sum(sizes.values())
     return sizes
 

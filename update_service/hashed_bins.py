@@ -14,8 +14,8 @@ the count), so its cost is spread over the publishes that filled the bins.
 
 The bound is a trade between the two files a device of a large model
 downloads that grow with it: a leaf of up to ``LEAF_CAPACITY`` targets (about
-250 bytes each), and the snapshot, which names every bin of every model (about
-40 bytes each). See docs/releases.md for the figures.
+300 bytes each), and the snapshot, which names every bin of every model (about
+45 bytes each). See docs/releases.md for the figures.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ from tuf.api.metadata import Key, SuccinctRoles, TargetFile
 
 from update_service.tuf_repository import TufRepository
 
-LEAF_CAPACITY = 64
-"""Targets one role may hold before its model is re-binned."""
+LEAF_CAPACITY = 32
+"""Targets one role may hold before its model is re-binned: a full leaf is about 10 KB,
+which MicroPython's ``json.load`` parses in a 64 KiB heap with a third of it left
+(tests/update_service/test_device_budget.py); 48 targets no longer fit."""
 
 MAX_BIT_LENGTH = 16
 """65,536 bins: far beyond what a device's snapshot can list, so never reached in practice."""

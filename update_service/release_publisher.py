@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -338,6 +339,31 @@ def show_release(repo: TufRepository, model: str, version: str) -> dict[str, Any
         key=lambda d: d["target"],
     )
     return shown
+
+
+def device_download(repo: TufRepository, model: str) -> dict[str, Path]:
+    """The metadata files a device of *model* downloads to reach its current image.
+
+    Newest root (a device that is behind also fetches each version between),
+    timestamp, snapshot, targets, the model role, and the one bin the current
+    image's path hashes to, if the model has bins.
+    """
+    _require(repo)
+    role = model_role(check_model_name(model))
+    metadata = repo.metadata_dir
+    files = {
+        "root": metadata / f"{repo.root_version()}.root.json",
+        "timestamp": metadata / "timestamp.json",
+        "snapshot": metadata / f"{repo.snapshot().version}.snapshot.json",
+        "targets": metadata / f"{repo.targets().version}.targets.json",
+        "model": metadata / f"{repo.targets(role).version}.{role}.json",
+    }
+    pointer = repo.targets(role).targets.get(pointer_target(model))
+    if pointer is not None:
+        leaf = repo.leaf_for(role, pointer.custom["image"])
+        if leaf != role:
+            files["bin"] = metadata / f"{repo.targets(leaf).version}.{leaf}.json"
+    return files
 
 
 def _release_view(path: str, target: TargetFile, current: str | None) -> dict[str, Any]:
