@@ -22,6 +22,7 @@ from tuf.ngclient import Updater
 
 from tests.update_service.file_fetcher import METADATA, TARGETS, DirectoryFetcher
 from tests.update_service.release_fixtures import create_repository
+from update_service.hashed_bins import LEAF_CAPACITY
 from update_service.release_publisher import list_releases
 from update_service.release_store import ReleaseStore
 
@@ -68,16 +69,23 @@ def run_publisher(state: Path, image: Path, kill_at: int) -> subprocess.Complete
     )  # fmt: skip
 
 
+@pytest.mark.parametrize("scenario", ["with a delta", "re-binning the model"])
 def test_a_publisher_killed_before_any_write_leaves_a_consistent_repository(
-    tmp_path: Path,
+    tmp_path: Path, scenario: str
 ) -> None:
     operator = create_repository(tmp_path / "pristine")
-    operator.publish("board-a", "1.0.0", 1, BODY + b"v1.0")
+    if scenario == "with a delta":
+        operator.publish("board-a", "1.0.0", 1, BODY + b"v1.0")
+        previous, body = "1.0.0", BODY + b"v1.1"
+    else:  # the next publish overflows the model role and spreads it over bins
+        for n in range(LEAF_CAPACITY - 1):
+            operator.publish("board-a", f"1.0.{n}", 1)
+        previous, body = f"1.0.{LEAF_CAPACITY - 2}", b""
     root = operator.root_bytes()
     seen = tmp_path / "seen-before"
-    assert seen_release(operator.store.repository_dir, seen, root) == "1.0.0"
+    assert seen_release(operator.store.repository_dir, seen, root) == previous
     image = tmp_path / "next.img"
-    image.write_bytes(operator.image("board-a", "1.1.0", 2, BODY + b"v1.1"))
+    image.write_bytes(operator.image("board-a", "1.1.0", 2, body))
 
     kill_at = 1
     while True:
@@ -94,14 +102,20 @@ def test_a_publisher_killed_before_any_write_leaves_a_consistent_repository(
             writes = int(died.stdout)
             break
         assert died.returncode == -signal.SIGKILL, died.stderr
-        assert fresh in ("1.0.0", "1.1.0"), kill_at
+        assert fresh in (previous, "1.1.0"), kill_at
         # The next publish after the crash completes and is what clients see.
         finished = run_publisher(state, image, 0)
         assert finished.returncode == 0, finished.stderr
         assert seen_release(repository, again, root) == "1.1.0"
         kill_at += 1
-    # image, delta, pointer, model role, snapshot, record, timestamp
-    assert writes == 7 and kill_at == writes + 1
+    assert kill_at == writes + 1
+    bins = ReleaseStore(state).reader().bins("model-board-a")
+    if scenario == "with a delta":
+        # image, delta, pointer, model role, snapshot, record, timestamp
+        assert writes == 7 and bins is None
+    else:
+        # image, pointer, every bin, model role, snapshot, record, timestamp
+        assert bins is not None and writes == bins.number_of_bins + 6
 
 
 def test_two_publishers_at_once_are_serialized(tmp_path: Path) -> None:

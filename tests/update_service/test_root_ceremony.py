@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from device_runtime.core.errors import ConfigError, CryptoError, InvalidField, SevenfoldError
+from tests.components import binary
 from tests.update_service.release_fixtures import Operator, create_repository
 from update_service import key_ceremony, metadata_keeper, root_metadata
 from update_service.release_store import ReleaseStore
@@ -192,3 +194,14 @@ def test_the_keeper_finishes_a_targets_rotation_that_died_before_re_signing(
     targets = repo.open("targets")
     repo.root().verify_delegate("targets", targets.signed_bytes, targets.signatures)
     operator.publish("board-a", "1.0.0", 1)
+
+
+def test_a_root_key_made_with_openssl_signs_a_root(tmp_path: Path) -> None:
+    key = tmp_path / "openssl-root.pem"
+    command = ["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)]
+    subprocess.run([binary("openssl"), *command], check=True, capture_output=True)
+    signer = read_signer(key)
+    store = ReleaseStore(tmp_path / "state")
+    md = key_ceremony.init_repository(store, root_keys=[read_public_key(key)], threshold=1)
+    root_metadata.sign_root(md, signer)
+    assert key_ceremony.import_root(store, md).created
