@@ -83,9 +83,11 @@ def expiry_period(role: str) -> timedelta:
 class TufRepository(Repository):
     """One repository directory (``metadata/`` and ``targets/``) and the keys that sign it.
 
-    Not thread-safe and not for two processes at once: callers hold the
-    publish lock (:mod:`update_service.publish_lock`) for the object's lifetime,
-    because its cache of the live state is only true while nobody else writes.
+    Not thread-safe. A writer holds the publish lock
+    (:mod:`update_service.publish_lock`) for the object's lifetime, because its
+    cache of the live state is only true while nobody else writes; a reader
+    needs no lock, since every file the live timestamp leads to is complete
+    before that timestamp is written and is never replaced afterwards.
     """
 
     def __init__(
