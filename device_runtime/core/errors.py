@@ -126,6 +126,16 @@ class CryptoError(SevenfoldError):
     code = "crypto"
 
 
+class ImageError(SevenfoldError):
+    """A firmware image is malformed, over a limit, or not signed by the expected key.
+
+    The reason names what is wrong and, where the image's own bytes are at
+    fault, the offset at which the fault lies.
+    """
+
+    code = "bad-image"
+
+
 class ApplicationError(SevenfoldError):
     """The application a verified image carries did not come up: its payload is not an
     application, or it crashed as it booted. A local failure, never sent over the wire."""
