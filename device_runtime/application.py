@@ -24,7 +24,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from device_runtime.core.errors import ApplicationError
+from device_runtime.core.errors import SevenfoldError
 
 MAX_PAYLOAD = 64 * 1024
 """Bytes of application the simulated board's slot takes."""
@@ -34,6 +34,14 @@ MAX_NAME = 32
 MAX_REASON = 256
 READING_LIMIT = 1 << 31
 """Readings are signed 32-bit integers, as a sensor's register holds them."""
+
+
+class ApplicationError(SevenfoldError):
+    """The application a verified image carries failed: its payload is no application, it
+    crashed, or it answered the board nonsense. A local failure, never sent over the wire
+    (so not in the core's tree, which a device carries)."""
+
+    code = "application"
 
 
 def _where(exc: BaseException, filename: str) -> str:
@@ -65,6 +73,8 @@ class Application:
             line = getattr(exc, "lineno", None)
             at = f" at line {line}" if line else ""
             raise ApplicationError(f"{label}: the payload is not Python{at}: {exc}") from None
+        except (RecursionError, MemoryError):  # nesting deeper than the compiler goes
+            raise ApplicationError(f"{label}: the payload nests too deep to compile") from None
         module = types.ModuleType("application")
         self._run("loading", lambda: exec(code, module.__dict__))  # noqa: S102
         entries = {}

@@ -136,13 +136,6 @@ class ImageError(SevenfoldError):
     code = "bad-image"
 
 
-class ApplicationError(SevenfoldError):
-    """The application a verified image carries did not come up: its payload is not an
-    application, or it crashed as it booted. A local failure, never sent over the wire."""
-
-    code = "application"
-
-
 class RootOfTrustError(SevenfoldError):
     """The root of trust is absent, locked out or refused, or a sealed blob is not its own."""
 

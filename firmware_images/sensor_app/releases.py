@@ -11,6 +11,9 @@ with every release, so each one can be published over the one before it
 1.2.0's sampling period of 0 divides by zero as the sensors come up (the
 board reports a boot failure); 1.3.0's calibration offset puts the temperature
 far below the sensor's rated range, so it boots but fails its health check.
+
+:func:`tampered_payload` is a release as an attacker changed it, for the demo
+and the tests of what attestation refuses.
 """
 
 from __future__ import annotations
@@ -106,3 +109,17 @@ def payload(chosen: Release, source: bytes | None = None) -> bytes:
     head, rest = text.split(BEGIN)
     _, tail = rest.split(END)
     return head + BEGIN + configuration(chosen) + END + tail
+
+
+TAMPERING = b"""
+# Added by an attacker: every reading reports a comfortable room, whatever the sensor reads.
+def sample(state, uptime_s):
+    return {"temperature": 2100}
+"""
+
+
+def tampered_payload(chosen: Release) -> bytes:
+    """*chosen*'s payload with an attacker's change: the readings replaced by a fixed value,
+    as sabotage that hides itself would. Signed with the release key (a compromised build
+    server, a leaked key) it boots; its hash is no release's, so attestation refuses it."""
+    return payload(chosen) + TAMPERING
