@@ -18,7 +18,7 @@ and the tests of what attestation refuses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from device_runtime.core.errors import ConfigError
@@ -45,6 +45,14 @@ class Release:
         return f"{APP_NAME}-{self.version}.img"
 
 
+UPDATE = Release(
+    version="1.1.0",
+    security_counter=2,
+    readings=("temperature", "humidity"),
+    sample_period_s=5,
+    calibration=0,
+    demonstrates="an update: a humidity reading too, sampled twice as often",
+)
 RELEASES: tuple[Release, ...] = (
     Release(
         version="1.0.0",
@@ -54,27 +62,19 @@ RELEASES: tuple[Release, ...] = (
         calibration=0,
         demonstrates="the first release: a temperature reading every 10 s",
     ),
-    Release(
-        version="1.1.0",
-        security_counter=2,
-        readings=("temperature", "humidity"),
-        sample_period_s=5,
-        calibration=0,
-        demonstrates="an update: a humidity reading too, sampled twice as often",
-    ),
-    Release(
+    UPDATE,
+    # The broken releases are 1.1.0 with one setting wrong each.
+    replace(
+        UPDATE,
         version="1.2.0",
         security_counter=3,
-        readings=("temperature", "humidity"),
         sample_period_s=0,
-        calibration=0,
         demonstrates="crashes on boot (a sampling period of 0): a revert",
     ),
-    Release(
+    replace(
+        UPDATE,
         version="1.3.0",
         security_counter=4,
-        readings=("temperature", "humidity"),
-        sample_period_s=5,
         calibration=-30000,
         demonstrates="boots, fails its health check (a calibration 300 C off): a halted rollout",
     ),

@@ -106,21 +106,17 @@ def demo(
                     f" {', '.join(kinds)}"
                 )
             boards = provision_over_consoles(state, fleet.http_url, kinds, tpm, maker)
-            release = flash_boards(state, [directory for directory, _ in boards])
+            image_hash = flash_boards(state, [directory for directory, _ in boards])
             client = FleetClient.for_state_dir(state)
-            _operate(client, boards, release)
+            _operate(client, boards, image_hash)
             if not as_json:
+                tampering = ", the last a tampered one signed with the same key" * (devices >= 4)
                 say(
                     f"built the sensor app's releases in {state / 'firmware'}; every board has"
-                    f" {FIRMWARE} in its slot"
-                    + (
-                        ", the last one a tampered 1.0.0 signed with the same key"
-                        if devices >= 4
-                        else ""
-                    )
+                    f" {FIRMWARE} in its slot{tampering}"
                 )
                 say(
-                    f"endorsed firmware {FIRMWARE} ({release.hex()[:16]}...) for {HWMODEL};"
+                    f"endorsed firmware {FIRMWARE} ({image_hash.hex()[:16]}...) for {HWMODEL};"
                     f" software boards in group {DEV_GROUP!r}, whose policy admits them"
                 )
                 say(f"running {devices} boards, each as a process of its own; they attest first")
