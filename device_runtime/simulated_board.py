@@ -47,7 +47,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from device_runtime.application import Application
+from device_runtime.application import Application, ApplicationError
 from device_runtime.console_device import BROKER_CA_FILE, ROOTS, export_credentials
 from device_runtime.core import evidence, signed_image
 from device_runtime.core.attestor import Attestor
@@ -180,7 +180,10 @@ def run_board(
         device.error = exc.explain()
         return device
     device.firmware = image.version
-    device.health = application.health_check()
+    try:
+        device.health = application.health_check()
+    except ApplicationError as exc:  # a health check that crashes has failed
+        device.health = exc.reason
 
     def sample() -> None:
         device.readings.append(application.sample(int(time.monotonic() - booted)))
