@@ -21,7 +21,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from device_runtime.core import signed_image as fmt
-from device_runtime.core.errors import ImageError
 
 PADDING = b"\xff"
 """What fills the header up to its size: erased flash, as imgtool's ``--pad-header``."""
@@ -34,10 +33,10 @@ def parse_version(text: str) -> tuple[int, int, int, int]:
     """``MAJOR.MINOR.REVISION[+BUILD]`` as the header's four fields (imgtool's syntax)."""
     match = VERSION.fullmatch(text)
     if match is None:
-        raise ImageError(f"version {text!r} is not MAJOR.MINOR.REVISION[+BUILD]")
+        raise fmt.ImageError(f"version {text!r} is not MAJOR.MINOR.REVISION[+BUILD]")
     parts = tuple(int(group or 0) for group in match.groups())
     if any(part > limit for part, limit in zip(parts, VERSION_LIMITS, strict=True)):
-        raise ImageError(f"version {text!r} does not fit the header (255.255.65535+4294967295)")
+        raise fmt.ImageError(f"version {text!r} does not fit the header (255.255.65535+4294967295)")
     return parts  # type: ignore[return-value]
 
 
@@ -55,17 +54,21 @@ def sign_image(
     signature is deterministic (RFC 6979), so equal inputs give equal bytes.
     """
     if not isinstance(key.curve, ec.SECP256R1):
-        raise ImageError(f"the key is on {key.curve.name}, not P-256 (ECDSA_SIG is ES256 here)")
+        raise fmt.ImageError(f"the key is on {key.curve.name}, not P-256 (ECDSA_SIG is ES256 here)")
     if not 0 <= security_counter <= 0xFFFFFFFF:
-        raise ImageError(f"security counter {security_counter} is not a 32-bit unsigned integer")
+        raise fmt.ImageError(
+            f"security counter {security_counter} is not a 32-bit unsigned integer"
+        )
     if not fmt.HEADER_SIZE <= header_size <= 0xFFFF:
-        raise ImageError(f"header size {header_size} is not in [32, 65535]")
+        raise fmt.ImageError(f"header size {header_size} is not in [32, 65535]")
     protected = _area(
         fmt.PROTECTED_INFO_MAGIC, _tlv(fmt.SEC_CNT, struct.pack("<I", security_counter))
     )
     size = header_size + len(payload) + len(protected)
     if size > fmt.MAX_IMAGE_SIZE:
-        raise ImageError(f"the image would be {size} bytes, over the {fmt.MAX_IMAGE_SIZE} limit")
+        raise fmt.ImageError(
+            f"the image would be {size} bytes, over the {fmt.MAX_IMAGE_SIZE} limit"
+        )
     header = struct.pack(
         fmt.HEADER_FORMAT,
         fmt.IMAGE_MAGIC,
@@ -79,9 +82,7 @@ def sign_image(
     )
     signed = header + PADDING * (header_size - fmt.HEADER_SIZE) + bytes(payload) + protected
     digest = hashlib.sha256(signed).digest()
-    point = key.public_key().public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-    )
+    point = public_point(key.public_key())
     algorithm = ec.ECDSA(Prehashed(hashes.SHA256()), deterministic_signing=True)
     tlvs = (
         _tlv(fmt.SHA256, digest)
@@ -89,6 +90,13 @@ def sign_image(
         + _tlv(fmt.ECDSA_SIG, key.sign(digest, algorithm))
     )
     return signed + _area(fmt.TLV_INFO_MAGIC, tlvs)
+
+
+def public_point(key: ec.EllipticCurvePublicKey) -> bytes:
+    """The 65-byte SEC1 point the device's verifier takes for a key (and hashes for KEYHASH)."""
+    return key.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
 
 
 def _tlv(kind: int, value: bytes) -> bytes:

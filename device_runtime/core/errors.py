@@ -126,16 +126,6 @@ class CryptoError(SevenfoldError):
     code = "crypto"
 
 
-class ImageError(SevenfoldError):
-    """A firmware image is malformed, over a limit, or not signed by the expected key.
-
-    The reason names what is wrong and, where the image's own bytes are at
-    fault, the offset at which the fault lies.
-    """
-
-    code = "bad-image"
-
-
 class RootOfTrustError(SevenfoldError):
     """The root of trust is absent, locked out or refused, or a sealed blob is not its own."""
 

@@ -29,7 +29,7 @@ import hashlib
 import struct
 
 from device_runtime.core import der
-from device_runtime.core.errors import CryptoError, ImageError
+from device_runtime.core.errors import CryptoError, SevenfoldError
 from device_runtime.core.hmac_sha256 import digests_equal
 
 TYPE_CHECKING = False
@@ -63,6 +63,17 @@ SUPPORTED_FLAGS = 0x131
 MAX_IMAGE_SIZE = 16 << 20
 """Bytes up to the end of the TLV area, unless the caller gives its slot's size."""
 CHUNK_SIZE = 4096
+
+
+class ImageError(SevenfoldError):
+    """An image is malformed, over a limit, or not signed by the expected key; the reason
+    names the offset at fault.
+
+    Here rather than in ``errors``: no peer sends it as a protocol code, and every
+    class there costs a device heap whenever ``errors`` loads, images or not.
+    """
+
+    code = "bad-image"
 
 
 def key_hash(public_key: bytes) -> bytes:

@@ -37,8 +37,9 @@ def verify_es256(public_key: bytes, message: bytes, signature: bytes) -> None:
     """Return if *signature* (raw r || s) is a valid ES256 signature, else raise CryptoError."""
     if not isinstance(message, (bytes, bytearray)):
         raise CryptoError("message must be bytes")
+    point = p256.parse_public_point(public_key)
     r, s = p256.parse_signature(signature)
-    _verify(public_key, bytes(message), encode_dss_signature(r, s), hashes.SHA256())
+    _verify(point, bytes(message), encode_dss_signature(r, s), hashes.SHA256())
 
 
 def verify_ecdsa_der(public_key: bytes, digest: bytes, signature: bytes) -> None:
@@ -47,15 +48,16 @@ def verify_ecdsa_der(public_key: bytes, digest: bytes, signature: bytes) -> None
     MCUboot images carry this form; OpenSSL parses the DER, and refuses any
     encoding but the one DER allows, as the MicroPython port does.
     """
+    point = p256.parse_public_point(public_key)
     if not isinstance(digest, (bytes, bytearray)) or len(digest) != p256.DIGEST_SIZE:
         raise CryptoError("digest must be 32 bytes (SHA-256)")
-    _verify(public_key, bytes(digest), bytes(signature), Prehashed(hashes.SHA256()))
+    _verify(point, bytes(digest), bytes(signature), Prehashed(hashes.SHA256()))
 
 
 def _verify(
-    public_key: bytes, data: bytes, der: bytes, algorithm: hashes.SHA256 | Prehashed
+    point: tuple[int, int], data: bytes, der: bytes, algorithm: hashes.SHA256 | Prehashed
 ) -> None:
-    x, y = p256.parse_public_point(public_key)
+    x, y = point
     try:
         key = ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()
         key.verify(der, data, ec.ECDSA(algorithm))
