@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from device_runtime.core.errors import ConfigError, ImageError
+from device_runtime.core.errors import ConfigError
+from device_runtime.core.signed_image import ImageError
 from device_runtime.simulated_board import (
     IMAGE_KEY_FILE,
     SLOT_FILE,

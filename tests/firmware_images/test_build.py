@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from device_runtime.core import signed_image
-from device_runtime.core.errors import ConfigError, ImageError
+from device_runtime.core.errors import ConfigError
+from device_runtime.core.signed_image import ImageError
 from firmware_images import build
 from firmware_images.sensor_app import releases
 from tests.components import binary
