@@ -55,3 +55,11 @@ class Link(Protocol):
 
 class Evidence(Protocol):
     def body(self, nonce: bytes, bootcount: int, uptime: int) -> dict[str, object]: ...
+
+class ReadBytes(Protocol):
+    """Up to *n* bytes of a stream, fewer near its end, empty at its end."""
+
+    def __call__(self, n: int, /) -> bytes | memoryview: ...
+
+class VerifyEcdsaDer(Protocol):
+    def __call__(self, public_key: bytes, digest: bytes, signature: bytes, /) -> None: ...
