@@ -80,7 +80,7 @@ PARTS: tuple[Part, ...] = (
     ),
     Part(
         "signing and verification",
-        "ES256 for evidence, CSRs and (later) image and update signatures",
+        "ES256 for evidence, CSRs, images and (later) update signatures",
         (
             "device_runtime/core/p256.py",
             "device_runtime/core/p256_points.py",
@@ -88,6 +88,13 @@ PARTS: tuple[Part, ...] = (
             "device_runtime/core/hmac_sha256.py",
             "device_runtime/core/cose.py",
         ),
+    ),
+    Part(
+        "image verification",
+        "the MCUboot image check before an image is installed or booted: a bug here boots"
+        " firmware nobody signed or misstates its security counter (signatures go through"
+        " the crypto ports)",
+        ("device_runtime/core/signed_image.py",),
     ),
     Part(
         "certificates",

@@ -56,9 +56,13 @@ class Link(Protocol):
 class Evidence(Protocol):
     def body(self, nonce: bytes, bootcount: int, uptime: int) -> dict[str, object]: ...
 
-class ReadChunk(Protocol):
-    """Up to *n* bytes of a stream, fewer only at its end (``b""`` once it has ended)."""
-    def __call__(self, n: int, /) -> bytes: ...
+class ReadBytes(Protocol):
+    """Up to *n* bytes of a stream, fewer near its end, empty at its end."""
+
+    def __call__(self, n: int, /) -> bytes | memoryview: ...
+
+class VerifyEcdsaDer(Protocol):
+    def __call__(self, public_key: bytes, digest: bytes, signature: bytes, /) -> None: ...
 
 class ReadAt(Protocol):
     """*n* bytes at *offset* of a random-access region, such as a flash slot."""

@@ -16,6 +16,7 @@ from sevenfold.cli import (
     devices,
     endorse,
     factory,
+    image,
     inventory,
     policy,
     server,
@@ -43,6 +44,7 @@ app.add_typer(factory.app, name="factory")
 app.add_typer(attest.app, name="attest")
 app.add_typer(policy.app, name="policy")
 app.add_typer(endorse.app, name="endorse")
+app.add_typer(image.app, name="image")
 app.command("inventory")(inventory.inventory)
 app.command("monitor")(monitor_command)
 app.add_typer(assets_app, name="assets")

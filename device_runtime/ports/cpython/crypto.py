@@ -1,6 +1,6 @@
 """Crypto port for CPython devices and the simulator, backed by OpenSSL.
 
-Same four functions as the MicroPython port, so device-core code runs on
+Same five functions as the MicroPython port, so device-core code runs on
 either. Input checks go through the portable core parser first, so both ports
 refuse the same malformed keys and signatures with the same reasons; OpenSSL
 then does the arithmetic (bench/bench_p256.py measures how much faster).
@@ -15,6 +15,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import (
+    Prehashed,
     decode_dss_signature,
     encode_dss_signature,
 )
@@ -36,11 +37,30 @@ def verify_es256(public_key: bytes, message: bytes, signature: bytes) -> None:
     """Return if *signature* (raw r || s) is a valid ES256 signature, else raise CryptoError."""
     if not isinstance(message, (bytes, bytearray)):
         raise CryptoError("message must be bytes")
-    x, y = p256.parse_public_point(public_key)
+    point = p256.parse_public_point(public_key)
     r, s = p256.parse_signature(signature)
+    _verify(point, bytes(message), encode_dss_signature(r, s), hashes.SHA256())
+
+
+def verify_ecdsa_der(public_key: bytes, digest: bytes, signature: bytes) -> None:
+    """Return if the DER *signature* is a valid P-256 signature of the SHA-256 *digest*.
+
+    MCUboot images carry this form; OpenSSL parses the DER, and refuses any
+    encoding but the one DER allows, as the MicroPython port does.
+    """
+    point = p256.parse_public_point(public_key)
+    if not isinstance(digest, (bytes, bytearray)) or len(digest) != p256.DIGEST_SIZE:
+        raise CryptoError("digest must be 32 bytes (SHA-256)")
+    _verify(point, bytes(digest), bytes(signature), Prehashed(hashes.SHA256()))
+
+
+def _verify(
+    point: tuple[int, int], data: bytes, der: bytes, algorithm: hashes.SHA256 | Prehashed
+) -> None:
+    x, y = point
     try:
         key = ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()
-        key.verify(encode_dss_signature(r, s), bytes(message), ec.ECDSA(hashes.SHA256()))
+        key.verify(der, data, ec.ECDSA(algorithm))
     except InvalidSignature:
         raise CryptoError("signature does not match") from None
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:

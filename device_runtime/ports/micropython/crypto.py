@@ -5,7 +5,7 @@ MicroPython has no public-key cryptography, so signatures are checked by
 ``os.urandom`` on the unix port reads the kernel CSPRNG (getrandom or
 /dev/urandom); boards whose ``os.urandom`` is backed by a hardware TRNG give the
 same guarantee, and a board without one must not use this port for key
-material. Same four functions as the CPython port.
+material. Same five functions as the CPython port.
 
 ``sign_es256`` here is DEVELOPMENT-ONLY: it runs the pure-Python signer, which
 is not constant-time; it is never the production path on a device with a
@@ -34,6 +34,27 @@ def verify_es256(public_key: bytes, message: bytes, signature: bytes) -> None:
     from device_runtime.core import p256
 
     p256.verify(public_key, message, signature)
+
+
+def verify_ecdsa_der(public_key: bytes, digest: bytes, signature: bytes) -> None:
+    """Return if the DER *signature* is a valid P-256 signature of the SHA-256 *digest*.
+
+    MCUboot images carry this form. Only DER's one encoding passes: the pair
+    read back must encode to the very same bytes, as OpenSSL requires too.
+    """
+    from device_runtime.core import der, der_parser, p256
+
+    start, end = der_parser.expect(signature, 0, len(signature), der.SEQUENCE, "signature")
+    r_start, r_end = der_parser.expect(signature, start, end, der.INTEGER, "r")
+    s_start, s_end = der_parser.expect(signature, r_end, end, der.INTEGER, "s")
+    if max(r_end - r_start, s_end - s_start) > 33:
+        raise CryptoError("signature integers are over 33 bytes")
+    raw = b""
+    for part in (signature[r_start:r_end], signature[s_start:s_end]):
+        raw += int.from_bytes(part, "big").to_bytes(33, "big")[1:]
+    if der.ecdsa_signature(raw) != signature:
+        raise CryptoError("signature is not in DER")
+    p256.verify_digest(public_key, digest, raw)
 
 
 def sign_es256(private_scalar: bytes, message: bytes) -> bytes:

@@ -11,11 +11,15 @@ from collections.abc import Callable
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    Prehashed,
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from device_runtime.core import p256
+from device_runtime.core import der, p256
 from device_runtime.core.errors import CryptoError
 from device_runtime.ports.cpython import crypto as cpython_crypto
 from device_runtime.ports.micropython import crypto as micropython_crypto
@@ -113,3 +117,68 @@ def test_random_bytes_bounds_agree(n: int) -> None:
 def test_random_bytes_differ() -> None:
     for port in (cpython_crypto, micropython_crypto):
         assert port.random_bytes(32) != port.random_bytes(32)
+
+
+def _der_outcome(verify: Callable[[bytes, bytes, bytes], None], *args: bytes) -> bool:
+    try:
+        verify(*args)
+    except CryptoError as error:
+        assert error.reason
+        return False
+    return True
+
+
+def _both_der(point: bytes, digest: bytes, signature: bytes) -> bool:
+    """Whether both ports accept a DER signature over *digest* (their reasons may differ:
+    OpenSSL says only that it does not match)."""
+    cpython = _der_outcome(cpython_crypto.verify_ecdsa_der, point, digest, signature)
+    micropython = _der_outcome(micropython_crypto.verify_ecdsa_der, point, digest, signature)
+    assert cpython == micropython, (cpython, micropython, signature.hex())
+    return cpython
+
+
+def _der_signed(d: int, digest: bytes) -> tuple[bytes, bytes]:
+    key = ec.derive_private_key(d, ec.SECP256R1())
+    point = key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    return point, key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+
+
+digests = st.binary(min_size=32, max_size=32)
+
+
+@SETTINGS
+@given(scalars, digests, st.integers(0, 71 * 8 - 1))
+def test_der_signatures_over_a_digest_verify_and_fail_alike(
+    d: int, digest: bytes, bit: int
+) -> None:
+    point, signature = _der_signed(d, digest)
+    assert _both_der(point, digest, signature)
+    flipped = bytearray(signature)
+    flipped[bit // 8 % len(signature)] ^= 1 << (bit % 8)
+    assert not _both_der(point, digest, bytes(flipped))
+    assert not _both_der(point, bytes(32), signature) or digest == bytes(32)
+
+
+@SETTINGS
+@given(scalars, digests)
+def test_only_der_is_accepted_by_both(d: int, digest: bytes) -> None:
+    point, signature = _der_signed(d, digest)
+    r, s = decode_dss_signature(signature)
+    r_part = der.unsigned(r.to_bytes(32, "big"))
+    padded_r = b"\x02" + bytes((r_part[1] + 1,)) + b"\x00" + r_part[2:]  # not minimal
+    s_part = der.unsigned(s.to_bytes(32, "big"))
+    loose = der.sequence(padded_r, s_part)
+    long_form = b"\x30\x81" + signature[1:]
+    assert not _both_der(point, digest, loose)
+    assert not _both_der(point, digest, signature + b"\x00")
+    assert not _both_der(point, digest, long_form)
+    assert not _both_der(point, digest, encode_dss_signature(r, s + p256.N))
+
+
+@SETTINGS
+@given(st.binary(max_size=80))
+def test_hostile_der_is_refused_alike(signature: bytes) -> None:
+    point, _ = _der_signed(7, bytes(32))
+    assert not _both_der(point, bytes(32), signature)
