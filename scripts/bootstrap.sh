@@ -1,7 +1,7 @@
 # Shared set-up for scripts/demo and scripts/test: system packages, then a venv.
 # Sourced, not run. Idempotent: a second run installs nothing new.
 
-SYSTEM_PACKAGES="python3-venv python3-dev build-essential pkg-config mosquitto swtpm swtpm-tools libtss2-dev tpm2-openssl tpm2-abrmd libtss2-tcti-tabrmd0 dbus tshark faketime ieee-data"
+SYSTEM_PACKAGES="python3-venv python3-dev build-essential pkg-config mosquitto swtpm swtpm-tools libtss2-dev tpm2-openssl tpm2-abrmd libtss2-tcti-tabrmd0 dbus tshark faketime ieee-data zstd xdelta3 zlib1g-dev"
 
 missing_system_packages() {
   local missing=""

@@ -63,3 +63,10 @@ class ReadBytes(Protocol):
 
 class VerifyEcdsaDer(Protocol):
     def __call__(self, public_key: bytes, digest: bytes, signature: bytes, /) -> None: ...
+
+class ReadAt(Protocol):
+    """*n* bytes at *offset* of a random-access region, such as a flash slot."""
+    def __call__(self, offset: int, n: int, /) -> bytes: ...
+
+class WriteChunk(Protocol):
+    def __call__(self, data: bytes, /) -> object: ...
