@@ -32,8 +32,8 @@ from device_runtime.core.attestor import Attestor
 from device_runtime.core.console import read_installed
 from device_runtime.ports.cpython.storage import DirectoryStore
 from device_runtime.ports.cpython.tls_credential import key_file
-from device_runtime.simulated_board import DBGSTAT_DISABLED_PERMANENTLY, OEMID
-from device_runtime.simulator import FLEET_CERT_FILE, open_root_of_trust
+from device_runtime.simulated_board import DBGSTAT_DISABLED_PERMANENTLY, OEMID, first_stage
+from device_runtime.simulator import FLEET_CERT_FILE, BootedImage, open_root_of_trust
 
 CORRELATION = b"\x02" * 8
 
@@ -63,7 +63,9 @@ def main() -> None:
     record = read_installed(DirectoryStore(directory=board))
     assert record is not None, f"{board} is not provisioned"
     device_id = board.name
-    rot = open_root_of_trust(kind="dice", directory=board, hwmodel=hwmodel)
+    verified, _ = first_stage(board)  # the Alias key is derived from the image it boots
+    image = BootedImage(verified.version, verified.security_counter, verified.image_hash)
+    rot = open_root_of_trust(kind="dice", directory=board, hwmodel=hwmodel, image=image)
     deviceid = x509.load_der_x509_certificate(record["device-cert"])  # type: ignore[arg-type]
     attestor = Attestor(
         rot=rot,
@@ -71,11 +73,11 @@ def main() -> None:
         deviceid_certificate=deviceid.public_bytes(serialization.Encoding.DER),
         hwmodel=hwmodel,
         swname="sevenfold-sim",
-        swversion="1.0.0",
-        security_version=0,
+        swversion=image.version,
+        security_version=image.security_counter,
         oemid=OEMID,
         dbgstat=DBGSTAT_DISABLED_PERMANENTLY,
-        image_digest=b"\x00" * 32,
+        image_digest=image.image_hash,
         config_digest=b"\x00" * 32,
     )
     payloads = messages(attestor)

@@ -25,9 +25,9 @@ from sqlalchemy import func, select
 from attestation_server.tables import AttestationChallenge
 from device_runtime.core import protocol
 from device_runtime.simulated_board import run_board
-from device_runtime.simulator import firmware_measurement
 from sevenfold.cli.demo import HWMODEL, provision_over_consoles
 from tests.attestation_fixtures import fleet, operator_api
+from tests.firmware_fixtures import SampleFirmware
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.xdist_group("fleet-server")]
 
@@ -40,19 +40,23 @@ GOOD_BOARD_S = 20.0
 enroll, two heartbeats at the fixture's 1 s interval) must finish within this under the flood."""
 
 
-def test_a_good_board_attests_through_a_flood_of_its_attestation_plane(fleet: Any) -> None:
+def test_a_good_board_attests_through_a_flood_of_its_attestation_plane(
+    fleet: Any, sample_firmware: SampleFirmware
+) -> None:
     server, config, maker = fleet
     (hostile_dir, kind), (good_dir, _) = provision_over_consoles(
         config.state_dir, server.http_url, ["dice", "dice"], None, maker
     )
+    for board in (hostile_dir, good_dir):
+        sample_firmware.install(board, "1.0.0")
     hostile_id, good_id = hostile_dir.name, good_dir.name
     with operator_api(server, config) as api:
         api.post(
             "/api/v1/endorsements",
-            json={"hwmodel": HWMODEL, "digest": firmware_measurement("1.0.0").hex()},
+            json={"hwmodel": HWMODEL, "digest": sample_firmware.image_hash("1.0.0").hex()},
         ).raise_for_status()
         hostile = run_board(
-            directory=hostile_dir, kind=kind, hwmodel=HWMODEL, swversion="1.0.0", beats=1,
+            directory=hostile_dir, kind=kind, hwmodel=HWMODEL, beats=1,
             prefix=protocol.DEFAULT_PREFIX,
         )  # fmt: skip
         assert hostile.error is None and hostile.attested, "it holds a fleet certificate"
@@ -68,7 +72,7 @@ def test_a_good_board_attests_through_a_flood_of_its_attestation_plane(fleet: An
             time.sleep(0.5)  # the flood is under way before the good board boots
             started = time.monotonic()
             good = run_board(
-                directory=good_dir, kind=kind, hwmodel=HWMODEL, swversion="1.0.0", beats=2,
+                directory=good_dir, kind=kind, hwmodel=HWMODEL, beats=2,
                 prefix=protocol.DEFAULT_PREFIX,
             )  # fmt: skip
             took = time.monotonic() - started
