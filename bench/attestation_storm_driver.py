@@ -35,7 +35,7 @@ from bench.fleet_load_driver import Device, Outcome, PhaseCpu, percentiles
 from device_runtime.core.attestor import Attestor
 from device_runtime.ports.cpython.tls_credential import key_file
 from device_runtime.rot.derived import DerivedRootOfTrust
-from device_runtime.simulator import open_root_of_trust
+from device_runtime.simulator import BootedImage, open_root_of_trust
 
 ATTESTATION_LEAVES = ("att/up", "att/down")
 CONNECTING_AT_ONCE = 200
@@ -70,8 +70,11 @@ def _open_board(spec: dict[str, Any], entry: dict[str, str]) -> tuple[Board, ssl
     """Boot: open the root of trust and work out both public keys, so that the storm's token
     times are per token (the derivation, pure Python, happens once per boot)."""
     directory = Path(entry["directory"])
+    image = BootedImage(
+        spec["swversion"], spec["security_version"], bytes.fromhex(spec["image_digest"])
+    )
     rot = open_root_of_trust(
-        kind=spec["kind"], directory=directory, hwmodel=spec["hwmodel"], swversion=spec["swversion"]
+        kind=spec["kind"], directory=directory, hwmodel=spec["hwmodel"], image=image
     )
     rot.identity_key().public_key()
     rot.evidence_key().public_key()

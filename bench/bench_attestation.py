@@ -67,16 +67,26 @@ from device_runtime.simulated_board import (
     DBGSTAT_DISABLED_PERMANENTLY,
     DEVICEID_CERT_FILE,
     OEMID,
-    SECURITY_VERSION,
     configuration_digest,
 )
-from device_runtime.simulator import SWNAME, csr_pem, firmware_measurement, open_root_of_trust
+from device_runtime.simulator import SWNAME, BootedImage, csr_pem, open_root_of_trust
+from firmware_images.build import checked, release_image
+from firmware_images.sensor_app.releases import release
 from fleet_platform import api_tokens
 from fleet_platform.pki import CertificateAuthority
 from sevenfold.factory_station import device_id_for, init_ca
 
 HWMODEL = "bench-board"
-SWVERSION = "1.0.0"
+
+
+def _sample_image() -> BootedImage:
+    """What every bench board's first stage measured: the sample app's 1.0.0 image."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    verified = checked(release_image(release("1.0.0"), key), key)
+    return BootedImage(verified.version, verified.security_counter, verified.image_hash)
+
+
+IMAGE = _sample_image()
 STATION = "bench"
 KINDS = ("dice", "software")
 PROVISIONING_THREADS = 4
@@ -102,7 +112,7 @@ def provision(
         nonlocal done
         device_id = device_id_for(HWMODEL, f"{number:05d}")
         home = directory / device_id
-        rot = open_root_of_trust(kind=kind, directory=home, hwmodel=HWMODEL, swversion=SWVERSION)
+        rot = open_root_of_trust(kind=kind, directory=home, hwmodel=HWMODEL, image=IMAGE)
         csr_der = rot.csr(device_id)
         request = csr_pem(csr_der)
         certificate = (
@@ -140,7 +150,7 @@ def _operate(api: httpx.Client, kind: str, config_digest: bytes) -> None:
     """What the operator does first: endorse the image and the configuration, and for
     software roots of trust admit them in the default group (development lines only)."""
     for component, digest in (
-        ("image", firmware_measurement(SWVERSION)),
+        ("image", IMAGE.image_hash),
         ("config", config_digest),
     ):
         api.post(
@@ -253,9 +263,10 @@ def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         spec = {
             "host": info.broker_host, "port": link["broker_recovery_port"], "ca": info.ca_path,
             "prefix": info.prefix, "kind": args.kind, "hwmodel": HWMODEL,
-            "swversion": SWVERSION, "swname": SWNAME, "security_version": SECURITY_VERSION,
+            "swversion": IMAGE.version, "swname": SWNAME,
+            "security_version": IMAGE.security_counter,
             "oemid": OEMID.hex(), "dbgstat": DBGSTAT_DISABLED_PERMANENTLY,
-            "image_digest": firmware_measurement(SWVERSION).hex(),
+            "image_digest": IMAGE.image_hash.hex(),
             "config_digest": config_digest.hex(), "certificate_file": DEVICEID_CERT_FILE,
             "devices": devices, "repeats": args.repeats, "watch": watch,
         }  # fmt: skip

@@ -1,61 +1,86 @@
-"""A provisioned simulated board running its agent as a process of its own.
+"""A provisioned simulated board booting its firmware image and running its agent.
 
-What a board does once the factory has been through its console: read what
-was installed (device id, DeviceID and fleet certificates, the broker's CA and
-address), open its root of trust and measure its firmware and configuration
-into it, attest through the broker's recovery listener (when the factory
-installed one) to earn a fleet certificate, connect with the key its root of
-trust holds, and enroll and heartbeat. A TPM board needs this process of its own: OpenSSL reads
-the configuration that loads its tpm2 provider once per process
-(``ports/cpython/tpm_tls.py``), so it is started with that environment.
+What a board does once the factory has been through its console and an image
+is in its firmware slot (:func:`install_firmware`): its first stage verifies
+the image in ``slot0.img`` against the image-signing key the board trusts
+(``image-key.pem``, as MCUboot's key is built into the bootloader) with the
+device core's verifier, opens the root of trust and measures the image's hash
+and the configuration into it, then loads the application from the image's
+payload, boots it and runs its health check (``device_runtime/application.py``).
+Then the agent: read what was installed (device id, DeviceID and fleet
+certificates, the broker's CA and address), attest through the broker's
+recovery listener (when the factory installed one) to earn a fleet
+certificate, connect with the key its root of trust holds, enroll and
+heartbeat, the application sampling its sensors at every acknowledged beat.
+An image the first stage refuses, or an application that crashes on boot,
+stops the board there; an application that fails its health check still runs
+(it booted; reverting it is an update agent's decision) and the outcome says why.
+
+A TPM board needs this process of its own: OpenSSL reads the configuration
+that loads its tpm2 provider once per process (``ports/cpython/tpm_tls.py``),
+so it is started with that environment.
 
     python -m device_runtime.simulated_board --dir D --kind tpm --hwmodel M [--beats N]
 
-It prints one JSON line: device id, boot count, beats answered, error (or null),
-and exits 0 only if every beat was answered.
+It prints one JSON line: device id, boot count, beats answered, the firmware
+version booted, the failed health check's reason, the readings, error (or
+null), and exits 0 only if the image booted, passed its health check and every
+beat was answered. The readings stay in this outcome: the heartbeat's schema
+(``device_runtime/core/protocol.py``) has no field for them.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
+import io
 import json
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from device_runtime.application import Application, ApplicationError
 from device_runtime.console_device import BROKER_CA_FILE, ROOTS, export_credentials
-from device_runtime.core import evidence
+from device_runtime.core import evidence, signed_image
 from device_runtime.core.attestor import Attestor
 from device_runtime.core.console import read_installed
-from device_runtime.core.errors import SevenfoldError
+from device_runtime.core.errors import ConfigError, SevenfoldError
 from device_runtime.ports.cpython.atomic_file import write_atomic
+from device_runtime.ports.cpython.crypto import verify_ecdsa_der
 from device_runtime.ports.cpython.storage import DirectoryStore
 from device_runtime.simulator import (
     SIMULATED_KINDS,
     SWNAME,
     AttestedLink,
+    BootedImage,
     BrokerAddress,
     SimulatedDevice,
-    firmware_measurement,
     open_root_of_trust,
     run_agent,
     tls_transport,
 )
 
 DEVICEID_CERT_FILE = "deviceid.crt"
+SLOT_FILE = "slot0.img"
+"""The board's firmware slot: the signed image it boots."""
+IMAGE_KEY_FILE = "image-key.pem"
+"""The public key the board's first stage accepts images from (PEM SubjectPublicKeyInfo)."""
+SLOT_SIZE = 256 * 1024
+"""Bytes the simulated board's slot holds: the first stage reads nothing past it."""
 
 
 OEMID = b"\x02\x5a\x7f"
 """The simulated boards' maker: an IEEE OUI-shaped identifier (EAT ``oemid``)."""
 DBGSTAT_DISABLED_PERMANENTLY = 3
 """EAT ``dbgstat`` a simulated board reports: it has no debug port at all."""
-SECURITY_VERSION = 0
 
 
 @contextlib.contextmanager
@@ -82,10 +107,50 @@ def configuration_digest(record: dict[str, object], prefix: str) -> bytes:
     return hashlib.sha256(text.encode()).digest()
 
 
+def install_firmware(
+    directory: Path, *, image: bytes, image_key: ec.EllipticCurvePublicKey
+) -> None:
+    """Put *image* in the board's slot and make *image_key* the key its first stage trusts:
+    the factory fixes the key, an update replaces the image."""
+    pem = image_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    write_atomic(directory / IMAGE_KEY_FILE, pem, mode=0o600)
+    write_atomic(directory / SLOT_FILE, image, mode=0o600)
+
+
+def first_stage(directory: Path) -> tuple[signed_image.VerifiedImage, bytes]:
+    """Verify the image in the board's slot; the verified image and its payload.
+
+    The slot is read once: the bytes verified are the bytes booted. ImageError
+    with the reason (and offset) when the image is malformed or not signed by
+    the board's key; ConfigError when the board has no key or no image.
+    """
+    try:
+        key = serialization.load_pem_public_key((directory / IMAGE_KEY_FILE).read_bytes())
+        with (directory / SLOT_FILE).open("rb") as slot:
+            data = slot.read(SLOT_SIZE + 1)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"the board has no {Path(str(exc.filename)).name}") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"the board's first stage cannot read its key or slot: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ConfigError(f"{IMAGE_KEY_FILE} is not an ECDSA key")
+    if len(data) > SLOT_SIZE:
+        raise ConfigError(f"{SLOT_FILE} is larger than the {SLOT_SIZE}-byte slot")
+    point = key.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    verified = signed_image.verify(io.BytesIO(data).read, point, verify_ecdsa_der, SLOT_SIZE)
+    start = verified.header_size
+    return verified, data[start : start + verified.payload_size]
+
+
 def run_board(
-    *, directory: Path, kind: str, hwmodel: str, swversion: str, beats: int, prefix: str
+    *, directory: Path, kind: str, hwmodel: str, beats: int, prefix: str
 ) -> SimulatedDevice:
-    """Run the provisioned board in *directory*; the outcome is on the returned device."""
+    """Boot the provisioned board in *directory* from its slot and run it; the outcome is on
+    the returned device."""
     record = read_installed(DirectoryStore(directory=directory))
     if record is None or export_credentials(directory) is None:
         raise SystemExit(f"{directory}: the board is not provisioned")
@@ -98,24 +163,39 @@ def run_board(
         prefix=prefix,
         recovery_port=recovery if isinstance(recovery, int) else None,
     )
-    image = firmware_measurement(swversion)
+    config_digest = configuration_digest(record, prefix)
     try:
-        # A simulated board's first stage measures the firmware it is told it runs.
+        verified, payload = first_stage(directory)
+        image = BootedImage(verified.version, verified.security_counter, verified.image_hash)
         rot = (
-            open_root_of_trust(kind=kind, directory=directory, hwmodel=hwmodel, swversion=swversion)
+            open_root_of_trust(kind=kind, directory=directory, hwmodel=hwmodel, image=image)
             if kind in SIMULATED_KINDS
             else ROOTS[kind](directory)
         )
-        evidence.measure_boot(rot, image, configuration_digest(record, prefix))
+        evidence.measure_boot(rot, image.image_hash, config_digest)
+        application = Application(payload, label=f"firmware {image.version}")
+        application.boot(device.device_id)
+        booted = time.monotonic()
     except SevenfoldError as exc:
         device.error = exc.explain()
         return device
+    device.firmware = image.version
+    try:
+        device.health = application.health_check()
+    except ApplicationError as exc:  # a health check that crashes has failed
+        device.health = exc.reason
+
+    def sample() -> None:
+        device.readings.append(application.sample(int(time.monotonic() - booted)))
+
+    agent = functools.partial(run_agent, device=device, rot_kind=rot.kind, broker=broker,
+                              hwmodel=hwmodel, swversion=image.version, beats=beats,
+                              on_beat=sample)  # fmt: skip
     if broker.recovery_port is None:
         with _key_file(rot, kind, directory) as key_path:
             transport = tls_transport(device=device, key_path=key_path, broker=broker)
         if transport is not None:
-            run_agent(device=device, rot_kind=rot.kind, transport=transport, broker=broker,
-                      hwmodel=hwmodel, swversion=swversion, beats=beats)  # fmt: skip
+            agent(transport=transport)
         return device
     deviceid = x509.load_der_x509_certificate(cast(bytes, record["device-cert"]))
     deviceid_path = directory / DEVICEID_CERT_FILE
@@ -126,12 +206,12 @@ def run_board(
         deviceid_certificate=deviceid.public_bytes(serialization.Encoding.DER),
         hwmodel=hwmodel,
         swname=SWNAME,
-        swversion=swversion,
-        security_version=SECURITY_VERSION,
+        swversion=image.version,
+        security_version=image.security_counter,
         oemid=OEMID,
         dbgstat=DBGSTAT_DISABLED_PERMANENTLY,
-        image_digest=image,
-        config_digest=configuration_digest(record, prefix),
+        image_digest=image.image_hash,
+        config_digest=config_digest,
     )
     link = AttestedLink(
         device=device,
@@ -139,8 +219,7 @@ def run_board(
         deviceid_certificate=deviceid_path,
         key_files=lambda key: _key_file(rot, kind, directory, key),
     )
-    run_agent(device=device, rot_kind=rot.kind, broker=broker, hwmodel=hwmodel,
-              swversion=swversion, beats=beats, link=link, attestor=attestor)  # fmt: skip
+    agent(link=link, attestor=attestor)
     return device
 
 
@@ -149,7 +228,6 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--kind", choices=sorted(ROOTS), required=True)
     parser.add_argument("--hwmodel", required=True)
-    parser.add_argument("--swversion", default="1.0.0")
     parser.add_argument("--beats", type=int, default=3)
     parser.add_argument("--prefix", default="sevenfold")
     args = parser.parse_args()
@@ -157,7 +235,6 @@ def main() -> None:
         directory=args.dir,
         kind=args.kind,
         hwmodel=args.hwmodel,
-        swversion=args.swversion,
         beats=args.beats,
         prefix=args.prefix,
     )
@@ -168,12 +245,16 @@ def main() -> None:
                 "boot_count": device.boot_count,
                 "attested": device.attested,
                 "beats": device.beats,
+                "firmware": device.firmware,
+                "health": device.health,
+                "readings": device.readings,
                 "error": device.error,
             }
         ),
         flush=True,
     )
-    sys.exit(0 if device.error is None and device.beats == args.beats else 1)
+    healthy = device.error is None and device.health is None
+    sys.exit(0 if healthy and device.beats == args.beats else 1)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ into the TLS library (``ports/cpython/tls_credential.py``), in memory.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -49,13 +48,30 @@ UDS_DIRECTORY = "uds"
 SIMULATED_KINDS = (SoftwareRootOfTrust.kind, dice.KIND)
 
 
+@dataclass(frozen=True, slots=True)
+class BootedImage:
+    """What a board's first stage measured: the image's version, security counter and hash
+    (the SHA256 TLV value of a verified image, ``device_runtime/core/signed_image.py``)."""
+
+    version: str
+    security_counter: int
+    image_hash: bytes
+
+
+NO_IMAGE = BootedImage(version="0.0.0", security_counter=0, image_hash=bytes(32))
+"""What the first stage has measured before it loads an image: nothing. The factory's console
+runs there (its DeviceID key does not depend on the image), and so do simulated devices that
+never attest; only an image's own measurement can earn an attestation pass."""
+
+
 def open_root_of_trust(
-    *, kind: str, directory: Path, hwmodel: str = "sim-board-1", swversion: str = "1.0.0"
+    *, kind: str, directory: Path, hwmodel: str = "sim-board-1", image: BootedImage = NO_IMAGE
 ) -> DerivedRootOfTrust:
     """A simulated device's root of trust, created on first use (a DICE UDS at "manufacture").
 
-    The DICE firmware measurement is :func:`firmware_measurement` of *swversion*,
-    so a new version gives the device a new Alias key.
+    A DICE first stage derives the Alias key from *image*'s hash and states its
+    version and security counter in the Alias certificate, so a new image gives
+    the device a new Alias key.
     """
     store = DirectoryStore(directory=directory)
     if kind == SoftwareRootOfTrust.kind:
@@ -70,19 +86,14 @@ def open_root_of_trust(
     return dice.DiceRootOfTrust.boot(
         uds_store=uds,
         store=store,
-        firmware_measurement=firmware_measurement(swversion),
+        firmware_measurement=image.image_hash,
         vendor="Sevenfold",
         model=hwmodel,
-        version=swversion,
-        svn=0,
+        version=image.version,
+        svn=image.security_counter,
         random_bytes=random_bytes,
         sign_es256=sign_es256,
     )
-
-
-def firmware_measurement(swversion: str) -> bytes:
-    """SHA-256 of the simulated firmware image: its name and version stand in for its bytes."""
-    return hashlib.sha256(f"sevenfold-sim {swversion}".encode()).digest()
 
 
 def csr_pem(der: bytes) -> bytes:
@@ -98,6 +109,12 @@ class SimulatedDevice:
     beats: int = 0
     error: str | None = None
     attested: bool = False
+    firmware: str | None = None
+    """The version of the image it booted, once its application came up."""
+    health: str | None = None
+    """Why its application's health check failed; None when it passed (or never ran)."""
+    readings: list[dict[str, int]] = field(default_factory=list)
+    """What its application sampled at each acknowledged heartbeat."""
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -212,10 +229,7 @@ class SimulatedFleet:
 
     def _open(self, device: SimulatedDevice) -> DerivedRootOfTrust:
         return open_root_of_trust(
-            kind=self.root_of_trust,
-            directory=device.directory,
-            hwmodel=self.hwmodel,
-            swversion=self.swversion,
+            kind=self.root_of_trust, directory=device.directory, hwmodel=self.hwmodel
         )
 
     def _run(self, device: SimulatedDevice, beats: int) -> None:
@@ -272,9 +286,11 @@ def run_agent(
     transport: MqttTransport | None = None,
     link: AttestedLink | None = None,
     attestor: Attestor | None = None,
+    on_beat: Callable[[], None] | None = None,
 ) -> None:
     """Boot, (attest,) enroll and heartbeat *beats* times as *device*; the outcome lands on
-    *device*. With *link* and *attestor* the device earns its broker access first."""
+    *device*. With *link* and *attestor* the device earns its broker access first;
+    *on_beat* runs after each acknowledged heartbeat (an application sampling)."""
     try:
         settings: dict[str, Any] = {
             "device_id": device.device_id,
@@ -301,7 +317,7 @@ def run_agent(
         device.boot_count = agent.boot()
         device.attested = isinstance(agent, AttestingAgent)
         agent.enroll()
-        agent.run(beats=beats, on_beat=lambda _answer: _count_beat(device))
+        agent.run(beats=beats, on_beat=lambda _answer: _count_beat(device, on_beat))
     except SevenfoldError as exc:
         device.error = exc.explain()
     finally:
@@ -309,5 +325,7 @@ def run_agent(
         device.done.set()
 
 
-def _count_beat(device: SimulatedDevice) -> None:
+def _count_beat(device: SimulatedDevice, then: Callable[[], None] | None) -> None:
     device.beats += 1
+    if then is not None:
+        then()

@@ -80,14 +80,24 @@ PARTS: tuple[Part, ...] = (
     ),
     Part(
         "signing and verification",
-        "ES256 for evidence, CSRs, images and (later) update signatures",
+        "ES256 for evidence, CSRs, images and (later) update signatures: keys and signatures"
+        " as bytes are checked here on every board before any arithmetic",
+        (
+            "device_runtime/core/p256_encoding.py",
+            "device_runtime/core/hmac_sha256.py",
+            "device_runtime/core/cose.py",
+        ),
+    ),
+    Part(
+        "P-256 arithmetic",
+        "the pure-Python ECDSA a MicroPython board signs and verifies with; a TPM board's"
+        " signatures are made in its TPM and checked by OpenSSL, so it runs none of this",
         (
             "device_runtime/core/p256.py",
             "device_runtime/core/p256_points.py",
             "device_runtime/core/rfc6979.py",
-            "device_runtime/core/hmac_sha256.py",
-            "device_runtime/core/cose.py",
         ),
+        (DICE,),
     ),
     Part(
         "image verification",

@@ -1,1 +1,5 @@
-pytest_plugins = ["tests.broker_fixtures", "tests.fleet_platform.storage.database_fixtures"]
+pytest_plugins = [
+    "tests.broker_fixtures",
+    "tests.firmware_fixtures",
+    "tests.fleet_platform.storage.database_fixtures",
+]

@@ -39,7 +39,7 @@ from device_runtime.core.errors import SevenfoldError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from device_runtime.core.port_types import ReadAt, ReadChunk, WriteChunk
+    from device_runtime.core.port_types import ReadAt, ReadBytes, WriteChunk
 
 PATCH_TYPE_SEQUENTIAL = 0
 COMPRESSION_HEATSHRINK = 4
@@ -63,7 +63,7 @@ class DeltaError(SevenfoldError):
 
 
 def apply_patch(
-    read: "ReadChunk", read_at: "ReadAt", old_size: int, write: "WriteChunk", max_size: int
+    read: "ReadBytes", read_at: "ReadAt", old_size: int, write: "WriteChunk", max_size: int
 ) -> int:
     """Write the image *read* turns the old one (*old_size* bytes) into; return its size.
 
@@ -185,7 +185,7 @@ def _size(reader: "_Source | _Decoded", what: str, signed: bool) -> int:
 class _Source:
     """The raw patch: its header bytes one at a time, then the stream for the decoder."""
 
-    def __init__(self, read: "ReadChunk") -> None:
+    def __init__(self, read: "ReadBytes") -> None:
         self._read = read
         self.offset = 0
 
@@ -195,7 +195,7 @@ class _Source:
             raise DeltaError("the patch ends at byte %d, in %s" % (self.offset, what))
         return got[0]
 
-    def read(self, n: int) -> bytes:
+    def read(self, n: int) -> "bytes | memoryview":
         got = self._read(n)
         if len(got) > n:
             raise DeltaError("the patch source gave %d bytes where %d were asked" % (len(got), n))

@@ -26,7 +26,7 @@ is 7 KiB, allocated once.
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from device_runtime.core.port_types import ReadChunk
+    from device_runtime.core.port_types import ReadBytes
 
 MIN_WINDOW_SZ2 = 4
 MAX_WINDOW_SZ2 = 12
@@ -59,7 +59,7 @@ def parameter_problem(window_sz2: int, lookahead_sz2: int) -> str:
 class HeatshrinkReader:
     """Decoded bytes of a heatshrink stream, read on demand from ``read(n)``."""
 
-    def __init__(self, read: "ReadChunk", window_sz2: int, lookahead_sz2: int) -> None:
+    def __init__(self, read: "ReadBytes", window_sz2: int, lookahead_sz2: int) -> None:
         problem = parameter_problem(window_sz2, lookahead_sz2)
         if problem:
             raise ValueError(problem)  # the caller checks what came from outside first
@@ -72,7 +72,7 @@ class HeatshrinkReader:
         self._slide_at = len(self._buf) - (1 << lookahead_sz2)
         self._pos = self._window
         self._out = self._window
-        self._input = b""
+        self._input: "bytes | memoryview" = b""
         self._input_pos = 0
         self._acc = 0
         self._nbits = 0

@@ -64,10 +64,6 @@ class ReadBytes(Protocol):
 class VerifyEcdsaDer(Protocol):
     def __call__(self, public_key: bytes, digest: bytes, signature: bytes, /) -> None: ...
 
-class ReadChunk(Protocol):
-    """Up to *n* bytes of a stream, fewer only at its end (``b""`` once it has ended)."""
-    def __call__(self, n: int, /) -> bytes: ...
-
 class ReadAt(Protocol):
     """*n* bytes at *offset* of a random-access region, such as a flash slot."""
     def __call__(self, offset: int, n: int, /) -> bytes: ...

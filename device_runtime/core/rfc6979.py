@@ -7,7 +7,7 @@ big-endian read. Runs unchanged on CPython and MicroPython.
 """
 
 from device_runtime.core.hmac_sha256 import hmac_sha256
-from device_runtime.core.p256_points import N
+from device_runtime.core.p256_encoding import N
 
 
 class Nonces:

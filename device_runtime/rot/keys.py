@@ -16,7 +16,7 @@ boot, not one per signature.
 
 from device_runtime.core.errors import CryptoError
 from device_runtime.core.hkdf import hkdf
-from device_runtime.core.p256_points import N
+from device_runtime.core.p256_encoding import N
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

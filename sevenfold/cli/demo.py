@@ -7,15 +7,22 @@ root of trust, the rest the development-only software one; with four boards
 or more the last is a DICE board whose firmware image was tampered with. The
 factory station provisions each over its console exactly as boards on a line
 are (the TPM board proves its EK and that its key and quote key are
-TPM-resident). The operator endorses the firmware image and lets the
-development line's group use software roots of trust. Then each board runs as
-a process of its own: it attests through the broker's recovery listener with
-its DeviceID certificate (evidence signed in its root of trust; the TPM adds
-a quote), earns a 24-hour fleet certificate, connects with it (the TPM
-board's TLS handshake is signed by the TPM), enrolls and heartbeats, while
-the tampered board is refused and never reaches its application topics. The
-tables show each device's proven root of trust and the verifier's verdict.
-Everything runs in a temporary state directory and is torn down at the end.
+TPM-resident). The sample firmware is built and signed with a release key
+made for the demo (``firmware_images``), and every board gets the sensor app
+1.0.0 in its slot, its first stage trusting that key; the tampered board gets
+1.0.0 with an attacker's change to its application, signed with the same key,
+as a compromised build server would ship it. The operator endorses the 1.0.0
+image's hash and lets the development line's group use software roots of
+trust. Then each board runs as a process of its own: its first stage verifies
+and measures the image and boots the application, it attests through the
+broker's recovery listener with its DeviceID certificate (evidence signed in
+its root of trust; the TPM adds a quote), earns a 24-hour fleet certificate,
+connects with it (the TPM board's TLS handshake is signed by the TPM), enrolls
+and heartbeats while its application samples its sensor. The tampered board
+boots (its signature is good) but its measurement is no endorsed image's: it is
+refused and never reaches its application topics. The tables show each
+device's proven root of trust and the verifier's verdict. Everything runs in
+a temporary state directory and is torn down at the end.
 """
 
 from __future__ import annotations
@@ -44,7 +51,6 @@ if TYPE_CHECKING:
 HWMODEL = "sim-board-1"
 BOARD_TIMEOUT_S = 120.0
 FIRMWARE = "1.0.0"
-TAMPERED = "1.0.0-tampered"
 DEV_GROUP = "dev-line"
 """The group the software boards are put in, whose policy admits software roots of trust."""
 
@@ -58,9 +64,9 @@ def board_kinds(count: int) -> list[str]:
     return kinds
 
 
-def firmware_of(index: int, count: int) -> str:
-    """What board *index* (0-based) of *count* runs: the tampered image for the last of 4+."""
-    return TAMPERED if count >= 4 and index == count - 1 else FIRMWARE
+def is_tampered(index: int, count: int) -> bool:
+    """Whether board *index* (0-based) of *count* runs the tampered image: the last of 4+."""
+    return count >= 4 and index == count - 1
 
 
 def demo(
@@ -100,19 +106,24 @@ def demo(
                     f" {', '.join(kinds)}"
                 )
             boards = provision_over_consoles(state, fleet.http_url, kinds, tpm, maker)
+            image_hash = flash_boards(state, [directory for directory, _ in boards])
             client = FleetClient.for_state_dir(state)
-            _operate(client, boards)
+            _operate(client, boards, image_hash)
             if not as_json:
+                tampering = ", the last a tampered one signed with the same key" * (devices >= 4)
                 say(
-                    f"endorsed firmware {FIRMWARE} for {HWMODEL}; software boards in group"
-                    f" {DEV_GROUP!r}, whose policy admits them"
+                    f"built the sensor app's releases in {state / 'firmware'}; every board has"
+                    f" {FIRMWARE} in its slot{tampering}"
+                )
+                say(
+                    f"endorsed firmware {FIRMWARE} ({image_hash.hex()[:16]}...) for {HWMODEL};"
+                    f" software boards in group {DEV_GROUP!r}, whose policy admits them"
                 )
                 say(f"running {devices} boards, each as a process of its own; they attest first")
             running: list[tuple[Path, subprocess.Popen[str]]] = []
             try:
-                for index, (directory, kind) in enumerate(boards):
-                    firmware = firmware_of(index, devices)
-                    process = _start_board(directory, kind, firmware, beats, config.prefix, tpm)
+                for directory, kind in boards:
+                    process = _start_board(directory, kind, beats, config.prefix, tpm)
                     running.append((directory, process))
                 outcomes = [_outcome(directory.name, process) for directory, process in running]
             finally:
@@ -132,10 +143,15 @@ def demo(
         emit_json({
             "devices": rows, "attestation": standings,
             "errors": {o["device_id"]: o["error"] for o in failed}, "refused": refused,
+            "firmware": {o["device_id"]: {key: o.get(key) for key in ("firmware", "readings")}
+                         for o in outcomes},
         })  # fmt: skip
     else:
         show(device_table(rows, title="Fleet"))
         show(standing_table(standings, title="Attestation"))
+        for outcome in outcomes:
+            if outcome.get("readings"):
+                say((str(outcome["device_id"]), "bold"), " runs ", _last_reading(outcome))
         for outcome in failed:
             say((str(outcome["device_id"]), "red"), ": ", str(outcome["error"]))
         for device_id, error in refused.items():
@@ -145,14 +161,39 @@ def demo(
         raise typer.Exit(1)
 
 
-def _operate(client: FleetClient, boards: list[tuple[Path, str]]) -> None:
-    """What the fleet operator does before the boards boot: endorse, set the dev policy."""
-    from device_runtime.simulator import firmware_measurement
+def _last_reading(outcome: dict[str, Any]) -> str:
+    """ "sensor app 1.0.0, temperature 20.11": the app reports readings in hundredths."""
+    last = outcome["readings"][-1]
+    values = ", ".join(f"{name} {int(value) / 100:.2f}" for name, value in sorted(last.items()))
+    return f"firmware {outcome.get('firmware')}, last reading: {values}"
 
+
+def flash_boards(state: Path, boards: list[Path]) -> bytes:
+    """Build the sample firmware with a release key of the demo's own and put 1.0.0 in every
+    board's slot (a tampered 1.0.0, signed with the same key, in the last of four or more);
+    the hash of the 1.0.0 image, which the operator endorses."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from device_runtime.simulated_board import install_firmware
+    from firmware_images.build import build, release_image
+    from firmware_images.sensor_app.releases import release
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    built = {image.version: image for image in build(key=key, out=state / "firmware")}
+    genuine = (state / "firmware" / built[FIRMWARE].file).read_bytes()
+    tampered = release_image(release(FIRMWARE), key, tampered=True)
+    for index, directory in enumerate(boards):
+        image = tampered if is_tampered(index, len(boards)) else genuine
+        install_firmware(directory, image=image, image_key=key.public_key())
+    return built[FIRMWARE].image_hash
+
+
+def _operate(client: FleetClient, boards: list[tuple[Path, str]], image_hash: bytes) -> None:
+    """What the fleet operator does before the boards boot: endorse, set the dev policy."""
     client.send(
         "POST",
         "/api/v1/endorsements",
-        {"hwmodel": HWMODEL, "digest": firmware_measurement(FIRMWARE).hex(), "swversion": None},
+        {"hwmodel": HWMODEL, "digest": image_hash.hex(), "swversion": None},
     )
     client.send(
         "PUT", f"/api/v1/policies/{DEV_GROUP}", {"allowed_roots": ["tpm", "dice", "software"]}
@@ -240,7 +281,7 @@ def provision_over_consoles(
 
 
 def _start_board(
-    directory: Path, kind: str, firmware: str, beats: int, prefix: str, tpm: Any
+    directory: Path, kind: str, beats: int, prefix: str, tpm: Any
 ) -> subprocess.Popen[str]:
     env = dict(os.environ)
     if kind == "tpm":
@@ -251,8 +292,7 @@ def _start_board(
     return subprocess.Popen(
         [
             sys.executable, "-m", "device_runtime.simulated_board", "--dir", str(directory),
-            "--kind", kind, "--hwmodel", HWMODEL, "--swversion", firmware, "--beats", str(beats),
-            "--prefix", prefix,
+            "--kind", kind, "--hwmodel", HWMODEL, "--beats", str(beats), "--prefix", prefix,
         ],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from device_runtime.core.errors import ConfigError
+from device_runtime.core.hmac_sha256 import digests_equal
 from sevenfold.api_client import FleetClient
 from sevenfold.cli.options import JsonOption, StateOption, UrlOption, state_dir
 from sevenfold.cli.output import emit_json, reported_errors, say, show
@@ -24,7 +25,11 @@ def add(
     hwmodel: Annotated[str, typer.Option(help="Hardware model the measurement is endorsed for.")],
     digest: Annotated[str | None, typer.Option(help="SHA-256, 64 hex digits.")] = None,
     image: Annotated[
-        Path | None, typer.Option(help="A file to measure instead of giving --digest.")
+        Path | None,
+        typer.Option(
+            help="A file to measure instead of giving --digest: a signed image's measurement"
+            " is its image hash (what its first stage measures), any other file's its SHA-256."
+        ),
     ] = None,
     component: Annotated[str, typer.Option(help="image or config.")] = "image",
     swversion: Annotated[str | None, typer.Option(help="The version it must claim.")] = None,
@@ -92,11 +97,25 @@ def withdraw(
 
 
 def _sha256(path: Path) -> str:
+    """The measurement a device reports for *path*: an MCUboot image's hash (the SHA256 TLV
+    its first stage checks, not the file's hash: the signature and slot padding lie outside
+    it), else the SHA-256 of the whole file (a configuration)."""
+    from device_runtime.core import signed_image
+
     try:
-        digest = hashlib.sha256()
         with path.open("rb") as stream:
+            if int.from_bytes(stream.read(4), "little") == signed_image.IMAGE_MAGIC:
+                stream.seek(0)
+                parsed = signed_image.inspect(stream.read, chunk_size=_CHUNK)
+                if not digests_equal(parsed.value(signed_image.SHA256), parsed.digest):
+                    raise ConfigError(f"{path}: the image's SHA256 TLV is not its hash")
+                return parsed.digest.hex()
+            stream.seek(0)
+            digest = hashlib.sha256()
             while chunk := stream.read(_CHUNK):
                 digest.update(chunk)
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except signed_image.ImageError as exc:
+        raise ConfigError(f"{path}: {exc.reason}") from None
     return digest.hexdigest()

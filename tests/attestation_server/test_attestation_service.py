@@ -29,15 +29,15 @@ from attestation_server.tables import DeviceEvent
 from attestation_server.trust_store import TrustStore
 from device_runtime.core.attestor import Attestor
 from device_runtime.rot.derived import DerivedRootOfTrust
-from device_runtime.simulator import csr_pem, firmware_measurement, open_root_of_trust
+from device_runtime.simulator import BootedImage, csr_pem, open_root_of_trust
 from fleet_platform.gateway import Request
 from fleet_platform.pki import CertificateAuthority
 from fleet_platform.storage import Database
+from tests.firmware_fixtures import SampleFirmware
 
 NOW = datetime.now(UTC)
 """Certificates made here are valid from a few minutes ago: the tests run at the real time."""
 HWMODEL = "board-a"
-IMAGE = firmware_measurement("1.0.0")
 
 
 @dataclass
@@ -45,19 +45,23 @@ class Board:
     device_id: str
     rot: DerivedRootOfTrust
     deviceid_certificate: bytes
+    image: BootedImage
+    """What its first stage booted."""
 
-    def attestor(self, *, swversion: str = "1.0.0") -> Attestor:
+    def attestor(self, *, image: BootedImage | None = None) -> Attestor:
+        """Evidence for *image* (by default the one it booted)."""
+        claimed = image or self.image
         return Attestor(
             rot=self.rot,
             device_id=self.device_id,
             deviceid_certificate=self.deviceid_certificate,
             hwmodel=HWMODEL,
             swname="app",
-            swversion=swversion,
-            security_version=0,
+            swversion=claimed.version,
+            security_version=claimed.security_counter,
             oemid=b"\x02\x5a\x7f",
             dbgstat=3,
-            image_digest=firmware_measurement(swversion),
+            image_digest=claimed.image_hash,
             config_digest=b"c" * 32,
         )
 
@@ -71,11 +75,13 @@ class Verifier:
     maker: CertificateAuthority
     provisioning: ProvisioningRegistry
     directory: Path
+    firmware: SampleFirmware
 
-    def board(self, device_id: str, *, kind: str = "dice", swversion: str = "1.0.0") -> Board:
-        """A board provisioned now, whose first stage booted firmware *swversion*."""
+    def board(self, device_id: str, *, kind: str = "dice", version: str = "1.0.0") -> Board:
+        """A board provisioned now, whose first stage booted the sample app's *version*."""
+        image = self.firmware.booted[version]
         rot = open_root_of_trust(
-            kind=kind, directory=self.directory / device_id, hwmodel=HWMODEL, swversion=swversion
+            kind=kind, directory=self.directory / device_id, hwmodel=HWMODEL, image=image
         )
         csr = rot.csr(device_id)
         sign = self.maker.sign_dice_device_id_csr if kind == "dice" else self.maker.sign_csr
@@ -88,7 +94,7 @@ class Verifier:
             now=NOW,
         )  # fmt: skip
         der = x509.load_pem_x509_certificate(certificate).public_bytes(serialization.Encoding.DER)
-        return Board(device_id=device_id, rot=rot, deviceid_certificate=der)
+        return Board(device_id=device_id, rot=rot, deviceid_certificate=der, image=image)
 
     def challenge(self, device_id: str, at: datetime = NOW) -> bytes:
         with self.database.transaction("challenge") as tx:
@@ -120,15 +126,15 @@ class Verifier:
 
 
 @pytest.fixture
-def verifier(database: Database, tmp_path: Path) -> Verifier:
+def verifier(database: Database, tmp_path: Path, sample_firmware: SampleFirmware) -> Verifier:
     fleet = CertificateAuthority.create(common_name="Fleet", directory=tmp_path / "fleet")
     maker = CertificateAuthority.create(
         common_name="Maker", directory=tmp_path / "maker", issues_issuers=True
     )
     store = TrustStore(database=database)
     store.endorse(
-        hwmodel=HWMODEL, component="image", digest=IMAGE, swversion=None, security_version=None,
-        source="operator", now=NOW,
+        hwmodel=HWMODEL, component="image", digest=sample_firmware.image_hash("1.0.0"),
+        swversion=None, security_version=None, source="operator", now=NOW,
     )  # fmt: skip
     return Verifier(
         database=database,
@@ -142,6 +148,7 @@ def verifier(database: Database, tmp_path: Path) -> Verifier:
             database=database, authority=fleet, manufacturer_cas=lambda: [maker.certificate]
         ),
         directory=tmp_path / "boards",
+        firmware=sample_firmware,
     )
 
 
@@ -242,14 +249,15 @@ def test_a_deviceid_key_registered_under_two_ids_is_a_clone(verifier: Verifier) 
 
 
 def test_an_unendorsed_image_is_refused(verifier: Verifier) -> None:
-    board = verifier.board("dev-1", swversion="1.0.1")
-    _refused(verifier.attest(board, attestor=board.attestor(swversion="1.0.1")), "unendorsed-image")
+    board = verifier.board("dev-1", version="1.1.0")
+    _refused(verifier.attest(board), "unendorsed-image")
 
 
 def test_claiming_another_image_than_the_one_booted_is_refused(verifier: Verifier) -> None:
     """The Alias certificate's FWID is what the first stage measured; the claim must match."""
-    board = verifier.board("dev-1", swversion="1.0.1")
-    _refused(verifier.attest(board, attestor=board.attestor(swversion="1.0.0")), "tcb-mismatch")
+    board = verifier.board("dev-1", version="1.1.0")
+    claimed = verifier.firmware.booted["1.0.0"]
+    _refused(verifier.attest(board, attestor=board.attestor(image=claimed)), "tcb-mismatch")
 
 
 def test_a_software_root_is_refused_by_default(verifier: Verifier) -> None:

@@ -1,10 +1,13 @@
 """A delta update applied under MicroPython, device half of ``test_delta_under_micropython.py``.
 
 Run from the bundle's ROMFS image by ``flash_launcher.py`` (``main(argv)`` with ``OLD
-PATCH NEW MAX_SIZE``): the old slot is read at random from file OLD, the patch streams
-from PATCH, the new image goes to NEW while its SHA-256 is taken, as a device hashes
-its new slot before it checks the signature. Prints one ``DELTA`` line: ``made SIZE
-SHA256 MICROSECONDS FREE_BEFORE FREE_AFTER`` or ``refused CODE REASON``.
+PATCH NEW MAX_SIZE [KEY_HEX]``): the old slot is read at random from file OLD, the
+patch streams from PATCH, the new image goes to NEW while its SHA-256 is taken. Prints
+a ``DELTA`` line: ``made SIZE SHA256 MICROSECONDS FREE_BEFORE FREE_AFTER`` or
+``refused CODE REASON``. Given the release key's SEC1 point, the device then checks
+the new slot as it checks any image before it counts (``signed_image.verify`` with the
+MicroPython crypto port) and prints a second line: ``verified VERSION COUNTER HASH``
+or ``image-refused REASON``.
 """
 
 import gc
@@ -43,3 +46,17 @@ def main(argv):
         elapsed = time.ticks_diff(time.ticks_us(), start)
     gc.collect()
     print(MARK, "made", made, digest.digest().hex(), elapsed, free, gc.mem_free())
+    if len(argv) > 4:
+        print(MARK, _verdict(new_path, bytes.fromhex(argv[4]), made))
+
+
+def _verdict(path, key, size):
+    from device_runtime.core import signed_image
+    from device_runtime.ports.micropython import crypto
+
+    with open(path, "rb") as slot:
+        try:
+            image = signed_image.verify(slot.read, key, crypto.verify_ecdsa_der, size)
+        except signed_image.ImageError as exc:
+            return "image-refused " + exc.reason
+    return f"verified {image.version} {image.security_counter} {image.image_hash.hex()}"

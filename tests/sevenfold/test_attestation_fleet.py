@@ -35,10 +35,11 @@ from device_runtime.simulated_board import (
     configuration_digest,
     run_board,
 )
-from device_runtime.simulator import FLEET_CERT_FILE, firmware_measurement, open_root_of_trust
+from device_runtime.simulator import FLEET_CERT_FILE, BootedImage, open_root_of_trust
 from sevenfold.cli.demo import HWMODEL, provision_over_consoles
 from sevenfold.server import FleetServer
 from tests.attestation_fixtures import fleet, operator_api
+from tests.firmware_fixtures import SampleFirmware
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.xdist_group("fleet-server")]
 
@@ -50,10 +51,13 @@ CUT_OFF_S = 10.0
 class RawDevice:
     """The board's own credentials driven by hand: requests on either plane, answers awaited."""
 
-    def __init__(self, *, directory: Path, server: FleetServer, device_id: str) -> None:
+    def __init__(
+        self, *, directory: Path, server: FleetServer, device_id: str, image: BootedImage
+    ) -> None:
         assert server.broker is not None
         self.device_id = device_id
-        rot = open_root_of_trust(kind="dice", directory=directory, hwmodel=HWMODEL)
+        # The board's own Alias key: derived from the image its first stage booted.
+        rot = open_root_of_trust(kind="dice", directory=directory, hwmodel=HWMODEL, image=image)
         self.rot = rot
         with key_file(rot.evidence_key()) as key:
             self.transport = MqttTransport(
@@ -89,22 +93,23 @@ class RawDevice:
 
 
 def test_a_board_attests_earns_its_topics_and_loses_them_when_its_image_is_withdrawn(
-    fleet: Any,
+    fleet: Any, sample_firmware: SampleFirmware
 ) -> None:
     server, config, maker = fleet
     ((directory, kind),) = provision_over_consoles(
         config.state_dir, server.http_url, ["dice"], None, maker
     )
+    sample_firmware.install(directory, "1.0.0")
     device_id = directory.name
     with operator_api(server, config) as api:
         endorsed = api.post(
             "/api/v1/endorsements",
-            json={"hwmodel": HWMODEL, "digest": firmware_measurement("1.0.0").hex()},
+            json={"hwmodel": HWMODEL, "digest": sample_firmware.image_hash("1.0.0").hex()},
         )
         assert endorsed.status_code == 201, endorsed.text
 
         device = run_board(
-            directory=directory, kind=kind, hwmodel=HWMODEL, swversion="1.0.0", beats=2,
+            directory=directory, kind=kind, hwmodel=HWMODEL, beats=2,
             prefix=protocol.DEFAULT_PREFIX,
         )  # fmt: skip
         assert device.error is None
@@ -121,7 +126,8 @@ def test_a_board_attests_earns_its_topics_and_loses_them_when_its_image_is_withd
         listed = {row["device_id"]: row for row in api.get("/api/v1/devices").json()}
         assert listed[device_id]["attestation"]["status"] == "warning"
 
-        raw = RawDevice(directory=directory, server=server, device_id=device_id)
+        image = sample_firmware.booted["1.0.0"]
+        raw = RawDevice(directory=directory, server=server, device_id=device_id, image=image)
         try:
             record = read_installed(DirectoryStore(directory=directory))
             assert record is not None
@@ -136,11 +142,11 @@ def test_a_board_attests_earns_its_topics_and_loses_them_when_its_image_is_withd
                 deviceid_certificate=record["device-cert"],  # type: ignore[arg-type]
                 hwmodel=HWMODEL,
                 swname="sevenfold-sim",
-                swversion="1.0.0",
-                security_version=0,
+                swversion=image.version,
+                security_version=image.security_counter,
                 oemid=OEMID,
                 dbgstat=DBGSTAT_DISABLED_PERMANENTLY,
-                image_digest=firmware_measurement("1.0.0"),
+                image_digest=image.image_hash,
                 config_digest=configuration_digest(record, protocol.DEFAULT_PREFIX),
             )
             issued = raw.ask("challenge", {})
@@ -177,20 +183,26 @@ def test_a_board_attests_earns_its_topics_and_loses_them_when_its_image_is_withd
         assert standing["holds_pass"] is False and standing["status"] == "contraindicated"
 
 
-def test_a_tampered_image_never_gets_a_certificate(fleet: Any) -> None:
+def test_a_tampered_image_never_gets_a_certificate(
+    fleet: Any, sample_firmware: SampleFirmware
+) -> None:
+    """An application an attacker changed, signed with the release key (a compromised build
+    server): the first stage boots it, attestation sees its hash is no endorsed image's."""
     server, config, maker = fleet
     ((directory, kind),) = provision_over_consoles(
         config.state_dir, server.http_url, ["dice"], None, maker
     )
+    sample_firmware.install(directory, "tampered")
     with operator_api(server, config) as api:
         api.post(
             "/api/v1/endorsements",
-            json={"hwmodel": HWMODEL, "digest": firmware_measurement("1.0.0").hex()},
+            json={"hwmodel": HWMODEL, "digest": sample_firmware.image_hash("1.0.0").hex()},
         ).raise_for_status()
         device = run_board(
-            directory=directory, kind=kind, hwmodel=HWMODEL, swversion="1.0.0-tampered",
-            beats=1, prefix=protocol.DEFAULT_PREFIX,
+            directory=directory, kind=kind, hwmodel=HWMODEL, beats=1,
+            prefix=protocol.DEFAULT_PREFIX,
         )  # fmt: skip
+        assert device.firmware == "1.0.0"  # it booted: the signature is the release key's
         assert device.error is not None and "unendorsed-image" in device.error
         assert not device.attested and device.beats == 0
         assert not (directory / FLEET_CERT_FILE).exists()
@@ -198,18 +210,21 @@ def test_a_tampered_image_never_gets_a_certificate(fleet: Any) -> None:
         assert standing["status"] == "contraindicated" and not standing["holds_pass"]
 
 
-def test_software_boards_are_refused_unless_their_group_allows_them(fleet: Any) -> None:
+def test_software_boards_are_refused_unless_their_group_allows_them(
+    fleet: Any, sample_firmware: SampleFirmware
+) -> None:
     server, config, maker = fleet
     ((directory, kind),) = provision_over_consoles(
         config.state_dir, server.http_url, ["software"], None, maker
     )
+    sample_firmware.install(directory, "1.0.0")
     with operator_api(server, config) as api:
         api.post(
             "/api/v1/endorsements",
-            json={"hwmodel": HWMODEL, "digest": firmware_measurement("1.0.0").hex()},
+            json={"hwmodel": HWMODEL, "digest": sample_firmware.image_hash("1.0.0").hex()},
         ).raise_for_status()
         refused = run_board(
-            directory=directory, kind=kind, hwmodel=HWMODEL, swversion="1.0.0", beats=1,
+            directory=directory, kind=kind, hwmodel=HWMODEL, beats=1,
             prefix=protocol.DEFAULT_PREFIX,
         )  # fmt: skip
         assert refused.error is not None and "rot-not-allowed" in refused.error
@@ -218,7 +233,7 @@ def test_software_boards_are_refused_unless_their_group_allows_them(fleet: Any) 
         ).raise_for_status()
         api.put(f"/api/v1/attestation/{directory.name}/group", json={"group": "lab"})
         admitted = run_board(
-            directory=directory, kind=kind, hwmodel=HWMODEL, swversion="1.0.0", beats=1,
+            directory=directory, kind=kind, hwmodel=HWMODEL, beats=1,
             prefix=protocol.DEFAULT_PREFIX,
         )  # fmt: skip
         assert admitted.error is None and admitted.beats == 1
@@ -226,18 +241,21 @@ def test_software_boards_are_refused_unless_their_group_allows_them(fleet: Any) 
         assert standing["status"] == "warning" and standing["group"] == "lab"
 
 
-def test_a_quarantined_device_is_cut_off_until_released(fleet: Any) -> None:
+def test_a_quarantined_device_is_cut_off_until_released(
+    fleet: Any, sample_firmware: SampleFirmware
+) -> None:
     server, config, maker = fleet
     ((directory, kind),) = provision_over_consoles(
         config.state_dir, server.http_url, ["dice"], None, maker
     )
+    sample_firmware.install(directory, "1.0.0")
     with operator_api(server, config) as api:
         api.post(
             "/api/v1/endorsements",
-            json={"hwmodel": HWMODEL, "digest": firmware_measurement("1.0.0").hex()},
+            json={"hwmodel": HWMODEL, "digest": sample_firmware.image_hash("1.0.0").hex()},
         ).raise_for_status()
         assert run_board(
-            directory=directory, kind=kind, hwmodel=HWMODEL, swversion="1.0.0", beats=1,
+            directory=directory, kind=kind, hwmodel=HWMODEL, beats=1,
             prefix=protocol.DEFAULT_PREFIX,
         ).error is None  # fmt: skip
         device_id = directory.name
@@ -245,20 +263,23 @@ def test_a_quarantined_device_is_cut_off_until_released(fleet: Any) -> None:
             f"/api/v1/attestation/{device_id}/quarantine", json={"reason": "lost in transit"}
         ).json()
         assert quarantined["quarantined_at"] and not quarantined["holds_pass"]
-        raw = RawDevice(directory=directory, server=server, device_id=device_id)
+        raw = RawDevice(
+            directory=directory, server=server, device_id=device_id,
+            image=sample_firmware.booted["1.0.0"],
+        )  # fmt: skip
         try:
             assert raw.ask("heartbeat", {"seq": 50, "uptime": 1, "boot_count": 2}, 1.5) is None
             assert raw.ask("challenge", {}) is not None
         finally:
             raw.transport.close()
         refused = run_board(
-            directory=directory, kind=kind, hwmodel=HWMODEL, swversion="1.0.0", beats=1,
+            directory=directory, kind=kind, hwmodel=HWMODEL, beats=1,
             prefix=protocol.DEFAULT_PREFIX,
         )  # fmt: skip
         assert refused.error is not None and "quarantined" in refused.error
         api.post(f"/api/v1/attestation/{device_id}/release").raise_for_status()
         released = run_board(
-            directory=directory, kind=kind, hwmodel=HWMODEL, swversion="1.0.0", beats=1,
+            directory=directory, kind=kind, hwmodel=HWMODEL, beats=1,
             prefix=protocol.DEFAULT_PREFIX,
         )  # fmt: skip
         assert released.error is None and released.beats == 1
@@ -293,19 +314,20 @@ def test_a_provisioning_certificate_opens_nothing_under_the_gate(fleet: Any) -> 
 
 
 def test_a_restarted_server_gives_its_broker_the_passes_already_held(
-    fleet: Any, tmp_path: Path
+    fleet: Any, tmp_path: Path, sample_firmware: SampleFirmware
 ) -> None:
     server, config, maker = fleet
     ((directory, kind),) = provision_over_consoles(
         config.state_dir, server.http_url, ["dice"], None, maker
     )
+    sample_firmware.install(directory, "1.0.0")
     with operator_api(server, config) as api:
         api.post(
             "/api/v1/endorsements",
-            json={"hwmodel": HWMODEL, "digest": firmware_measurement("1.0.0").hex()},
+            json={"hwmodel": HWMODEL, "digest": sample_firmware.image_hash("1.0.0").hex()},
         ).raise_for_status()
     device = run_board(
-        directory=directory, kind=kind, hwmodel=HWMODEL, swversion="1.0.0", beats=1,
+        directory=directory, kind=kind, hwmodel=HWMODEL, beats=1,
         prefix=protocol.DEFAULT_PREFIX,
     )  # fmt: skip
     assert device.error is None and device.attested

@@ -42,7 +42,6 @@ from device_runtime.console_device import (
 from device_runtime.ports.cpython import tpm_tls
 from device_runtime.simulated_board import run_board
 from device_runtime.simulated_tpm import SimulatedTpm, TpmResourceManager
-from device_runtime.simulator import firmware_measurement
 from fleet_platform import api_tokens
 from fleet_platform.pki import CertificateAuthority, fleet_authority
 from fleet_platform.server_config import ServerConfig
@@ -52,12 +51,12 @@ from sevenfold.factory_station import init_ca
 from sevenfold.server import FleetServer
 from tests.attestation_server.tpm_areas import QUOTE_KEY, software_public, without_attributes
 from tests.components import binary
+from tests.firmware_fixtures import SampleFirmware
 from tests.swtpm_fixtures import swtpm
 
 __all__ = ["swtpm"]
 
 runner = CliRunner()
-IMAGE = firmware_measurement("1.0.0")
 HWMODEL = "sim-board-1"
 
 
@@ -140,7 +139,7 @@ def fleet_registry(fleet: FleetServer) -> Any:
 
 
 def test_a_board_is_provisioned_over_its_pty_then_enrolls_and_heartbeats_over_mtls(
-    fleet: FleetServer, line: dict[str, Path], tmp_path: Path
+    fleet: FleetServer, line: dict[str, Path], tmp_path: Path, sample_firmware: SampleFirmware
 ) -> None:
     with _board(tmp_path, "0001") as board:
         code, report = _station(fleet, line, "--port", board.path, "--hwmodel", HWMODEL)
@@ -169,18 +168,24 @@ def test_a_board_is_provisioned_over_its_pty_then_enrolls_and_heartbeats_over_mt
     operator = api_tokens.read(fleet.config.state_dir)
     headers = {"Authorization": f"Bearer {operator}"}
     for method, path, body in (
-        ("POST", "/api/v1/endorsements", {"hwmodel": HWMODEL, "digest": IMAGE.hex()}),
+        (
+            "POST",
+            "/api/v1/endorsements",
+            {"hwmodel": HWMODEL, "digest": sample_firmware.image_hash("1.0.0").hex()},
+        ),
         ("PUT", "/api/v1/policies/line-test", {"allowed_roots": ["software"]}),
         ("PUT", "/api/v1/attestation/sim-board-1-0001/group", {"group": "line-test"}),
     ):
         httpx.request(
             method, f"{fleet.http_url}{path}", headers=headers, json=body
         ).raise_for_status()
+    sample_firmware.install(tmp_path / "0001", "1.0.0")
     device = run_board(
-        directory=tmp_path / "0001", kind="software", hwmodel=HWMODEL, swversion="1.0.0",
-        beats=2, prefix=fleet.config.prefix,
+        directory=tmp_path / "0001", kind="software", hwmodel=HWMODEL, beats=2,
+        prefix=fleet.config.prefix,
     )  # fmt: skip
     assert device.error is None and device.attested and device.beats == 2
+    assert device.firmware == "1.0.0" and len(device.readings) == 2
 
     listed = httpx.get(f"{fleet.http_url}/api/v1/devices/sim-board-1-0001", headers=headers).json()
     assert listed["proven"]["rot_kind"] == "software"
@@ -578,7 +583,11 @@ def test_a_dice_deviceid_cannot_vouch_for_another_devices_name(
 
 
 def test_a_provisioned_tpm_board_enrolls_and_heartbeats_with_its_tpm_held_key(
-    fleet: FleetServer, line: dict[str, Path], tmp_path: Path, swtpm: SimulatedTpm
+    fleet: FleetServer,
+    line: dict[str, Path],
+    tmp_path: Path,
+    swtpm: SimulatedTpm,
+    sample_firmware: SampleFirmware,
 ) -> None:
     """The whole life of a TPM board: console provisioning, then its own process attesting
     (token signed by its TPM-held DeviceID key, a TPM quote over PCRs 8 and 9 by its
@@ -589,7 +598,7 @@ def test_a_provisioned_tpm_board_enrolls_and_heartbeats_with_its_tpm_held_key(
     httpx.post(
         f"{fleet.http_url}/api/v1/endorsements",
         headers=headers,
-        json={"hwmodel": HWMODEL, "digest": IMAGE.hex()},
+        json={"hwmodel": HWMODEL, "digest": sample_firmware.image_hash("1.0.0").hex()},
     ).raise_for_status()
     with _tpm_board(tmp_path, "1101", swtpm) as board:
         code, report = _station(
@@ -600,6 +609,7 @@ def test_a_provisioned_tpm_board_enrolls_and_heartbeats_with_its_tpm_held_key(
     manager.start()
     try:
         directory = tmp_path / "1101"
+        sample_firmware.install(directory, "1.0.0")
         (directory / TPM_TCTI_FILE).write_text(manager.tcti)
         env = {
             **os.environ,

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
-from device_runtime.core import p256
+from device_runtime.core import p256_encoding
 from device_runtime.core.errors import CryptoError
 
 MAX_RANDOM_BYTES = 1 << 16
@@ -37,8 +37,8 @@ def verify_es256(public_key: bytes, message: bytes, signature: bytes) -> None:
     """Return if *signature* (raw r || s) is a valid ES256 signature, else raise CryptoError."""
     if not isinstance(message, (bytes, bytearray)):
         raise CryptoError("message must be bytes")
-    point = p256.parse_public_point(public_key)
-    r, s = p256.parse_signature(signature)
+    point = p256_encoding.parse_public_point(public_key)
+    r, s = p256_encoding.parse_signature(signature)
     _verify(point, bytes(message), encode_dss_signature(r, s), hashes.SHA256())
 
 
@@ -48,8 +48,8 @@ def verify_ecdsa_der(public_key: bytes, digest: bytes, signature: bytes) -> None
     MCUboot images carry this form; OpenSSL parses the DER, and refuses any
     encoding but the one DER allows, as the MicroPython port does.
     """
-    point = p256.parse_public_point(public_key)
-    if not isinstance(digest, (bytes, bytearray)) or len(digest) != p256.DIGEST_SIZE:
+    point = p256_encoding.parse_public_point(public_key)
+    if not isinstance(digest, (bytes, bytearray)) or len(digest) != p256_encoding.DIGEST_SIZE:
         raise CryptoError("digest must be 32 bytes (SHA-256)")
     _verify(point, bytes(digest), bytes(signature), Prehashed(hashes.SHA256()))
 
@@ -76,7 +76,7 @@ def sign_es256(private_scalar: bytes, message: bytes) -> bytes:
     """
     if not isinstance(message, (bytes, bytearray)):
         raise CryptoError("message must be bytes")
-    d = p256.private_int(private_scalar)
+    d = p256_encoding.private_int(private_scalar)
     key = ec.derive_private_key(d, ec.SECP256R1())
     r, s = decode_dss_signature(key.sign(bytes(message), ec.ECDSA(hashes.SHA256())))
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")

@@ -20,7 +20,7 @@ from typing import Protocol
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from device_runtime.core import p256
+from device_runtime.core import p256_encoding
 
 
 class ScalarKey(Protocol):
@@ -33,7 +33,7 @@ class DerivedKeyHolder(Protocol):
 
 def private_key_pem(key: ScalarKey) -> bytes:
     """PKCS#8 PEM of a derived key, for a TLS stack only; never log or store it."""
-    d = p256.private_int(key.tls_private_scalar())
+    d = p256_encoding.private_int(key.tls_private_scalar())
     private = ec.derive_private_key(d, ec.SECP256R1())
     return private.private_bytes(
         serialization.Encoding.PEM,

@@ -6,7 +6,7 @@ Vectors: RFC 6979 appendix A.2.5 (P-256 key, SHA-256, messages "sample" and
 
 import hashlib
 
-from device_runtime.core import p256, rfc6979
+from device_runtime.core import p256, p256_encoding, rfc6979
 from device_runtime.core.errors import CryptoError
 
 PORTABLE = True
@@ -48,10 +48,10 @@ def test_rfc6979_public_key():
 
 
 def test_generator_multiples():
-    g = b"\x04" + _int32(p256.GX) + _int32(p256.GY)
-    minus_g = b"\x04" + _int32(p256.GX) + _int32(p256.P - p256.GY)
+    g = b"\x04" + _int32(p256_encoding.GX) + _int32(p256_encoding.GY)
+    minus_g = b"\x04" + _int32(p256_encoding.GX) + _int32(p256_encoding.P - p256_encoding.GY)
     assert p256.public_key(_int32(1)) == g
-    assert p256.public_key(_int32(p256.N - 1)) == minus_g
+    assert p256.public_key(_int32(p256_encoding.N - 1)) == minus_g
 
 
 def test_rfc6979_nonces():
@@ -72,16 +72,16 @@ def test_rfc6979_signatures_verify():
 
 def test_high_and_low_s_both_verify():
     s = int.from_bytes(SAMPLE_SIG[32:], "big")
-    p256.verify(PUBLIC, b"sample", SAMPLE_SIG[:32] + _int32(p256.N - s))
+    p256.verify(PUBLIC, b"sample", SAMPLE_SIG[:32] + _int32(p256_encoding.N - s))
 
 
 def test_round_trip_at_scalar_edges():
     # d = 1 and d = n - 1 make Q = +-G, so the interleaved loop meets equal and
     # opposite points; digests 0 and n make u1 = 0.
-    for d in (1, 2, p256.N - 1):
+    for d in (1, 2, p256_encoding.N - 1):
         key = _int32(d)
         public = p256.public_key(key)
-        for digest in (bytes(32), _int32(p256.N), b"\xff" * 32):
+        for digest in (bytes(32), _int32(p256_encoding.N), b"\xff" * 32):
             p256.verify_digest(public, digest, p256.sign_digest(key, digest))
 
 
@@ -103,8 +103,8 @@ def test_signature_scalars_out_of_range():
     r, s = SAMPLE_SIG[:32], SAMPLE_SIG[32:]
     _rejected("r out of range", p256.verify, PUBLIC, b"sample", bytes(32) + s)
     _rejected("s out of range", p256.verify, PUBLIC, b"sample", r + bytes(32))
-    _rejected("r out of range", p256.verify, PUBLIC, b"sample", _int32(p256.N) + s)
-    _rejected("s out of range", p256.verify, PUBLIC, b"sample", r + _int32(p256.N))
+    _rejected("r out of range", p256.verify, PUBLIC, b"sample", _int32(p256_encoding.N) + s)
+    _rejected("s out of range", p256.verify, PUBLIC, b"sample", r + _int32(p256_encoding.N))
     _rejected("r out of range", p256.verify, PUBLIC, b"sample", b"\xff" * 64)
 
 
@@ -129,16 +129,16 @@ def test_off_curve_and_out_of_range_points():
     zero = b"\x04" + bytes(64)
     _rejected("not on the curve", p256.verify, zero, b"sample", SAMPLE_SIG)
     # Coordinates at or above p are not canonical field elements.
-    big_x = b"\x04" + _int32(p256.P) + PUBLIC[33:]
+    big_x = b"\x04" + _int32(p256_encoding.P) + PUBLIC[33:]
     _rejected("out of range", p256.verify, big_x, b"sample", SAMPLE_SIG)
-    big_y = PUBLIC[:33] + _int32(p256.P + 1)
+    big_y = PUBLIC[:33] + _int32(p256_encoding.P + 1)
     _rejected("out of range", p256.verify, big_y, b"sample", SAMPLE_SIG)
     _rejected("out of range", p256.verify, b"\x04" + b"\xff" * 64, b"sample", SAMPLE_SIG)
 
 
 def test_private_key_range():
     _rejected("out of range", p256.public_key, bytes(32))
-    _rejected("out of range", p256.public_key, _int32(p256.N))
+    _rejected("out of range", p256.public_key, _int32(p256_encoding.N))
     _rejected("32 bytes", p256.public_key, PRIVATE[:31])
     _rejected("out of range", p256.sign, b"\xff" * 32, b"m")
 

@@ -21,13 +21,13 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from device_runtime.core import p256, p256_points
+from device_runtime.core import p256, p256_encoding, p256_points
 from device_runtime.core.errors import CryptoError
 from device_runtime.core.hmac_sha256 import digests_equal, hmac_sha256
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-scalars = st.integers(min_value=1, max_value=p256.N - 1)
+scalars = st.integers(min_value=1, max_value=p256_encoding.N - 1)
 messages = st.binary(max_size=200)
 
 
@@ -99,7 +99,7 @@ def test_flipped_signature_bit_agrees_with_openssl(d: int, message: bytes, bit: 
     raw[bit // 8] ^= 1 << (bit % 8)
     mutated = bytes(raw)
     r, s = int.from_bytes(mutated[:32], "big"), int.from_bytes(mutated[32:], "big")
-    if not (0 < r < p256.N and 0 < s < p256.N):
+    if not (0 < r < p256_encoding.N and 0 < s < p256_encoding.N):
         assert not _ours_accepts(_point(key), message, mutated)
         return
     assert _ours_accepts(_point(key), message, mutated) == _openssl_accepts(
@@ -176,7 +176,7 @@ def test_non_bytes_raise_crypto_error(value: object) -> None:
 @given(st.binary(max_size=40))
 def test_hostile_private_scalars(raw: bytes) -> None:
     d = int.from_bytes(raw, "big")
-    if len(raw) == 32 and 0 < d < p256.N:
+    if len(raw) == 32 and 0 < d < p256_encoding.N:
         assert p256.public_key(raw) == _point(_private(d))
         return
     try:
@@ -207,12 +207,12 @@ def test_naf_digits_rebuild_the_scalar(k: int, width: int) -> None:
 
 
 @SETTINGS
-@given(st.integers(min_value=0, max_value=p256.N - 1), scalars, scalars)
+@given(st.integers(min_value=0, max_value=p256_encoding.N - 1), scalars, scalars)
 def test_mul_add_matches_openssl(u1: int, u2: int, q: int) -> None:
     numbers = _private(q).public_key().public_numbers()
     table = p256_points.odd_multiples(numbers.x, numbers.y, p256_points.Q_TABLE_SIZE)
     x, y, z = p256_points.mul_add(u1, u2, table)
-    expected = (u1 + u2 * q) % p256.N
+    expected = (u1 + u2 * q) % p256_encoding.N
     if expected == 0:
         assert z == 0
         return
@@ -223,5 +223,5 @@ def test_mul_add_matches_openssl(u1: int, u2: int, q: int) -> None:
 def test_mul_add_reaches_infinity() -> None:
     numbers = _private(5).public_key().public_numbers()
     table = p256_points.odd_multiples(numbers.x, numbers.y, p256_points.Q_TABLE_SIZE)
-    assert p256_points.mul_add(p256.N - 10, 2, table)[2] == 0
+    assert p256_points.mul_add(p256_encoding.N - 10, 2, table)[2] == 0
     assert p256_points.mul_add(0, 0, table)[2] == 0

@@ -19,14 +19,14 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from device_runtime.core import der, p256
+from device_runtime.core import der, p256, p256_encoding
 from device_runtime.core.errors import CryptoError
 from device_runtime.ports.cpython import crypto as cpython_crypto
 from device_runtime.ports.micropython import crypto as micropython_crypto
 
 SETTINGS = settings(max_examples=150, deadline=None)
 
-scalars = st.integers(min_value=1, max_value=p256.N - 1)
+scalars = st.integers(min_value=1, max_value=p256_encoding.N - 1)
 messages = st.binary(max_size=200)
 
 
@@ -174,7 +174,7 @@ def test_only_der_is_accepted_by_both(d: int, digest: bytes) -> None:
     assert not _both_der(point, digest, loose)
     assert not _both_der(point, digest, signature + b"\x00")
     assert not _both_der(point, digest, long_form)
-    assert not _both_der(point, digest, encode_dss_signature(r, s + p256.N))
+    assert not _both_der(point, digest, encode_dss_signature(r, s + p256_encoding.N))
 
 
 @SETTINGS

@@ -3,7 +3,7 @@ effect, the CSR. Apart from the state checks so each fits a 64 KiB MicroPython h
 
 import gc
 
-from device_runtime.core import p256
+from device_runtime.core import p256, p256_encoding
 from device_runtime.core.errors import CryptoError
 from tests.device_runtime.rot.backends import refused
 
@@ -20,7 +20,7 @@ def check_keys_stable_across_reopen(backend):
     attestation = rot.attestation_key().public_key()
     for point in (identity, attestation):
         assert len(point) == 65 and point[0] == 4
-        p256.parse_public_point(point)
+        p256_encoding.parse_public_point(point)
     assert identity != attestation
     again = backend.open("a")
     assert again.identity_key().public_key() == identity

@@ -73,6 +73,31 @@ def test_endorsements_are_added_by_digest_or_file_listed_and_withdrawn(
     assert json.loads(out) == []
 
 
+def test_a_signed_image_is_endorsed_by_its_image_hash_not_its_file_hash(
+    fleet: FleetServer, tmp_path: Path
+) -> None:
+    """What a first stage measures is the SHA256 TLV's region, not the file with its
+    signature (and slot padding) after it: endorsing the file's hash would endorse nothing."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from device_runtime.core import signed_image
+    from device_runtime.image_signer import sign_image
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    image = tmp_path / "app.img"
+    image.write_bytes(sign_image(b"app" * 500, key=key, version="2.0.1", security_counter=3))
+    code, out = run(fleet, "endorse", "add", "--hwmodel", "board-y", "--image", str(image))
+    assert code == 0, out
+    code, out = run(fleet, "endorse", "list", "--hwmodel", "board-y", "--json")
+    (listed,) = json.loads(out)
+    expected = signed_image.inspect(image.open("rb").read).digest.hex()
+    assert listed["digest"] == expected != hashlib.sha256(image.read_bytes()).hexdigest()
+    damaged = tmp_path / "damaged.img"
+    damaged.write_bytes(image.read_bytes()[:600])
+    code, out = run(fleet, "endorse", "add", "--hwmodel", "board-y", "--image", str(damaged))
+    assert code != 0 and "truncated" in out and "Traceback" not in out, out
+
+
 @pytest.mark.parametrize(
     "args",
     [

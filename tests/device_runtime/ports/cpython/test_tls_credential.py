@@ -15,6 +15,7 @@ from cryptography.x509.oid import NameOID
 from device_runtime.core.errors import ConfigError
 from device_runtime.ports.cpython.tls_credential import identity_key_file, private_key_pem
 from device_runtime.simulator import csr_pem, open_root_of_trust
+from tests.firmware_fixtures import SampleFirmware
 
 
 @pytest.mark.parametrize("kind", ["software", "dice"])
@@ -45,9 +46,12 @@ def test_identity_key_loads_into_an_ssl_context(kind: str, tmp_path: Path) -> No
     assert not any(p.name.endswith((".key", ".pem")) for p in (tmp_path / "device").rglob("*"))
 
 
-def test_dice_alias_follows_the_simulated_firmware(tmp_path: Path) -> None:
-    one = open_root_of_trust(kind="dice", directory=tmp_path, swversion="1.0.0")
-    two = open_root_of_trust(kind="dice", directory=tmp_path, swversion="1.1.0")
+def test_dice_alias_follows_the_image_booted(
+    tmp_path: Path, sample_firmware: SampleFirmware
+) -> None:
+    first, second = (sample_firmware.booted[version] for version in ("1.0.0", "1.1.0"))
+    one = open_root_of_trust(kind="dice", directory=tmp_path, image=first)
+    two = open_root_of_trust(kind="dice", directory=tmp_path, image=second)
     assert one.identity_key().public_key() == two.identity_key().public_key()
     assert one.attestation_key().public_key() != two.attestation_key().public_key()
 
