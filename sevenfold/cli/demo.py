@@ -11,12 +11,15 @@ TPM-resident). The sample firmware is built and signed with a release key
 made for the demo (``firmware_images``), and every board gets the sensor app
 1.0.0 in its slot, its first stage trusting that key; the tampered board gets
 1.0.0 with an attacker's change to its application, signed with the same key,
-as a compromised build server would ship it. The operator endorses the 1.0.0
-image's hash and lets the development line's group use software roots of
-trust. Then each board runs as a process of its own: its first stage verifies
-and measures the image and boots the application, it attests through the
-broker's recovery listener with its DeviceID certificate (evidence signed in
-its root of trust; the TPM adds a quote), earns a 24-hour fleet certificate,
+as a compromised build server would ship it. The operator creates the TUF
+release repository (root signed by two offline keys, then imported), registers
+the board's hardware model with the release key, and publishes 1.0.0, which
+endorses the image's measurement for attestation; then lets the development
+line's group use software roots of trust. Then each board runs as a process
+of its own: its first stage verifies and measures the image and boots the
+application, it attests through the broker's recovery listener with its
+DeviceID certificate (evidence signed in its root of trust; the TPM adds a
+quote), earns a 24-hour fleet certificate,
 connects with it (the TPM board's TLS handshake is signed by the TPM), enrolls
 and heartbeats while its application samples its sensor. The tampered board
 boots (its signature is good) but its measurement is no endorsed image's: it is
@@ -39,6 +42,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from device_runtime.core.errors import ConfigError
 from fleet_platform.server_config import ServerConfig
 from sevenfold.api_client import FleetClient
 from sevenfold.cli.extras import missing_extra
@@ -106,9 +110,10 @@ def demo(
                     f" {', '.join(kinds)}"
                 )
             boards = provision_over_consoles(state, fleet.http_url, kinds, tpm, maker)
-            image_hash = flash_boards(state, [directory for directory, _ in boards])
+            genuine, release_key = flash_boards(state, [directory for directory, _ in boards])
             client = FleetClient.for_state_dir(state)
-            _operate(client, boards, image_hash)
+            release = publish_release(state, genuine, release_key)
+            _operate(client, boards)
             if not as_json:
                 tampering = ", the last a tampered one signed with the same key" * (devices >= 4)
                 say(
@@ -116,8 +121,10 @@ def demo(
                     f" {FIRMWARE} in its slot{tampering}"
                 )
                 say(
-                    f"endorsed firmware {FIRMWARE} ({image_hash.hex()[:16]}...) for {HWMODEL};"
-                    f" software boards in group {DEV_GROUP!r}, whose policy admits them"
+                    f"published firmware {FIRMWARE} for {HWMODEL} to the TUF repository at"
+                    f" {fleet.http_url}/tuf (root: 2 of 2 offline keys), which endorsed its"
+                    f" measurement {release['image_digest'][:16]}...; software boards in group"
+                    f" {DEV_GROUP!r}, whose policy admits them"
                 )
                 say(f"running {devices} boards, each as a process of its own; they attest first")
             running: list[tuple[Path, subprocess.Popen[str]]] = []
@@ -141,7 +148,7 @@ def demo(
     cut_off = all(error and "contraindicated" in error for error in refused.values())
     if as_json:
         emit_json({
-            "devices": rows, "attestation": standings,
+            "devices": rows, "attestation": standings, "release": release,
             "errors": {o["device_id"]: o["error"] for o in failed}, "refused": refused,
             "firmware": {o["device_id"]: {key: o.get(key) for key in ("firmware", "readings")}
                          for o in outcomes},
@@ -168,10 +175,11 @@ def _last_reading(outcome: dict[str, Any]) -> str:
     return f"firmware {outcome.get('firmware')}, last reading: {values}"
 
 
-def flash_boards(state: Path, boards: list[Path]) -> bytes:
+def flash_boards(state: Path, boards: list[Path]) -> tuple[bytes, bytes]:
     """Build the sample firmware with a release key of the demo's own and put 1.0.0 in every
     board's slot (a tampered 1.0.0, signed with the same key, in the last of four or more);
-    the hash of the 1.0.0 image, which the operator endorses."""
+    the genuine 1.0.0 image and the release key's public PEM."""
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from device_runtime.simulated_board import install_firmware
@@ -185,16 +193,40 @@ def flash_boards(state: Path, boards: list[Path]) -> bytes:
     for index, directory in enumerate(boards):
         image = tampered if is_tampered(index, len(boards)) else genuine
         install_firmware(directory, image=image, image_key=key.public_key())
-    return built[FIRMWARE].image_hash
-
-
-def _operate(client: FleetClient, boards: list[tuple[Path, str]], image_hash: bytes) -> None:
-    """What the fleet operator does before the boards boot: endorse, set the dev policy."""
-    client.send(
-        "POST",
-        "/api/v1/endorsements",
-        {"hwmodel": HWMODEL, "digest": image_hash.hex(), "swversion": None},
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    return genuine, public
+
+
+def publish_release(state: Path, image: bytes, release_key: bytes) -> dict[str, Any]:
+    """The release line's steps, as `sevenfold keys` and `sevenfold release` take them: two
+    root keys made "offline", root v1 signed by both and imported, the hardware model
+    registered with the release key, *image* published (its measurement endorsed through
+    the server's API). The published release, as ``release publish --json`` shows it."""
+    from sevenfold.cli.release import endorse_release
+    from update_service import key_ceremony, release_publisher, root_metadata
+    from update_service.release_store import ReleaseStore
+    from update_service.signing_keys import generate_signer
+
+    store = ReleaseStore(state)
+    offline = [generate_signer(), generate_signer()]
+    root = key_ceremony.init_repository(
+        store, root_keys=[signer.public_key for signer in offline], threshold=len(offline)
+    )
+    for signer in offline:
+        root_metadata.sign_root(root, signer)
+    key_ceremony.import_root(store, root)
+    release_publisher.add_hardware(store, HWMODEL, [release_publisher.image_key_pem(release_key)])
+    published = release_publisher.publish(store, image, model=HWMODEL).as_json()
+    endorsement = endorse_release(published, state, None)
+    if not endorsement["ok"]:
+        raise ConfigError(f"the demo could not endorse its release: {endorsement['error']}")
+    return published
+
+
+def _operate(client: FleetClient, boards: list[tuple[Path, str]]) -> None:
+    """What the fleet operator does before the boards boot: set the development line's policy."""
     client.send(
         "PUT", f"/api/v1/policies/{DEV_GROUP}", {"allowed_roots": ["tpm", "dice", "software"]}
     )

@@ -78,7 +78,7 @@ def publish(
         release = release_publisher.publish(writable_store(state), data, model=hardware)
     endorsement: dict[str, Any] | None = None
     if endorse:
-        endorsement = _endorse(release.as_json(), directory, url)
+        endorsement = endorse_release(release.as_json(), directory, url)
         if not endorsement["ok"]:
             retry = shlex.join(["sevenfold", "release", "publish", str(image), "--hardware",
                                 hardware, "--state", str(directory)])  # fmt: skip
@@ -139,7 +139,10 @@ def show_release(
     show(literal_table(headers=("field", "value"), title=f"{hardware} {version}", rows=rows))
 
 
-def _endorse(release: dict[str, Any], directory: Path, url: str | None) -> dict[str, Any]:
+def endorse_release(release: dict[str, Any], directory: Path, url: str | None) -> dict[str, Any]:
+    """Register a published release's measurement with the server that attests its devices:
+    ``{"ok": True, "created", "id"}``, or ``{"ok": False, "error"}`` when it cannot be reached
+    or refuses (the release stays published; publishing it again retries)."""
     body = {
         "hwmodel": release["model"],
         "component": "image",

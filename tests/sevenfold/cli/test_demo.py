@@ -29,6 +29,11 @@ def test_demo_shows_every_device_online() -> None:
     # Configurations nobody endorsed, and a software root of trust: passes with warnings.
     assert sorted(verdicts.values()) == ["warning"] * 3, verdicts
     assert all(row["attestation"]["holds_pass"] for row in report["devices"])
+    # The boards' image went out through the release service, which endorsed its measurement.
+    release = report["release"]
+    assert (release["model"], release["version"], release["security_counter"]) == (
+        "sim-board-1", "1.0.0", 1,
+    )  # fmt: skip
 
 
 def test_demo_cuts_off_the_board_with_a_tampered_image() -> None:
