@@ -1,8 +1,10 @@
 """The block-device port's rules, and an area: a window onto part of a device.
 
 Firmware slots live on flash, which a device reaches through its block-device
-port (``BlockDevice`` in ``port_types.pyi``): ``read_at``, ``write_at``,
-``erase`` and ``flush`` at byte offsets, ``size`` and ``erase_size``. The
+port (``BlockDevice`` in ``port_types.pyi``): ``read_at`` (and
+``readinto_at``, which fills a buffer the caller reuses, so that reading a
+slot through allocates nothing per chunk), ``write_at``, ``erase`` and
+``flush`` at byte offsets, ``size`` and ``erase_size``. The
 rules are NOR flash's, so that what works on a file works on a chip: erasing
 sets whole sectors of ``erase_size`` bytes to 0xff, and the code above this
 port writes only to erased bytes (a write can clear bits, never set them).
@@ -73,6 +75,10 @@ class Area:
     def read_at(self, offset: int, n: int) -> bytes:
         check_range(self.size, offset, n, "read")
         return self.device.read_at(self.start + offset, n)
+
+    def readinto_at(self, offset: int, buffer: "bytearray | memoryview") -> None:
+        check_range(self.size, offset, len(buffer), "read")
+        self.device.readinto_at(self.start + offset, buffer)
 
     def write_at(self, offset: int, data: "bytes | memoryview") -> None:
         check_range(self.size, offset, len(data), "write")

@@ -13,10 +13,11 @@ installed last). The slots are taken newest first:
 * CONFIRMED: verified; the anti-rollback counter is raised to its security
   counter (finishing a climb a power cut interrupted), then it boots.
 
-Whenever the newest slot is not the one booted, :attr:`Boot.revert` says
-which it was and why. The reason is found again from the slots at every boot
-(the trial's verdict is in its trailer; a refused image refuses again), so it
-survives power cuts and lasts until the slot is next installed. If no slot
+Whenever the newest slot is not the one booted, ``Boot.reverted`` and
+``Boot.revert_reason`` say which it was and why. The reason is found again
+from the slots at every boot (the trial's verdict is in its trailer; a
+refused image refuses again), so it survives power cuts and lasts until the
+slot is next installed. If no slot
 may boot, :class:`SlotError` lists each refusal and nothing boots. Only
 copy_done and the counter are ever written here. Portable: CPython and
 MicroPython.
@@ -32,26 +33,24 @@ if TYPE_CHECKING:
     from device_runtime.core.slots import Slot
 
 
-class Revert:
-    """The newest slot, passed over at this boot, and why (for the update agent to report)."""
-
-    def __init__(self, slot: int, generation: int, reason: str) -> None:
-        self.slot = slot
-        self.generation = generation
-        self.reason = reason
-
-
 class Boot:
     """What the bootloader hands the image it starts: its slot, its verified image, whether
-    this is its trial, and the revert that happened, if one did."""
+    this is its trial and, when the newest slot was passed over, which (``reverted``) and
+    why (``revert_reason``), for the update agent to report; both None otherwise."""
 
     def __init__(
-        self, slot: int, image: "VerifiedImage", trial: bool, revert: "Revert | None"
+        self,
+        slot: int,
+        image: "VerifiedImage",
+        trial: bool,
+        reverted: "int | None",
+        revert_reason: "str | None",
     ) -> None:
         self.slot = slot
         self.image = image
         self.trial = trial
-        self.revert = revert
+        self.reverted = reverted
+        self.revert_reason = revert_reason
 
 
 def select(slots: "list[Slot]", trust: "ImageTrust") -> Boot:
@@ -62,7 +61,8 @@ def select(slots: "list[Slot]", trust: "ImageTrust") -> Boot:
         key=lambda i: -trailers[i].generation,
     )
     refusals = []
-    revert = None
+    reverted = None
+    reason = None
     for rank, index in enumerate(newest):
         slot = slots[index]
         trailer = trailers[index]
@@ -80,11 +80,12 @@ def select(slots: "list[Slot]", trust: "ImageTrust") -> Boot:
         if image is None:
             refusals.append("slot " + slot.name + ": " + str(why))
             if not rank:
-                revert = Revert(index, trailer.generation, str(why))
+                reverted = index
+                reason = why
             continue
         if trailer.state == CONFIRMED:
             trust.advance(image.security_counter)
         else:
             slot.begin_trial()
-        return Boot(index, image, trailer.state != CONFIRMED, revert)
+        return Boot(index, image, trailer.state != CONFIRMED, reverted, reason)
     raise SlotError("no slot holds an image that may boot: " + ("; ".join(refusals) or "all empty"))

@@ -1,11 +1,11 @@
 """Installing an update: the image streamed into the inactive slot, checked on the way, then
 offered to the bootloader for one trial.
 
-:func:`install` takes a ``read(n)`` source (the download) and what the signed
-TUF targets metadata says of the file (:class:`Target`). Before a byte is
-written it refuses hardware the target is not for, a length the slot cannot
-hold, and an update while the running image is itself on trial (its
-fallback is the slot that would be overwritten). It then erases the slot
+:func:`install` takes a ``read(n)`` source (the download) and what the
+signed TUF targets metadata says of the file: its length, SHA-256 and
+hardware. Before a byte is written it refuses hardware the target is not
+for, a length the slot cannot hold, and an update while the running image
+is itself on trial (its fallback is the slot that would be overwritten). It then erases the slot
 (trailer first) and passes the stream to the image verifier through a reader
 that writes each piece to the slot and hashes it for TUF: one pass, one chunk
 in memory, whatever the image's size. The image must end exactly at the TUF
@@ -40,36 +40,6 @@ FLUSH_EVERY = 64 * 1024
 MAX_GENERATION = 0xFFFFFFFE
 
 
-class Target:
-    """The target file as the signed TUF metadata describes it.
-
-    *hardware* lists the hardware models the target is for (the custom field
-    the release service signs into the targets metadata); the image format
-    itself names no model, so this is where a device refuses another model's
-    firmware.
-    """
-
-    def __init__(self, length: int, sha256: bytes, hardware: "list[str] | tuple[str, ...]") -> None:
-        if not isinstance(length, int) or isinstance(length, bool) or length <= 0:
-            raise ImageError("target length %r is not a positive integer" % (length,))
-        if not isinstance(sha256, bytes) or len(sha256) != 32:
-            raise ImageError("target SHA-256 is not 32 bytes")
-        if not isinstance(hardware, (list, tuple)) or not all(isinstance(m, str) for m in hardware):
-            raise ImageError("target hardware is not a list of model names")
-        self.length = length
-        self.sha256 = sha256
-        self.hardware = hardware
-
-
-class Installed:
-    """A verified image in slot *slot*, to be marked pending as install *generation*."""
-
-    def __init__(self, slot: int, image: "VerifiedImage", generation: int) -> None:
-        self.slot = slot
-        self.image = image
-        self.generation = generation
-
-
 class _SlotWriter:
     """The reader the image verifier consumes: the slot's own bytes up to *resume_from*, then
     the source's, each source piece written to the slot; all hashed for TUF on the way."""
@@ -87,6 +57,7 @@ class _SlotWriter:
         self.limit = limit
         self.resume_from = resume_from
         self.progress = progress
+        self.replay = slot.reader()
         self.sha = hashlib.sha256()
         self.offset = 0
         self.durable = resume_from
@@ -98,7 +69,7 @@ class _SlotWriter:
         area = self.slot.area
         data: "bytes | memoryview"
         if self.offset < self.resume_from:
-            data = area.read_at(self.offset, min(n, self.resume_from - self.offset))
+            data = self.replay(min(n, self.resume_from - self.offset))
         else:
             data = self.read(n)
             if len(data) > n:
@@ -128,45 +99,57 @@ def install(
     slots: "list[Slot]",
     running: int,
     read: "ReadBytes",
-    target: Target,
     trust: "ImageTrust",
+    *,
+    length: int,
+    sha256: bytes,
+    hardware: "list[str] | tuple[str, ...]",
     model: str,
     resume_from: int = 0,
     progress: "OnProgress | None" = None,
-) -> Installed:
-    """Stream the update from ``read(n)`` into the inactive slot and check it; see the module."""
-    if model not in target.hardware:
-        raise ImageError("the update is for %s, not this device's %r"
-                         % (", ".join(repr(m) for m in target.hardware) or "no hardware",
-                            model))  # fmt: skip
+) -> "VerifiedImage":
+    """Stream the update from ``read(n)`` into the inactive slot and check it; see the module.
+
+    *length* and *sha256* are the target's in the signed TUF targets metadata, *hardware*
+    the models that metadata says it is for (its custom field: the image format names no
+    model, so this is where a device refuses another model's firmware), *model* this
+    device's own.
+    """
+    if not isinstance(length, int) or isinstance(length, bool) or length <= 0:
+        raise ImageError("target length %r is not a positive integer" % (length,))
+    if not isinstance(sha256, bytes) or len(sha256) != 32:
+        raise ImageError("target SHA-256 is not 32 bytes")
+    if not isinstance(hardware, (list, tuple)) or model not in hardware:
+        raise ImageError("the update is for %r, not this device's %r" % (hardware, model))
     slot = inactive_slot(slots, running)
-    generation = slots[running].trailer().generation + 1
-    if generation > MAX_GENERATION:
-        raise SlotError("slot %s has used up its generations" % slot.name)
-    if target.length > slot.capacity:
+    if length > slot.capacity:
         raise ImageError("the target's %d bytes are more than slot %s holds (%d)"
-                         % (target.length, slot.name, slot.capacity))  # fmt: skip
+                         % (length, slot.name, slot.capacity))  # fmt: skip
     if resume_from:
-        if resume_from % slot.area.erase_size or not 0 < resume_from < target.length:
+        if resume_from % slot.area.erase_size or not 0 < resume_from < length:
             raise SlotError("cannot resume at offset %r of a %d-byte target"
-                            % (resume_from, target.length))  # fmt: skip
+                            % (resume_from, length))  # fmt: skip
         if slot.trailer().state != EMPTY:
             raise SlotError("cannot resume into slot %s: it holds a marked image" % slot.name)
     slot.erase(resume_from)
-    writer = _SlotWriter(slot, read, target.length, resume_from, progress)
+    writer = _SlotWriter(slot, read, length, resume_from, progress)
     image = trust.verify(writer, slot.capacity)
     slot.area.flush()
-    if writer.offset != target.length:
+    if writer.offset != length:
         raise ImageError("the image ends at offset %d; the target is %d bytes"
-                         % (writer.offset, target.length))  # fmt: skip
-    if not digests_equal(writer.sha.digest(), target.sha256):
-        raise ImageError("the %d bytes do not hash to the target's SHA-256" % target.length)
-    return Installed(slot.index, image, generation)
+                         % (writer.offset, length))  # fmt: skip
+    if not digests_equal(writer.sha.digest(), sha256):
+        raise ImageError("the %d bytes do not hash to the target's SHA-256" % length)
+    return image
 
 
-def mark_pending(slots: "list[Slot]", installed: Installed) -> None:
-    """Offer the installed image to the next boot for exactly one trial."""
-    slots[installed.slot].mark_pending(installed.generation)
+def mark_pending(slots: "list[Slot]", running: int) -> None:
+    """Offer what :func:`install` put in the inactive slot to the next boot, for exactly one
+    trial, as the generation after the running image's."""
+    generation = slots[running].trailer().generation + 1
+    if generation > MAX_GENERATION:
+        raise SlotError("slot %s has used up its generations" % slots[running].name)
+    inactive_slot(slots, running).mark_pending(generation)
 
 
 def provision(slots: "list[Slot]", read: "ReadBytes", trust: "ImageTrust") -> "VerifiedImage":

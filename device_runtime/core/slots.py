@@ -30,6 +30,7 @@ import struct
 
 from device_runtime.core.block_device import ERASED, Area
 from device_runtime.core.errors import SlotError, StorageError
+from device_runtime.core.signed_image import CHUNK_SIZE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ class Trailer:
 class Slot:
     """One slot: an area of the device, its image at offset 0 and its trailer at the end."""
 
-    def __init__(self, index: int, area: Area) -> None:
+    def __init__(self, index: int, area: Area, buffer_size: int = CHUNK_SIZE) -> None:
         if area.size < 2 * area.erase_size or area.erase_size < TRAILER_SIZE:
             raise StorageError("a slot of %d bytes in %d-byte sectors has no room for an image"
                                " and a trailer sector" % (area.size, area.erase_size))  # fmt: skip
@@ -99,19 +100,27 @@ class Slot:
         self.name = "AB"[index]
         self.area = area
         self.capacity = area.size - area.erase_size
+        self.buffer_size = buffer_size
+        self._buffer: "memoryview | None" = None
 
     def trailer(self) -> Trailer:
         return Trailer(self.area.read_at(self.area.size - TRAILER_SIZE, TRAILER_SIZE))
 
-    def reader(self, start: int = 0) -> "ReadBytes":
-        """``read(n)`` over the image area from *start*, for the image verifier."""
-        position = [start]
+    def reader(self) -> "ReadBytes":
+        """``read(n)`` over the image area for the image verifier: each piece is a view of the
+        slot's one buffer (*buffer_size* bytes, made on first use), valid until the next read
+        (the verifier hashes or copies it at once), so that checking a slot allocates nothing
+        per chunk on a small heap. One reader of a slot at a time."""
+        position = [0]
 
-        def read(n: int) -> bytes:
-            n = min(n, self.capacity - position[0])
-            data = self.area.read_at(position[0], n)
-            position[0] += n
-            return data
+        def read(n: int) -> memoryview:
+            buffer = self._buffer
+            if buffer is None:
+                buffer = self._buffer = memoryview(bytearray(self.buffer_size))
+            view = buffer[: min(n, self.buffer_size, self.capacity - position[0])]
+            self.area.readinto_at(position[0], view)
+            position[0] += len(view)
+            return view
 
         return read
 
@@ -179,7 +188,11 @@ def _generation_field(generation: int) -> bytes:
     return struct.pack(_GENERATION_FORMAT, generation, generation ^ _COMPLEMENT)
 
 
-def slot_pair(device: "BlockDevice") -> "list[Slot]":
-    """Slots A and B: the two halves of *device*, each a whole number of sectors."""
+def slot_pair(device: "BlockDevice", buffer_size: int = CHUNK_SIZE) -> "list[Slot]":
+    """Slots A and B: the two halves of *device*, each a whole number of sectors, read
+    *buffer_size* bytes at a time (less for a heap with no 4 KiB to spare)."""
     half = device.size // 2 // device.erase_size * device.erase_size
-    return [Slot(0, Area(device, 0, half)), Slot(1, Area(device, half, half))]
+    return [
+        Slot(0, Area(device, 0, half), buffer_size),
+        Slot(1, Area(device, half, half), buffer_size),
+    ]

@@ -2,7 +2,8 @@
 
 Every write, erase and flush of the flash (``CuttableFlash``, around the
 file-backed block device) and every increment of the root of trust's counters
-(``CuttableCounters``) is one step of a ``Schedule``. A schedule with no cut
+(``CuttableCounters``) and of the agent's own durable
+records (``CuttableStore``) is one step of a ``Schedule``. A schedule with no cut
 only counts them (and names each by phase and kind, for the report); one with
 ``cut_at=k`` lets steps 0..k-1 happen and, at step k, leaves the medium as a
 power failure could and raises ``PowerCut`` out of whatever the device was
@@ -21,9 +22,9 @@ doing. What the medium holds after the cut depends on the model:
     the newest write reached the medium and the older, unflushed ones did not.
     Checks that nothing depends on a write the code did not flush first.
 
-Counter increments are atomic and durable at once (a TPM's NV increment, the
-software counter's atomic file replacement): cut at, an increment has not
-happened; cut after, it has, whatever the model does to the flash.
+Counter increments and store writes are atomic and durable at once (a TPM's
+NV increment, an atomic file replacement): cut at, one has not happened; cut
+after, it has, whatever the model does to the flash.
 
 The flash also enforces NOR's rule on the code above it: a write may only
 clear bits, so one over bytes that hold something else fails the test.
@@ -33,12 +34,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-
-from device_runtime.core.block_device import ERASED
 from typing import TYPE_CHECKING
 
+from device_runtime.core.block_device import ERASED
+
 if TYPE_CHECKING:
-    from device_runtime.core.port_types import BlockDevice, MonotonicCounters
+    from device_runtime.core.port_types import BlockDevice, MonotonicCounters, Store
 
 ORDERED = "ordered"
 DROPPED = "dropped"
@@ -96,6 +97,9 @@ class CuttableFlash:
 
     def read_at(self, offset: int, n: int) -> bytes:
         return self.device.read_at(offset, n)
+
+    def readinto_at(self, offset: int, buffer: bytearray | memoryview) -> None:
+        self.device.readinto_at(offset, buffer)
 
     def write_at(self, offset: int, data: bytes | memoryview) -> None:
         data = bytes(data)
@@ -159,3 +163,19 @@ class CuttableCounters:
     def increment(self, index: int) -> int:
         self.schedule.step("increment")
         return self.counters.increment(index)
+
+
+class CuttableStore:
+    """A key/value Store whose writes are steps; they replace a file atomically, so a cut
+    leaves the old value (the agent's durable download record lives here)."""
+
+    def __init__(self, store: Store, schedule: Schedule) -> None:
+        self.store = store
+        self.schedule = schedule
+
+    def read(self, key: str) -> bytes | None:
+        return self.store.read(key)
+
+    def write(self, key: str, value: bytes) -> None:
+        self.schedule.step("store write")
+        self.store.write(key, value)

@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from device_runtime.core.boot_selection import Boot
+from device_runtime.core.slots import Slot
 from device_runtime.core.trial_boot import confirm_within
 from device_runtime.ports.cpython.clock import SystemClock
 from device_runtime.rot.tpm import TpmRootOfTrust
@@ -40,22 +41,24 @@ from tests.swtpm_fixtures import swtpm
 __all__ = ["swtpm"]
 
 MakeBoard = Callable[[str], Board]
-Finished = Callable[[Board, Boot, int], bool]
+Finished = Callable[[Board, list[Slot], Boot, int], bool]
 
 
 def healthy() -> bool:
     return True
 
 
-def confirmed_new(board: Board, boot: Boot, floor: int) -> bool:
+def confirmed_new(board: Board, slots: list[Slot], boot: Boot, floor: int) -> bool:
     return boot.image.version == "1.1.0" and not boot.trial and floor == board.base + CLIMB
 
 
-def reverted_to_old(board: Board, boot: Boot, floor: int) -> bool:
+def reverted_to_old(board: Board, slots: list[Slot], boot: Boot, floor: int) -> bool:
+    """OLD runs, and the slot NEW was installed into was reverted, with the reason."""
     return (
         boot.image.version == "1.0.0"
-        and boot.revert is not None
-        and boot.revert.slot == 1
+        and boot.reverted is not None
+        and board.holds_new(slots, boot.reverted)
+        and "its trial failed" in str(boot.revert_reason)
         and floor == board.base
     )
 
@@ -66,13 +69,15 @@ def recover(board: Board, check: Callable[[], bool], finished: Finished) -> str:
     if boot.trial:
         confirm_within(slots, boot, trust, check, SystemClock(), DEADLINE_MS)
         slots, trust, boot = board.boot()
-    if finished(board, boot, trust.floor()):
+    if finished(board, slots, boot, trust.floor()):
         return "finished"
     assert boot.image.version == "1.0.0" and not boot.trial, "neither finished nor abandoned"
+    before = board.downloaded
     board.update(Schedule(), check)
     slots, trust, boot = board.boot()
-    assert finished(board, boot, trust.floor()), "the abandoned update did not complete on retry"
-    return "abandoned, completed on retry"
+    assert finished(board, slots, boot, trust.floor()), "the abandoned update did not complete"
+    resumed = board.downloaded - before < len(board.new)
+    return "abandoned, completed on a retry that " + ("resumed" if resumed else "restarted")
 
 
 def sweep(make_board: MakeBoard, check: Callable[[], bool], finished: Finished) -> Schedule:
@@ -80,8 +85,8 @@ def sweep(make_board: MakeBoard, check: Callable[[], bool], finished: Finished) 
     board = make_board("clean")
     clean = Schedule()
     board.update(clean, check)
-    _, trust, boot = board.boot()
-    assert finished(board, boot, trust.floor())
+    slots, trust, boot = board.boot()
+    assert finished(board, slots, boot, trust.floor())
     board.close()
     outcomes: Counter[str] = Counter()
     for at in range(clean.count):

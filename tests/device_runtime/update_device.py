@@ -20,21 +20,27 @@ from collections.abc import Callable
 from functools import cache
 from io import BytesIO
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from device_runtime.core.boot_selection import Boot, select
 from device_runtime.core.errors import SevenfoldError
 from device_runtime.core.image_trust import IMAGE_COUNTER, ImageTrust
-from device_runtime.core.slot_install import Target, install, mark_pending, provision
+from device_runtime.core.slot_install import install, mark_pending, provision
 from device_runtime.core.slots import Slot, slot_pair
 from device_runtime.core.trial_boot import confirm_within
 from device_runtime.image_signer import public_point, sign_image
 from device_runtime.ports.cpython import crypto
 from device_runtime.ports.cpython.block_device import FileBlockDevice
 from device_runtime.ports.cpython.clock import SystemClock
-from tests.device_runtime.power_cut import CuttableCounters, CuttableFlash, Schedule
+from device_runtime.ports.cpython.storage import DirectoryStore
+from tests.device_runtime.power_cut import (
+    CuttableCounters,
+    CuttableFlash,
+    CuttableStore,
+    Schedule,
+)
 
 if TYPE_CHECKING:
     from device_runtime.core.port_types import MonotonicCounters
@@ -51,6 +57,15 @@ def payload(size: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
+DOWNLOAD_KEY = "download"
+
+
+@cache
+def bad_image(base: int) -> bytes:
+    """An earlier update that never confirmed: it sits in slot B when a board is made."""
+    return sign_image(payload(80_000, 3), key=KEY, version="1.0.2", security_counter=base + 1)
+
+
 @cache
 def images(base: int) -> tuple[bytes, bytes]:
     """(OLD, NEW) for a board whose counter was *base* when it was made."""
@@ -59,8 +74,14 @@ def images(base: int) -> tuple[bytes, bytes]:
     return old, new
 
 
-def target(image: bytes) -> Target:
-    return Target(len(image), hashlib.sha256(image).digest(), [MODEL])
+def target(image: bytes) -> dict[str, Any]:
+    """What the signed targets metadata says of *image*, as ``install`` takes it."""
+    return {
+        "length": len(image),
+        "sha256": hashlib.sha256(image).digest(),
+        "hardware": [MODEL],
+        "model": MODEL,
+    }
 
 
 class SelfTestFailed(SevenfoldError):
@@ -72,18 +93,30 @@ def failing_check() -> bool:
 
 
 class Board:
-    """One simulated board: *directory* holds its flash; *counters()* opens its root of trust."""
+    """One simulated board: *directory* holds its flash and the agent's download record;
+    *counters()* opens its root of trust.
+
+    Made with OLD confirmed in slot A and, in slot B, BAD (1.0.2): an earlier update whose
+    trial ended in a reset, so that the update under test installs over a used slot.
+    """
 
     def __init__(self, directory: Path, counters: Callable[[], MonotonicCounters]) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.flash_path = directory / "flash"
+        self.store = DirectoryStore(directory=directory / "agent")
         self.counters = counters
         self.base = counters().counter(IMAGE_COUNTER)
         self.old, self.new = images(self.base)
+        self.downloaded = 0
         self._device: FileBlockDevice | None = None
         slots, trust = self.power_on(Schedule())
         provision(slots, BytesIO(self.old).read, trust)
-        select(slots, trust)
+        boot = select(slots, trust)
+        bad = bad_image(self.base)
+        install(slots, boot.slot, BytesIO(bad).read, trust, **target(bad))
+        mark_pending(slots, boot.slot)
+        assert select(*self.power_on(Schedule())).trial
+        assert select(*self.power_on(Schedule())).reverted == 1
 
     def power_on(self, schedule: Schedule) -> tuple[list[Slot], ImageTrust]:
         """A boot's view of the board: its flash and counters, their steps on *schedule*."""
@@ -110,15 +143,19 @@ class Board:
         assert self.base <= floor <= self.base + CLIMB
         return slots, trust, boot
 
+    def holds_new(self, slots: list[Slot], index: int) -> bool:
+        return slots[index].area.read_at(0, len(self.new)) == self.new
+
     def update(self, schedule: Schedule, healthy: Callable[[], bool]) -> None:
         """From the running OLD, through NEW's trial, to the boot after it."""
         slots, trust = self.power_on(schedule)
+        store = CuttableStore(self.store, schedule)
         schedule.phase = "boot selection"
         boot = select(slots, trust)
         schedule.phase = "download and install"
-        installed = install(slots, boot.slot, BytesIO(self.new).read, target(self.new), trust, MODEL)
+        self.download(slots, boot.slot, trust, store)
         schedule.phase = "mark pending"
-        mark_pending(slots, installed)
+        mark_pending(slots, boot.slot)
         slots, trust = self.power_on(schedule)
         schedule.phase = "boot selection"
         boot = select(slots, trust)
@@ -127,3 +164,26 @@ class Board:
         slots, trust = self.power_on(schedule)
         schedule.phase = "boot selection"
         select(slots, trust)
+
+    def download(
+        self, slots: list[Slot], running: int, trust: ImageTrust, store: CuttableStore
+    ) -> None:
+        """Install NEW as an agent would, resuming from the durable offset the last attempt
+        recorded (the record names the target, so another target starts over)."""
+        name = hashlib.sha256(self.new).digest()
+        record = store.read(DOWNLOAD_KEY)
+        resume_from = int.from_bytes(record[32:], "big") if record and record[:32] == name else 0
+        source = BytesIO(self.new)
+        source.seek(resume_from)
+
+        def read(n: int) -> bytes:
+            data = source.read(n)
+            self.downloaded += len(data)
+            return data
+
+        def progress(offset: int) -> None:
+            store.write(DOWNLOAD_KEY, name + offset.to_bytes(4, "big"))
+
+        install(slots, running, read, trust, resume_from=resume_from, progress=progress,
+                **target(self.new))  # fmt: skip
+        store.write(DOWNLOAD_KEY, b"")

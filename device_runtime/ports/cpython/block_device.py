@@ -53,6 +53,15 @@ class FileBlockDevice:
             raise StorageError(f"{self.path} ended at offset {offset + len(data)}")
         return data
 
+    def readinto_at(self, offset: int, buffer: bytearray | memoryview) -> None:
+        check_range(self.size, offset, len(buffer), "read")
+        try:
+            count = os.preadv(self._fd, [buffer], offset)
+        except OSError as exc:
+            raise self._failed("read", exc) from exc
+        if count != len(buffer):
+            raise StorageError(f"{self.path} ended at offset {offset + count}")
+
     def write_at(self, offset: int, data: bytes | memoryview) -> None:
         check_range(self.size, offset, len(data), "write")
         view = memoryview(data)

@@ -16,7 +16,7 @@ from device_runtime.core.errors import StorageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import BinaryIO
+    from io import BufferedRandom
 
 ERASE_SIZE = 4096
 _ENOENT = 2
@@ -29,7 +29,7 @@ class FileBlockDevice:
         self.path = path
         self.size = size
         self.erase_size = erase_size
-        self._file: "BinaryIO"
+        self._file: "BufferedRandom"
         try:
             self._file = open(path, "r+b")
         except OSError as exc:
@@ -42,7 +42,7 @@ class FileBlockDevice:
             raise StorageError(path + " holds " + str(found) + " bytes, not the device's " +
                                str(size))  # fmt: skip
 
-    def _create(self) -> "BinaryIO":
+    def _create(self) -> "BufferedRandom":
         try:
             with open(self.path, "wb") as handle:
                 piece = bytes((ERASED,)) * _PIECE
@@ -64,6 +64,16 @@ class FileBlockDevice:
             raise StorageError(self.path + " ended at offset " + str(offset + len(data)))
         return data
 
+    def readinto_at(self, offset: int, buffer: "bytearray | memoryview") -> None:
+        check_range(self.size, offset, len(buffer), "read")
+        try:
+            self._file.seek(offset)
+            count = self._file.readinto(buffer)
+        except OSError as exc:
+            raise self._failed("read", exc) from exc
+        if count != len(buffer):
+            raise StorageError(self.path + " ended at offset " + str(offset + (count or 0)))
+
     def write_at(self, offset: int, data: "bytes | memoryview") -> None:
         check_range(self.size, offset, len(data), "write")
         try:
@@ -74,7 +84,7 @@ class FileBlockDevice:
 
     def erase(self, offset: int, n: int) -> None:
         check_erase(self.size, self.erase_size, offset, n)
-        piece = bytes((ERASED,)) * _PIECE
+        piece = memoryview(bytes((ERASED,)) * _PIECE)
         for start in range(offset, offset + n, _PIECE):
             self.write_at(start, piece[: offset + n - start])
 

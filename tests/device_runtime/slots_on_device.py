@@ -1,0 +1,116 @@
+"""A/B updates under MicroPython, device half of ``test_slots_under_micropython.py``.
+
+``main([PHASE, DIRECTORY, MODEL, KEY_HEX, ARG])`` is one stage of a board
+whose file-backed flash and software root of trust live in DIRECTORY, each a
+fresh interpreter:
+
+``provision``  the factory writes ``old.img`` into slot A, confirmed
+``boot``       the bootloader selects the slot to boot and prints a ``SLOTS
+               boot`` line (slot, version, trial, counter, revert reason)
+``healthy`` / ``unhealthy``  a boot whose image then runs its trial's health
+               check (passes / raises)
+``install``    the running image (ARG = ``RUNNING_SLOT:NAME``) streams
+               ``NAME.img`` (its SHA-256 in ``NAME.sha256``) into the other
+               slot and marks it pending: an application of its own, as on a
+               board whose bootloader's memory is the application's once it
+               has chosen (MCUboot's), since on the 64-bit unix port the two
+               together do not fit 64 KiB
+
+Each prints the time it took and its free heap (``SLOTS done``). Images
+and buffers are read 1 KiB at a time: what a 64 KiB heap leaves after the code
+of a bootloader and an updater has no 4 KiB run to spare.
+"""
+
+import gc
+import time
+
+PORTABLE_HELPER = True
+MARK = "SLOTS"
+FLASH_SIZE = 2 * 320 * 1024
+PIECE = 512
+
+
+def _reader(source, buffer):
+    """``read(n)`` over an open file into one reused buffer, as a download reads a socket."""
+
+    def read(n):
+        view = buffer[:n]
+        return view[: source.readinto(view)]
+
+    return read
+
+
+def _collected(verify_signature):
+    """The crypto port's check, after a collection: the signature's big integers need
+    contiguous runs, and what streaming an image leaves behind is a heap of small holes
+    that the collector, run only when an allocation fails, would free too late."""
+
+    def verify(public_key, digest, signature):
+        gc.collect()
+        verify_signature(public_key, digest, signature)
+
+    return verify
+
+
+def _unhealthy():
+    raise OSError("the sensor does not answer")
+
+
+def main(argv):
+    from device_runtime.core.image_trust import ImageTrust
+    from device_runtime.core.slots import slot_pair
+    from device_runtime.ports.micropython import crypto
+    from device_runtime.ports.micropython.block_device import FileBlockDevice
+    from device_runtime.ports.micropython.storage import DirectoryStore
+    from device_runtime.rot.software import SoftwareRootOfTrust
+
+    phase, directory, model, key_hex, name = argv
+    started = time.ticks_ms()
+    buffer = memoryview(bytearray(PIECE))
+    flash = FileBlockDevice(path=directory + "/flash", size=FLASH_SIZE)
+    slots = slot_pair(flash, PIECE)
+    rot = SoftwareRootOfTrust.open(store=DirectoryStore(directory=directory + "/rot"),
+                                   random_bytes=crypto.random_bytes,
+                                   sign_es256=crypto.sign_es256)  # fmt: skip
+    trust = ImageTrust(bytes.fromhex(key_hex), _collected(crypto.verify_ecdsa_der), rot)
+    if phase == "provision":
+        from device_runtime.core.slot_install import provision
+
+        with open(directory + "/old.img", "rb") as source:
+            provision(slots, _reader(source, buffer), trust)
+    elif phase == "install":
+        _install(slots, trust, buffer, directory, model, name)
+    else:
+        _boot(phase, slots, trust)
+    flash.close()
+    gc.collect()
+    print(MARK, "done", time.ticks_diff(time.ticks_ms(), started), gc.mem_free())
+
+
+def _install(slots, trust, buffer, directory, model, name):
+    """The running image installs NAME (``running:NAME``) into the other slot."""
+    from device_runtime.core.slot_install import install, mark_pending
+
+    running, name = name.split(":")
+    with open(directory + "/" + name + ".sha256") as digest:
+        sha256 = bytes.fromhex(digest.read())
+    with open(directory + "/" + name + ".img", "rb") as source:
+        length = source.seek(0, 2)
+        source.seek(0)
+        install(slots, int(running), _reader(source, buffer), trust, length=length,
+                sha256=sha256, hardware=[model], model=model)  # fmt: skip
+    mark_pending(slots, int(running))
+
+
+def _boot(phase, slots, trust):
+    from device_runtime.core.boot_selection import select
+
+    boot = select(slots, trust)
+    revert = boot.revert_reason or "-"
+    print(MARK, "boot", boot.slot, boot.image.version, int(boot.trial), trust.floor(), revert)
+    if phase in ("healthy", "unhealthy"):
+        from device_runtime.core.trial_boot import confirm_within
+        from device_runtime.ports.micropython.clock import SystemClock
+
+        check = _unhealthy if phase == "unhealthy" else lambda: True
+        confirm_within(slots, boot, trust, check, SystemClock(), 1000)
