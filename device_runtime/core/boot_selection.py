@@ -18,12 +18,12 @@ Whenever the newest slot is not the one booted, ``Boot.reverted`` and
 from the slots at every boot (the trial's verdict is in its trailer; a
 refused image refuses again), so it survives power cuts and lasts until the
 slot is next installed. If no slot
-may boot, :class:`SlotError` lists each refusal and nothing boots. Only
+may boot, an :class:`ImageError` lists each refusal and nothing boots. Only
 copy_done and the counter are ever written here. Portable: CPython and
 MicroPython.
 """
 
-from device_runtime.core.errors import ImageError, SlotError
+from device_runtime.core.errors import ImageError
 from device_runtime.core.slots import CONFIRMED, EMPTY, PENDING, TRIAL
 
 TYPE_CHECKING = False
@@ -88,4 +88,6 @@ def select(slots: "list[Slot]", trust: "ImageTrust") -> Boot:
         else:
             slot.begin_trial()
         return Boot(index, image, trailer.state != CONFIRMED, reverted, reason)
-    raise SlotError("no slot holds an image that may boot: " + ("; ".join(refusals) or "all empty"))
+    raise ImageError(
+        "no slot holds an image that may boot: " + ("; ".join(refusals) or "all empty")
+    )

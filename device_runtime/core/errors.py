@@ -136,13 +136,6 @@ class ImageError(SevenfoldError):
     code = "bad-image"
 
 
-class SlotError(SevenfoldError):
-    """The A/B slots do not allow what was asked (an update while an image is on trial,
-    confirming what is not on trial), or no slot holds an image that may boot."""
-
-    code = "slot"
-
-
 class RootOfTrustError(SevenfoldError):
     """The root of trust is absent, locked out or refused, or a sealed blob is not its own."""
 

@@ -25,7 +25,7 @@ MicroPython.
 
 import hashlib
 
-from device_runtime.core.errors import ImageError, SlotError
+from device_runtime.core.errors import ImageError, StorageError
 from device_runtime.core.hmac_sha256 import digests_equal
 from device_runtime.core.slots import CONFIRMED, EMPTY
 
@@ -90,7 +90,7 @@ def inactive_slot(slots: "list[Slot]", running: int) -> "Slot":
     confirmed (during a trial the other slot is the way back)."""
     state = slots[running].trailer().state
     if state != CONFIRMED:
-        raise SlotError("slot %s runs an image that is %s: confirm it, or let the next boot"
+        raise StorageError("slot %s runs an image that is %s: confirm it, or let the next boot"
                         " revert it, before installing" % (slots[running].name, state))  # fmt: skip
     return slots[1 - running]
 
@@ -127,10 +127,10 @@ def install(
                          % (length, slot.name, slot.capacity))  # fmt: skip
     if resume_from:
         if resume_from % slot.area.erase_size or not 0 < resume_from < length:
-            raise SlotError("cannot resume at offset %r of a %d-byte target"
+            raise StorageError("cannot resume at offset %r of a %d-byte target"
                             % (resume_from, length))  # fmt: skip
         if slot.trailer().state != EMPTY:
-            raise SlotError("cannot resume into slot %s: it holds a marked image" % slot.name)
+            raise StorageError("cannot resume into slot %s: it holds a marked image" % slot.name)
     slot.erase(resume_from)
     writer = _SlotWriter(slot, read, length, resume_from, progress)
     image = trust.verify(writer, slot.capacity)
@@ -148,7 +148,7 @@ def mark_pending(slots: "list[Slot]", running: int) -> None:
     trial, as the generation after the running image's."""
     generation = slots[running].trailer().generation + 1
     if generation > MAX_GENERATION:
-        raise SlotError("slot %s has used up its generations" % slots[running].name)
+        raise StorageError("slot %s has used up its generations" % slots[running].name)
     inactive_slot(slots, running).mark_pending(generation)
 
 

@@ -29,7 +29,7 @@ flushed, vouches for everything below it. Portable: CPython and MicroPython.
 import struct
 
 from device_runtime.core.block_device import ERASED, Area
-from device_runtime.core.errors import SlotError, StorageError
+from device_runtime.core.errors import StorageError
 from device_runtime.core.signed_image import CHUNK_SIZE
 
 TYPE_CHECKING = False
@@ -154,20 +154,20 @@ class Slot:
     def confirm(self) -> None:
         """Make the image on trial permanent (refused once its trial was failed)."""
         if self._require((TRIAL,), "confirm").verdict != ERASED:
-            raise SlotError("slot " + self.name + "'s trial already failed: it cannot be confirmed")
+            raise StorageError("slot " + self.name + "'s trial failed: it cannot be confirmed")
         self._mark(IMAGE_OK, bytes((SET,)))
 
     def fail_trial(self, verdict: int) -> None:
         """Record why the image on trial failed, for the next boot to report."""
         if verdict not in VERDICTS or verdict == ERASED:
-            raise SlotError("verdict %r is not one of %r" % (verdict, sorted(VERDICTS)[:-1]))
+            raise StorageError("verdict %r is not one of %r" % (verdict, sorted(VERDICTS)[:-1]))
         self._require((TRIAL,), "fail a trial")
         self._mark(VERDICT, bytes((verdict,)))
 
     def _require(self, states: "tuple[str, ...]", action: str) -> Trailer:
         trailer = self.trailer()
         if trailer.state not in states:
-            raise SlotError("cannot %s slot %s: it is %s" % (action, self.name, trailer.state))
+            raise StorageError("cannot %s slot %s: it is %s" % (action, self.name, trailer.state))
         return trailer
 
     def _mark(self, back: int, value: bytes) -> None:
@@ -177,7 +177,7 @@ class Slot:
         old = self.area.read_at(offset, len(value))
         for i in range(len(value)):
             if old[i] & value[i] != value[i]:
-                raise SlotError("slot %s's trailer at end - %d holds %s, which cannot become"
+                raise StorageError("slot %s's trailer at end - %d holds %s, which cannot become"
                                 " %s without an erase" % (self.name, back, old.hex(),
                                                           value.hex()))  # fmt: skip
         self.area.write_at(offset, value)
