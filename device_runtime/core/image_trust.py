@@ -15,7 +15,7 @@ image). Portable: CPython and MicroPython.
 """
 
 from device_runtime.core import signed_image
-from device_runtime.core.errors import ImageError
+from device_runtime.core.errors import ImageError, RootOfTrustError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,14 +29,21 @@ security counters by image, and a device here runs one image (image 0)."""
 
 class ImageTrust:
     """The device's image key (a 65-byte SEC1 point), the crypto port's DER signature
-    check, and the root of trust that holds the anti-rollback counter."""
+    check, and the root of trust that holds the anti-rollback counter; images are read
+    *chunk_size* bytes at a time (more where memory is plenty: each read costs a round
+    through the interpreter)."""
 
     def __init__(
-        self, public_key: bytes, verify_signature: "VerifyEcdsaDer", counters: "MonotonicCounters"
+        self,
+        public_key: bytes,
+        verify_signature: "VerifyEcdsaDer",
+        counters: "MonotonicCounters",
+        chunk_size: int = signed_image.CHUNK_SIZE,
     ) -> None:
         self.public_key = public_key
         self.verify_signature = verify_signature
         self.counters = counters
+        self.chunk_size = chunk_size
 
     def floor(self) -> int:
         """The lowest security counter an image may have."""
@@ -44,7 +51,9 @@ class ImageTrust:
 
     def verify(self, read: "ReadBytes", max_size: int) -> "VerifiedImage":
         """The image ``read(n)`` yields, if it is signed and not a rollback; else ImageError."""
-        image = signed_image.verify(read, self.public_key, self.verify_signature, max_size)
+        image = signed_image.verify(
+            read, self.public_key, self.verify_signature, max_size, self.chunk_size
+        )
         floor = self.floor()
         if image.security_counter < floor:
             raise ImageError("image %s has security counter %d, below the root of trust's"
@@ -57,4 +66,7 @@ class ImageTrust:
         counter must, so that a cut anywhere leaves it at most there."""
         value = self.floor()
         while value < security_counter:
-            value = self.counters.increment(IMAGE_COUNTER)
+            risen = self.counters.increment(IMAGE_COUNTER)
+            if risen <= value:
+                raise RootOfTrustError("counter %d did not rise from %d" % (IMAGE_COUNTER, value))
+            value = risen

@@ -88,10 +88,13 @@ class _SlotWriter:
 def inactive_slot(slots: "list[Slot]", running: int) -> "Slot":
     """The slot an update may overwrite: the other one, and only while the running image is
     confirmed (during a trial the other slot is the way back)."""
+    if running not in (0, 1):
+        raise StorageError("there is no slot %r to run from" % (running,))
     state = slots[running].trailer().state
     if state != CONFIRMED:
-        raise StorageError("slot %s runs an image that is %s: confirm it, or let the next boot"
-                        " revert it, before installing" % (slots[running].name, state))  # fmt: skip
+        raise StorageError("slot %s runs an image that is %s: confirm it, or let the next"
+                           " boot revert it, before installing" % (slots[running].name,
+                                                                   state))  # fmt: skip
     return slots[1 - running]
 
 
@@ -128,7 +131,7 @@ def install(
     if resume_from:
         if resume_from % slot.area.erase_size or not 0 < resume_from < length:
             raise StorageError("cannot resume at offset %r of a %d-byte target"
-                            % (resume_from, length))  # fmt: skip
+                               % (resume_from, length))  # fmt: skip
         if slot.trailer().state != EMPTY:
             raise StorageError("cannot resume into slot %s: it holds a marked image" % slot.name)
     slot.erase(resume_from)

@@ -177,9 +177,9 @@ class Slot:
         old = self.area.read_at(offset, len(value))
         for i in range(len(value)):
             if old[i] & value[i] != value[i]:
-                raise StorageError("slot %s's trailer at end - %d holds %s, which cannot become"
-                                " %s without an erase" % (self.name, back, old.hex(),
-                                                          value.hex()))  # fmt: skip
+                raise StorageError("slot %s's trailer at end - %d holds %s, which cannot"
+                                   " become %s without an erase" % (self.name, back, old.hex(),
+                                                                    value.hex()))  # fmt: skip
         self.area.write_at(offset, value)
         self.area.flush()
 
