@@ -30,8 +30,9 @@ FLASH_SIZE = 2 * 320 * 1024
 PIECE = 512
 
 
-def _reader(source, buffer):
+def _reader(source):
     """``read(n)`` over an open file into one reused buffer, as a download reads a socket."""
+    buffer = memoryview(bytearray(PIECE))
 
     def read(n):
         view = buffer[:n]
@@ -66,7 +67,6 @@ def main(argv):
 
     phase, directory, model, key_hex, name = argv
     started = time.ticks_ms()
-    buffer = memoryview(bytearray(PIECE))
     flash = FileBlockDevice(path=directory + "/flash", size=FLASH_SIZE)
     slots = slot_pair(flash, PIECE)
     rot = SoftwareRootOfTrust.open(store=DirectoryStore(directory=directory + "/rot"),
@@ -77,9 +77,9 @@ def main(argv):
         from device_runtime.core.slot_install import provision
 
         with open(directory + "/old.img", "rb") as source:
-            provision(slots, _reader(source, buffer), trust)
+            provision(slots, _reader(source), trust)
     elif phase == "install":
-        _install(slots, trust, buffer, directory, model, name)
+        _install(slots, trust, directory, model, name)
     else:
         _boot(phase, slots, trust)
     flash.close()
@@ -87,7 +87,7 @@ def main(argv):
     print(MARK, "done", time.ticks_diff(time.ticks_ms(), started), gc.mem_free())
 
 
-def _install(slots, trust, buffer, directory, model, name):
+def _install(slots, trust, directory, model, name):
     """The running image installs NAME (``running:NAME``) into the other slot."""
     from device_runtime.core.slot_install import install, mark_pending
 
@@ -97,7 +97,7 @@ def _install(slots, trust, buffer, directory, model, name):
     with open(directory + "/" + name + ".img", "rb") as source:
         length = source.seek(0, 2)
         source.seek(0)
-        install(slots, int(running), _reader(source, buffer), trust, length=length,
+        install(slots, int(running), _reader(source), trust, length=length,
                 sha256=sha256, hardware=[model], model=model)  # fmt: skip
     mark_pending(slots, int(running))
 
