@@ -5,14 +5,14 @@ offered to the bootloader for one trial.
 signed TUF targets metadata says of the file: its length, SHA-256 and
 hardware. Before a byte is written it refuses hardware the target is not
 for, a length the slot cannot hold, and an update while the running image
-is itself on trial (its fallback is the slot that would be overwritten). It then erases the slot
-(trailer first) and passes the stream to the image verifier through a reader
-that writes each piece to the slot and hashes it for TUF: one pass, one chunk
-in memory, whatever the image's size. The image must end exactly at the TUF
-length, hash to the TUF SHA-256, verify under the device's image key and not
-be a rollback (:class:`ImageTrust`). Nothing is pending yet:
-:func:`mark_pending` does that, with the next generation. A failed install
-leaves the slot EMPTY, which nothing boots.
+is itself on trial (its fallback is the slot that would be overwritten).
+It then erases the slot (trailer first) and passes the stream to the image
+verifier through a reader that writes each piece to the slot and hashes it
+for TUF: one pass, one chunk in memory, whatever the image's size. The
+image must end exactly at the TUF length, hash to the TUF SHA-256, verify
+under the device's image key and not be a rollback (:class:`ImageTrust`).
+Nothing is pending yet: :func:`mark_pending` does that, with the next
+generation. A failed install leaves the slot EMPTY, which nothing boots.
 
 Downloads that resume across reboots: every :data:`FLUSH_EVERY` bytes the slot
 is flushed and ``progress(offset)`` told the sector-aligned offset that is

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from device_runtime.core.errors import StorageError
+from device_runtime.core.errors import RootOfTrustError, StorageError
+from device_runtime.core.image_trust import ImageTrust
 from device_runtime.core.slots import CONFIRMED, HEALTH_FAILED, TRIAL
 from device_runtime.core.trial_boot import confirm, confirm_within, fail_trial
 from device_runtime.ports.cpython.clock import SystemClock
@@ -82,3 +83,20 @@ def test_a_failed_trial_stays_failed(device: SlotDevice) -> None:
     assert device.counter == 1
     with pytest.raises(StorageError, match="it is confirmed"):
         fail_trial(device.slots, device.boot(), HEALTH_FAILED)
+
+
+class StuckCounter:
+    """A counter that answers an increment without rising: a root of trust gone wrong."""
+
+    def counter(self, index: int) -> int:
+        return 1
+
+    def increment(self, index: int) -> int:
+        return 1
+
+
+def test_a_counter_that_does_not_rise_stops_the_climb(device: SlotDevice) -> None:
+    boot = _trial(device)
+    stuck = ImageTrust(device.trust.public_key, device.trust.verify_signature, StuckCounter())
+    with pytest.raises(RootOfTrustError, match="counter 0 did not rise from 1"):
+        confirm(device.slots, boot, stuck)
