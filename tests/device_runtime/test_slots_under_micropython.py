@@ -12,9 +12,14 @@ each boot's time and free heap printed for ``docs/updates.md``.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from device_runtime.image_signer import sign_image
 from firmware_images.micropython_bundle import romfs_image
@@ -44,8 +49,20 @@ STAGES = [
 ]
 
 
+@pytest.fixture
+def board_dir() -> Iterator[Path]:
+    """The board's files at a short path of fixed length: the device keeps the path as a
+    string, and pytest's temporary directories are long and grow, which costs a 64 KiB heap
+    a varying few hundred bytes."""
+    directory = Path(tempfile.mkdtemp(prefix="slots", dir="/tmp"))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def test_install_trial_confirm_and_revert_under_micropython(
-    bytecode_tree: Path, tmp_path: Path
+    bytecode_tree: Path, board_dir: Path
 ) -> None:
     signed = {
         "old": sign_image(payload(60_000, 1), key=KEY, version="1.0.0", security_counter=1),
@@ -53,16 +70,16 @@ def test_install_trial_confirm_and_revert_under_micropython(
         "bad": sign_image(payload(200_000, 3), key=KEY, version="1.2.0", security_counter=3),
     }
     for name, image in signed.items():
-        (tmp_path / f"{name}.img").write_bytes(image)
-        (tmp_path / f"{name}.sha256").write_text(hashlib.sha256(image).hexdigest())
-    flash = tmp_path / "flash.romfs"
+        (board_dir / f"{name}.img").write_bytes(image)
+        (board_dir / f"{name}.sha256").write_text(hashlib.sha256(image).hexdigest())
+    flash = board_dir / "flash.romfs"
     flash.write_bytes(romfs_image(bytecode_tree))
     figures = []
     for stage, argument, expected in STAGES:
-        args = [stage, str(tmp_path), MODEL, KEY_POINT.hex(), argument]
+        args = [stage, str(board_dir), MODEL, KEY_POINT.hex(), argument]
         result = subprocess.run(
             [sys.executable, str(LAUNCHER), str(flash), HEAP_SIZE, MODULE, *args],
-            cwd=tmp_path,
+            cwd=board_dir,
             capture_output=True,
             text=True,
             timeout=300,
