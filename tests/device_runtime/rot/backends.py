@@ -12,7 +12,10 @@ small: under MicroPython this module shares 64 KiB with everything it tests.
 import os
 import sys
 
+from tests.device_runtime.refusal import refused
+
 PORTABLE_HELPER = True
+__all__ = ["PORTABLE_KINDS", "Backend", "on_every_backend", "refused"]
 
 if sys.implementation.name == "micropython":
     from device_runtime.ports.micropython import crypto
@@ -20,20 +23,6 @@ if sys.implementation.name == "micropython":
 else:
     from device_runtime.ports.cpython import crypto
     from device_runtime.ports.cpython.storage import DirectoryStore
-
-
-def refused(call, *args, errors=None):
-    """The reason *call* gave for refusing *args*; fails if it accepted them."""
-    if errors is None:
-        from device_runtime.core.errors import RootOfTrustError
-
-        errors = (RootOfTrustError,)
-    try:
-        call(*args)
-    except errors as exc:
-        assert exc.reason, "a refusal must say why"
-        return exc.reason
-    raise AssertionError("accepted " + repr(args)[:60])
 
 
 def _remove_tree(path):
