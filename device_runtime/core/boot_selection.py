@@ -23,7 +23,7 @@ copy_done and the counter are ever written here. Portable: CPython and
 MicroPython.
 """
 
-from device_runtime.core.errors import ImageError
+from device_runtime.core.signed_image import ImageError
 from device_runtime.core.slots import CONFIRMED, EMPTY, PENDING, TRIAL
 
 TYPE_CHECKING = False

@@ -15,7 +15,8 @@ image). Portable: CPython and MicroPython.
 """
 
 from device_runtime.core import signed_image
-from device_runtime.core.errors import ImageError, RootOfTrustError
+from device_runtime.core.errors import RootOfTrustError
+from device_runtime.core.signed_image import ImageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

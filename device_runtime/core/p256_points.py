@@ -25,7 +25,10 @@ operations per signature.
 None of this is constant-time; see ``device_runtime.core.p256``.
 """
 
-from device_runtime.core.p256_encoding import GX, GY, P
+from device_runtime.core.p256_encoding import P
+
+GX = 0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296
+GY = 0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5
 
 G_WIDTH = 5
 Q_WIDTH = 5

@@ -25,8 +25,9 @@ MicroPython.
 
 import hashlib
 
-from device_runtime.core.errors import ImageError, StorageError
+from device_runtime.core.errors import StorageError
 from device_runtime.core.hmac_sha256 import digests_equal
+from device_runtime.core.signed_image import ImageError
 from device_runtime.core.slots import CONFIRMED, EMPTY
 
 TYPE_CHECKING = False

@@ -1,7 +1,7 @@
 """The reason a call gave for refusing its input, for the portable checks (CPython and MicroPython).
 
 A module of its own, so that a check under a 64 KiB heap need not import a
-root-of-trust backend (``rot/backends.py``, which re-exports it) to learn why
+root-of-trust backend (``rot/backends.py``) to learn why
 something was refused.
 """
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from device_runtime.core.errors import ImageError
+from device_runtime.core.signed_image import ImageError
 from device_runtime.core.slot_install import mark_pending
 from device_runtime.core.slots import CONFIRMED, EMPTY, HEALTH_FAILED, MAGIC, PENDING, TRIAL
 from device_runtime.core.trial_boot import confirm, fail_trial

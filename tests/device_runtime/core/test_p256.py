@@ -6,7 +6,7 @@ Vectors: RFC 6979 appendix A.2.5 (P-256 key, SHA-256, messages "sample" and
 
 import hashlib
 
-from device_runtime.core import p256, p256_encoding, rfc6979
+from device_runtime.core import p256, p256_encoding, p256_points, rfc6979
 from device_runtime.core.errors import CryptoError
 
 PORTABLE = True
@@ -48,8 +48,8 @@ def test_rfc6979_public_key():
 
 
 def test_generator_multiples():
-    g = b"\x04" + _int32(p256_encoding.GX) + _int32(p256_encoding.GY)
-    minus_g = b"\x04" + _int32(p256_encoding.GX) + _int32(p256_encoding.P - p256_encoding.GY)
+    g = b"\x04" + _int32(p256_points.GX) + _int32(p256_points.GY)
+    minus_g = b"\x04" + _int32(p256_points.GX) + _int32(p256_encoding.P - p256_points.GY)
     assert p256.public_key(_int32(1)) == g
     assert p256.public_key(_int32(p256_encoding.N - 1)) == minus_g
 

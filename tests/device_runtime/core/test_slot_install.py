@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from device_runtime.core.errors import ImageError, SevenfoldError, StorageError
+from device_runtime.core.errors import SevenfoldError, StorageError
+from device_runtime.core.signed_image import ImageError
 from device_runtime.core.slot_install import FLUSH_EVERY, install, mark_pending
 from device_runtime.core.slots import CONFIRMED, EMPTY, PENDING
 from device_runtime.core.trial_boot import confirm

@@ -12,10 +12,7 @@ small: under MicroPython this module shares 64 KiB with everything it tests.
 import os
 import sys
 
-from tests.device_runtime.refusal import refused
-
 PORTABLE_HELPER = True
-__all__ = ["PORTABLE_KINDS", "Backend", "on_every_backend", "refused"]
 
 if sys.implementation.name == "micropython":
     from device_runtime.ports.micropython import crypto

@@ -10,7 +10,7 @@ the device printed.
 """
 
 from device_runtime.core import der, der_parser, p256
-from tests.device_runtime.rot.backends import refused
+from tests.device_runtime.refusal import refused
 
 PORTABLE_HELPER = True
 

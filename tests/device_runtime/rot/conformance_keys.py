@@ -5,7 +5,7 @@ import gc
 
 from device_runtime.core import p256, p256_encoding
 from device_runtime.core.errors import CryptoError
-from tests.device_runtime.rot.backends import refused
+from tests.device_runtime.refusal import refused
 
 PORTABLE_HELPER = True
 

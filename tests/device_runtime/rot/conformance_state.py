@@ -6,7 +6,7 @@ import hashlib
 from device_runtime.core.errors import CryptoError, RootOfTrustError, StorageError
 from device_runtime.rot import COUNTERS, MAX_SEALED, MEASUREMENT_REGISTERS
 from device_runtime.rot.counters import STORE_KEY
-from tests.device_runtime.rot.backends import refused
+from tests.device_runtime.refusal import refused
 
 PORTABLE_HELPER = True
 
