@@ -86,7 +86,7 @@ def bad_images() -> dict[str, tuple[bytes, str]]:
     good = image()
     digest = hashlib.sha256(_region(good)).digest()
     keyhash = fmt.key_hash(POINT)
-    sig_at = fmt.inspect(reader(good)).tlvs[fmt.ECDSA_SIG][0]
+    sig_at, signature = fmt.inspect(reader(good)).tlvs[fmt.ECDSA_SIG]
     no_protected = patched(good[:PROTECTED_AT], 10, "<H", 0)
     return {
         "bad-magic": (patched(good, 0, "<I", 0x96F3B83E), "bad magic 0x96f3b83e at offset 0"),
@@ -170,7 +170,24 @@ def bad_images() -> dict[str, tuple[bytes, str]]:
         ),
         "duplicate-keyhash": (
             finished(_region(good), [(fmt.KEYHASH, keyhash), (fmt.KEYHASH, keyhash)]),
-            "TLV 0x01 at offset 2612 repeats the one at offset 2576",
+            "TLV 0x01 at offset 2612 follows TLV 0x01 at offset 2576: each TLV comes once",
+        ),
+        "duplicate-counter": (
+            finished(
+                patched(patched(good[:TLVS_AT], 10, "<H", 20), PROTECTED_AT + 2, "<H", 20)
+                + good[PROTECTED_AT + 4 : TLVS_AT]
+            ),
+            "TLV 0x50 at offset 2572 follows TLV 0x50 at offset 2564",
+        ),
+        "signature-before-keyhash": (
+            _reordered(good, [fmt.SHA256, fmt.ECDSA_SIG, fmt.KEYHASH]),
+            f"TLV 0x01 at offset {2616 + len(signature)} follows TLV 0x22 at offset 2612: each"
+            " TLV comes once, in imgtool's order SHA256, KEYHASH, ECDSA_SIG (MCUboot ignores a"
+            " signature before its KEYHASH)",
+        ),
+        "hash-after-keyhash": (
+            _reordered(good, [fmt.KEYHASH, fmt.SHA256, fmt.ECDSA_SIG]),
+            "TLV 0x10 at offset 2612 follows TLV 0x01 at offset 2576",
         ),
         "no-hash": (finished(_region(good), [(fmt.KEYHASH, keyhash)]), "the image has no TLV 0x10"),
         "no-keyhash": (
@@ -194,6 +211,13 @@ def bad_images() -> dict[str, tuple[bytes, str]]:
         ),
         "other-key-claims-ours": (_claiming_our_key(), "does not verify"),
     }
+
+
+def _reordered(data: bytes, order: list[int]) -> bytes:
+    """*data*'s own TLV area, its SHA256, KEYHASH and ECDSA_SIG in *order*: nothing in it
+    changed but where each stands, which no hash or signature covers."""
+    tlvs = fmt.inspect(reader(data)).tlvs
+    return finished(_region(data), [(kind, tlvs[kind][1]) for kind in order])
 
 
 def _with_trailing_bytes(data: bytes) -> bytes:
