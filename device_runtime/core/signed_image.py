@@ -19,12 +19,13 @@ protected TLVs): it is the image's measurement. The ECDSA P-256 signature
 KEYHASH.
 
 Only what this project signs is accepted: each TLV once, in its own area, of
-its exact size, in imgtool's order (SHA256, KEYHASH, ECDSA_SIG); no encrypted
-or compressed images. The order matters because MCUboot reads the unhashed TLV
-area in order and ignores a signature no KEYHASH came before: an image anyone
-reordered would pass here and be refused on the device. MCUboot skips TLVs it does
-not know; this refuses them, as a protected one is a signed statement (a
-dependency, a boot record) this verifier could not honour. Every rejection is
+its exact size, in imgtool's order (SHA256, KEYHASH, ECDSA_SIG); no flag but
+PIC (:data:`SUPPORTED_FLAGS`): a verified image is one a board can boot. The
+order matters because MCUboot reads the unhashed TLV area in order and ignores
+a signature no KEYHASH came before: an image anyone reordered would pass here
+and be refused on the device. MCUboot skips TLVs it does not know; this
+refuses them, as a protected one is a signed statement (a dependency, a boot
+record) this verifier could not honour. Every rejection is
 an :class:`ImageError` naming the offset. Portable: CPython and MicroPython.
 """
 
@@ -61,9 +62,12 @@ PROTECTED = {SEC_CNT: (4, 4, 0)}
 UNPROTECTED = {SHA256: (32, 32, 0), KEYHASH: (32, 32, 1), ECDSA_SIG: (8, 72, 2)}
 """The TLVs each area may hold: the fewest and most bytes of each value, and its rank in
 the order they must come in."""
-SUPPORTED_FLAGS = 0x131
-"""PIC, NON_BOOTABLE, RAM_LOAD, ROM_FIXED; encrypted (0x4, 0x8) and compressed
-(0x200, 0x400, 0x800) images are refused, as are flags MCUboot does not define."""
+NON_BOOTABLE = 0x10
+SUPPORTED_FLAGS = 0x1
+"""PIC only: a position-independent image asks nothing of a board. Refused: NON_BOOTABLE
+(MCUboot boots no such slot), RAM_LOAD (0x20) and ROM_FIXED (0x100), whose load address
+says where to run, which no board here honours (a payload runs where it is read),
+encrypted (0x4, 0x8), compressed (0x200, 0x400, 0x800) and flags MCUboot does not define."""
 MAX_IMAGE_SIZE = 16 << 20
 """Bytes up to the end of the TLV area, unless the caller gives its slot's size."""
 CHUNK_SIZE = 4096
@@ -216,8 +220,10 @@ def inspect(
         raise ImageError("bad magic 0x%08x at offset 0, not MCUboot's 0x96f3b83d" % magic)
     if header_size < HEADER_SIZE:
         raise ImageError("header size %d at offset 8 is under the 32-byte header" % header_size)
+    if flags & NON_BOOTABLE:
+        raise ImageError("flags 0x%x at offset 16: NON_BOOTABLE, which MCUboot never boots" % flags)
     if flags & ~SUPPORTED_FLAGS:
-        raise ImageError("flags 0x%x at offset 20 ask for what is not supported" % flags)
+        raise ImageError("flags 0x%x at offset 16 ask for what is not supported (only PIC)" % flags)
     tlv_offset = header_size + payload_size
     if tlv_offset + protected_size + TLV_HEADER_SIZE > max_size:
         raise ImageError("the header's sizes at offset 8 (header %d, body %d, protected %d) run"

@@ -63,14 +63,18 @@ def patched(data: bytes, offset: int, layout: str, *values: int) -> bytes:
     return bytes(changed)
 
 
-def finished(region: bytes, entries: list[tuple[int, bytes]] | None = None) -> bytes:
+def finished(
+    region: bytes,
+    entries: list[tuple[int, bytes]] | None = None,
+    key: ec.EllipticCurvePrivateKey = KEY,
+) -> bytes:
     """*region* (header to protected TLVs) and a TLV area of *entries*, by default the
-    SHA256, KEYHASH and ECDSA_SIG by KEY that make it a valid image."""
+    SHA256, KEYHASH and ECDSA_SIG by *key* that make it a valid image."""
     digest = hashlib.sha256(region).digest()
     if entries is None:
-        signature = KEY.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
-        entries = [(fmt.SHA256, digest), (fmt.KEYHASH, fmt.key_hash(POINT)),
-                   (fmt.ECDSA_SIG, signature)]  # fmt: skip
+        signature = key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+        keyhash = fmt.key_hash(public_point(key.public_key()))
+        entries = [(fmt.SHA256, digest), (fmt.KEYHASH, keyhash), (fmt.ECDSA_SIG, signature)]
     body = b"".join(
         struct.pack(fmt.TLV_FORMAT, kind, len(value)) + value for kind, value in entries
     )
@@ -93,7 +97,19 @@ def bad_images() -> dict[str, tuple[bytes, str]]:
         "empty": (b"", "header truncated at offset 0"),
         "short-header": (good[:20], "header truncated at offset 20"),
         "header-under-32": (patched(good, 8, "<H", 16), "header size 16 at offset 8"),
-        "encrypted": (patched(good, 16, "<I", 0x4), "flags 0x4 at offset 20"),
+        "encrypted": (patched(good, 16, "<I", 0x4), "flags 0x4 at offset 16 ask for what is not"),
+        "non-bootable": (
+            finished(patched(_region(good), 16, "<I", 0x11)),
+            "flags 0x11 at offset 16: NON_BOOTABLE, which MCUboot never boots",
+        ),
+        "ram-load": (
+            finished(patched(_region(good), 16, "<I", 0x20)),
+            "flags 0x20 at offset 16 ask for what is not supported (only PIC)",
+        ),
+        "rom-fixed": (
+            finished(patched(_region(good), 16, "<I", 0x100)),
+            "flags 0x100 at offset 16",
+        ),
         "truncated-body": (good[:0x300], "image body of 2048 bytes truncated at offset 768"),
         "body-size-lies-long": (
             patched(good, 12, "<I", len(PAYLOAD) + 1000),

@@ -185,3 +185,8 @@ def test_imgtool_images_this_verifier_does_not_take_are_refused_with_the_reason(
                      str(without_counter))  # fmt: skip
     assert signed.returncode == 0, signed.stderr
     assert outcome(without_counter.read_bytes(), point=point) == "the image has no TLV 0x50"
+    # What no board here can honour: a slot MCUboot would not boot, a load address to run from.
+    for flag, extra in (("0x10", ["--non-bootable"]), ("0x100", ["--rom-fixed", "0x8000"]),
+                        ("0x20", ["--load-addr", "0x20000000"])):  # fmt: skip
+        reason = outcome(_imgtool_signed(workdir, f"flags{flag}.bin", *extra), point=point)
+        assert reason.startswith(f"flags {flag} at offset 16"), reason

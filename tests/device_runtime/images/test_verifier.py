@@ -18,8 +18,10 @@ from tests.device_runtime.images.cases import (
     POINT,
     TLVS_AT,
     bad_images,
+    finished,
     image,
     outcome,
+    patched,
     reader,
 )
 
@@ -106,6 +108,13 @@ def test_another_key_is_refused_by_its_hash_before_any_signature_check() -> None
     other = public_point(OTHER_KEY.public_key())
     assert "signed by another key" in outcome(image(), point=other)
     assert outcome(image(key=OTHER_KEY), point=other) == "ok"
+
+
+def test_a_position_independent_image_verifies() -> None:
+    """PIC is the one flag a board can honour: it asks nothing of where the payload runs."""
+    pic = finished(patched(image()[:TLVS_AT], 16, "<I", 0x1))
+    assert outcome(pic) == "ok"
+    assert fmt.inspect(reader(pic)).flags == 0x1
 
 
 def test_inspect_reads_the_structure_without_a_key() -> None:
