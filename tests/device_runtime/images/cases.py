@@ -13,8 +13,13 @@ from collections.abc import Callable
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    Prehashed,
+    decode_dss_signature,
+    encode_dss_signature,
+)
 
+from device_runtime.core import p256_encoding
 from device_runtime.core import signed_image as fmt
 from device_runtime.core.signed_image import ImageError
 from device_runtime.image_signer import public_point, sign_image
@@ -234,6 +239,17 @@ def _reordered(data: bytes, order: list[int]) -> bytes:
     changed but where each stands, which no hash or signature covers."""
     tlvs = fmt.inspect(reader(data)).tlvs
     return finished(_region(data), [(kind, tlvs[kind][1]) for kind in order])
+
+
+def malleated(data: bytes) -> bytes:
+    """*data* with its signature (r, s) turned into (r, n - s): another valid signature over
+    the same digest, made without the key. ECDSA allows both; imgtool signs with either."""
+    tlvs = fmt.inspect(reader(data)).tlvs
+    r, s = decode_dss_signature(tlvs[fmt.ECDSA_SIG][1])
+    other = encode_dss_signature(r, p256_encoding.N - s)
+    start = tlvs[fmt.SHA256][0] - fmt.TLV_HEADER_SIZE
+    kept = [(kind, tlvs[kind][1]) for kind in (fmt.SHA256, fmt.KEYHASH)]
+    return finished(data[:start], [*kept, (fmt.ECDSA_SIG, other)])
 
 
 def _with_trailing_bytes(data: bytes) -> bytes:
