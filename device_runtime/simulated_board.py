@@ -6,7 +6,9 @@ the image in ``slot0.img`` against the image-signing key the board trusts
 (``image-key.pem``, as MCUboot's key is built into the bootloader) with the
 device core's verifier, opens the root of trust and measures the image's hash
 and the configuration into it, then loads the application from the image's
-payload, boots it and runs its health check (``device_runtime/application.py``).
+payload into a compartment of its own, a child process given the payload and
+nothing of the board's (``device_runtime/application.py``), boots it and runs
+its health check.
 Then the agent: read what was installed (device id, DeviceID and fleet
 certificates, the broker's CA and address), attest through the broker's
 recovery listener (when the factory installed one) to earn a fleet
@@ -174,53 +176,58 @@ def run_board(
         )
         evidence.measure_boot(rot, image.image_hash, config_digest)
         application = Application(payload, label=f"firmware {image.version}")
-        application.boot(device.device_id)
-        booted = time.monotonic()
     except SevenfoldError as exc:
         device.error = exc.explain()
         return device
-    device.firmware = image.version
-    try:
-        device.health = application.health_check()
-    except ApplicationError as exc:  # a health check that crashes has failed
-        device.health = exc.reason
+    with application:  # the compartment lives while the board runs
+        try:
+            application.boot(device.device_id)
+        except ApplicationError as exc:
+            device.error = exc.explain()
+            return device
+        booted = time.monotonic()
+        device.firmware = image.version
+        try:
+            device.health = application.health_check()
+        except ApplicationError as exc:  # a health check that crashes has failed
+            device.health = exc.reason
 
-    def sample() -> None:
-        device.readings.append(application.sample(int(time.monotonic() - booted)))
+        def sample() -> None:
+            device.readings.append(application.sample(int(time.monotonic() - booted)))
 
-    agent = functools.partial(run_agent, device=device, rot_kind=rot.kind, broker=broker,
-                              hwmodel=hwmodel, swversion=image.version, beats=beats,
-                              on_beat=sample)  # fmt: skip
-    if broker.recovery_port is None:
-        with _key_file(rot, kind, directory) as key_path:
-            transport = tls_transport(device=device, key_path=key_path, broker=broker)
-        if transport is not None:
-            agent(transport=transport)
+        agent = functools.partial(run_agent, device=device, rot_kind=rot.kind, broker=broker,
+                                  hwmodel=hwmodel, swversion=image.version, beats=beats,
+                                  on_beat=sample)  # fmt: skip
+        if broker.recovery_port is None:
+            with _key_file(rot, kind, directory) as key_path:
+                transport = tls_transport(device=device, key_path=key_path, broker=broker)
+            if transport is not None:
+                agent(transport=transport)
+            return device
+        deviceid = x509.load_der_x509_certificate(cast(bytes, record["device-cert"]))
+        deviceid_path = directory / DEVICEID_CERT_FILE
+        write_atomic(deviceid_path, deviceid.public_bytes(serialization.Encoding.PEM), mode=0o600)
+        attestor = Attestor(
+            rot=rot,
+            device_id=device.device_id,
+            deviceid_certificate=deviceid.public_bytes(serialization.Encoding.DER),
+            hwmodel=hwmodel,
+            swname=SWNAME,
+            swversion=image.version,
+            security_version=image.security_counter,
+            oemid=OEMID,
+            dbgstat=DBGSTAT_DISABLED_PERMANENTLY,
+            image_digest=image.image_hash,
+            config_digest=config_digest,
+        )
+        link = AttestedLink(
+            device=device,
+            broker=broker,
+            deviceid_certificate=deviceid_path,
+            key_files=lambda key: _key_file(rot, kind, directory, key),
+        )
+        agent(link=link, attestor=attestor)
         return device
-    deviceid = x509.load_der_x509_certificate(cast(bytes, record["device-cert"]))
-    deviceid_path = directory / DEVICEID_CERT_FILE
-    write_atomic(deviceid_path, deviceid.public_bytes(serialization.Encoding.PEM), mode=0o600)
-    attestor = Attestor(
-        rot=rot,
-        device_id=device.device_id,
-        deviceid_certificate=deviceid.public_bytes(serialization.Encoding.DER),
-        hwmodel=hwmodel,
-        swname=SWNAME,
-        swversion=image.version,
-        security_version=image.security_counter,
-        oemid=OEMID,
-        dbgstat=DBGSTAT_DISABLED_PERMANENTLY,
-        image_digest=image.image_hash,
-        config_digest=config_digest,
-    )
-    link = AttestedLink(
-        device=device,
-        broker=broker,
-        deviceid_certificate=deviceid_path,
-        key_files=lambda key: _key_file(rot, kind, directory, key),
-    )
-    agent(link=link, attestor=attestor)
-    return device
 
 
 def main() -> None:

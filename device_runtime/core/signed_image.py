@@ -19,9 +19,13 @@ protected TLVs): it is the image's measurement. The ECDSA P-256 signature
 KEYHASH.
 
 Only what this project signs is accepted: each TLV once, in its own area, of
-its exact size; no encrypted or compressed images. MCUboot skips TLVs it does
-not know; this refuses them, as a protected one is a signed statement (a
-dependency, a boot record) this verifier could not honour. Every rejection is
+its exact size, in imgtool's order (SHA256, KEYHASH, ECDSA_SIG); no flag but
+PIC (:data:`SUPPORTED_FLAGS`): a verified image is one a board can boot. The
+order matters because MCUboot reads the unhashed TLV area in order and ignores
+a signature no KEYHASH came before: an image anyone reordered would pass here
+and be refused on the device. MCUboot skips TLVs it does not know; this
+refuses them, as a protected one is a signed statement (a dependency, a boot
+record) this verifier could not honour. Every rejection is
 an :class:`ImageError` naming the offset. Portable: CPython and MicroPython.
 """
 
@@ -54,12 +58,16 @@ KEYHASH = 0x01
 SHA256 = 0x10
 ECDSA_SIG = 0x22
 SEC_CNT = 0x50
-PROTECTED = {SEC_CNT: (4, 4)}
-UNPROTECTED = {SHA256: (32, 32), KEYHASH: (32, 32), ECDSA_SIG: (8, 72)}
-"""The TLVs each area may hold, with the fewest and most bytes of each value."""
-SUPPORTED_FLAGS = 0x131
-"""PIC, NON_BOOTABLE, RAM_LOAD, ROM_FIXED; encrypted (0x4, 0x8) and compressed
-(0x200, 0x400, 0x800) images are refused, as are flags MCUboot does not define."""
+PROTECTED = {SEC_CNT: (4, 4, 0)}
+UNPROTECTED = {SHA256: (32, 32, 0), KEYHASH: (32, 32, 1), ECDSA_SIG: (8, 72, 2)}
+"""The TLVs each area may hold: the fewest and most bytes of each value, and its rank in
+the order they must come in."""
+NON_BOOTABLE = 0x10
+SUPPORTED_FLAGS = 0x1
+"""PIC only: a position-independent image asks nothing of a board. Refused: NON_BOOTABLE
+(MCUboot boots no such slot), RAM_LOAD (0x20) and ROM_FIXED (0x100), whose load address
+says where to run, which no board here honours (a payload runs where it is read),
+encrypted (0x4, 0x8), compressed (0x200, 0x400, 0x800) and flags MCUboot does not define."""
 MAX_IMAGE_SIZE = 16 << 20
 """Bytes up to the end of the TLV area, unless the caller gives its slot's size."""
 CHUNK_SIZE = 4096
@@ -162,14 +170,16 @@ class _Stream:
 def _area(
     stream: _Stream,
     end: int,
-    allowed: "dict[int, tuple[int, int]]",
+    allowed: "dict[int, tuple[int, int, int]]",
     where: str,
     sha: "_Hash | None",
     tlvs: "Tlvs",
 ) -> None:
-    """The TLVs up to offset *end*: each allowed in this area, once, of its size."""
+    """The TLVs up to offset *end*: each allowed in this area, of its size, and each of a
+    higher rank than the one before (so once, in order)."""
     if end < stream.offset:
         raise ImageError(where + " at offset %d is under its 4-byte info" % (stream.offset - 4))
+    last = -1
     while stream.offset < end:
         at = " at offset %d" % stream.offset
         length = TLV_HEADER_SIZE
@@ -185,9 +195,12 @@ def _area(
         if not limits[0] <= length <= limits[1]:
             raise ImageError("TLV 0x%02x%s is %d bytes, not %d to %d"
                              % (kind, at, length, limits[0], limits[1]))  # fmt: skip
-        if kind in tlvs:
-            raise ImageError("TLV 0x%02x%s repeats the one at offset %d"
-                             % (kind, at, tlvs[kind][0]))  # fmt: skip
+        if last in allowed and limits[2] <= allowed[last][2]:
+            raise ImageError("TLV 0x%02x%s follows TLV 0x%02x at offset %d: each TLV comes once,"
+                             " in imgtool's order SHA256, KEYHASH, ECDSA_SIG (MCUboot ignores a"
+                             " signature before its KEYHASH)"
+                             % (kind, at, last, tlvs[last][0]))  # fmt: skip
+        last = kind
         tlvs[kind] = (stream.offset - TLV_HEADER_SIZE, stream.take(length, "TLV", sha))
 
 
@@ -207,8 +220,10 @@ def inspect(
         raise ImageError("bad magic 0x%08x at offset 0, not MCUboot's 0x96f3b83d" % magic)
     if header_size < HEADER_SIZE:
         raise ImageError("header size %d at offset 8 is under the 32-byte header" % header_size)
+    if flags & NON_BOOTABLE:
+        raise ImageError("flags 0x%x at offset 16: NON_BOOTABLE, which MCUboot never boots" % flags)
     if flags & ~SUPPORTED_FLAGS:
-        raise ImageError("flags 0x%x at offset 20 ask for what is not supported" % flags)
+        raise ImageError("flags 0x%x at offset 16 ask for what is not supported (only PIC)" % flags)
     tlv_offset = header_size + payload_size
     if tlv_offset + protected_size + TLV_HEADER_SIZE > max_size:
         raise ImageError("the header's sizes at offset 8 (header %d, body %d, protected %d) run"

@@ -3,10 +3,14 @@
 The payload arrives only after its image's signature held, but a signed payload
 can still be wrong (a build that packed the wrong file, an application that
 misbehaves): each way is an ApplicationError naming the release, never an
-exception of the application's own escaping into the board.
+exception of the application's own escaping into the board. Each application
+runs in its compartment (``test_application_compartment.py`` tests that); every
+one a test opens is closed when it ends.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -26,13 +30,27 @@ def sample(state, uptime_s):
 """
 
 
+@pytest.fixture
+def load() -> Iterator[Callable[[bytes], Application]]:
+    """``load(payload)``: an Application labelled 9.9.9, closed when the test ends."""
+    opened: list[Application] = []
+
+    def loaded(payload: bytes) -> Application:
+        opened.append(Application(payload, label="firmware 9.9.9"))
+        return opened[-1]
+
+    yield loaded
+    for application in opened:
+        application.close()
+
+
 def _refused(payload: bytes, match: str) -> None:
     with pytest.raises(ApplicationError, match=match):
-        Application(payload, label="firmware 9.9.9")
+        Application(payload, label="firmware 9.9.9").close()
 
 
-def test_a_good_payload_boots_checks_and_samples() -> None:
-    application = Application(GOOD, label="firmware 9.9.9")
+def test_a_good_payload_boots_checks_and_samples(load: Callable[[bytes], Application]) -> None:
+    application = load(GOOD)
     application.boot("dev-1")
     assert application.health_check() is None
     assert application.sample(7) == {"uptime": 7}
@@ -56,11 +74,11 @@ def test_a_module_that_crashes_as_it_loads_is_its_crash() -> None:
     _refused(b"import no_such_module_here\n", "crashed loading: ModuleNotFoundError")
 
 
-def test_what_the_application_answers_is_checked() -> None:
+def test_what_the_application_answers_is_checked(load: Callable[[bytes], Application]) -> None:
     def loaded(sample_body: str, health: str = "None") -> Application:
         source = GOOD.replace(b"return None", f"return {health}".encode())
         source = source.replace(b'return {"uptime": uptime_s}', f"return {sample_body}".encode())
-        application = Application(source, label="firmware 9.9.9")
+        application = load(source)
         application.boot("dev-1")
         return application
 
@@ -81,6 +99,6 @@ def test_what_the_application_answers_is_checked() -> None:
 @given(st.binary(max_size=512))
 def test_arbitrary_payloads_load_or_are_refused_with_a_reason(payload: bytes) -> None:
     try:
-        Application(payload, label="firmware 0.0.1")
+        Application(payload, label="firmware 0.0.1").close()
     except ApplicationError as exc:
         assert exc.reason.startswith("firmware 0.0.1")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from device_runtime.core import signed_image as fmt
 from device_runtime.core.errors import ConfigError
 from device_runtime.core.signed_image import ImageError
 from device_runtime.simulated_board import (
@@ -22,6 +23,7 @@ from device_runtime.simulated_board import (
     install_firmware,
 )
 from firmware_images.sensor_app import releases
+from tests.device_runtime.images.cases import finished, patched, reader
 from tests.firmware_fixtures import SampleFirmware
 
 
@@ -62,6 +64,18 @@ def test_a_changed_byte_or_a_cut_image_is_refused(
         first_stage(tmp_path)
     (tmp_path / SLOT_FILE).write_bytes(b"\x00" * 64)
     with pytest.raises(ImageError, match="bad magic 0x00000000 at offset 0"):
+        first_stage(tmp_path)
+
+
+def test_an_image_marked_non_bootable_is_refused_though_its_key_signed_it(
+    sample_firmware: SampleFirmware, tmp_path: Path
+) -> None:
+    """MCUboot boots no NON_BOOTABLE slot; neither does the board, whoever signed it."""
+    genuine = sample_firmware.images["1.0.0"]
+    tlv_area = fmt.inspect(reader(genuine)).tlvs[fmt.SHA256][0] - fmt.TLV_HEADER_SIZE
+    marked = finished(patched(genuine[:tlv_area], 16, "<I", 0x10), key=sample_firmware.key)
+    install_firmware(tmp_path, image=marked, image_key=sample_firmware.key.public_key())
+    with pytest.raises(ImageError, match="flags 0x10 at offset 16: NON_BOOTABLE"):
         first_stage(tmp_path)
 
 

@@ -1,10 +1,11 @@
 """The sample sensor app's releases do what docs/firmware.md says, on CPython and MicroPython.
 
 Each release's payload (the module its image carries) is loaded the way a
-board loads it (``device_runtime.application``): 1.0.0 reports a temperature,
-1.1.0 a humidity too and samples twice as often, 1.2.0 crashes as its sensors
-come up, 1.3.0 boots and fails its health check. The same payloads run under
-MicroPython with a 64 KiB heap and give the same answers to the digit.
+board loads it (``device_runtime.application``, in its compartment): 1.0.0
+reports a temperature, 1.1.0 a humidity too and samples twice as often, 1.2.0
+crashes as its sensors come up, 1.3.0 boots and fails its health check. The
+same payloads run under MicroPython with a 64 KiB heap and give the same
+answers to the digit.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,16 +43,25 @@ print(json.dumps(found))
 """Runs under either interpreter: every release's module booted, checked and sampled."""
 
 
-def _booted(version: str, device: str = DEVICE) -> Application:
-    application = Application(
-        releases.payload(releases.release(version)), label=f"firmware {version}"
-    )
-    application.boot(device)
-    return application
+@pytest.fixture
+def booted() -> Iterator[Callable[..., Application]]:
+    """``booted(version, device)``: that release's application booted as a board boots it (in
+    its compartment), closed when the test ends."""
+    opened: list[Application] = []
+
+    def boot(version: str, device: str = DEVICE) -> Application:
+        payload = releases.payload(releases.release(version))
+        opened.append(Application(payload, label=f"firmware {version}"))
+        opened[-1].boot(device)
+        return opened[-1]
+
+    yield boot
+    for application in opened:
+        application.close()
 
 
-def test_1_0_0_reports_a_temperature_every_10_s() -> None:
-    application = _booted("1.0.0")
+def test_1_0_0_reports_a_temperature_every_10_s(booted: Callable[..., Application]) -> None:
+    application = booted("1.0.0")
     assert application.health_check() is None
     samples = [application.sample(t) for t in UPTIMES]
     assert all(set(sample) == {"temperature"} for sample in samples)
@@ -59,26 +70,29 @@ def test_1_0_0_reports_a_temperature_every_10_s() -> None:
     assert all(1000 <= sample["temperature"] <= 3000 for sample in samples)
 
 
-def test_1_1_0_adds_humidity_and_samples_every_5_s() -> None:
-    application = _booted("1.1.0")
+def test_1_1_0_adds_humidity_and_samples_every_5_s(booted: Callable[..., Application]) -> None:
+    application = booted("1.1.0")
     assert application.health_check() is None
     samples = [application.sample(t) for t in UPTIMES]
     assert all(set(sample) == {"temperature", "humidity"} for sample in samples)
     assert samples[0] == samples[1] != samples[2] == samples[3]
     assert all(0 <= sample["humidity"] <= 10000 for sample in samples)
     # The same sensor, the same board: at tick 0 both releases read the same temperature.
-    assert samples[0]["temperature"] == _booted("1.0.0").sample(0)["temperature"]
+    assert samples[0]["temperature"] == booted("1.0.0").sample(0)["temperature"]
 
 
-def test_readings_are_the_boards_own() -> None:
-    one, other = _booted("1.1.0"), _booted("1.1.0", "sim-board-1-0002")
+def test_readings_are_the_boards_own(booted: Callable[..., Application]) -> None:
+    one, other = booted("1.1.0"), booted("1.1.0", "sim-board-1-0002")
     assert one.sample(100) != other.sample(100)
-    assert one.sample(100) == _booted("1.1.0").sample(100)
+    assert one.sample(100) == booted("1.1.0").sample(100)
 
 
 def test_1_2_0_crashes_on_boot_with_its_reason_and_line() -> None:
-    application = Application(releases.payload(releases.release("1.2.0")), label="firmware 1.2.0")
-    with pytest.raises(ApplicationError) as raised:
+    payload = releases.payload(releases.release("1.2.0"))
+    with (
+        Application(payload, label="firmware 1.2.0") as application,
+        pytest.raises(ApplicationError) as raised,
+    ):
         application.boot(DEVICE)
     assert raised.value.explain().startswith(
         "application: firmware 1.2.0 crashed on boot: ZeroDivisionError:"
@@ -86,8 +100,8 @@ def test_1_2_0_crashes_on_boot_with_its_reason_and_line() -> None:
     assert "(line " in raised.value.reason
 
 
-def test_1_3_0_boots_and_fails_its_health_check() -> None:
-    application = _booted("1.3.0")
+def test_1_3_0_boots_and_fails_its_health_check(booted: Callable[..., Application]) -> None:
+    application = booted("1.3.0")
     reason = application.health_check()
     assert reason is not None
     assert (

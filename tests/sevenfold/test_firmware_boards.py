@@ -9,7 +9,8 @@ hash, enrolls and heartbeats while the application samples. 1.0.0 and 1.1.0
 report readings, 1.2.0 crashes on boot (the board reports it and never talks to
 the server), 1.3.0 boots and fails its health check (the outcome says why, and
 the board process exits non-zero). An image signed by a key the board does not
-trust never runs and never reaches the server.
+trust never runs and never reaches the server; one signed by the key it trusts
+runs in a compartment that holds nothing of the board's.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from device_runtime.core import protocol
-from device_runtime.simulated_board import install_firmware, run_board
+from device_runtime.image_signer import sign_image
+from device_runtime.simulated_board import first_stage, install_firmware, run_board
 from sevenfold.cli.demo import HWMODEL, provision_over_consoles
 from tests.attestation_fixtures import fleet, operator_api
+from tests.device_runtime import escaping_application
 from tests.firmware_fixtures import SampleFirmware
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.xdist_group("fleet-server")]
@@ -120,3 +123,30 @@ def test_an_image_the_board_does_not_trust_never_runs(
     with operator_api(server, config) as api:
         # The server never heard of it: no challenge, no appraisal, no standing.
         assert api.get(f"/api/v1/attestation/{directory.name}").status_code == 404
+
+
+def test_an_application_signed_with_the_release_key_cannot_reach_the_boards_secrets(
+    fleet: Any, sample_firmware: SampleFirmware
+) -> None:
+    """A malicious release, signed with the key the board trusts and endorsed, so it boots,
+    attests and samples: everything it tries against the board (its stack, its heap, the UDS
+    at its exact path, the board process's environment) comes back empty, as its readings
+    say. On a board whose application shared its process, it read the UDS and the DICE root
+    of trust object off the stack."""
+    server, config, maker = fleet
+    ((directory, kind),) = provision_over_consoles(
+        config.state_dir, server.http_url, ["dice"], None, maker
+    )
+    image = sign_image(escaping_application.payload(directory / "uds" / "dice-uds"),
+                       key=sample_firmware.key, version="6.6.6", security_counter=9)  # fmt: skip
+    install_firmware(directory, image=image, image_key=sample_firmware.key.public_key())
+    digest = first_stage(directory)[0].image_hash.hex()
+    with operator_api(server, config) as api:
+        endorsed = api.post("/api/v1/endorsements", json={"hwmodel": HWMODEL, "digest": digest})
+        assert endorsed.status_code == 201, endorsed.text
+    device = run_board(
+        directory=directory, kind=kind, hwmodel=HWMODEL, beats=1, prefix=protocol.DEFAULT_PREFIX
+    )
+    assert (device.error, device.health, device.firmware) == (None, None, "6.6.6")
+    assert device.attested and len(device.readings) == 1
+    escaping_application.assert_confined(device.readings[0])

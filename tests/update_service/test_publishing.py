@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from device_runtime.core.errors import ConfigError, InvalidField, Replayed
 from device_runtime.core.signed_image import ImageError
 from device_runtime.image_signer import sign_image
+from tests.device_runtime.images.cases import malleated
 from tests.update_service.release_fixtures import Operator, create_repository
 from update_service import key_ceremony, metadata_keeper, release_publisher
 from update_service.hardware_models import UnknownHardware
@@ -78,6 +79,11 @@ def test_refusals_name_their_reason(operator: Operator) -> None:
         release_publisher.publish(operator.store, bytes(good[:100]), model="board-a")
     with pytest.raises(AlreadyPublished, match="another image"):
         operator.publish("board-a", "1.1.0", 5, b"other bytes" * 10)
+    # The same release, its signature malleated: one measurement, but a file TUF would name
+    # apart, so it is not published beside the first.
+    published = operator.image("board-a", "1.1.0", 5)
+    with pytest.raises(AlreadyPublished, match="another image"):
+        release_publisher.publish(operator.store, malleated(published), model="board-a")
     with pytest.raises(InvalidField, match="not a hardware model name"):
         release_publisher.publish(operator.store, bytes(good), model="../x")
     with pytest.raises(ConfigError, match="registered already"):

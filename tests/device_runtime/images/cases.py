@@ -13,8 +13,13 @@ from collections.abc import Callable
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    Prehashed,
+    decode_dss_signature,
+    encode_dss_signature,
+)
 
+from device_runtime.core import p256_encoding
 from device_runtime.core import signed_image as fmt
 from device_runtime.core.signed_image import ImageError
 from device_runtime.image_signer import public_point, sign_image
@@ -63,14 +68,18 @@ def patched(data: bytes, offset: int, layout: str, *values: int) -> bytes:
     return bytes(changed)
 
 
-def finished(region: bytes, entries: list[tuple[int, bytes]] | None = None) -> bytes:
+def finished(
+    region: bytes,
+    entries: list[tuple[int, bytes]] | None = None,
+    key: ec.EllipticCurvePrivateKey = KEY,
+) -> bytes:
     """*region* (header to protected TLVs) and a TLV area of *entries*, by default the
-    SHA256, KEYHASH and ECDSA_SIG by KEY that make it a valid image."""
+    SHA256, KEYHASH and ECDSA_SIG by *key* that make it a valid image."""
     digest = hashlib.sha256(region).digest()
     if entries is None:
-        signature = KEY.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
-        entries = [(fmt.SHA256, digest), (fmt.KEYHASH, fmt.key_hash(POINT)),
-                   (fmt.ECDSA_SIG, signature)]  # fmt: skip
+        signature = key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+        keyhash = fmt.key_hash(public_point(key.public_key()))
+        entries = [(fmt.SHA256, digest), (fmt.KEYHASH, keyhash), (fmt.ECDSA_SIG, signature)]
     body = b"".join(
         struct.pack(fmt.TLV_FORMAT, kind, len(value)) + value for kind, value in entries
     )
@@ -86,14 +95,26 @@ def bad_images() -> dict[str, tuple[bytes, str]]:
     good = image()
     digest = hashlib.sha256(_region(good)).digest()
     keyhash = fmt.key_hash(POINT)
-    sig_at = fmt.inspect(reader(good)).tlvs[fmt.ECDSA_SIG][0]
+    sig_at, signature = fmt.inspect(reader(good)).tlvs[fmt.ECDSA_SIG]
     no_protected = patched(good[:PROTECTED_AT], 10, "<H", 0)
     return {
         "bad-magic": (patched(good, 0, "<I", 0x96F3B83E), "bad magic 0x96f3b83e at offset 0"),
         "empty": (b"", "header truncated at offset 0"),
         "short-header": (good[:20], "header truncated at offset 20"),
         "header-under-32": (patched(good, 8, "<H", 16), "header size 16 at offset 8"),
-        "encrypted": (patched(good, 16, "<I", 0x4), "flags 0x4 at offset 20"),
+        "encrypted": (patched(good, 16, "<I", 0x4), "flags 0x4 at offset 16 ask for what is not"),
+        "non-bootable": (
+            finished(patched(_region(good), 16, "<I", 0x11)),
+            "flags 0x11 at offset 16: NON_BOOTABLE, which MCUboot never boots",
+        ),
+        "ram-load": (
+            finished(patched(_region(good), 16, "<I", 0x20)),
+            "flags 0x20 at offset 16 ask for what is not supported (only PIC)",
+        ),
+        "rom-fixed": (
+            finished(patched(_region(good), 16, "<I", 0x100)),
+            "flags 0x100 at offset 16",
+        ),
         "truncated-body": (good[:0x300], "image body of 2048 bytes truncated at offset 768"),
         "body-size-lies-long": (
             patched(good, 12, "<I", len(PAYLOAD) + 1000),
@@ -170,7 +191,24 @@ def bad_images() -> dict[str, tuple[bytes, str]]:
         ),
         "duplicate-keyhash": (
             finished(_region(good), [(fmt.KEYHASH, keyhash), (fmt.KEYHASH, keyhash)]),
-            "TLV 0x01 at offset 2612 repeats the one at offset 2576",
+            "TLV 0x01 at offset 2612 follows TLV 0x01 at offset 2576: each TLV comes once",
+        ),
+        "duplicate-counter": (
+            finished(
+                patched(patched(good[:TLVS_AT], 10, "<H", 20), PROTECTED_AT + 2, "<H", 20)
+                + good[PROTECTED_AT + 4 : TLVS_AT]
+            ),
+            "TLV 0x50 at offset 2572 follows TLV 0x50 at offset 2564",
+        ),
+        "signature-before-keyhash": (
+            _reordered(good, [fmt.SHA256, fmt.ECDSA_SIG, fmt.KEYHASH]),
+            f"TLV 0x01 at offset {2616 + len(signature)} follows TLV 0x22 at offset 2612: each"
+            " TLV comes once, in imgtool's order SHA256, KEYHASH, ECDSA_SIG (MCUboot ignores a"
+            " signature before its KEYHASH)",
+        ),
+        "hash-after-keyhash": (
+            _reordered(good, [fmt.KEYHASH, fmt.SHA256, fmt.ECDSA_SIG]),
+            "TLV 0x10 at offset 2612 follows TLV 0x01 at offset 2576",
         ),
         "no-hash": (finished(_region(good), [(fmt.KEYHASH, keyhash)]), "the image has no TLV 0x10"),
         "no-keyhash": (
@@ -194,6 +232,24 @@ def bad_images() -> dict[str, tuple[bytes, str]]:
         ),
         "other-key-claims-ours": (_claiming_our_key(), "does not verify"),
     }
+
+
+def _reordered(data: bytes, order: list[int]) -> bytes:
+    """*data*'s own TLV area, its SHA256, KEYHASH and ECDSA_SIG in *order*: nothing in it
+    changed but where each stands, which no hash or signature covers."""
+    tlvs = fmt.inspect(reader(data)).tlvs
+    return finished(_region(data), [(kind, tlvs[kind][1]) for kind in order])
+
+
+def malleated(data: bytes) -> bytes:
+    """*data* with its signature (r, s) turned into (r, n - s): another valid signature over
+    the same digest, made without the key. ECDSA allows both; imgtool signs with either."""
+    tlvs = fmt.inspect(reader(data)).tlvs
+    r, s = decode_dss_signature(tlvs[fmt.ECDSA_SIG][1])
+    other = encode_dss_signature(r, p256_encoding.N - s)
+    start = tlvs[fmt.SHA256][0] - fmt.TLV_HEADER_SIZE
+    kept = [(kind, tlvs[kind][1]) for kind in (fmt.SHA256, fmt.KEYHASH)]
+    return finished(data[:start], [*kept, (fmt.ECDSA_SIG, other)])
 
 
 def _with_trailing_bytes(data: bytes) -> bytes:

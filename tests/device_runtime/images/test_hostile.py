@@ -1,7 +1,11 @@
 """Hypothesis over the image parser: whatever the bytes, the answer is a verdict or an ImageError.
 
 A changed byte anywhere in what the verifier reads must be refused: every byte
-up to the end of the TLV area is hashed, compared or signed.
+before the TLV area is hashed, and the TLV area's values are compared with what
+the verifier computes or verified as a signature. Random changes, that is: a
+signature's encoding is malleable, so one deliberate change of the ECDSA_SIG,
+(r, s) to (r, n - s), verifies (``test_verifier.py`` shows it), and the
+measurement is the image's identity, not the file's bytes.
 """
 
 from __future__ import annotations

@@ -122,6 +122,28 @@ def test_ours_and_imgtools_differ_only_in_the_signature(workdir: Path) -> None:
     assert ours_total - theirs_total == difference
 
 
+def test_an_imgtool_image_with_its_tlvs_reordered_is_refused_though_imgtool_takes_it(
+    workdir: Path,
+) -> None:
+    """The TLV area is not hashed: anyone can put the signature before the KEYHASH. imgtool
+    still validates that image; MCUboot ignores a signature no KEYHASH came before and refuses
+    it, so the device's verifier must refuse it too, or an image would pass every check here
+    and brick the board."""
+    data = _imgtool_signed(workdir, "inorder.bin")
+    tlvs = fmt.inspect(reader(data)).tlvs
+    start = tlvs[fmt.SHA256][0] - fmt.TLV_HEADER_SIZE
+    body = b"".join(struct.pack(fmt.TLV_FORMAT, kind, len(tlvs[kind][1])) + tlvs[kind][1]
+                    for kind in (fmt.SHA256, fmt.ECDSA_SIG, fmt.KEYHASH))  # fmt: skip
+    reordered = data[:start] + struct.pack(fmt.TLV_FORMAT, fmt.TLV_INFO_MAGIC, 4 + len(body)) + body
+    (workdir / "reordered.bin").write_bytes(reordered)
+    checked = imgtool("verify", "-k", str(workdir / "key.pem"), str(workdir / "reordered.bin"))
+    assert "Image was correctly validated" in checked.stdout
+    point = public_point(_key(workdir).public_key())
+    assert outcome(data, point=point) == "ok"
+    assert "follows TLV 0x22" in outcome(reordered, point=point)
+    assert "MCUboot ignores a signature before its KEYHASH" in outcome(reordered, point=point)
+
+
 def test_an_imgtool_build_number_comes_back(workdir: Path) -> None:
     data = _imgtool_signed(workdir, "build.bin", version="1.2.3+4")
     assert fmt.inspect(reader(data)).version == "1.2.3+4"
@@ -163,3 +185,8 @@ def test_imgtool_images_this_verifier_does_not_take_are_refused_with_the_reason(
                      str(without_counter))  # fmt: skip
     assert signed.returncode == 0, signed.stderr
     assert outcome(without_counter.read_bytes(), point=point) == "the image has no TLV 0x50"
+    # What no board here can honour: a slot MCUboot would not boot, a load address to run from.
+    for flag, extra in (("0x10", ["--non-bootable"]), ("0x100", ["--rom-fixed", "0x8000"]),
+                        ("0x20", ["--load-addr", "0x20000000"])):  # fmt: skip
+        reason = outcome(_imgtool_signed(workdir, f"flags{flag}.bin", *extra), point=point)
+        assert reason.startswith(f"flags {flag} at offset 16"), reason

@@ -18,8 +18,11 @@ from tests.device_runtime.images.cases import (
     POINT,
     TLVS_AT,
     bad_images,
+    finished,
     image,
+    malleated,
     outcome,
+    patched,
     reader,
 )
 
@@ -106,6 +109,25 @@ def test_another_key_is_refused_by_its_hash_before_any_signature_check() -> None
     other = public_point(OTHER_KEY.public_key())
     assert "signed by another key" in outcome(image(), point=other)
     assert outcome(image(key=OTHER_KEY), point=other) == "ok"
+
+
+def test_the_signature_is_malleable_so_the_file_is_not_the_images_identity() -> None:
+    """(r, n - s) verifies as (r, s) does, on both ports: no key needed, the measurement the
+    same, the file's bytes and SHA-256 not. The verifier takes either S (requiring the low one
+    would refuse half of imgtool's images), so what names an image is its measurement."""
+    data = image()
+    other = malleated(data)
+    for verify_signature in (verify_ecdsa_der, micropython_crypto.verify_ecdsa_der):
+        ours, theirs = (fmt.verify(reader(d), POINT, verify_signature) for d in (data, other))
+        assert ours.image_hash == theirs.image_hash
+    assert hashlib.sha256(data).digest() != hashlib.sha256(other).digest()
+
+
+def test_a_position_independent_image_verifies() -> None:
+    """PIC is the one flag a board can honour: it asks nothing of where the payload runs."""
+    pic = finished(patched(image()[:TLVS_AT], 16, "<I", 0x1))
+    assert outcome(pic) == "ok"
+    assert fmt.inspect(reader(pic)).flags == 0x1
 
 
 def test_inspect_reads_the_structure_without_a_key() -> None:
