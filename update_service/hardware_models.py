@@ -22,7 +22,10 @@ from device_runtime.core.errors import ConfigError, InvalidField, StorageError
 from device_runtime.ports.cpython.atomic_file import write_atomic
 
 MODEL_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
-"""Lower case, digits and inner dashes: it becomes a role name, a directory and a file name."""
+"""Lower case, digits and inner dashes: it becomes a role name, a directory and a file name.
+
+No ``_``: that is the character that sets a model's hashed bins apart
+(``model-<name>_bin-<hex>``, :func:`update_service.hashed_bins.bin_prefix`)."""
 
 RECENT_RELEASES = 8
 """Releases remembered per model: the newest is the current one, the rest delta bases."""

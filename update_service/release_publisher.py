@@ -150,30 +150,41 @@ def release_keys(store: ReleaseStore) -> list[Key]:
 
 
 def add_hardware(store: ReleaseStore, model: str, image_keys: list[str]) -> list[str]:
-    """Register *model* with its image keys and delegate ``model-<name>`` to the release key."""
+    """Register *model* with its image keys and delegate ``model-<name>`` to the release key.
+
+    Refused when ``model-<name>`` names a role the repository has already (its
+    delegation, or any role the snapshot lists, a bin included): a second
+    delegation of one name would let one model's publishes rewrite the other's
+    releases.
+    """
     check_model_name(model)
     if not image_keys:
         raise ConfigError("a hardware model needs at least one image key")
     models = HardwareModels(store.hardware_dir)
+    role = model_role(model)
     with store.writer() as repo:
         _require(repo)
         if models.exists(model):
             raise ConfigError(f"hardware model {model!r} is registered already")
+        if role in repo.model_roles() or f"{role}.json" in repo.snapshot().meta:
+            raise ConfigError(
+                f"{role} is a role of this repository already: {model!r} cannot be registered"
+            )
         keys = release_keys(store)
         with repo.edit_targets() as targets:
             delegations = targets.delegations or Delegations(keys={}, roles={})
             for key in keys:
                 delegations.keys[key.keyid] = key
             assert delegations.roles is not None
-            delegations.roles[model_role(model)] = DelegatedRole(
-                name=model_role(model),
+            delegations.roles[role] = DelegatedRole(
+                name=role,
                 keyids=[key.keyid for key in keys],
                 threshold=1,
                 terminating=True,
                 paths=[f"{model}/*"],
             )
             targets.delegations = delegations
-        with repo.edit_targets(model_role(model)):
+        with repo.edit_targets(role):
             pass
         repo.do_snapshot()
         repo.do_timestamp()

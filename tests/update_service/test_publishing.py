@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from tuf.api.metadata import SuccinctRoles
+from tuf.ngclient import Updater
 
 from device_runtime.core.errors import ConfigError, InvalidField, Replayed
 from device_runtime.core.signed_image import ImageError
 from device_runtime.image_signer import sign_image
+from tests.update_service.file_fetcher import METADATA, TARGETS, DirectoryFetcher
 from tests.update_service.release_fixtures import Operator, create_repository
 from update_service import key_ceremony, metadata_keeper, release_publisher
 from update_service.hardware_models import UnknownHardware
@@ -119,9 +122,50 @@ def test_a_model_is_rebinned_when_a_leaf_overflows_and_a_publish_then_signs_one_
     assert len(split.roles) == 2**bins.bit_length + 3
     assert set(repo.targets("model-board-a").targets) == {"board-a/current.json"}
     after = operator.publish("board-a", "1.1.1", 100)
-    assert len(after.roles) == 4 and after.roles[1].startswith("model-board-a-bin-")
+    assert len(after.roles) == 4 and after.roles[1].startswith("model-board-a_bin-")
     assert len(list_releases(repo, "board-a")) == LEAF_CAPACITY
     assert len(list_releases(operator.store.reader(), "board-a")) == LEAF_CAPACITY + 1
+
+
+def test_a_model_named_like_another_models_bin_keeps_its_releases_through_a_rebin(
+    tmp_path: Path,
+) -> None:
+    operator = create_repository(tmp_path / "state", models=("x", "x-bin-0"))
+    operator.publish("x-bin-0", "9.9.9", 1)
+    for n in range(LEAF_CAPACITY + 1):  # x overflows its role and is spread over bins
+        operator.publish("x", f"1.0.{n}", n)
+    repo = operator.store.reader()
+    bins = repo.bins("model-x")
+    assert bins is not None and all(name.startswith("model-x_bin-") for name in bins.get_roles())
+    assert [r["version"] for r in list_releases(repo, "x-bin-0")] == ["9.9.9"]
+    device = tmp_path / "device"
+    device.mkdir()
+    updater = Updater(
+        metadata_dir=str(device), metadata_base_url=METADATA, target_dir=str(device),
+        target_base_url=TARGETS, fetcher=DirectoryFetcher(operator.store.repository_dir),
+        bootstrap=operator.root_bytes(),
+    )  # fmt: skip
+    updater.refresh()
+    pointer = updater.get_targetinfo("x-bin-0/current.json")
+    assert pointer is not None and pointer.custom["version"] == "9.9.9"
+    assert updater.get_targetinfo("x-bin-0/x-bin-0-9.9.9.img") is not None
+
+
+def test_a_model_whose_role_name_is_taken_is_refused(operator: Operator) -> None:
+    # Bins as an older release of the service named them, ``model-<name>-bin-<hex>``:
+    # a model named after one of them must not get a second delegation of that name.
+    keys = release_publisher.release_keys(operator.store)
+    legacy = SuccinctRoles([k.keyid for k in keys], 1, 1, "model-board-a-bin")
+    with operator.store.writer() as repo:
+        repo.delegate_bins("model-board-a", legacy, {k.keyid: k for k in keys})
+        for name in (*legacy.get_roles(), "model-board-a"):
+            with repo.edit_targets(name):
+                pass
+        repo.do_snapshot()
+        repo.do_timestamp()
+    with pytest.raises(ConfigError, match="model-board-a-bin-0 is a role of this repository"):
+        operator.add_model("board-a-bin-0")
+    assert "model-board-a-bin-0" not in operator.store.reader().model_roles()
 
 
 def test_the_keeper_re_signs_what_is_half_expired(operator: Operator) -> None:
