@@ -17,13 +17,14 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from securesystemslib.signer import CryptoSigner
+from securesystemslib.signer import KEY_TYPE_ECDSA, CryptoSigner
 from tuf.api.metadata import Key, Metadata, Role, Root, VerificationResult
 from tuf.api.serialization import DeserializationError
 from tuf.api.serialization.json import JSONSerializer
 
 from device_runtime.core.errors import ConfigError, CryptoError, InvalidField, TooLarge
 from device_runtime.ports.cpython.atomic_file import write_atomic
+from update_service.signing_keys import SCHEME, public_key_from_pem
 
 ROOT_EXPIRY = timedelta(days=365)
 MAX_ROOT_FILE = 1 << 20
@@ -118,6 +119,7 @@ def check_new_root(md: Metadata[Root], *, previous: Root | None, now: datetime) 
         raise CryptoError(f"root v{new.version} expired at {new.expires.isoformat()}")
     if not new.consistent_snapshot:
         raise InvalidField(f"root v{new.version} turns consistent snapshots off")
+    check_root_keys(new)
     result = new.get_root_verification_result(previous, md.signed_bytes, md.signatures)
     if not result.verified:
         shortfalls = []
@@ -127,6 +129,26 @@ def check_new_root(md: Metadata[Root], *, previous: Root | None, now: datetime) 
             shortfalls.append(_shortfall(f"root v{new.version} itself", result.second))
         raise CryptoError(f"root v{new.version} is under-signed: {'; '.join(shortfalls)}")
     return new
+
+
+def check_root_keys(root: Root) -> None:
+    """Every key *root* lists is ECDSA P-256: the one signature algorithm devices verify.
+
+    A root is the trust anchor of every device: a key of another type would
+    ask devices for a verifier they do not have, or (for a root key) let a
+    threshold be met with a weaker algorithm than the fleet's.
+    """
+    for keyid, key in sorted(root.keys.items()):
+        where = f"root v{root.version} key {keyid[:16]}"
+        if (key.keytype, key.scheme) != (KEY_TYPE_ECDSA, SCHEME):
+            raise CryptoError(
+                f"{where} is {key.keytype}/{key.scheme}: every key of the repository must be"
+                f" {KEY_TYPE_ECDSA}/{SCHEME} (ECDSA P-256)"
+            )
+        public = key.keyval.get("public")
+        if not isinstance(public, str):
+            raise InvalidField(f"{where} has no PEM public key")
+        public_key_from_pem(public.encode(), where)
 
 
 def _shortfall(whose: str, result: VerificationResult) -> str:

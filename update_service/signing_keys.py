@@ -60,14 +60,19 @@ def read_public_key(path: Path) -> SSlibKey:
     pem = _read(path)
     if b"PRIVATE KEY" in pem:
         return read_signer(path).public_key
+    return public_key_from_pem(pem, str(path))
+
+
+def public_key_from_pem(pem: bytes, source: str) -> SSlibKey:
+    """The P-256 public key *pem* (from *source*, for the reason), as TUF metadata lists it."""
     try:
         public = serialization.load_pem_public_key(pem)
     except (ValueError, UnsupportedAlgorithm) as exc:
-        raise CryptoError(f"{path} is not a PEM public key") from exc
+        raise CryptoError(f"{source} is not a PEM public key") from exc
     if not isinstance(public, ec.EllipticCurvePublicKey) or not isinstance(
         public.curve, ec.SECP256R1
     ):
-        raise CryptoError(f"{path} is not an ECDSA P-256 key")
+        raise CryptoError(f"{source} is not an ECDSA P-256 key")
     return SSlibKey.from_crypto(public, scheme=SCHEME)
 
 

@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from device_runtime.core.errors import ConfigError, CryptoError, InvalidField, SevenfoldError
 from tests.components import binary
@@ -108,6 +110,32 @@ def test_a_root_naming_online_keys_the_server_lacks_is_refused(operator: Operato
         root_metadata.sign_root(md, signer)
     with pytest.raises(CryptoError, match="gives snapshot to keys this server does not hold"):
         key_ceremony.import_root(operator.store, md)
+
+
+@pytest.mark.parametrize("kind", ["ed25519 root key", "p-384 online key", "p-384 as p-256"])
+def test_a_root_with_a_key_that_is_not_p256_is_refused(operator: Operator, kind: str) -> None:
+    current = operator.store.reader().root()
+    if kind == "ed25519 root key":
+        stranger = CryptoSigner(ed25519.Ed25519PrivateKey.generate())
+        md = root_metadata.next_root(
+            current, now=datetime.now(UTC), replace={"root": [stranger.public_key]},
+            root_threshold=1,
+        )  # fmt: skip
+        root_metadata.sign_root(md, stranger)
+        refusal = "is ed25519/ed25519: every key of the repository must be ecdsa/ecdsa-sha2"
+    else:
+        p384 = SSlibKey.from_crypto(ec.generate_private_key(ec.SECP384R1()).public_key())
+        if kind == "p-384 as p-256":  # the declared scheme is the fleet's, the key is not
+            p384 = SSlibKey(p384.keyid, "ecdsa", "ecdsa-sha2-nistp256", p384.keyval)
+            refusal = "is not an ECDSA P-256 key"
+        else:
+            refusal = "is ecdsa/ecdsa-sha2-nistp384"
+        md = root_metadata.next_root(current, now=datetime.now(UTC), replace={"targets": [p384]})
+    for signer in operator.root_keys[:2]:
+        root_metadata.sign_root(md, signer)
+    with pytest.raises(CryptoError, match=refusal):
+        key_ceremony.import_root(operator.store, md)
+    assert operator.store.reader().root_version() == 1
 
 
 def test_root_files_and_key_files_are_checked(tmp_path: Path) -> None:
