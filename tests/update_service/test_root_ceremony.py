@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from securesystemslib.signer import CryptoSigner, SSlibKey
+from securesystemslib.signer import CryptoSigner, Signature, SSlibKey
 
 from device_runtime.core.errors import ConfigError, CryptoError, InvalidField, SevenfoldError
 from tests.components import binary
@@ -134,6 +134,34 @@ def test_a_root_with_a_key_that_is_not_p256_is_refused(operator: Operator, kind:
     for signer in operator.root_keys[:2]:
         root_metadata.sign_root(md, signer)
     with pytest.raises(CryptoError, match=refusal):
+        key_ceremony.import_root(operator.store, md)
+    assert operator.store.reader().root_version() == 1
+
+
+def test_a_root_listing_one_key_under_two_keyids_is_refused(operator: Operator) -> None:
+    # Root key A listed again under a made-up keyid, threshold 2: A alone would meet it.
+    a, b, _ = operator.root_keys
+    md = key_ceremony.rotate(operator.store, "root", root_keys=[a.public_key], threshold=1)
+    assert md is not None
+    fake = "f" * 64
+    md.signed.keys[fake] = SSlibKey.from_dict(fake, a.public_key.to_dict())
+    md.signed.roles["root"].keyids.append(fake)
+    md.signed.roles["root"].threshold = 2
+    for signer in (a, b):
+        root_metadata.sign_root(md, signer)
+    md.signatures[fake] = Signature(fake, md.signatures[a.public_key.keyid].signature)
+    with pytest.raises(InvalidField, match=r"key ffffffffffffffff is listed under a keyid that"
+                       r" is not its own \(" + a.public_key.keyid[:16]):  # fmt: skip
+        key_ceremony.import_root(operator.store, md)
+    # Another key's keyid is not its own either.
+    md.signed.keys.pop(fake)
+    md.signed.roles["root"].keyids.remove(fake)
+    md.signed.roles["root"].threshold = 1
+    md.signed.keys[b.public_key.keyid] = SSlibKey.from_dict(
+        b.public_key.keyid, a.public_key.to_dict()
+    )
+    md.signed.roles["root"].keyids.append(b.public_key.keyid)
+    with pytest.raises(InvalidField, match="is not its own"):
         key_ceremony.import_root(operator.store, md)
     assert operator.store.reader().root_version() == 1
 

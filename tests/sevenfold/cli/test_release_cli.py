@@ -14,31 +14,18 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from typer.testing import CliRunner
 
-from sevenfold.cli.app import app
 from sevenfold.server import FleetServer
 from tests.components import free_port
 from tests.sevenfold.cli.fleet_fixtures import running_fleet
+from tests.sevenfold.cli.typed_commands import ok, sevenfold
 
 pytestmark = pytest.mark.timeout(120)
-runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetServer]:
     yield from running_fleet(tmp_path_factory, "release-cli")
-
-
-def sevenfold(*args: str | Path) -> tuple[int, str]:
-    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
-    return result.exit_code, result.output
-
-
-def ok(*args: str | Path) -> str:
-    code, out = sevenfold(*args)
-    assert code == 0, out
-    return out
 
 
 def test_an_operator_creates_keys_publishes_rotates_and_is_refused_with_reasons(

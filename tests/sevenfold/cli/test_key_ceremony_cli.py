@@ -1,0 +1,84 @@
+"""`sevenfold keys` as the root key holders and the server operator type them, without a server.
+
+What an operator signing a root offline is shown (every role's keys, the
+expiry, what changes from the previous root), and what the offline machine
+refuses to sign.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from securesystemslib.signer import SSlibKey
+
+from tests.sevenfold.cli.typed_commands import ok, sevenfold
+from update_service import root_metadata
+
+
+def _ceremony(tmp_path: Path) -> tuple[Path, Path]:
+    """Two offline root keys (2 of 2) and a repository whose root v1 they signed."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    offline = tmp_path / "offline"
+    offline.mkdir()
+    for n in (1, 2):
+        ok("keys", "create-root-key", offline / f"root-{n}.pem")
+    root = tmp_path / "root.json"
+    keys = [a for n in (1, 2) for a in ("--root-key", offline / f"root-{n}.pub.pem")]
+    ok("keys", "init", "--state", state, "--out", root, *keys)
+    for n in (1, 2):
+        ok("keys", "sign-root", "--key", offline / f"root-{n}.pem", root)
+    ok("keys", "import-root", root, "--state", state)
+    return state, offline
+
+
+def test_sign_root_shows_what_is_signed_and_what_changes(tmp_path: Path) -> None:
+    state, offline = _ceremony(tmp_path)
+    installed = state / "repository" / "metadata" / "1.root.json"
+    first = root_metadata.read_root_file(installed).signed
+    rotation = tmp_path / "rotate-timestamp.json"
+    out = json.loads(ok("keys", "rotate", "timestamp", "--state", state, "--out", rotation,
+                        "--json"))  # fmt: skip
+    new = root_metadata.read_root_file(rotation).signed
+    (added,) = new.roles["timestamp"].keyids
+    (removed,) = first.roles["timestamp"].keyids
+    assert f"timestamp: adds key {added}" in out["changes"]
+    assert f"timestamp: removes key {removed}" in out["changes"]
+    # The expiry is renewed too (to the second: within one, it is the same).
+    assert len(out["changes"]) == 2 + (new.expires != first.expires)
+    text = ok("keys", "rotate", "root", "--state", state, "--out", tmp_path / "renew.json")
+    assert "changes from the installed root v1:" in text and "adds key" not in text
+
+    # Without the previous root: every role, key by key, and a note that changes are not shown.
+    text = ok("keys", "sign-root", "--key", offline / "root-1.pem", rotation)
+    assert f"root v2, expires {new.expires.isoformat()}" in text
+    for name, role in new.roles.items():
+        assert name in text and all(keyid in text for keyid in role.keyids)
+    assert "2 of 2" in text and "give --previous FILE" in text
+    # With it: what changes, as the server said when it wrote the file.
+    answer = json.loads(ok("keys", "sign-root", "--key", offline / "root-2.pem", rotation,
+                           "--previous", installed, "--json"))  # fmt: skip
+    assert answer["changes"] == out["changes"]
+    assert answer["root"]["roles"]["timestamp"] == {"threshold": 1, "keyids": [added]}
+    text = ok("keys", "sign-root", "--key", offline / "root-2.pem", rotation,
+              "--previous", installed)  # fmt: skip
+    assert f"changes from the previous root: {len(out['changes'])}" in text
+    assert f"adds key {added}" in text
+
+
+def test_sign_root_refuses_a_root_listing_a_key_under_a_keyid_not_its_own(tmp_path: Path) -> None:
+    state, offline = _ceremony(tmp_path)
+    rotation = tmp_path / "next.json"
+    ok("keys", "rotate", "root", "--state", state, "--out", rotation)
+    md = root_metadata.read_root_file(rotation)
+    keyid = md.signed.roles["root"].keyids[0]
+    fake = "f" * 64  # the same root key again, so that it alone meets a threshold of 2
+    md.signed.keys[fake] = SSlibKey.from_dict(fake, md.signed.keys[keyid].to_dict())
+    md.signed.roles["root"].keyids.append(fake)
+    md.signed.roles["root"].threshold = 3
+    root_metadata.write_root_file(rotation, md)
+    before = rotation.read_bytes()
+    code, out = sevenfold("keys", "sign-root", "--key", offline / "root-1.pem", rotation)
+    assert code == 2 and "is listed under a keyid that is not its own" in out
+    assert "Traceback" not in out and rotation.read_bytes() == before
