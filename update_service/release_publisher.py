@@ -105,17 +105,24 @@ def pointer_target(model: str) -> str:
     return f"{model}/{POINTER}"
 
 
-def image_key_pem(pem: bytes) -> str:
-    """*pem* if it is a P-256 public (or private) key an image can be checked with."""
+def image_key_pem(pem: bytes, source: str = "the image key") -> str:
+    """*pem* if it is a P-256 public key an image can be checked with.
+
+    A private key is refused: whoever holds an image signing key can sign
+    firmware the devices boot, so it belongs on the build or signing machine,
+    never on the server (which only checks images).
+    """
+    if b"PRIVATE KEY" in pem:
+        raise ConfigError(
+            f"{source} holds a private key: an image signing key must never be on the server;"
+            " give its public half (`openssl ec -in KEY.pem -pubout`)"
+        )
     try:
-        if b"PRIVATE KEY" in pem:
-            key = serialization.load_pem_private_key(pem, password=None).public_key()
-        else:
-            key = serialization.load_pem_public_key(pem)
+        key = serialization.load_pem_public_key(pem)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"not an unencrypted PEM key: {exc}") from exc
+        raise ConfigError(f"{source} is not a PEM public key: {exc}") from exc
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise ConfigError("an image key must be ECDSA P-256 (MCUboot's ECDSA_SIG)")
+        raise ConfigError(f"{source}: an image key must be ECDSA P-256 (MCUboot's ECDSA_SIG)")
     return key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode("ascii")

@@ -29,7 +29,7 @@ app = typer.Typer(help="Keys of the update repository (TUF).", no_args_is_help=T
 
 RootKeyOption = Annotated[
     list[Path] | None,
-    typer.Option("--root-key", help="A root key's PEM file (public or private); repeat for each."),
+    typer.Option("--root-key", help="A root key's public PEM file; repeat for each."),
 ]
 ThresholdOption = Annotated[
     int | None, typer.Option("--threshold", min=1, help="Root signatures required (k of n).")

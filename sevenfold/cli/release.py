@@ -37,7 +37,7 @@ def add_hardware(
     model: Annotated[str, typer.Argument(help="Hardware model name (a-z, 0-9, '-').")],
     image_key: Annotated[
         list[Path] | None,
-        typer.Option("--image-key", help="PEM key its images are signed with; repeatable."),
+        typer.Option("--image-key", help="Public PEM key its images are signed with; repeatable."),
     ] = None,
     state: StateOption = None,
     as_json: JsonOption = False,
@@ -47,8 +47,12 @@ def add_hardware(
         with needs_extra("release add-hardware", "server"):
             from update_service import release_publisher
         if not image_key:
-            raise ConfigError("give --image-key PUB.pem (the key its images are signed with)")
-        pems = [release_publisher.image_key_pem(_read(path, 16 << 10)) for path in image_key]
+            raise ConfigError(
+                "give --image-key PUB.pem (the public key its images are signed with)"
+            )
+        pems = [
+            release_publisher.image_key_pem(_read(path, 16 << 10), str(path)) for path in image_key
+        ]
         written = release_publisher.add_hardware(writable_store(state), model, pems)
     if as_json:
         emit_json({"model": model, "image_keys": len(pems), "written": written})

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from tuf.api.metadata import SuccinctRoles
 from tuf.ngclient import Updater
@@ -206,10 +207,14 @@ def test_an_image_key_must_be_p256(operator: Operator, tmp_path: Path) -> None:
         )
     with pytest.raises(ConfigError, match="PEM"):
         release_publisher.image_key_pem(b"-----BEGIN PUBLIC KEY-----\nAAAA\n")
+    private = operator.image_keys["board-a"].private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="holds a private key: an image signing key must never"):
+        release_publisher.image_key_pem(private)
     assert sign_image  # the fixture signs with device_runtime.image_signer
 
 
 def _pem_public() -> tuple[object, object]:
-    from cryptography.hazmat.primitives import serialization
-
     return serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

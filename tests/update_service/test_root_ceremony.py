@@ -179,7 +179,9 @@ def test_root_files_and_key_files_are_checked(tmp_path: Path) -> None:
     key = tmp_path / "k.pem"
     write_private_key(key, generate_signer())
     assert key.stat().st_mode & 0o777 == 0o600
-    assert read_public_key(key).keyid == read_signer(key).public_key.keyid
+    # The server takes root keys' public halves only: a private key file is refused.
+    with pytest.raises(CryptoError, match="holds a private key: a root key's private half never"):
+        read_public_key(key)
     key.write_text("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
     with pytest.raises(CryptoError, match="not a PEM private key"):
         read_signer(key)
@@ -256,8 +258,12 @@ def test_a_root_key_made_with_openssl_signs_a_root(tmp_path: Path) -> None:
     key = tmp_path / "openssl-root.pem"
     command = ["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)]
     subprocess.run([binary("openssl"), *command], check=True, capture_output=True)
+    public = tmp_path / "openssl-root.pub.pem"
+    command = ["ec", "-in", str(key), "-pubout", "-out", str(public)]
+    subprocess.run([binary("openssl"), *command], check=True, capture_output=True)
     signer = read_signer(key)
+    assert read_public_key(public).keyid == signer.public_key.keyid
     store = ReleaseStore(tmp_path / "state")
-    md = key_ceremony.init_repository(store, root_keys=[read_public_key(key)], threshold=1)
+    md = key_ceremony.init_repository(store, root_keys=[read_public_key(public)], threshold=1)
     root_metadata.sign_root(md, signer)
     assert key_ceremony.import_root(store, md).created

@@ -1,8 +1,8 @@
 """`sevenfold keys` as the root key holders and the server operator type them, without a server.
 
 What an operator signing a root offline is shown (every role's keys, the
-expiry, what changes from the previous root), and what the offline machine
-refuses to sign.
+expiry, what changes from the previous root), what the offline machine
+refuses to sign, and the private keys the server refuses to be given.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from securesystemslib.signer import SSlibKey
 
 from tests.sevenfold.cli.typed_commands import ok, sevenfold
 from update_service import root_metadata
+from update_service.signing_keys import generate_signer
 
 
 def _ceremony(tmp_path: Path) -> tuple[Path, Path]:
@@ -82,3 +83,23 @@ def test_sign_root_refuses_a_root_listing_a_key_under_a_keyid_not_its_own(tmp_pa
     code, out = sevenfold("keys", "sign-root", "--key", offline / "root-1.pem", rotation)
     assert code == 2 and "is listed under a keyid that is not its own" in out
     assert "Traceback" not in out and rotation.read_bytes() == before
+
+
+def test_the_server_refuses_private_root_and_image_keys(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    ok("keys", "create-root-key", tmp_path / "root-1.pem")
+    code, out = sevenfold("keys", "init", "--state", state, "--root-key", tmp_path / "root-1.pem",
+                          "--out", tmp_path / "root.json")  # fmt: skip
+    assert code == 2 and "holds a private key: a root key's private half never goes" in out
+    assert "Traceback" not in out and not (tmp_path / "root.json").exists()
+    assert not (state / "update-service").exists()
+    (tmp_path / "ceremony").mkdir()
+    state, _ = _ceremony(tmp_path / "ceremony")
+    image_key = tmp_path / "image-key.pem"
+    image_key.write_bytes(generate_signer().private_bytes)
+    code, out = sevenfold("release", "add-hardware", "sensor-1", "--image-key", image_key,
+                          "--state", state)  # fmt: skip
+    assert code == 2 and f"{image_key} holds a private key: an image signing key" in out
+    assert "Traceback" not in out
+    assert not (state / "update-service" / "hardware" / "sensor-1.json").exists()
