@@ -3,7 +3,8 @@
 What a publish checks, in order: the model is registered; the image is a
 well-formed MCUboot image signed by one of the model's image keys (the same
 verifier the device runs); its security counter is not below the current
-release's; its version is not already published with other bytes. Then it
+release's (as the live signed pointer has it, and the private record: see
+:func:`current_releases`); its version is not already published with other bytes. Then it
 writes, each file atomically and in this order: the image (and its deltas)
 under ``targets/``, the new versions of the model role and the bin the image
 falls in, the snapshot, the model's private record, and last the timestamp.
@@ -36,13 +37,15 @@ from tuf.api.metadata import DelegatedRole, Delegations, Key, TargetFile
 from device_runtime.core import signed_image
 from device_runtime.core.errors import ConfigError, InvalidField, Replayed
 from device_runtime.core.signed_image import ImageError
-from device_runtime.image_signer import public_point
+from device_runtime.image_signer import parse_version, public_point
 from device_runtime.ports.cpython.crypto import verify_ecdsa_der
 from update_service import deltas
 from update_service.hardware_models import (
+    RECENT_RELEASES,
     HardwareModel,
     HardwareModels,
     ReleaseRecord,
+    UnknownHardware,
     check_model_name,
 )
 from update_service.hashed_bins import add_targets, find_target, model_role, model_targets
@@ -173,7 +176,14 @@ def add_hardware(store: ReleaseStore, model: str, image_keys: list[str]) -> list
         _require(repo)
         if models.exists(model):
             raise ConfigError(f"hardware model {model!r} is registered already")
-        if role in repo.model_roles() or f"{role}.json" in repo.snapshot().meta:
+        if role in repo.model_roles():
+            raise ConfigError(
+                f"hardware model {model!r} has its role {role} in the repository already, but"
+                f" its private record ({models.directory.name}/{model}.json) is missing: restore"
+                " it from a backup, or give the model its image keys again with"
+                f" `sevenfold release set-image-keys {model} --image-key PUB.pem`"
+            )
+        if f"{role}.json" in repo.snapshot().meta:
             raise ConfigError(
                 f"{role} is a role of this repository already: {model!r} cannot be registered"
             )
@@ -197,6 +207,80 @@ def add_hardware(store: ReleaseStore, model: str, image_keys: list[str]) -> list
         repo.do_timestamp()
         models.put(HardwareModel(name=model, image_keys=tuple(image_keys)))
         return [path.name for path in repo.written]
+
+
+def set_image_keys(store: ReleaseStore, model: str, image_keys: list[str]) -> HardwareModel:
+    """Replace the image keys of *model*, a model the repository has; its new record.
+
+    The explicit way to change which keys sign a model's images, and the way
+    back for a model whose private record was lost: the record is then rebuilt
+    from the signed repository (its latest releases, the current one last), so
+    deltas are built from them again. Nothing in the repository changes.
+    """
+    check_model_name(model)
+    if not image_keys:
+        raise ConfigError("a hardware model needs at least one image key")
+    models = HardwareModels(store.hardware_dir)
+    with store.writer() as repo:
+        _require(repo)
+        if model_role(model) not in repo.model_roles():
+            raise UnknownHardware(
+                f"hardware model {model!r} has no role in the repository; register it with"
+                f" `sevenfold release add-hardware {model} --image-key PUB.pem`"
+            )
+        releases = (
+            models.get(model).releases if models.exists(model) else _live_releases(repo, model)
+        )
+        record = HardwareModel(name=model, image_keys=tuple(image_keys), releases=releases)
+        models.put(record)
+        return record
+
+
+def _live_releases(repo: TufRepository, model: str) -> tuple[ReleaseRecord, ...]:
+    """*model*'s latest image releases as the repository has them, the current one last."""
+    targets = model_targets(repo, model)
+    pointer = targets.get(pointer_target(model))
+    current = pointer.custom.get("image") if pointer is not None and pointer.custom else None
+    images = sorted(
+        (
+            (path, target)
+            for path, target in targets.items()
+            if isinstance(target.custom, dict) and target.custom.get("kind") == IMAGE_KIND
+        ),
+        key=lambda item: (
+            item[0] == current,
+            item[1].custom["security_counter"],
+            parse_version(item[1].custom["version"]),
+        ),
+    )
+    return tuple(
+        ReleaseRecord(
+            version=target.custom["version"],
+            security_counter=target.custom["security_counter"],
+            image_digest=target.custom["image_digest"],
+            target=path,
+            sha256=target.hashes["sha256"],
+        )
+        for path, target in images[-RECENT_RELEASES:]
+    )
+
+
+def current_releases(repo: TufRepository, record: HardwareModel) -> list[tuple[str, int]]:
+    """``(version, security counter)`` of *record*'s current release, by each account of it.
+
+    The live pointer, signed in the repository, is what devices follow, so it
+    sets the floor whatever happened to the private record (lost, restored
+    from an old backup, or rebuilt). The record can be ahead of it: a publish
+    killed after the record and before its timestamp; that one counts too,
+    which refuses too much rather than too little.
+    """
+    found = []
+    pointer = repo.targets(model_role(record.name)).targets.get(pointer_target(record.name))
+    if pointer is not None and isinstance(pointer.custom, dict):
+        found.append((str(pointer.custom["version"]), int(pointer.custom["security_counter"])))
+    if record.current is not None:
+        found.append((record.current.version, record.current.security_counter))
+    return found
 
 
 def publish(store: ReleaseStore, image: bytes, *, model: str) -> PublishedRelease:
@@ -234,13 +318,13 @@ def publish(store: ReleaseStore, image: bytes, *, model: str) -> PublishedReleas
                     f" (sha256 {live.hashes.get('sha256')}); give the new one another version"
                 )
             return release
-        current = record.current
-        if current is not None and verified.security_counter < current.security_counter:
-            raise Replayed(
-                f"security counter {verified.security_counter} is below the current release's"
-                f" {current.security_counter} ({model} {current.version}): devices would refuse"
-                " it as a rollback"
-            )
+        for version, counter in current_releases(repo, record):
+            if verified.security_counter < counter:
+                raise Replayed(
+                    f"security counter {verified.security_counter} is below the current"
+                    f" release's {counter} ({model} {version}): devices would refuse it as a"
+                    " rollback"
+                )
         target = repo.store_target(path, image)
         target.unrecognized_fields["custom"] = custom
         deltas = _deltas(repo, record, image, custom)

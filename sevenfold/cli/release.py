@@ -30,15 +30,17 @@ MAX_IMAGE_FILE = 16 << 20
 """The verifier's own limit on an image (``signed_image.MAX_IMAGE_SIZE``)."""
 
 HardwareOption = Annotated[str, typer.Option("--hardware", help="Hardware model.")]
+ImageKeyOption = Annotated[
+    list[Path] | None,
+    typer.Option("--image-key", help="Public PEM key its images are signed with; repeatable."),
+]
+MAX_KEY_FILE = 16 << 10
 
 
 @app.command("add-hardware")
 def add_hardware(
     model: Annotated[str, typer.Argument(help="Hardware model name (a-z, 0-9, '-').")],
-    image_key: Annotated[
-        list[Path] | None,
-        typer.Option("--image-key", help="Public PEM key its images are signed with; repeatable."),
-    ] = None,
+    image_key: ImageKeyOption = None,
     state: StateOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -46,19 +48,39 @@ def add_hardware(
     with reported_errors():
         with needs_extra("release add-hardware", "server"):
             from update_service import release_publisher
-        if not image_key:
-            raise ConfigError(
-                "give --image-key PUB.pem (the public key its images are signed with)"
-            )
-        pems = [
-            release_publisher.image_key_pem(_read(path, 16 << 10), str(path)) for path in image_key
-        ]
+        pems = _image_keys(image_key)
         written = release_publisher.add_hardware(writable_store(state), model, pems)
     if as_json:
         emit_json({"model": model, "image_keys": len(pems), "written": written})
         return
     say("registered ", (model, "bold"), " with ", len(pems), " image key(s); role model-",
         model, " delegated")  # fmt: skip
+
+
+@app.command("set-image-keys")
+def set_image_keys(
+    model: Annotated[str, typer.Argument(help="A hardware model the repository has.")],
+    image_key: ImageKeyOption = None,
+    state: StateOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Replace the key(s) a model's images are signed with; rebuilds a lost model record.
+
+    The old keys stop being accepted at once. Nothing in the repository changes:
+    the security counter floor is the repository's current release whatever the
+    record says.
+    """
+    with reported_errors():
+        with needs_extra("release set-image-keys", "server"):
+            from update_service import release_publisher
+        pems = _image_keys(image_key)
+        record = release_publisher.set_image_keys(writable_store(state), model, pems)
+    releases = [r.version for r in record.releases]
+    if as_json:
+        emit_json({"model": model, "image_keys": len(pems), "releases": releases})
+        return
+    say("image keys of ", (model, "bold"), " replaced by ", len(pems), " key(s); its record has ",
+        len(releases), " release(s)", f", current {releases[-1]}" if releases else "")  # fmt: skip
 
 
 @app.command("publish")
@@ -184,6 +206,14 @@ def _report(release: Any, endorsement: dict[str, Any] | None) -> None:
         return
     show(line(("endorsement failed", "red"), ": ", endorsement["error"]))
     show(line("  the release is published; to endorse it, run again: ", endorsement["retry"]))
+
+
+def _image_keys(paths: list[Path] | None) -> list[str]:
+    from update_service.release_publisher import image_key_pem
+
+    if not paths:
+        raise ConfigError("give --image-key PUB.pem (the public key its images are signed with)")
+    return [image_key_pem(_read(path, MAX_KEY_FILE), str(path)) for path in paths]
 
 
 def _read(path: Path, limit: int) -> bytes:

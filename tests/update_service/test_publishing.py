@@ -18,7 +18,7 @@ from device_runtime.image_signer import sign_image
 from tests.update_service.file_fetcher import METADATA, TARGETS, DirectoryFetcher
 from tests.update_service.release_fixtures import Operator, create_repository
 from update_service import key_ceremony, metadata_keeper, release_publisher
-from update_service.hardware_models import UnknownHardware
+from update_service.hardware_models import HardwareModel, HardwareModels, UnknownHardware
 from update_service.hashed_bins import LEAF_CAPACITY, bit_length_for
 from update_service.release_publisher import AlreadyPublished, list_releases, show_release
 
@@ -106,6 +106,41 @@ def test_an_equal_counter_is_accepted_and_deltas_come_from_the_latest_releases(
     }
     small = operator.publish("board-b", "1.0.0", 1)
     assert small.deltas == []
+
+
+def test_the_counter_floor_is_the_signed_repositorys_whatever_the_private_record_says(
+    operator: Operator,
+) -> None:
+    operator.publish("board-a", "1.0.0", 3, BODY + b"1.0.0")
+    operator.publish("board-a", "1.1.0", 5, BODY + b"1.1.0")
+    models = HardwareModels(operator.store.hardware_dir)
+    old_key = operator.image_keys["board-a"]
+    # A record restored from a backup older than the releases: it knows none of them.
+    models.put(HardwareModel(name="board-a", image_keys=models.get("board-a").image_keys))
+    with pytest.raises(Replayed, match=r"counter 4 is below the current release's 5 \(board-a 1.1"):
+        operator.publish("board-a", "1.0.1", 4)
+    # The record lost: the model cannot be registered again, not even with another image key...
+    (operator.store.hardware_dir / "board-a.json").unlink()
+    with pytest.raises(ConfigError, match=r"its private record \(hardware/board-a.json\) is miss"):
+        operator.add_model("board-a")
+    with pytest.raises(UnknownHardware):
+        operator.publish("board-a", "1.2.0", 6)
+    # ... its image keys are given again explicitly, and its record is rebuilt from the repository.
+    new_key = ec.generate_private_key(ec.SECP256R1())
+    public = release_publisher.image_key_pem(new_key.public_key().public_bytes(*_pem_public()))
+    rebuilt = release_publisher.set_image_keys(operator.store, "board-a", [public])
+    assert [r.version for r in rebuilt.releases] == ["1.0.0", "1.1.0"]
+    operator.image_keys["board-a"] = new_key
+    with pytest.raises(Replayed, match="below the current release's 5"):
+        operator.publish("board-a", "1.0.2", 4)
+    after = operator.publish("board-a", "1.2.0", 5, BODY + b"1.2.0")
+    assert {d["base_version"] for d in after.deltas} == {"1.0.0", "1.1.0"}
+    # The replaced key no longer signs for the model; an unknown model has no keys to set.
+    operator.image_keys["board-a"] = old_key
+    with pytest.raises(ImageError, match="signed by another key"):
+        operator.publish("board-a", "1.3.0", 6)
+    with pytest.raises(UnknownHardware, match="no role in the repository"):
+        release_publisher.set_image_keys(operator.store, "board-z", [public])
 
 
 def test_a_model_is_rebinned_when_a_leaf_overflows_and_a_publish_then_signs_one_bin(

@@ -14,7 +14,7 @@ from securesystemslib.signer import SSlibKey
 
 from tests.sevenfold.cli.typed_commands import ok, sevenfold
 from update_service import root_metadata
-from update_service.signing_keys import generate_signer
+from update_service.signing_keys import generate_signer, public_pem
 
 
 def _ceremony(tmp_path: Path) -> tuple[Path, Path]:
@@ -103,3 +103,22 @@ def test_the_server_refuses_private_root_and_image_keys(tmp_path: Path) -> None:
     assert code == 2 and f"{image_key} holds a private key: an image signing key" in out
     assert "Traceback" not in out
     assert not (state / "update-service" / "hardware" / "sensor-1.json").exists()
+
+
+def test_a_model_whose_record_was_lost_gets_its_image_keys_again(tmp_path: Path) -> None:
+    state, _ = _ceremony(tmp_path)
+    public = tmp_path / "image-key.pub.pem"
+    public.write_bytes(public_pem(generate_signer().public_key))
+    ok("release", "add-hardware", "sensor-1", "--image-key", public, "--state", state)
+    (state / "update-service" / "hardware" / "sensor-1.json").unlink()
+    code, out = sevenfold("release", "add-hardware", "sensor-1", "--image-key", public,
+                          "--state", state)  # fmt: skip
+    assert code == 2 and "sevenfold release set-image-keys sensor-1" in out
+    answer = json.loads(ok("release", "set-image-keys", "sensor-1", "--image-key", public,
+                           "--state", state, "--json"))  # fmt: skip
+    assert answer == {"model": "sensor-1", "image_keys": 1, "releases": []}
+    out = ok("release", "set-image-keys", "sensor-1", "--image-key", public, "--state", state)
+    assert "image keys of sensor-1 replaced by 1 key(s); its record has 0 release(s)" in out
+    code, out = sevenfold("release", "set-image-keys", "sensor-9", "--image-key", public,
+                          "--state", state)  # fmt: skip
+    assert code == 2 and "add-hardware sensor-9" in out
