@@ -4,7 +4,9 @@ What a publish checks, in order: the model is registered; the image is a
 well-formed MCUboot image signed by one of the model's image keys (the same
 verifier the device runs); its security counter is not below the current
 release's (as the live signed pointer has it, and the private record: see
-:func:`current_releases`); its version is not already published with other bytes. Then it
+:func:`current_releases`), and at an equal counter its version is not lower
+(unless a downgrade is asked for); its version is not already published with
+other bytes. Then it
 writes, each file atomically and in this order: the image (and its deltas)
 under ``targets/``, the new versions of the model role and the bin the image
 falls in, the snapshot, the model's private record, and last the timestamp.
@@ -283,8 +285,16 @@ def current_releases(repo: TufRepository, record: HardwareModel) -> list[tuple[s
     return found
 
 
-def publish(store: ReleaseStore, image: bytes, *, model: str) -> PublishedRelease:
-    """Publish *image* for *model* (see the module docstring for the checks and the order)."""
+def publish(
+    store: ReleaseStore, image: bytes, *, model: str, allow_downgrade: bool = False
+) -> PublishedRelease:
+    """Publish *image* for *model* (see the module docstring for the checks and the order).
+
+    An image older than the current release at the same security counter is
+    refused unless *allow_downgrade*: devices would accept it, so publishing
+    it moves the whole model back, which is only meant when reverting a bad
+    release.
+    """
     models = HardwareModels(store.hardware_dir)
     verified = verify_image(image, models.get(model))
     digest = verified.image_hash.hex()
@@ -324,6 +334,13 @@ def publish(store: ReleaseStore, image: bytes, *, model: str) -> PublishedReleas
                     f"security counter {verified.security_counter} is below the current"
                     f" release's {counter} ({model} {version}): devices would refuse it as a"
                     " rollback"
+                )
+            older = parse_version(verified.version) < parse_version(version)
+            if verified.security_counter == counter and older and not allow_downgrade:
+                raise Replayed(
+                    f"{model} {verified.version} is older than the current release {version}"
+                    f" at the same security counter {counter}: devices would go back to it;"
+                    " give --allow-downgrade if that is meant (reverting a bad release)"
                 )
         target = repo.store_target(path, image)
         target.unrecognized_fields["custom"] = custom

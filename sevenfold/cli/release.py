@@ -91,6 +91,14 @@ def publish(
         bool,
         typer.Option("--endorse/--no-endorse", help="Register its measurement for attestation."),
     ] = True,
+    allow_downgrade: Annotated[
+        bool,
+        typer.Option(
+            "--allow-downgrade",
+            help="Publish an image older than the current one at the same security counter"
+            " (reverting a bad release): devices go back to it.",
+        ),
+    ] = False,
     state: StateOption = None,
     url: UrlOption = None,
     as_json: JsonOption = False,
@@ -101,7 +109,9 @@ def publish(
             from update_service import release_publisher
         data = _read(image, MAX_IMAGE_FILE)
         directory = state_dir(state)
-        release = release_publisher.publish(writable_store(state), data, model=hardware)
+        release = release_publisher.publish(
+            writable_store(state), data, model=hardware, allow_downgrade=allow_downgrade
+        )
     endorsement: dict[str, Any] | None = None
     if endorse:
         endorsement = endorse_release(release.as_json(), directory, url)

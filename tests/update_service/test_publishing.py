@@ -108,6 +108,23 @@ def test_an_equal_counter_is_accepted_and_deltas_come_from_the_latest_releases(
     assert small.deltas == []
 
 
+def test_an_older_version_at_the_same_counter_is_a_downgrade_only_when_asked_for(
+    operator: Operator,
+) -> None:
+    operator.publish("board-a", "1.1.0", 2)
+    with pytest.raises(Replayed, match=r"board-a 1.0.5 is older than the current release 1.1.0"
+                       " at the same security counter 2"):  # fmt: skip
+        operator.publish("board-a", "1.0.5", 2)
+    newer = operator.publish("board-a", "1.1.0+1", 2)  # a build later: not older
+    assert not newer.already_published
+    reverted = release_publisher.publish(
+        operator.store, operator.image("board-a", "1.0.5", 2), model="board-a", allow_downgrade=True
+    )
+    assert not reverted.already_published
+    current = [r["version"] for r in list_releases(operator.store.reader()) if r["current"]]
+    assert current == ["1.0.5"]
+
+
 def test_the_counter_floor_is_the_signed_repositorys_whatever_the_private_record_says(
     operator: Operator,
 ) -> None:
