@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tuf.api.metadata import DelegatedRole, Delegations, Key, TargetFile
 
 from device_runtime.core import signed_image
+from device_runtime.core.delta_patch import DeltaError
 from device_runtime.core.errors import ConfigError, InvalidField, Replayed
 from device_runtime.core.signed_image import ImageError
 from device_runtime.image_signer import parse_version, public_point
@@ -84,6 +85,8 @@ class PublishedRelease:
     """Roles that got a new version (snapshot and timestamp included)."""
     snapshot_version: int = 0
     timestamp_version: int = 0
+    warnings: list[str] = field(default_factory=list)
+    """What was left out without failing the publish: the deltas that could not be built."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +102,7 @@ class PublishedRelease:
             "roles": self.roles,
             "snapshot_version": self.snapshot_version,
             "timestamp_version": self.timestamp_version,
+            "warnings": self.warnings,
         }
 
 
@@ -344,7 +348,7 @@ def publish(
                 )
         target = repo.store_target(path, image)
         target.unrecognized_fields["custom"] = custom
-        deltas = _deltas(repo, record, image, custom)
+        deltas, warnings = _deltas(repo, record, image, custom)
         pointer_fields = {
             **custom,
             "kind": POINTER_KIND,
@@ -380,6 +384,7 @@ def publish(
             roles=[*roles, "snapshot", "timestamp"],
             snapshot_version=repo.snapshot().version,
             timestamp_version=repo.timestamp().version,
+            warnings=warnings,
         )
 
 
@@ -389,17 +394,36 @@ def delta_target(model: str, base: str, version: str) -> str:
 
 def _deltas(
     repo: TufRepository, record: HardwareModel, image: bytes, custom: dict[str, Any]
-) -> list[TargetFile]:
-    """Delta targets from the latest live releases to *image*, where :mod:`deltas` says so."""
-    made = []
+) -> tuple[list[TargetFile], list[str]]:
+    """Delta targets from the latest live releases to *image*, where :mod:`deltas` says so.
+
+    A delta is an optimisation: when one cannot be made (its base image is
+    missing or damaged on disk, or the device's applier would not rebuild the
+    image from the patch) it is left out with a warning, and devices on that
+    base download the full image.
+    """
+    made, warnings = [], []
     bases = [r for r in record.releases if r.image_digest != custom["image_digest"]]
     for base in bases[-DELTA_BASES:]:
         live = find_target(repo, record.name, base.target)
         if live is None or live.hashes.get("sha256") != base.sha256:
             continue  # recorded by a publisher that died before its timestamp: never live
         directory, _, name = base.target.rpartition("/")
-        old = (repo.targets_dir / directory / f"{base.sha256}.{name}").read_bytes()
-        delta = deltas.build_delta(old, image)
+        stored = repo.targets_dir / directory / f"{base.sha256}.{name}"
+        skipped = f"no delta from {base.version}"
+        try:
+            old = stored.read_bytes()
+        except OSError as exc:
+            warnings.append(f"{skipped}: its image {stored} cannot be read ({exc.strerror})")
+            continue
+        if hashlib.sha256(old).hexdigest() != base.sha256:
+            warnings.append(f"{skipped}: its image {stored} is damaged (another sha256)")
+            continue
+        try:
+            delta = deltas.build_delta(old, image)
+        except DeltaError as exc:
+            warnings.append(f"{skipped}: {exc.reason}")
+            continue
         if not deltas.worth_publishing(delta, len(image)):
             continue
         target = repo.store_target(
@@ -412,7 +436,7 @@ def _deltas(
             "base_digest": base.image_digest,
         }
         made.append(target)
-    return made
+    return made, warnings
 
 
 def list_releases(repo: TufRepository, model: str | None = None) -> list[dict[str, Any]]:

@@ -22,7 +22,15 @@ from sevenfold.api_client import FleetClient
 from sevenfold.cli.extras import needs_extra
 from sevenfold.cli.keys import writable_store
 from sevenfold.cli.options import JsonOption, StateOption, UrlOption, state_dir
-from sevenfold.cli.output import emit_json, line, literal_table, reported_errors, say, show
+from sevenfold.cli.output import (
+    emit_json,
+    line,
+    literal_table,
+    reported_errors,
+    say,
+    show,
+    warn,
+)
 
 app = typer.Typer(help="Releases in the update repository.", no_args_is_help=True)
 
@@ -208,6 +216,8 @@ def _report(release: Any, endorsement: dict[str, Any] | None) -> None:
                 delta["length"], " bytes)")  # fmt: skip
         say("  signed ", ", ".join(release.roles), "; snapshot v", release.snapshot_version,
             ", timestamp v", release.timestamp_version)  # fmt: skip
+        for warning in release.warnings:
+            warn(warning)
     if endorsement is None:
         return
     if endorsement["ok"]:

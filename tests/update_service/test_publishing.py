@@ -16,7 +16,12 @@ from device_runtime.core.errors import ConfigError, InvalidField, Replayed
 from device_runtime.core.signed_image import ImageError
 from device_runtime.image_signer import sign_image
 from tests.update_service.file_fetcher import METADATA, TARGETS, DirectoryFetcher
-from tests.update_service.release_fixtures import Operator, create_repository
+from tests.update_service.release_fixtures import (
+    UNAPPLIABLE_IMAGE_KEY,
+    UNAPPLIABLE_PAYLOADS,
+    Operator,
+    create_repository,
+)
 from update_service import key_ceremony, metadata_keeper, release_publisher
 from update_service.hardware_models import HardwareModel, HardwareModels, UnknownHardware
 from update_service.hashed_bins import LEAF_CAPACITY, bit_length_for
@@ -158,6 +163,38 @@ def test_the_counter_floor_is_the_signed_repositorys_whatever_the_private_record
         operator.publish("board-a", "1.3.0", 6)
     with pytest.raises(UnknownHardware, match="no role in the repository"):
         release_publisher.set_image_keys(operator.store, "board-z", [public])
+
+
+def test_a_delta_that_cannot_be_made_is_left_out_with_a_warning(operator: Operator) -> None:
+    operator.publish("board-a", "1.0.0", 1, BODY + b"1.0.0")
+    first = operator.store.reader().targets("model-board-a").targets["board-a/board-a-1.0.0.img"]
+    missing = operator.store.repository_dir / "targets" / "board-a"
+    missing /= f"{first.hashes['sha256']}.board-a-1.0.0.img"
+    missing.unlink()
+    published = operator.publish("board-a", "1.1.0", 2, BODY + b"1.1.0")
+    assert published.deltas == [] and published.warnings == [
+        f"no delta from 1.0.0: its image {missing} cannot be read (No such file or directory)"
+    ]
+    second = operator.store.reader().targets("model-board-a").targets["board-a/board-a-1.1.0.img"]
+    damaged = missing.with_name(f"{second.hashes['sha256']}.board-a-1.1.0.img")
+    damaged.write_bytes(bytes(damaged.stat().st_size))
+    published = operator.publish("board-a", "1.2.0", 3, BODY + b"1.2.0")
+    assert published.deltas == [] and len(published.warnings) == 2
+    assert f"no delta from 1.1.0: its image {damaged} is damaged" in published.warnings[1]
+    assert published.as_json()["warnings"] == published.warnings
+    # A patch the device's applier would refuse: the release is published without it.
+    operator.add_model("board-k", UNAPPLIABLE_IMAGE_KEY)
+    old, new = UNAPPLIABLE_PAYLOADS
+    operator.publish("board-k", "1.0.0", 1, old)
+    published = operator.publish("board-k", "1.1.0", 1, new)
+    assert published.deltas == [] and not published.already_published
+    (warning,) = published.warnings
+    assert warning.startswith("no delta from 1.0.0: at new offset ")
+    assert warning.endswith("a second empty entry in a row")
+    current = [
+        r["version"] for r in list_releases(operator.store.reader(), "board-k") if r["current"]
+    ]
+    assert current == ["1.1.0"]
 
 
 def test_a_model_is_rebinned_when_a_leaf_overflows_and_a_publish_then_signs_one_bin(

@@ -1,8 +1,9 @@
-"""`sevenfold keys` as the root key holders and the server operator type them, without a server.
+"""`sevenfold keys` and `sevenfold release` as operators type them, without a running server.
 
 What an operator signing a root offline is shown (every role's keys, the
 expiry, what changes from the previous root), what the offline machine
-refuses to sign, and the private keys the server refuses to be given.
+refuses to sign, the private keys the server refuses to be given, a model's
+image keys set again, and a publish that leaves out a delta it cannot make.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from securesystemslib.signer import SSlibKey
+from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from tests.sevenfold.cli.typed_commands import ok, sevenfold
+from tests.update_service.release_fixtures import UNAPPLIABLE_IMAGE_KEY, UNAPPLIABLE_PAYLOADS
 from update_service import root_metadata
 from update_service.signing_keys import generate_signer, public_pem
 
@@ -122,3 +124,33 @@ def test_a_model_whose_record_was_lost_gets_its_image_keys_again(tmp_path: Path)
     code, out = sevenfold("release", "set-image-keys", "sensor-9", "--image-key", public,
                           "--state", state)  # fmt: skip
     assert code == 2 and "add-hardware sensor-9" in out
+
+
+def test_a_publish_says_which_delta_it_left_out(tmp_path: Path) -> None:
+    signer = CryptoSigner(UNAPPLIABLE_IMAGE_KEY)
+    key = tmp_path / "image-key.pem"
+    key.write_bytes(signer.private_bytes)
+    public = tmp_path / "image-key.pub.pem"
+    public.write_bytes(public_pem(signer.public_key))
+    images = []
+    for version, payload in zip(("1.0.0", "1.1.0"), UNAPPLIABLE_PAYLOADS, strict=True):
+        firmware = tmp_path / f"app-{version}.bin"
+        firmware.write_bytes(payload)
+        images.append(tmp_path / f"app-{version}.img")
+        ok("image", "sign", firmware, images[-1], "--key", key, "--version", version,
+           "--security-counter", "1")  # fmt: skip
+    for output in ("text", "json"):
+        (tmp_path / output).mkdir()
+        state, _ = _ceremony(tmp_path / output)
+        ok("release", "add-hardware", "board-k", "--image-key", public, "--state", state)
+        publish = ("release", "publish", "--hardware", "board-k", "--state", state, "--no-endorse")
+        ok(*publish, images[0])
+        if output == "json":
+            answer = json.loads(ok(*publish, images[1], "--json"))
+            (warning,) = answer["release"]["warnings"]
+            assert warning.startswith("no delta from 1.0.0: at new offset ")
+            assert answer["release"]["deltas"] == []
+        else:
+            out = ok(*publish, images[1])
+            assert "published board-k 1.1.0" in out
+            assert "warning no delta from 1.0.0: at new offset " in out
