@@ -7,12 +7,21 @@ version. What this class adds is where metadata lives and who signs it:
 - The *live* state is what ``timestamp.json`` leads to: the snapshot version it
   names, and the targets versions that snapshot names. Files on disk that the
   live timestamp does not lead to (left by a publisher that was killed) are
-  never read, and the next publish overwrites them with the same version
-  number. That is what makes a publish all-or-nothing for every reader.
+  never read. That is what makes a publish all-or-nothing for every reader.
 - Consistent snapshots: every version is a new file, ``N.<role>.json``
   (``timestamp.json`` alone keeps its name), and a target is stored under its
   hash, ``<dir>/<sha256>.<name>``, so a client that read one timestamp finds
   exactly the files it names while newer ones are being written.
+- A name, once written, never gets other content: the next version of a role
+  is the first one no file on disk has yet, so the files a killed publisher
+  left are skipped rather than rewritten. They may have been served already
+  (the routes serve whatever is on disk, marked immutable, and a CDN keeps
+  it), so rewriting them would hand caches two contents for one name.
+- The timestamp gives the snapshot's length and SHA-256 besides its version
+  (TUF's optional ``length``/``hashes``): a client then checks the snapshot
+  it downloads by hash too. The snapshot's own entries give versions only:
+  with hashes each entry is about 100 bytes longer, which would triple the
+  file that bounds a 64 KiB device's repository (docs/releases.md).
 - Every file is replaced atomically (temporary file, fsync, rename, fsync of the
   directory); a publisher writes targets and new role versions first, then the
   snapshot, then the timestamp.
@@ -24,6 +33,7 @@ version. What this class adds is where metadata lives and who signs it:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -104,6 +114,8 @@ class TufRepository(Repository):
         self._now = now
         self._cache: dict[str, Metadata[Any]] = {}
         self._targets_infos: dict[str, MetaFile] | None = None
+        self._snapshot_file: MetaFile | None = None
+        """Version, length and hash of the snapshot file the timestamp is to name."""
         self._bin_owner: dict[str, str] = {}
         self.written: list[Path] = []
         """Every file this object wrote, in order: what a publish reports."""
@@ -174,6 +186,8 @@ class TufRepository(Repository):
         expected = role if role in TOP_LEVEL else "targets"
         if md.signed.type != expected:
             raise StorageError(f"{path} holds {md.signed.type} metadata, not {expected}")
+        if role == "snapshot":
+            self._snapshot_file = _file_info(md.signed.version, data)
         return md
 
     @property
@@ -186,7 +200,10 @@ class TufRepository(Repository):
 
     @property
     def snapshot_info(self) -> MetaFile:
-        return MetaFile(self.open("snapshot").signed.version)
+        version = self.open("snapshot").signed.version
+        if self._snapshot_file is None or self._snapshot_file.version != version:
+            return MetaFile(version)  # no snapshot file yet
+        return self._snapshot_file
 
     # -- signing and writing -----------------------------------------------------------
 
@@ -194,7 +211,7 @@ class TufRepository(Repository):
         """Bump the version, set the expiry, sign with the delegator's keys, verify, write."""
         if role == "root":
             raise CryptoError("root is signed offline; import it with `sevenfold keys import-root`")
-        md.signed.version += 1
+        md.signed.version = self._unused_version(role, md.signed.version + 1)
         md.signed.expires = (self._now() + expiry_period(role)).replace(microsecond=0)
         delegator = self.delegator(role)
         keyids = delegator.get_delegated_role(role).keyids
@@ -212,10 +229,25 @@ class TufRepository(Repository):
         except RepositoryError as exc:
             raise CryptoError(f"{role} v{md.signed.version} does not verify: {exc}") from exc
         name = "timestamp.json" if role == "timestamp" else f"{md.signed.version}.{role}.json"
-        self.write(self.metadata_dir / name, md.to_bytes(_SERIALIZER))
+        data = md.to_bytes(_SERIALIZER)
+        self.write(self.metadata_dir / name, data)
         self._cache[role] = md
+        if role == "snapshot":
+            self._snapshot_file = _file_info(md.signed.version, data)
         if role not in ("snapshot", "timestamp"):
             self.targets_infos[f"{role}.json"] = MetaFile(md.signed.version)
+
+    def _unused_version(self, role: str, version: int) -> int:
+        """*version*, or the first after it that no file of *role* on disk has yet.
+
+        Probed one by one: the files a killed publisher left are the live
+        version's next few, if any (each later publish starts past them).
+        """
+        if role == "timestamp":
+            return version
+        while (self.metadata_dir / f"{version}.{role}.json").exists():
+            version += 1
+        return version
 
     def install_root(self, md: Metadata[Root]) -> None:
         """Write an operator-signed root as ``N.root.json`` (its checks are the caller's)."""
@@ -280,3 +312,7 @@ class TufRepository(Repository):
         for name in succinct.get_roles():
             self._bin_owner[name] = role
         self.targets(role).delegations = Delegations(keys=keys, roles=None, succinct_roles=succinct)
+
+
+def _file_info(version: int, data: bytes) -> MetaFile:
+    return MetaFile(version, length=len(data), hashes={"sha256": hashlib.sha256(data).hexdigest()})

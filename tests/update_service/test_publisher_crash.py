@@ -61,6 +61,15 @@ def seen_release(repository: Path, directory: Path, root: bytes) -> str:
     return str(pointer.custom["version"])
 
 
+def served_files(repository: Path) -> dict[Path, bytes]:
+    """Every file of the repository by name, but ``timestamp.json`` (the one replaced in place)."""
+    return {
+        path: path.read_bytes()
+        for path in repository.rglob("*")
+        if path.is_file() and path.name != "timestamp.json"
+    }
+
+
 def run_publisher(state: Path, image: Path, kill_at: int) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tests.update_service.publish_until_killed",
@@ -103,10 +112,14 @@ def test_a_publisher_killed_before_any_write_leaves_a_consistent_repository(
             break
         assert died.returncode == -signal.SIGKILL, died.stderr
         assert fresh in (previous, "1.1.0"), kill_at
+        left = served_files(repository)
         # The next publish after the crash completes and is what clients see.
         finished = run_publisher(state, image, 0)
         assert finished.returncode == 0, finished.stderr
         assert seen_release(repository, again, root) == "1.1.0"
+        # Whatever the killed publisher left (and the server may have served, marked
+        # immutable) keeps its content under its name; the next publish skips past it.
+        assert {path: served_files(repository).get(path) for path in left} == left, kill_at
         kill_at += 1
     assert kill_at == writes + 1
     bins = ReleaseStore(state).reader().bins("model-board-a")

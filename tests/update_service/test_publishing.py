@@ -58,6 +58,12 @@ def test_a_release_is_a_target_with_its_fields_and_the_model_points_at_it(
     assert json.loads(stored.read_bytes()) == pointer.custom
     (listed,) = list_releases(repo, "board-a")
     assert listed["current"] and listed["security_counter"] == 7
+    # The timestamp pins the snapshot file by length and hash, not only by version.
+    meta = repo.timestamp().snapshot_meta
+    assert meta.length is not None and meta.hashes is not None
+    meta.verify_length_and_hashes(
+        (repo.metadata_dir / f"{meta.version}.snapshot.json").read_bytes()
+    )
 
 
 def test_publishing_the_same_image_again_changes_nothing(operator: Operator) -> None:
