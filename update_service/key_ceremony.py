@@ -149,6 +149,9 @@ def _rotate_releases(store: ReleaseStore, repo: TufRepository) -> None:
     old = store.keys.keyids(RELEASES)
     new = store.keys.generate(RELEASES)
     models = repo.model_roles()
+    for name in models:  # loaded (and checked) while their delegations still name the old key
+        for leaf in repo.leaves(name):
+            repo.open(leaf)
     with repo.edit_targets() as targets:
         delegations = targets.delegations
         assert delegations is not None and delegations.roles is not None

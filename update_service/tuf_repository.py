@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from securesystemslib.signer import CryptoSigner
-from tuf.api.exceptions import RepositoryError
+from tuf.api.exceptions import LengthOrHashMismatchError, RepositoryError
 from tuf.api.metadata import (
     Delegations,
     Key,
@@ -119,6 +119,9 @@ class TufRepository(Repository):
         self._bin_owner: dict[str, str] = {}
         self.written: list[Path] = []
         """Every file this object wrote, in order: what a publish reports."""
+        self.signed_by_previous_root: set[str] = set()
+        """Top-level roles whose live signatures verify only under the previous root."""
+        self._previous_root: Root | None = None
 
     # -- the live state ----------------------------------------------------------------
 
@@ -157,23 +160,87 @@ class TufRepository(Repository):
         return md
 
     def _load(self, role: str) -> Metadata[Any] | None:
+        """*role*'s live metadata read from disk and checked: what the service signed, or refused.
+
+        Every role but root is checked against what leads to it: the
+        timestamp's signatures against root, the snapshot's file against the
+        length and hash the timestamp gives (its signatures, for a timestamp
+        that gives none), a targets role's version against the snapshot's and
+        its signatures against its delegator. So a file edited on disk is
+        never built on, re-signed or reported as if the service had signed it.
+        """
         if role == "root":
             version = self.root_version()
-            return self._read(f"{version}.root.json", role) if version else None
-        if role == "timestamp":
-            return self._read("timestamp.json", role) if self.exists() else None
+            return self._read(f"{version}.root.json", role)[0] if version else None
         if not self.exists():
             return None
+        if role == "timestamp":
+            md, _ = self._read("timestamp.json", role)
+            self._check_signatures(role, md)
+            return md
         if role == "snapshot":
-            version = self.timestamp().snapshot_meta.version
+            meta = self.timestamp().snapshot_meta
         else:
-            meta = self.snapshot().meta.get(f"{role}.json")
-            if meta is None:
+            found = self.snapshot().meta.get(f"{role}.json")
+            if found is None:
                 return None
-            version = meta.version
-        return self._read(f"{version}.{role}.json", role)
+            meta = found
+        md, data = self._read(f"{meta.version}.{role}.json", role)
+        if md.signed.version != meta.version:
+            raise CryptoError(
+                f"{meta.version}.{role}.json holds {role} v{md.signed.version}: changed outside"
+                " the service; restore it from a backup"
+            )
+        if meta.length is None and meta.hashes is None:
+            self._check_signatures(role, md)
+        else:
+            try:
+                meta.verify_length_and_hashes(data)
+            except LengthOrHashMismatchError as exc:
+                raise CryptoError(
+                    f"{meta.version}.{role}.json is not the file the live metadata pins ({exc}):"
+                    " changed outside the service; restore it from a backup"
+                ) from exc
+        return md
 
-    def _read(self, name: str, role: str) -> Metadata[Any]:
+    def _check_signatures(self, role: str, md: Metadata[Any]) -> None:
+        """*md* verifies under its delegator, or (top-level roles) under the previous root.
+
+        The previous root's keys are accepted for one reason: a root import
+        that rotated an online key and died before re-signing with the new
+        one (:data:`signed_by_previous_root` then says the role is due). Any
+        other signature that fails means the file was not written by the
+        service, and it is refused rather than re-signed.
+        """
+        try:
+            self.delegator(role).verify_delegate(role, md.signed_bytes, md.signatures)
+            return
+        except RepositoryError as exc:
+            failure = exc
+        previous = self.previous_root() if role in TOP_LEVEL else None
+        if previous is not None:
+            try:
+                previous.verify_delegate(role, md.signed_bytes, md.signatures)
+            except RepositoryError:
+                pass
+            else:
+                self.signed_by_previous_root.add(role)
+                return
+        raise CryptoError(
+            f"the live {role} v{md.signed.version} does not verify ({failure}): it was changed"
+            " outside the service, and nothing is signed over it; restore it from a backup"
+        )
+
+    def previous_root(self) -> Root | None:
+        """The root before the newest, if there is one."""
+        version = self.root_version() - 1
+        if version < 1:
+            return None
+        if self._previous_root is None or self._previous_root.version != version:
+            self._previous_root = self._read(f"{version}.root.json", "root")[0].signed
+        return self._previous_root
+
+    def _read(self, name: str, role: str) -> tuple[Metadata[Any], bytes]:
         path = self.metadata_dir / name
         try:
             data = path.read_bytes()
@@ -188,7 +255,7 @@ class TufRepository(Repository):
             raise StorageError(f"{path} holds {md.signed.type} metadata, not {expected}")
         if role == "snapshot":
             self._snapshot_file = _file_info(md.signed.version, data)
-        return md
+        return md, data
 
     @property
     def targets_infos(self) -> dict[str, MetaFile]:

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tuf.api.metadata import SuccinctRoles
 from tuf.ngclient import Updater
 
-from device_runtime.core.errors import ConfigError, InvalidField, Replayed
+from device_runtime.core.errors import ConfigError, CryptoError, InvalidField, Replayed
 from device_runtime.core.signed_image import ImageError
 from device_runtime.image_signer import sign_image
 from tests.update_service.file_fetcher import METADATA, TARGETS, DirectoryFetcher
@@ -278,6 +278,43 @@ def test_the_keeper_re_signs_what_is_half_expired(operator: Operator) -> None:
     )
     assert not keeper.health().ok and "renew" in keeper.health().detail
     assert metadata_keeper.MetadataKeeper(operator.store).health().ok
+
+
+@pytest.mark.parametrize("edited", ["model-board-a", "targets", "snapshot"])
+def test_metadata_edited_on_disk_is_refused_never_re_signed(
+    operator: Operator, edited: str
+) -> None:
+    operator.publish("board-a", "1.0.0", 1)
+    repo = operator.store.reader()
+    version = repo.snapshot().version if edited == "snapshot" else repo.open(edited).signed.version
+    path = repo.metadata_dir / f"{version}.{edited}.json"
+    doc = json.loads(path.read_bytes())
+    if edited == "model-board-a":  # point the model at an image of the attacker's
+        evil = {"length": 4, "hashes": {"sha256": "00" * 32}, "custom": {"kind": "image",
+                "hwmodel": "board-a", "version": "6.6.6", "security_counter": 99,
+                "image_digest": "00" * 32}}  # fmt: skip
+        doc["signed"]["targets"]["board-a/evil.img"] = evil
+        doc["signed"]["targets"]["board-a/current.json"]["custom"]["image"] = "board-a/evil.img"
+    elif edited == "targets":  # give board-a's role to a key of the attacker's
+        doc["signed"]["delegations"]["roles"][0]["threshold"] = 2
+    else:
+        doc["signed"]["meta"]["model-board-a.json"]["version"] += 1
+    path.write_text(json.dumps(doc))
+    before = path.read_bytes()
+    timestamp = (repo.metadata_dir / "timestamp.json").read_bytes()
+    refusal = "does not verify" if edited != "snapshot" else "is not the file the live metadata"
+    later = datetime.now(UTC) + timedelta(days=200)  # every role due: the keeper would re-sign
+    with pytest.raises(CryptoError, match=refusal):
+        metadata_keeper.refresh(operator.store, later)
+    keeper = metadata_keeper.MetadataKeeper(operator.store, now=lambda: later)
+    assert keeper.refresh() == []
+    health = keeper.health()
+    assert not health.ok and refusal in health.detail and edited in health.detail
+    with pytest.raises(CryptoError, match=refusal):
+        operator.publish("board-a", "1.0.1", 1)
+    # Nothing was signed over the edit.
+    assert path.read_bytes() == before
+    assert (repo.metadata_dir / "timestamp.json").read_bytes() == timestamp
 
 
 def test_rotating_the_release_key_re_signs_every_model_role_and_bin(operator: Operator) -> None:
