@@ -121,6 +121,9 @@ class TufRepository(Repository):
         """Every file this object wrote, in order: what a publish reports."""
         self.signed_by_previous_root: set[str] = set()
         """Top-level roles whose live signatures verify only under the previous root."""
+        self.incoming: Root | None = None
+        """A root about to be installed: see :meth:`close` and
+        :func:`update_service.key_ceremony.import_root`."""
         self._previous_root: Root | None = None
 
     # -- the live state ----------------------------------------------------------------
@@ -275,13 +278,22 @@ class TufRepository(Repository):
     # -- signing and writing -----------------------------------------------------------
 
     def close(self, role: str, md: Metadata[Any]) -> None:
-        """Bump the version, set the expiry, sign with the delegator's keys, verify, write."""
+        """Bump the version, set the expiry, sign with the delegator's keys, verify, write.
+
+        While a root is :attr:`incoming`, a top-level role is signed with the
+        keys of both roots (those of the current one this server still holds)
+        and verified under the incoming one.
+        """
         if role == "root":
             raise CryptoError("root is signed offline; import it with `sevenfold keys import-root`")
         md.signed.version = self._unused_version(role, md.signed.version + 1)
         md.signed.expires = (self._now() + expiry_period(role)).replace(microsecond=0)
-        delegator = self.delegator(role)
+        delegator: Root | Targets = self.delegator(role)
         keyids = delegator.get_delegated_role(role).keyids
+        if role in TOP_LEVEL and self.incoming is not None:
+            delegator = self.incoming
+            incoming = delegator.get_delegated_role(role).keyids
+            keyids = [*keyids, *(keyid for keyid in incoming if keyid not in keyids)]
         signers = self._signers(role if role in TOP_LEVEL else RELEASES, keyids)
         if not signers:
             raise CryptoError(f"this server holds none of the keys {role} is delegated to")
@@ -320,6 +332,7 @@ class TufRepository(Repository):
         """Write an operator-signed root as ``N.root.json`` (its checks are the caller's)."""
         self.write(self.metadata_dir / f"{md.signed.version}.root.json", md.to_bytes(_SERIALIZER))
         self._cache["root"] = md
+        self.incoming = None
 
     def write(self, path: Path, data: bytes) -> None:
         write_atomic(path, data, mode=PUBLIC_FILE_MODE)

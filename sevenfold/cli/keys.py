@@ -135,7 +135,10 @@ def import_root(
     state: StateOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Install a signed root: refused unless the old and the new root's thresholds signed it."""
+    """Install a signed root: refused unless the old and the new root's thresholds signed it.
+
+    Importing the installed root again finishes an import that was interrupted.
+    """
     with reported_errors():
         with needs_extra("keys import-root", "server"):
             from update_service import key_ceremony, root_metadata
@@ -148,11 +151,18 @@ def import_root(
                 "created": imported.created,
                 "resigned": imported.resigned,
                 "retired_keys": imported.retired_keys,
+                "already_installed": imported.already_installed,
             }
         )
         return
-    what = "created the repository with root v" if imported.created else "installed root v"
-    say(what, (str(imported.version), "bold"), "; re-signed ", ", ".join(imported.resigned))
+    resigned = ", ".join(imported.resigned) or "nothing (nothing was left to finish)"
+    version = (str(imported.version), "bold")
+    if imported.created:
+        say("created the repository with root v", version, "; re-signed ", resigned)
+    elif imported.already_installed:
+        say("root v", version, " was installed already; re-signed ", resigned)
+    else:
+        say("installed root v", version, "; re-signed ", resigned)
     for keyid in imported.retired_keys:
         say("deleted retired online key ", keyid)
 

@@ -12,9 +12,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from securesystemslib.signer import CryptoSigner, Signature, SSlibKey
+from tuf.api.exceptions import UnsignedMetadataError
+from tuf.ngclient import Updater
 
 from device_runtime.core.errors import ConfigError, CryptoError, InvalidField, SevenfoldError
 from tests.components import binary
+from tests.update_service.file_fetcher import METADATA, TARGETS, DirectoryFetcher
 from tests.update_service.release_fixtures import Operator, create_repository
 from update_service import key_ceremony, metadata_keeper, root_metadata
 from update_service.release_store import ReleaseStore
@@ -67,8 +70,13 @@ def test_a_rotation_needs_the_old_threshold_and_the_new(operator: Operator) -> N
         key_ceremony.import_root(operator.store, md)
     root_metadata.sign_root(md, new_keys[1])
     imported = key_ceremony.import_root(operator.store, md)
-    assert imported.version == 2 and not imported.created
-    # The same root again is not a next version.
+    assert imported.version == 2 and not imported.created and not imported.already_installed
+    # The same root again finds nothing left to do; another root v2 is not a next version.
+    timestamp = operator.store.reader().timestamp().version
+    again = key_ceremony.import_root(operator.store, md)
+    assert again.already_installed and again.resigned == [] and again.retired_keys == []
+    assert operator.store.reader().timestamp().version == timestamp
+    md.signed.expires += timedelta(days=1)
     with pytest.raises(InvalidField, match="root v2 cannot follow root v2: expected v3"):
         key_ceremony.import_root(operator.store, md)
 
@@ -96,8 +104,11 @@ def test_rotating_the_timestamp_key_goes_through_a_signed_root(operator: Operato
         root_metadata.sign_root(md, signer)
     imported = key_ceremony.import_root(operator.store, md)
     assert imported.retired_keys == sorted(old)
-    assert set(operator.store.reader().open("timestamp").signatures) == pending
+    # Signed by both keys (written before the new root, for clients on either root) ...
+    assert set(operator.store.reader().open("timestamp").signatures) == pending | old
     operator.publish("board-a", "1.0.1", 1)
+    # ... and by the new key alone from the next timestamp on.
+    assert set(operator.store.reader().open("timestamp").signatures) == pending
 
 
 def test_a_root_naming_online_keys_the_server_lacks_is_refused(operator: Operator) -> None:
@@ -232,9 +243,45 @@ def test_a_first_import_that_died_is_finished_by_importing_the_same_root(tmp_pat
         repo.install_root(md)  # where a publisher killed right after the root write stops
     assert not store.reader().exists()
     imported = key_ceremony.import_root(store, md)
-    assert imported.created and store.reader().exists()
-    with pytest.raises(InvalidField, match="cannot follow root v1"):
-        key_ceremony.import_root(store, md)
+    assert imported.created and imported.already_installed and store.reader().exists()
+    again = key_ceremony.import_root(store, md)
+    assert not again.created and again.resigned == []
+
+
+@pytest.mark.parametrize("role", ["timestamp", "targets"])
+def test_an_import_that_died_after_its_root_is_finished_by_importing_the_same_root(
+    operator: Operator, tmp_path: Path, role: str
+) -> None:
+    operator.publish("board-a", "1.0.0", 1)
+    old = operator.store.keys.keyids(role)
+    md = key_ceremony.rotate(operator.store, role)
+    assert md is not None
+    for signer in operator.root_keys[:2]:
+        root_metadata.sign_root(md, signer)
+    with operator.store.writer() as repo:
+        repo.install_root(md)  # where an import that wrote the root first was killed
+    client = Updater(
+        metadata_dir=str(tmp_path), metadata_base_url=METADATA, target_dir=str(tmp_path),
+        target_base_url=TARGETS, fetcher=DirectoryFetcher(operator.store.repository_dir),
+        bootstrap=operator.root_bytes(1),
+    )  # fmt: skip
+    with pytest.raises(UnsignedMetadataError, match=f"{role} was signed by 0/1 keys"):
+        client.refresh()
+    imported = key_ceremony.import_root(operator.store, md)
+    assert imported.already_installed and imported.retired_keys == sorted(old)
+    assert imported.resigned == (["targets", "snapshot", "timestamp"] if role == "targets"
+                                 else ["timestamp"])  # fmt: skip
+    assert key_ceremony.import_root(operator.store, md).resigned == []
+    seen = tmp_path / "after"
+    seen.mkdir()
+    client = Updater(
+        metadata_dir=str(seen), metadata_base_url=METADATA, target_dir=str(seen),
+        target_base_url=TARGETS, fetcher=DirectoryFetcher(operator.store.repository_dir),
+        bootstrap=operator.root_bytes(1),
+    )  # fmt: skip
+    client.refresh()
+    pointer = client.get_targetinfo("board-a/current.json")
+    assert pointer is not None and pointer.custom["version"] == "1.0.0"
 
 
 def test_the_keeper_finishes_a_targets_rotation_that_died_before_re_signing(

@@ -154,3 +154,12 @@ def test_a_publish_says_which_delta_it_left_out(tmp_path: Path) -> None:
             out = ok(*publish, images[1])
             assert "published board-k 1.1.0" in out
             assert "warning no delta from 1.0.0: at new offset " in out
+
+
+def test_importing_the_installed_root_again_says_what_was_left_to_finish(tmp_path: Path) -> None:
+    state, _ = _ceremony(tmp_path)
+    installed = state / "repository" / "metadata" / "1.root.json"
+    out = ok("keys", "import-root", installed, "--state", state)
+    assert "root v1 was installed already; re-signed nothing (nothing was left to finish)" in out
+    answer = json.loads(ok("keys", "import-root", installed, "--state", state, "--json"))
+    assert answer["already_installed"] and answer["resigned"] == [] and not answer["created"]
