@@ -8,9 +8,10 @@ Starlette's ``FileResponse`` answers ``Range`` requests (206, and 416 for a
 range past the end) and sends an ``ETag`` and ``Last-Modified``, but does not
 answer ``If-None-Match`` itself; the routes do, with 304, so a device that
 polls ``timestamp.json`` downloads it only when it changed. Every other file
-is named by its version or its hash (consistent snapshots), so it never
-changes and is marked immutable for caches and CDNs; ``timestamp.json`` must be
-revalidated each time.
+is named by its version or its hash (consistent snapshots) and the publisher
+never gives a name other content, not even a file a killed publish left
+(:mod:`update_service.tuf_repository`), so it is marked immutable for caches
+and CDNs; ``timestamp.json`` must be revalidated each time.
 """
 
 from __future__ import annotations

@@ -4,11 +4,13 @@ A model must be registered before anything is published for it, with the
 public key(s) its images are signed with (the MCUboot keys its bootloader
 trusts), so a publish checks the image as the device will and refuses an
 image signed for another model. The record also keeps the model's latest
-releases: the security counter a new one may not go below, and the images
-deltas are built from. It is private to the server (``update-service/``), never
-served, and written before the timestamp that makes a release live, so that a
-publisher killed in between leaves a record that is at worst ahead of the
-repository: a counter that refuses too much, never one that lets a rollback by.
+releases: the images deltas are built from, and a security counter a new
+release may not go below. It is private to the server (``update-service/``),
+never served, and written before the timestamp that makes a release live, so
+that a publisher killed in between leaves a record that is at worst ahead of
+the repository. It is not the only floor: a record lost or restored from an
+old backup would be behind, so the signed repository's current release counts
+as well (:func:`update_service.release_publisher.current_releases`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from device_runtime.core.errors import ConfigError, InvalidField, StorageError
 from device_runtime.ports.cpython.atomic_file import write_atomic
 
 MODEL_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
-"""Lower case, digits and inner dashes: it becomes a role name, a directory and a file name."""
+"""Lower case, digits and inner dashes: it becomes a role name, a directory and a file name.
+
+No ``_``: that is the character that sets a model's hashed bins apart
+(``model-<name>_bin-<hex>``, :func:`update_service.hashed_bins.bin_prefix`)."""
 
 RECENT_RELEASES = 8
 """Releases remembered per model: the newest is the current one, the rest delta bases."""

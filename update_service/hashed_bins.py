@@ -7,10 +7,13 @@ whose hash prefix its target path falls in. So no leaf role grows past
 :data:`LEAF_CAPACITY` targets: a model starts with its targets in its own role
 and, the first time a leaf would overflow, every target of the model is
 redistributed over twice as many bins or more (the bins keep their names
-``model-<name>-bin-<hex>``, so a re-bin adds names to the snapshot rather than a
-new generation of them). A publish then rewrites one bin whatever the size of
-the repository; a re-bin rewrites them all, rarely (each one at least doubles
-the count), so its cost is spread over the publishes that filled the bins.
+``model-<name>_bin-<hex>``, so a re-bin adds names to the snapshot rather than a
+new generation of them). The ``_`` is what keeps bins and models apart: a model
+name may not contain one (:data:`~update_service.hardware_models.MODEL_NAME`),
+so no model's role ``model-<name>`` is ever another model's bin. A publish
+then rewrites one bin whatever the size of the repository; a re-bin rewrites
+them all, rarely (each one at least doubles the count), so its cost is spread
+over the publishes that filled the bins.
 
 The bound is a trade between the two files a device of a large model
 downloads that grow with it: a leaf of up to ``LEAF_CAPACITY`` targets (about
@@ -38,7 +41,8 @@ def model_role(model: str) -> str:
 
 
 def bin_prefix(model: str) -> str:
-    return f"model-{model}-bin"
+    """Bins are ``<prefix>-<hex>``; see the module docstring for why the ``_``."""
+    return f"model-{model}_bin"
 
 
 def bit_length_for(count: int, *, at_least: int) -> int:

@@ -2,8 +2,10 @@
 
 The server never holds a root key. It prepares root metadata (the first, or
 the next version naming new keys), the operators sign it offline, and
-:func:`import_root` installs it once TUF's thresholds hold, then re-signs
-what the new root changed. Online keys are generated here for the new root to
+:func:`import_root` installs it once TUF's thresholds hold, having first
+re-signed what the new root changes (for both roots, so that an import killed
+at any write leaves every client a repository it accepts, and running it
+again finishes it). Online keys are generated here for the new root to
 name, and take over only when a root naming them is imported; the release
 key, which top-level targets (online) delegates to, is rotated at once.
 """
@@ -29,9 +31,11 @@ ROTATABLE = ("root", *ONLINE_ROLES)
 class ImportedRoot:
     version: int
     created: bool
-    """True when this root created the repository (version 1)."""
+    """True when this import created the repository (version 1)."""
     resigned: list[str]
     retired_keys: list[str]
+    already_installed: bool = False
+    """The root was installed before: this import finished what a killed one left."""
 
 
 def init_repository(
@@ -58,50 +62,101 @@ def init_repository(
 def import_root(
     store: ReleaseStore, md: Metadata[Root], *, now: datetime | None = None
 ) -> ImportedRoot:
-    """Install *md* if it may follow the current root, and re-sign what its keys changed."""
+    """Install *md* if it may follow the current root, and re-sign what its keys changed.
+
+    The roles a rotation changes are re-signed before the new root is written,
+    with the keys of both roots, so that whatever write a killed import
+    stopped at, a client trusting either root accepts the live metadata; the
+    root is the last file written. Importing the installed root again (the
+    same signed part) finishes what an import killed in between left, or
+    what an older release of the service left (it wrote the root first): it
+    re-signs the roles only the previous root's keys signed, and deletes the
+    retired keys.
+    """
+    now = now or _now()
     with store.writer() as repo:
-        version = repo.root_version()
-        previous = repo.root() if version else None
-        # A first import that died before targets, snapshot and timestamp were
-        # written: the same root v1 again finishes it; any other is refused below.
-        if (
-            previous is not None
-            and not repo.exists()
-            and md.signed.version == 1
-            and md.signed_bytes == repo.open("root").signed_bytes
-        ):
-            previous = None
-        new = check_new_root(md, previous=previous, now=now or _now())
-        for role in ONLINE_TOP_LEVEL:
-            delegated = new.roles[role]
-            held = store.keys.signers(role, delegated.keyids)
-            if len(held) < delegated.threshold:
-                raise CryptoError(
-                    f"root v{new.version} gives {role} to keys this server does not hold"
-                    f" ({len(held)} of {delegated.threshold}); prepare rotations with"
-                    " `sevenfold keys rotate`"
-                )
-        repo.install_root(md)
+        installed = repo.open("root") if repo.root_version() else None
+        if installed is not None and md.signed_bytes == installed.signed_bytes:
+            return _finish(store, repo, md, now)
+        previous = installed.signed if installed is not None else None
+        new = check_new_root(md, previous=previous, now=now)
+        _require_online_keys(store, new)
         if previous is None:
+            repo.install_root(md)
             resigned = _create(repo)
         else:
-            changed = [
-                role
-                for role in ONLINE_TOP_LEVEL
-                if set(new.roles[role].keyids) != set(previous.roles[role].keyids)
-            ]
-            if "targets" in changed:
-                with repo.edit_targets():
-                    pass
-            repo.do_snapshot(force="snapshot" in changed)
-            repo.do_timestamp(force=True)
-            resigned = [*(["targets"] if "targets" in changed else []), "snapshot", "timestamp"]
+            resigned = _resign_for(repo, previous, new)
+            repo.install_root(md)
         retired = []
         for role in ONLINE_TOP_LEVEL:
             retired += store.keys.discard(role, keep=set(new.roles[role].keyids))
         return ImportedRoot(
             version=new.version, created=previous is None, resigned=resigned, retired_keys=retired
         )
+
+
+def _require_online_keys(store: ReleaseStore, new: Root) -> None:
+    for role in ONLINE_TOP_LEVEL:
+        delegated = new.roles[role]
+        held = store.keys.signers(role, delegated.keyids)
+        if len(held) < delegated.threshold:
+            raise CryptoError(
+                f"root v{new.version} gives {role} to keys this server does not hold"
+                f" ({len(held)} of {delegated.threshold}); prepare rotations with"
+                " `sevenfold keys rotate`"
+            )
+
+
+def _resign_for(repo: TufRepository, previous: Root, new: Root) -> list[str]:
+    """Sign what *new* changes for both roots, before *new* is installed; the roles signed."""
+    for role in ONLINE_TOP_LEVEL:
+        repo.open(role)  # loaded, and checked, under the root that signed it
+    changed = [
+        role
+        for role in ONLINE_TOP_LEVEL
+        if set(new.roles[role].keyids) != set(previous.roles[role].keyids)
+    ]
+    repo.incoming = new
+    resigned = []
+    if "targets" in changed:
+        with repo.edit_targets():
+            pass
+        resigned.append("targets")
+    if repo.do_snapshot(force="snapshot" in changed)[0]:
+        resigned.append("snapshot")
+    repo.do_timestamp(force=True)
+    return [*resigned, "timestamp"]
+
+
+def _finish(
+    store: ReleaseStore, repo: TufRepository, md: Metadata[Root], now: datetime
+) -> ImportedRoot:
+    """Complete the import of the installed root *md*: what a killed import left undone."""
+    previous = repo.previous_root()
+    new = check_new_root(md, previous=previous, now=now)
+    if previous is None:  # version 1: the repository may not have been created yet
+        created = not repo.exists()
+        resigned = _create(repo) if created else []
+        return ImportedRoot(version=1, created=created, resigned=resigned, retired_keys=[],
+                            already_installed=True)  # fmt: skip
+    _require_online_keys(store, new)
+    for role in ONLINE_TOP_LEVEL:
+        repo.open(role)  # a role only the previous root's keys signed is noted as stale
+    resigned = []
+    if "targets" in repo.signed_by_previous_root:
+        with repo.edit_targets():
+            pass
+        resigned.append("targets")
+    if repo.do_snapshot()[0]:
+        resigned.append("snapshot")
+    if repo.do_timestamp()[0]:
+        resigned.append("timestamp")
+    retired = []
+    for role in ONLINE_TOP_LEVEL:
+        gone = set(previous.roles[role].keyids) - set(new.roles[role].keyids)
+        retired += store.keys.discard(role, keep=store.keys.keyids(role) - gone)
+    return ImportedRoot(version=new.version, created=False, resigned=resigned,
+                        retired_keys=retired, already_installed=True)  # fmt: skip
 
 
 def rotate(
@@ -149,6 +204,9 @@ def _rotate_releases(store: ReleaseStore, repo: TufRepository) -> None:
     old = store.keys.keyids(RELEASES)
     new = store.keys.generate(RELEASES)
     models = repo.model_roles()
+    for name in models:  # loaded (and checked) while their delegations still name the old key
+        for leaf in repo.leaves(name):
+            repo.open(leaf)
     with repo.edit_targets() as targets:
         delegations = targets.delegations
         assert delegations is not None and delegations.roles is not None

@@ -17,7 +17,6 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from tuf.api.exceptions import RepositoryError
 from tuf.api.metadata import Signed
 
 from device_runtime.core.errors import SevenfoldError
@@ -38,11 +37,18 @@ def due(signed: Signed, role: str, now: datetime) -> bool:
 
 
 def refresh(store: ReleaseStore, now: datetime) -> list[str]:
-    """Re-sign every online role that is due or no longer verifies; the roles re-signed.
+    """Re-sign every online role that is due, or signed by the previous root's key; the roles.
 
-    Snapshot and timestamp are re-signed by ``do_snapshot``/``do_timestamp``,
-    which also do so when their signatures no longer verify under the root.
-    Nothing happens without a repository.
+    A role whose signatures verify under neither the current root (or its
+    delegator) nor, for a top-level role, the previous root was not written by
+    the service: re-signing it would launder whatever was changed in it, so
+    the whole refresh is refused with the reason (loading it raises, see
+    :meth:`TufRepository._load`), and the health check reports it. One that
+    verifies only under the previous root is what a root import that rotated
+    its key and died before re-signing leaves; that one is re-signed. Snapshot
+    and timestamp are re-signed by ``do_snapshot``/``do_timestamp``, which also
+    do so when their signatures no longer verify under the root. Nothing
+    happens without a repository.
     """
     if not store.reader().exists():
         return []
@@ -50,7 +56,7 @@ def refresh(store: ReleaseStore, now: datetime) -> list[str]:
         resigned = [
             role
             for role in _targets_roles(repo)
-            if due(repo.targets(role), role, now) or not _verifies(repo, role)
+            if due(repo.targets(role), role, now) or role in repo.signed_by_previous_root
         ]
         for role in resigned:
             with repo.edit_targets(role):
@@ -58,20 +64,6 @@ def refresh(store: ReleaseStore, now: datetime) -> list[str]:
         snapshot, _ = repo.do_snapshot(force=due(repo.snapshot(), "snapshot", now))
         timestamp, _ = repo.do_timestamp(force=due(repo.timestamp(), "timestamp", now))
         return resigned + ["snapshot"] * snapshot + ["timestamp"] * timestamp
-
-
-def _verifies(repo: TufRepository, role: str) -> bool:
-    """Whether *role*'s live signatures meet its delegator's threshold.
-
-    They stop doing so when a root import that rotated the targets key died
-    before re-signing targets: the keeper finishes that job.
-    """
-    md = repo.open(role)
-    try:
-        repo.delegator(role).verify_delegate(role, md.signed_bytes, md.signatures)
-    except RepositoryError:
-        return False
-    return True
 
 
 def _targets_roles(repo: TufRepository) -> list[str]:
@@ -118,7 +110,11 @@ class MetadataKeeper:
         repo = self.store.reader()
         if not repo.exists():
             return Health(True, "no update repository yet")
-        root = repo.root()
+        try:
+            root = repo.root()
+            timestamp = repo.timestamp().version
+        except SevenfoldError as exc:
+            return Health(False, f"the update repository does not verify: {exc.explain()}")
         left = root.expires - self._now()
         if left < ROOT_WARNING:
             return Health(
@@ -126,4 +122,4 @@ class MetadataKeeper:
                 f"root v{root.version} expires {root.expires.isoformat()}: renew it offline"
                 " (`sevenfold keys rotate root`, sign, `sevenfold keys import-root`)",
             )
-        return Health(True, f"root v{root.version}, timestamp v{repo.timestamp().version}")
+        return Health(True, f"root v{root.version}, timestamp v{timestamp}")

@@ -3,7 +3,10 @@
 What a publish checks, in order: the model is registered; the image is a
 well-formed MCUboot image signed by one of the model's image keys (the same
 verifier the device runs); its security counter is not below the current
-release's; its version is not already published with other bytes. Then it
+release's (as the live signed pointer has it, and the private record: see
+:func:`current_releases`), and at an equal counter its version is not lower
+(unless a downgrade is asked for); its version is not already published with
+other bytes. Then it
 writes, each file atomically and in this order: the image (and its deltas)
 under ``targets/``, the new versions of the model role and the bin the image
 falls in, the snapshot, the model's private record, and last the timestamp.
@@ -34,15 +37,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tuf.api.metadata import DelegatedRole, Delegations, Key, TargetFile
 
 from device_runtime.core import signed_image
+from device_runtime.core.delta_patch import DeltaError
 from device_runtime.core.errors import ConfigError, InvalidField, Replayed
 from device_runtime.core.signed_image import ImageError
-from device_runtime.image_signer import public_point
+from device_runtime.image_signer import parse_version, public_point
 from device_runtime.ports.cpython.crypto import verify_ecdsa_der
 from update_service import deltas
 from update_service.hardware_models import (
+    RECENT_RELEASES,
     HardwareModel,
     HardwareModels,
     ReleaseRecord,
+    UnknownHardware,
     check_model_name,
 )
 from update_service.hashed_bins import add_targets, find_target, model_role, model_targets
@@ -79,6 +85,8 @@ class PublishedRelease:
     """Roles that got a new version (snapshot and timestamp included)."""
     snapshot_version: int = 0
     timestamp_version: int = 0
+    warnings: list[str] = field(default_factory=list)
+    """What was left out without failing the publish: the deltas that could not be built."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -94,6 +102,7 @@ class PublishedRelease:
             "roles": self.roles,
             "snapshot_version": self.snapshot_version,
             "timestamp_version": self.timestamp_version,
+            "warnings": self.warnings,
         }
 
 
@@ -105,17 +114,24 @@ def pointer_target(model: str) -> str:
     return f"{model}/{POINTER}"
 
 
-def image_key_pem(pem: bytes) -> str:
-    """*pem* if it is a P-256 public (or private) key an image can be checked with."""
+def image_key_pem(pem: bytes, source: str = "the image key") -> str:
+    """*pem* if it is a P-256 public key an image can be checked with.
+
+    A private key is refused: whoever holds an image signing key can sign
+    firmware the devices boot, so it belongs on the build or signing machine,
+    never on the server (which only checks images).
+    """
+    if b"PRIVATE KEY" in pem:
+        raise ConfigError(
+            f"{source} holds a private key: an image signing key must never be on the server;"
+            " give its public half (`openssl ec -in KEY.pem -pubout`)"
+        )
     try:
-        if b"PRIVATE KEY" in pem:
-            key = serialization.load_pem_private_key(pem, password=None).public_key()
-        else:
-            key = serialization.load_pem_public_key(pem)
+        key = serialization.load_pem_public_key(pem)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"not an unencrypted PEM key: {exc}") from exc
+        raise ConfigError(f"{source} is not a PEM public key: {exc}") from exc
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise ConfigError("an image key must be ECDSA P-256 (MCUboot's ECDSA_SIG)")
+        raise ConfigError(f"{source}: an image key must be ECDSA P-256 (MCUboot's ECDSA_SIG)")
     return key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode("ascii")
@@ -150,30 +166,48 @@ def release_keys(store: ReleaseStore) -> list[Key]:
 
 
 def add_hardware(store: ReleaseStore, model: str, image_keys: list[str]) -> list[str]:
-    """Register *model* with its image keys and delegate ``model-<name>`` to the release key."""
+    """Register *model* with its image keys and delegate ``model-<name>`` to the release key.
+
+    Refused when ``model-<name>`` names a role the repository has already (its
+    delegation, or any role the snapshot lists, a bin included): a second
+    delegation of one name would let one model's publishes rewrite the other's
+    releases.
+    """
     check_model_name(model)
     if not image_keys:
         raise ConfigError("a hardware model needs at least one image key")
     models = HardwareModels(store.hardware_dir)
+    role = model_role(model)
     with store.writer() as repo:
         _require(repo)
         if models.exists(model):
             raise ConfigError(f"hardware model {model!r} is registered already")
+        if role in repo.model_roles():
+            raise ConfigError(
+                f"hardware model {model!r} has its role {role} in the repository already, but"
+                f" its private record ({models.directory.name}/{model}.json) is missing: restore"
+                " it from a backup, or give the model its image keys again with"
+                f" `sevenfold release set-image-keys {model} --image-key PUB.pem`"
+            )
+        if f"{role}.json" in repo.snapshot().meta:
+            raise ConfigError(
+                f"{role} is a role of this repository already: {model!r} cannot be registered"
+            )
         keys = release_keys(store)
         with repo.edit_targets() as targets:
             delegations = targets.delegations or Delegations(keys={}, roles={})
             for key in keys:
                 delegations.keys[key.keyid] = key
             assert delegations.roles is not None
-            delegations.roles[model_role(model)] = DelegatedRole(
-                name=model_role(model),
+            delegations.roles[role] = DelegatedRole(
+                name=role,
                 keyids=[key.keyid for key in keys],
                 threshold=1,
                 terminating=True,
                 paths=[f"{model}/*"],
             )
             targets.delegations = delegations
-        with repo.edit_targets(model_role(model)):
+        with repo.edit_targets(role):
             pass
         repo.do_snapshot()
         repo.do_timestamp()
@@ -181,8 +215,90 @@ def add_hardware(store: ReleaseStore, model: str, image_keys: list[str]) -> list
         return [path.name for path in repo.written]
 
 
-def publish(store: ReleaseStore, image: bytes, *, model: str) -> PublishedRelease:
-    """Publish *image* for *model* (see the module docstring for the checks and the order)."""
+def set_image_keys(store: ReleaseStore, model: str, image_keys: list[str]) -> HardwareModel:
+    """Replace the image keys of *model*, a model the repository has; its new record.
+
+    The explicit way to change which keys sign a model's images, and the way
+    back for a model whose private record was lost: the record is then rebuilt
+    from the signed repository (its latest releases, the current one last), so
+    deltas are built from them again. Nothing in the repository changes.
+    """
+    check_model_name(model)
+    if not image_keys:
+        raise ConfigError("a hardware model needs at least one image key")
+    models = HardwareModels(store.hardware_dir)
+    with store.writer() as repo:
+        _require(repo)
+        if model_role(model) not in repo.model_roles():
+            raise UnknownHardware(
+                f"hardware model {model!r} has no role in the repository; register it with"
+                f" `sevenfold release add-hardware {model} --image-key PUB.pem`"
+            )
+        releases = (
+            models.get(model).releases if models.exists(model) else _live_releases(repo, model)
+        )
+        record = HardwareModel(name=model, image_keys=tuple(image_keys), releases=releases)
+        models.put(record)
+        return record
+
+
+def _live_releases(repo: TufRepository, model: str) -> tuple[ReleaseRecord, ...]:
+    """*model*'s latest image releases as the repository has them, the current one last."""
+    targets = model_targets(repo, model)
+    pointer = targets.get(pointer_target(model))
+    current = pointer.custom.get("image") if pointer is not None and pointer.custom else None
+    images = sorted(
+        (
+            (path, target)
+            for path, target in targets.items()
+            if isinstance(target.custom, dict) and target.custom.get("kind") == IMAGE_KIND
+        ),
+        key=lambda item: (
+            item[0] == current,
+            item[1].custom["security_counter"],
+            parse_version(item[1].custom["version"]),
+        ),
+    )
+    return tuple(
+        ReleaseRecord(
+            version=target.custom["version"],
+            security_counter=target.custom["security_counter"],
+            image_digest=target.custom["image_digest"],
+            target=path,
+            sha256=target.hashes["sha256"],
+        )
+        for path, target in images[-RECENT_RELEASES:]
+    )
+
+
+def current_releases(repo: TufRepository, record: HardwareModel) -> list[tuple[str, int]]:
+    """``(version, security counter)`` of *record*'s current release, by each account of it.
+
+    The live pointer, signed in the repository, is what devices follow, so it
+    sets the floor whatever happened to the private record (lost, restored
+    from an old backup, or rebuilt). The record can be ahead of it: a publish
+    killed after the record and before its timestamp; that one counts too,
+    which refuses too much rather than too little.
+    """
+    found = []
+    pointer = repo.targets(model_role(record.name)).targets.get(pointer_target(record.name))
+    if pointer is not None and isinstance(pointer.custom, dict):
+        found.append((str(pointer.custom["version"]), int(pointer.custom["security_counter"])))
+    if record.current is not None:
+        found.append((record.current.version, record.current.security_counter))
+    return found
+
+
+def publish(
+    store: ReleaseStore, image: bytes, *, model: str, allow_downgrade: bool = False
+) -> PublishedRelease:
+    """Publish *image* for *model* (see the module docstring for the checks and the order).
+
+    An image older than the current release at the same security counter is
+    refused unless *allow_downgrade*: devices would accept it, so publishing
+    it moves the whole model back, which is only meant when reverting a bad
+    release.
+    """
     models = HardwareModels(store.hardware_dir)
     verified = verify_image(image, models.get(model))
     digest = verified.image_hash.hex()
@@ -216,16 +332,23 @@ def publish(store: ReleaseStore, image: bytes, *, model: str) -> PublishedReleas
                     f" (sha256 {live.hashes.get('sha256')}); give the new one another version"
                 )
             return release
-        current = record.current
-        if current is not None and verified.security_counter < current.security_counter:
-            raise Replayed(
-                f"security counter {verified.security_counter} is below the current release's"
-                f" {current.security_counter} ({model} {current.version}): devices would refuse"
-                " it as a rollback"
-            )
+        for version, counter in current_releases(repo, record):
+            if verified.security_counter < counter:
+                raise Replayed(
+                    f"security counter {verified.security_counter} is below the current"
+                    f" release's {counter} ({model} {version}): devices would refuse it as a"
+                    " rollback"
+                )
+            older = parse_version(verified.version) < parse_version(version)
+            if verified.security_counter == counter and older and not allow_downgrade:
+                raise Replayed(
+                    f"{model} {verified.version} is older than the current release {version}"
+                    f" at the same security counter {counter}: devices would go back to it;"
+                    " give --allow-downgrade if that is meant (reverting a bad release)"
+                )
         target = repo.store_target(path, image)
         target.unrecognized_fields["custom"] = custom
-        deltas = _deltas(repo, record, image, custom)
+        deltas, warnings = _deltas(repo, record, image, custom)
         pointer_fields = {
             **custom,
             "kind": POINTER_KIND,
@@ -261,6 +384,7 @@ def publish(store: ReleaseStore, image: bytes, *, model: str) -> PublishedReleas
             roles=[*roles, "snapshot", "timestamp"],
             snapshot_version=repo.snapshot().version,
             timestamp_version=repo.timestamp().version,
+            warnings=warnings,
         )
 
 
@@ -270,17 +394,36 @@ def delta_target(model: str, base: str, version: str) -> str:
 
 def _deltas(
     repo: TufRepository, record: HardwareModel, image: bytes, custom: dict[str, Any]
-) -> list[TargetFile]:
-    """Delta targets from the latest live releases to *image*, where :mod:`deltas` says so."""
-    made = []
+) -> tuple[list[TargetFile], list[str]]:
+    """Delta targets from the latest live releases to *image*, where :mod:`deltas` says so.
+
+    A delta is an optimisation: when one cannot be made (its base image is
+    missing or damaged on disk, or the device's applier would not rebuild the
+    image from the patch) it is left out with a warning, and devices on that
+    base download the full image.
+    """
+    made, warnings = [], []
     bases = [r for r in record.releases if r.image_digest != custom["image_digest"]]
     for base in bases[-DELTA_BASES:]:
         live = find_target(repo, record.name, base.target)
         if live is None or live.hashes.get("sha256") != base.sha256:
             continue  # recorded by a publisher that died before its timestamp: never live
         directory, _, name = base.target.rpartition("/")
-        old = (repo.targets_dir / directory / f"{base.sha256}.{name}").read_bytes()
-        delta = deltas.build_delta(old, image)
+        stored = repo.targets_dir / directory / f"{base.sha256}.{name}"
+        skipped = f"no delta from {base.version}"
+        try:
+            old = stored.read_bytes()
+        except OSError as exc:
+            warnings.append(f"{skipped}: its image {stored} cannot be read ({exc.strerror})")
+            continue
+        if hashlib.sha256(old).hexdigest() != base.sha256:
+            warnings.append(f"{skipped}: its image {stored} is damaged (another sha256)")
+            continue
+        try:
+            delta = deltas.build_delta(old, image)
+        except DeltaError as exc:
+            warnings.append(f"{skipped}: {exc.reason}")
+            continue
         if not deltas.worth_publishing(delta, len(image)):
             continue
         target = repo.store_target(
@@ -293,7 +436,7 @@ def _deltas(
             "base_digest": base.image_digest,
         }
         made.append(target)
-    return made
+    return made, warnings
 
 
 def list_releases(repo: TufRepository, model: str | None = None) -> list[dict[str, Any]]:

@@ -16,14 +16,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from securesystemslib.signer import CryptoSigner
+from securesystemslib.signer import KEY_TYPE_ECDSA, CryptoSigner
 from tuf.api.metadata import Key, Metadata, Role, Root, VerificationResult
 from tuf.api.serialization import DeserializationError
 from tuf.api.serialization.json import JSONSerializer
 
 from device_runtime.core.errors import ConfigError, CryptoError, InvalidField, TooLarge
 from device_runtime.ports.cpython.atomic_file import write_atomic
+from update_service.signing_keys import SCHEME, public_key_from_pem
 
 ROOT_EXPIRY = timedelta(days=365)
 MAX_ROOT_FILE = 1 << 20
@@ -118,6 +120,7 @@ def check_new_root(md: Metadata[Root], *, previous: Root | None, now: datetime) 
         raise CryptoError(f"root v{new.version} expired at {new.expires.isoformat()}")
     if not new.consistent_snapshot:
         raise InvalidField(f"root v{new.version} turns consistent snapshots off")
+    check_root_keys(new)
     result = new.get_root_verification_result(previous, md.signed_bytes, md.signatures)
     if not result.verified:
         shortfalls = []
@@ -127,6 +130,69 @@ def check_new_root(md: Metadata[Root], *, previous: Root | None, now: datetime) 
             shortfalls.append(_shortfall(f"root v{new.version} itself", result.second))
         raise CryptoError(f"root v{new.version} is under-signed: {'; '.join(shortfalls)}")
     return new
+
+
+def check_root_keys(root: Root) -> None:
+    """Every key *root* lists is ECDSA P-256, each under its own keyid.
+
+    P-256 because it is the one signature algorithm devices verify: a key of
+    another type would ask them for a verifier they do not have, or (for a
+    root key) let a threshold be met with a weaker algorithm than the fleet's.
+
+    Its own keyid (the one TUF computes from the key, as ``SSlibKey.from_crypto``
+    does) because TUF counts a threshold by keyid: one key listed under two
+    keyids would sign twice and meet a threshold of two alone, on the server
+    and in python-tuf's client. Since each public key has exactly one such
+    keyid, a key cannot be listed twice either.
+    """
+    for keyid, key in sorted(root.keys.items()):
+        where = f"root v{root.version} key {keyid[:16]}"
+        if (key.keytype, key.scheme) != (KEY_TYPE_ECDSA, SCHEME):
+            raise CryptoError(
+                f"{where} is {key.keytype}/{key.scheme}: every key of the repository must be"
+                f" {KEY_TYPE_ECDSA}/{SCHEME} (ECDSA P-256)"
+            )
+        public = key.keyval.get("public")
+        if not isinstance(public, str):
+            raise InvalidField(f"{where} has no PEM public key")
+        own = public_key_from_pem(public.encode(), where).keyid
+        if own != keyid:
+            raise InvalidField(
+                f"{where} is listed under a keyid that is not its own ({own[:16]}): one key"
+                " under two keyids would count twice toward a threshold"
+            )
+
+
+def describe_root(root: Root) -> dict[str, Any]:
+    """What a signature over *root* vouches for, as the operator signing it should read it."""
+    return {
+        "version": root.version,
+        "expires": root.expires.isoformat(),
+        "consistent_snapshot": root.consistent_snapshot,
+        "roles": {
+            name: {"threshold": role.threshold, "keyids": sorted(role.keyids)}
+            for name, role in root.roles.items()
+        },
+    }
+
+
+def root_changes(previous: Root, new: Root) -> list[str]:
+    """How *new* differs from *previous*, one sentence per difference, in role order."""
+    changes = []
+    if new.version != previous.version + 1:
+        changes.append(f"v{new.version} is not the version after v{previous.version}")
+    if new.expires != previous.expires:
+        changes.append(f"expiry {previous.expires.isoformat()} -> {new.expires.isoformat()}")
+    if new.consistent_snapshot != previous.consistent_snapshot:
+        changes.append(f"consistent snapshots turned {'on' if new.consistent_snapshot else 'off'}")
+    for name, role in new.roles.items():
+        before = previous.roles.get(name)
+        old_keyids = set(before.keyids) if before is not None else set()
+        changes += [f"{name}: adds key {k}" for k in sorted(set(role.keyids) - old_keyids)]
+        changes += [f"{name}: removes key {k}" for k in sorted(old_keyids - set(role.keyids))]
+        if before is not None and before.threshold != role.threshold:
+            changes.append(f"{name}: threshold {before.threshold} -> {role.threshold}")
+    return changes
 
 
 def _shortfall(whose: str, result: VerificationResult) -> str:

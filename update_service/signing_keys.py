@@ -56,18 +56,34 @@ def read_signer(path: Path) -> CryptoSigner:
 
 
 def read_public_key(path: Path) -> SSlibKey:
-    """The P-256 public key in *path*, which may hold the public or the private key."""
+    """The P-256 public key in *path*; a file holding a private key is refused.
+
+    The server reads root keys this way (``keys init``, ``keys rotate root``),
+    and a root key's private half must never reach it: the offline root is
+    what lets the operators take back a server that was broken into. Refusing
+    the file says so at the moment the mistake is made, rather than taking
+    the public half and leaving the private one on the server's disk.
+    """
     pem = _read(path)
     if b"PRIVATE KEY" in pem:
-        return read_signer(path).public_key
+        raise CryptoError(
+            f"{path} holds a private key: a root key's private half never goes on the server;"
+            " give its public half (the .pub.pem `keys create-root-key` wrote beside it, or"
+            " `openssl ec -in KEY.pem -pubout`)"
+        )
+    return public_key_from_pem(pem, str(path))
+
+
+def public_key_from_pem(pem: bytes, source: str) -> SSlibKey:
+    """The P-256 public key *pem* (from *source*, for the reason), as TUF metadata lists it."""
     try:
         public = serialization.load_pem_public_key(pem)
     except (ValueError, UnsupportedAlgorithm) as exc:
-        raise CryptoError(f"{path} is not a PEM public key") from exc
+        raise CryptoError(f"{source} is not a PEM public key") from exc
     if not isinstance(public, ec.EllipticCurvePublicKey) or not isinstance(
         public.curve, ec.SECP256R1
     ):
-        raise CryptoError(f"{path} is not an ECDSA P-256 key")
+        raise CryptoError(f"{source} is not an ECDSA P-256 key")
     return SSlibKey.from_crypto(public, scheme=SCHEME)
 
 

@@ -7,12 +7,21 @@ version. What this class adds is where metadata lives and who signs it:
 - The *live* state is what ``timestamp.json`` leads to: the snapshot version it
   names, and the targets versions that snapshot names. Files on disk that the
   live timestamp does not lead to (left by a publisher that was killed) are
-  never read, and the next publish overwrites them with the same version
-  number. That is what makes a publish all-or-nothing for every reader.
+  never read. That is what makes a publish all-or-nothing for every reader.
 - Consistent snapshots: every version is a new file, ``N.<role>.json``
   (``timestamp.json`` alone keeps its name), and a target is stored under its
   hash, ``<dir>/<sha256>.<name>``, so a client that read one timestamp finds
   exactly the files it names while newer ones are being written.
+- A name, once written, never gets other content: the next version of a role
+  is the first one no file on disk has yet, so the files a killed publisher
+  left are skipped rather than rewritten. They may have been served already
+  (the routes serve whatever is on disk, marked immutable, and a CDN keeps
+  it), so rewriting them would hand caches two contents for one name.
+- The timestamp gives the snapshot's length and SHA-256 besides its version
+  (TUF's optional ``length``/``hashes``): a client then checks the snapshot
+  it downloads by hash too. The snapshot's own entries give versions only:
+  with hashes each entry is about 100 bytes longer, which would triple the
+  file that bounds a 64 KiB device's repository (docs/releases.md).
 - Every file is replaced atomically (temporary file, fsync, rename, fsync of the
   directory); a publisher writes targets and new role versions first, then the
   snapshot, then the timestamp.
@@ -24,13 +33,14 @@ version. What this class adds is where metadata lives and who signs it:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from securesystemslib.signer import CryptoSigner
-from tuf.api.exceptions import RepositoryError
+from tuf.api.exceptions import LengthOrHashMismatchError, RepositoryError
 from tuf.api.metadata import (
     Delegations,
     Key,
@@ -104,9 +114,17 @@ class TufRepository(Repository):
         self._now = now
         self._cache: dict[str, Metadata[Any]] = {}
         self._targets_infos: dict[str, MetaFile] | None = None
+        self._snapshot_file: MetaFile | None = None
+        """Version, length and hash of the snapshot file the timestamp is to name."""
         self._bin_owner: dict[str, str] = {}
         self.written: list[Path] = []
         """Every file this object wrote, in order: what a publish reports."""
+        self.signed_by_previous_root: set[str] = set()
+        """Top-level roles whose live signatures verify only under the previous root."""
+        self.incoming: Root | None = None
+        """A root about to be installed: see :meth:`close` and
+        :func:`update_service.key_ceremony.import_root`."""
+        self._previous_root: Root | None = None
 
     # -- the live state ----------------------------------------------------------------
 
@@ -145,23 +163,87 @@ class TufRepository(Repository):
         return md
 
     def _load(self, role: str) -> Metadata[Any] | None:
+        """*role*'s live metadata read from disk and checked: what the service signed, or refused.
+
+        Every role but root is checked against what leads to it: the
+        timestamp's signatures against root, the snapshot's file against the
+        length and hash the timestamp gives (its signatures, for a timestamp
+        that gives none), a targets role's version against the snapshot's and
+        its signatures against its delegator. So a file edited on disk is
+        never built on, re-signed or reported as if the service had signed it.
+        """
         if role == "root":
             version = self.root_version()
-            return self._read(f"{version}.root.json", role) if version else None
-        if role == "timestamp":
-            return self._read("timestamp.json", role) if self.exists() else None
+            return self._read(f"{version}.root.json", role)[0] if version else None
         if not self.exists():
             return None
+        if role == "timestamp":
+            md, _ = self._read("timestamp.json", role)
+            self._check_signatures(role, md)
+            return md
         if role == "snapshot":
-            version = self.timestamp().snapshot_meta.version
+            meta = self.timestamp().snapshot_meta
         else:
-            meta = self.snapshot().meta.get(f"{role}.json")
-            if meta is None:
+            found = self.snapshot().meta.get(f"{role}.json")
+            if found is None:
                 return None
-            version = meta.version
-        return self._read(f"{version}.{role}.json", role)
+            meta = found
+        md, data = self._read(f"{meta.version}.{role}.json", role)
+        if md.signed.version != meta.version:
+            raise CryptoError(
+                f"{meta.version}.{role}.json holds {role} v{md.signed.version}: changed outside"
+                " the service; restore it from a backup"
+            )
+        if meta.length is None and meta.hashes is None:
+            self._check_signatures(role, md)
+        else:
+            try:
+                meta.verify_length_and_hashes(data)
+            except LengthOrHashMismatchError as exc:
+                raise CryptoError(
+                    f"{meta.version}.{role}.json is not the file the live metadata pins ({exc}):"
+                    " changed outside the service; restore it from a backup"
+                ) from exc
+        return md
 
-    def _read(self, name: str, role: str) -> Metadata[Any]:
+    def _check_signatures(self, role: str, md: Metadata[Any]) -> None:
+        """*md* verifies under its delegator, or (top-level roles) under the previous root.
+
+        The previous root's keys are accepted for one reason: a root import
+        that rotated an online key and died before re-signing with the new
+        one (:data:`signed_by_previous_root` then says the role is due). Any
+        other signature that fails means the file was not written by the
+        service, and it is refused rather than re-signed.
+        """
+        try:
+            self.delegator(role).verify_delegate(role, md.signed_bytes, md.signatures)
+            return
+        except RepositoryError as exc:
+            failure = exc
+        previous = self.previous_root() if role in TOP_LEVEL else None
+        if previous is not None:
+            try:
+                previous.verify_delegate(role, md.signed_bytes, md.signatures)
+            except RepositoryError:
+                pass
+            else:
+                self.signed_by_previous_root.add(role)
+                return
+        raise CryptoError(
+            f"the live {role} v{md.signed.version} does not verify ({failure}): it was changed"
+            " outside the service, and nothing is signed over it; restore it from a backup"
+        )
+
+    def previous_root(self) -> Root | None:
+        """The root before the newest, if there is one."""
+        version = self.root_version() - 1
+        if version < 1:
+            return None
+        if self._previous_root is None or self._previous_root.version != version:
+            self._previous_root = self._read(f"{version}.root.json", "root")[0].signed
+        return self._previous_root
+
+    def _read(self, name: str, role: str) -> tuple[Metadata[Any], bytes]:
         path = self.metadata_dir / name
         try:
             data = path.read_bytes()
@@ -174,7 +256,9 @@ class TufRepository(Repository):
         expected = role if role in TOP_LEVEL else "targets"
         if md.signed.type != expected:
             raise StorageError(f"{path} holds {md.signed.type} metadata, not {expected}")
-        return md
+        if role == "snapshot":
+            self._snapshot_file = _file_info(md.signed.version, data)
+        return md, data
 
     @property
     def targets_infos(self) -> dict[str, MetaFile]:
@@ -186,18 +270,30 @@ class TufRepository(Repository):
 
     @property
     def snapshot_info(self) -> MetaFile:
-        return MetaFile(self.open("snapshot").signed.version)
+        version = self.open("snapshot").signed.version
+        if self._snapshot_file is None or self._snapshot_file.version != version:
+            return MetaFile(version)  # no snapshot file yet
+        return self._snapshot_file
 
     # -- signing and writing -----------------------------------------------------------
 
     def close(self, role: str, md: Metadata[Any]) -> None:
-        """Bump the version, set the expiry, sign with the delegator's keys, verify, write."""
+        """Bump the version, set the expiry, sign with the delegator's keys, verify, write.
+
+        While a root is :attr:`incoming`, a top-level role is signed with the
+        keys of both roots (those of the current one this server still holds)
+        and verified under the incoming one.
+        """
         if role == "root":
             raise CryptoError("root is signed offline; import it with `sevenfold keys import-root`")
-        md.signed.version += 1
+        md.signed.version = self._unused_version(role, md.signed.version + 1)
         md.signed.expires = (self._now() + expiry_period(role)).replace(microsecond=0)
-        delegator = self.delegator(role)
+        delegator: Root | Targets = self.delegator(role)
         keyids = delegator.get_delegated_role(role).keyids
+        if role in TOP_LEVEL and self.incoming is not None:
+            delegator = self.incoming
+            incoming = delegator.get_delegated_role(role).keyids
+            keyids = [*keyids, *(keyid for keyid in incoming if keyid not in keyids)]
         signers = self._signers(role if role in TOP_LEVEL else RELEASES, keyids)
         if not signers:
             raise CryptoError(f"this server holds none of the keys {role} is delegated to")
@@ -212,15 +308,31 @@ class TufRepository(Repository):
         except RepositoryError as exc:
             raise CryptoError(f"{role} v{md.signed.version} does not verify: {exc}") from exc
         name = "timestamp.json" if role == "timestamp" else f"{md.signed.version}.{role}.json"
-        self.write(self.metadata_dir / name, md.to_bytes(_SERIALIZER))
+        data = md.to_bytes(_SERIALIZER)
+        self.write(self.metadata_dir / name, data)
         self._cache[role] = md
+        if role == "snapshot":
+            self._snapshot_file = _file_info(md.signed.version, data)
         if role not in ("snapshot", "timestamp"):
             self.targets_infos[f"{role}.json"] = MetaFile(md.signed.version)
+
+    def _unused_version(self, role: str, version: int) -> int:
+        """*version*, or the first after it that no file of *role* on disk has yet.
+
+        Probed one by one: the files a killed publisher left are the live
+        version's next few, if any (each later publish starts past them).
+        """
+        if role == "timestamp":
+            return version
+        while (self.metadata_dir / f"{version}.{role}.json").exists():
+            version += 1
+        return version
 
     def install_root(self, md: Metadata[Root]) -> None:
         """Write an operator-signed root as ``N.root.json`` (its checks are the caller's)."""
         self.write(self.metadata_dir / f"{md.signed.version}.root.json", md.to_bytes(_SERIALIZER))
         self._cache["root"] = md
+        self.incoming = None
 
     def write(self, path: Path, data: bytes) -> None:
         write_atomic(path, data, mode=PUBLIC_FILE_MODE)
@@ -280,3 +392,7 @@ class TufRepository(Repository):
         for name in succinct.get_roles():
             self._bin_owner[name] = role
         self.targets(role).delegations = Delegations(keys=keys, roles=None, succinct_roles=succinct)
+
+
+def _file_info(version: int, data: bytes) -> MetaFile:
+    return MetaFile(version, length=len(data), hashes={"sha256": hashlib.sha256(data).hexdigest()})

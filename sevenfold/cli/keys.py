@@ -29,7 +29,7 @@ app = typer.Typer(help="Keys of the update repository (TUF).", no_args_is_help=T
 
 RootKeyOption = Annotated[
     list[Path] | None,
-    typer.Option("--root-key", help="A root key's PEM file (public or private); repeat for each."),
+    typer.Option("--root-key", help="A root key's public PEM file; repeat for each."),
 ]
 ThresholdOption = Annotated[
     int | None, typer.Option("--threshold", min=1, help="Root signatures required (k of n).")
@@ -90,23 +90,38 @@ def init(
 def sign_root(
     file: Annotated[Path, typer.Argument(help="The root metadata file; signed in place.")],
     key: Annotated[Path, typer.Option("--key", help="A root key's private PEM file.")],
+    previous: Annotated[
+        Path | None,
+        typer.Option("--previous", help="The root this one follows: list what it changes."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Add a root key's signature to a root metadata file (on the offline machine)."""
+    """Add a root key's signature to a root metadata file (on the offline machine).
+
+    Prints what is signed: every role's keys and threshold, the expiry, and
+    with ``--previous`` what changes from that root. A root whose keys the
+    server would refuse (not P-256, or not under their own keyids) is not signed.
+    """
     with reported_errors():
         with needs_extra("keys sign-root", "server"):
             from update_service import root_metadata
             from update_service.signing_keys import read_signer
         md = root_metadata.read_root_file(file)
+        root_metadata.check_root_keys(md.signed)
+        before = root_metadata.read_root_file(previous).signed if previous is not None else None
         signer = read_signer(key)
         root_metadata.sign_root(md, signer)
         root_metadata.write_root_file(file, md)
     keyid = signer.public_key.keyid
     listed = keyid in md.signed.roles["root"].keyids
+    summary = root_metadata.describe_root(md.signed)
+    changes = root_metadata.root_changes(before, md.signed) if before is not None else None
     if as_json:
         emit_json({"version": md.signed.version, "keyid": keyid, "root_key_of_this_version":
-                   listed, "signatures": sorted(md.signatures)})  # fmt: skip
+                   listed, "signatures": sorted(md.signatures), "root": summary,
+                   "changes": changes})  # fmt: skip
         return
+    _show_root(summary, changes)
     say("signed root v", md.signed.version, " with ", (keyid, "bold"), " (",
         len(md.signatures), " signature(s) now)")  # fmt: skip
     if not listed:
@@ -120,7 +135,10 @@ def import_root(
     state: StateOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Install a signed root: refused unless the old and the new root's thresholds signed it."""
+    """Install a signed root: refused unless the old and the new root's thresholds signed it.
+
+    Importing the installed root again finishes an import that was interrupted.
+    """
     with reported_errors():
         with needs_extra("keys import-root", "server"):
             from update_service import key_ceremony, root_metadata
@@ -133,11 +151,18 @@ def import_root(
                 "created": imported.created,
                 "resigned": imported.resigned,
                 "retired_keys": imported.retired_keys,
+                "already_installed": imported.already_installed,
             }
         )
         return
-    what = "created the repository with root v" if imported.created else "installed root v"
-    say(what, (str(imported.version), "bold"), "; re-signed ", ", ".join(imported.resigned))
+    resigned = ", ".join(imported.resigned) or "nothing (nothing was left to finish)"
+    version = (str(imported.version), "bold")
+    if imported.created:
+        say("created the repository with root v", version, "; re-signed ", resigned)
+    elif imported.already_installed:
+        say("root v", version, " was installed already; re-signed ", resigned)
+    else:
+        say("installed root v", version, "; re-signed ", resigned)
     for keyid in imported.retired_keys:
         say("deleted retired online key ", keyid)
 
@@ -162,9 +187,11 @@ def rotate(
         if role != "releases" and out is None:
             raise ConfigError("give --out FILE for the root metadata to sign offline")
         keys = _public_keys(root_key) if root_key else None
-        md = key_ceremony.rotate(writable_store(state), role, root_keys=keys, threshold=threshold)
+        store = writable_store(state)
+        md = key_ceremony.rotate(store, role, root_keys=keys, threshold=threshold)
         if md is not None and out is not None:
             root_metadata.write_root_file(out, md)
+            changes = root_metadata.root_changes(store.reader().root(), md.signed)
     if md is None:
         if as_json:
             emit_json({"role": role, "rotated": True})
@@ -172,7 +199,7 @@ def rotate(
             say("rotated the ", (role, "bold"), " key: every model role and bin re-signed")
         return
     assert out is not None
-    _report_unsigned(md, out, as_json)
+    _report_unsigned(md, out, as_json, changes)
 
 
 @app.command("show")
@@ -227,15 +254,41 @@ def _public_path(private: Path) -> Path:
     return private.with_name(f"{stem}.pub.pem")
 
 
-def _report_unsigned(md: Metadata[Root], out: Path, as_json: bool) -> None:
+def _report_unsigned(
+    md: Metadata[Root], out: Path, as_json: bool, changes: list[str] | None = None
+) -> None:
     root = md.signed
     needed = root.roles["root"]
     if as_json:
         emit_json({"version": root.version, "file": str(out), "threshold": needed.threshold,
-                   "root_keys": needed.keyids, "expires": root.expires})  # fmt: skip
+                   "root_keys": needed.keyids, "expires": root.expires,
+                   "changes": changes})  # fmt: skip
         return
+    if changes is not None:
+        say("changes from the installed root v", root.version - 1, ": ", len(changes))
+        for change in changes:
+            say("  ", change)
     say("wrote unsigned root v", root.version, " to ", out, ": sign it with ", needed.threshold,
         " of its ", len(needed.keyids), " root keys (sevenfold keys sign-root --key KEY.pem ",
         out, "), then sevenfold keys import-root ", out)  # fmt: skip
     if root.version > 1:
         say("it also needs the signatures that the current root's threshold requires")
+
+
+def _show_root(summary: dict[str, Any], changes: list[str] | None) -> None:
+    """The root being signed, key by key, and what it changes (when the previous is known)."""
+    rows = []
+    for name, role in summary["roles"].items():
+        for n, keyid in enumerate(role["keyids"]):
+            needed = f"{role['threshold']} of {len(role['keyids'])}"
+            rows.append((name if n == 0 else "", needed if n == 0 else "", keyid))
+    title = f"root v{summary['version']}, expires {summary['expires']}"
+    show(literal_table(headers=("role", "threshold", "keyid"), title=title, rows=rows))
+    version = summary["version"]
+    if changes is None:
+        if version > 1:
+            say("what changes from root v", version - 1, " is not shown: give --previous FILE")
+        return
+    say("changes from the previous root: ", len(changes))
+    for change in changes:
+        say("  ", change)

@@ -22,7 +22,15 @@ from sevenfold.api_client import FleetClient
 from sevenfold.cli.extras import needs_extra
 from sevenfold.cli.keys import writable_store
 from sevenfold.cli.options import JsonOption, StateOption, UrlOption, state_dir
-from sevenfold.cli.output import emit_json, line, literal_table, reported_errors, say, show
+from sevenfold.cli.output import (
+    emit_json,
+    line,
+    literal_table,
+    reported_errors,
+    say,
+    show,
+    warn,
+)
 
 app = typer.Typer(help="Releases in the update repository.", no_args_is_help=True)
 
@@ -30,15 +38,17 @@ MAX_IMAGE_FILE = 16 << 20
 """The verifier's own limit on an image (``signed_image.MAX_IMAGE_SIZE``)."""
 
 HardwareOption = Annotated[str, typer.Option("--hardware", help="Hardware model.")]
+ImageKeyOption = Annotated[
+    list[Path] | None,
+    typer.Option("--image-key", help="Public PEM key its images are signed with; repeatable."),
+]
+MAX_KEY_FILE = 16 << 10
 
 
 @app.command("add-hardware")
 def add_hardware(
     model: Annotated[str, typer.Argument(help="Hardware model name (a-z, 0-9, '-').")],
-    image_key: Annotated[
-        list[Path] | None,
-        typer.Option("--image-key", help="PEM key its images are signed with; repeatable."),
-    ] = None,
+    image_key: ImageKeyOption = None,
     state: StateOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -46,15 +56,39 @@ def add_hardware(
     with reported_errors():
         with needs_extra("release add-hardware", "server"):
             from update_service import release_publisher
-        if not image_key:
-            raise ConfigError("give --image-key PUB.pem (the key its images are signed with)")
-        pems = [release_publisher.image_key_pem(_read(path, 16 << 10)) for path in image_key]
+        pems = _image_keys(image_key)
         written = release_publisher.add_hardware(writable_store(state), model, pems)
     if as_json:
         emit_json({"model": model, "image_keys": len(pems), "written": written})
         return
     say("registered ", (model, "bold"), " with ", len(pems), " image key(s); role model-",
         model, " delegated")  # fmt: skip
+
+
+@app.command("set-image-keys")
+def set_image_keys(
+    model: Annotated[str, typer.Argument(help="A hardware model the repository has.")],
+    image_key: ImageKeyOption = None,
+    state: StateOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Replace the key(s) a model's images are signed with; rebuilds a lost model record.
+
+    The old keys stop being accepted at once. Nothing in the repository changes:
+    the security counter floor is the repository's current release whatever the
+    record says.
+    """
+    with reported_errors():
+        with needs_extra("release set-image-keys", "server"):
+            from update_service import release_publisher
+        pems = _image_keys(image_key)
+        record = release_publisher.set_image_keys(writable_store(state), model, pems)
+    releases = [r.version for r in record.releases]
+    if as_json:
+        emit_json({"model": model, "image_keys": len(pems), "releases": releases})
+        return
+    say("image keys of ", (model, "bold"), " replaced by ", len(pems), " key(s); its record has ",
+        len(releases), " release(s)", f", current {releases[-1]}" if releases else "")  # fmt: skip
 
 
 @app.command("publish")
@@ -65,6 +99,14 @@ def publish(
         bool,
         typer.Option("--endorse/--no-endorse", help="Register its measurement for attestation."),
     ] = True,
+    allow_downgrade: Annotated[
+        bool,
+        typer.Option(
+            "--allow-downgrade",
+            help="Publish an image older than the current one at the same security counter"
+            " (reverting a bad release): devices go back to it.",
+        ),
+    ] = False,
     state: StateOption = None,
     url: UrlOption = None,
     as_json: JsonOption = False,
@@ -75,7 +117,9 @@ def publish(
             from update_service import release_publisher
         data = _read(image, MAX_IMAGE_FILE)
         directory = state_dir(state)
-        release = release_publisher.publish(writable_store(state), data, model=hardware)
+        release = release_publisher.publish(
+            writable_store(state), data, model=hardware, allow_downgrade=allow_downgrade
+        )
     endorsement: dict[str, Any] | None = None
     if endorse:
         endorsement = endorse_release(release.as_json(), directory, url)
@@ -172,6 +216,8 @@ def _report(release: Any, endorsement: dict[str, Any] | None) -> None:
                 delta["length"], " bytes)")  # fmt: skip
         say("  signed ", ", ".join(release.roles), "; snapshot v", release.snapshot_version,
             ", timestamp v", release.timestamp_version)  # fmt: skip
+        for warning in release.warnings:
+            warn(warning)
     if endorsement is None:
         return
     if endorsement["ok"]:
@@ -180,6 +226,14 @@ def _report(release: Any, endorsement: dict[str, Any] | None) -> None:
         return
     show(line(("endorsement failed", "red"), ": ", endorsement["error"]))
     show(line("  the release is published; to endorse it, run again: ", endorsement["retry"]))
+
+
+def _image_keys(paths: list[Path] | None) -> list[str]:
+    from update_service.release_publisher import image_key_pem
+
+    if not paths:
+        raise ConfigError("give --image-key PUB.pem (the public key its images are signed with)")
+    return [image_key_pem(_read(path, MAX_KEY_FILE), str(path)) for path in paths]
 
 
 def _read(path: Path, limit: int) -> bytes:

@@ -10,9 +10,21 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from securesystemslib.signer import CryptoSigner
 
 from device_runtime.image_signer import sign_image
+from tests.device_runtime.images.cases import KEY
 from update_service import key_ceremony, release_publisher, root_metadata
 from update_service.release_store import ReleaseStore
 from update_service.signing_keys import generate_signer
+
+UNAPPLIABLE_IMAGE_KEY = KEY
+UNAPPLIABLE_PAYLOADS = (
+    bytes.fromhex("c509cfcd85c509cfcd85c509cfcd85c509cfcd85c509cfcd85c509cfcd85c509"),
+    bytes.fromhex("09cfcd85c509cfcd85c409cfcd85c509cfcd85c508cfcd85c509cfcd85c5"),
+)
+"""Two payloads whose images, signed with :data:`UNAPPLIABLE_IMAGE_KEY` as 1.0.0 and
+1.1.0 at security counter 1, make a detools patch the device's applier refuses ("a
+second empty entry in a row"): found by fuzzing ``deltas.build_delta``, shrunk. Those
+two images are deterministic (RFC 6979 signatures), so the publish that builds the
+delta between them meets a genuine ``DeltaError``."""
 
 
 @dataclass
@@ -29,8 +41,8 @@ class Operator:
             payload, key=self.image_keys[model], version=version, security_counter=counter
         )
 
-    def add_model(self, model: str) -> None:
-        key = ec.generate_private_key(ec.SECP256R1())
+    def add_model(self, model: str, key: ec.EllipticCurvePrivateKey | None = None) -> None:
+        key = key or ec.generate_private_key(ec.SECP256R1())
         self.image_keys[model] = key
         pem = key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

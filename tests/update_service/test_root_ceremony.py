@@ -8,11 +8,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from securesystemslib.signer import CryptoSigner, Signature, SSlibKey
+from tuf.api.exceptions import UnsignedMetadataError
+from tuf.ngclient import Updater
 
 from device_runtime.core.errors import ConfigError, CryptoError, InvalidField, SevenfoldError
 from tests.components import binary
+from tests.update_service.file_fetcher import METADATA, TARGETS, DirectoryFetcher
 from tests.update_service.release_fixtures import Operator, create_repository
 from update_service import key_ceremony, metadata_keeper, root_metadata
 from update_service.release_store import ReleaseStore
@@ -65,8 +70,13 @@ def test_a_rotation_needs_the_old_threshold_and_the_new(operator: Operator) -> N
         key_ceremony.import_root(operator.store, md)
     root_metadata.sign_root(md, new_keys[1])
     imported = key_ceremony.import_root(operator.store, md)
-    assert imported.version == 2 and not imported.created
-    # The same root again is not a next version.
+    assert imported.version == 2 and not imported.created and not imported.already_installed
+    # The same root again finds nothing left to do; another root v2 is not a next version.
+    timestamp = operator.store.reader().timestamp().version
+    again = key_ceremony.import_root(operator.store, md)
+    assert again.already_installed and again.resigned == [] and again.retired_keys == []
+    assert operator.store.reader().timestamp().version == timestamp
+    md.signed.expires += timedelta(days=1)
     with pytest.raises(InvalidField, match="root v2 cannot follow root v2: expected v3"):
         key_ceremony.import_root(operator.store, md)
 
@@ -94,8 +104,11 @@ def test_rotating_the_timestamp_key_goes_through_a_signed_root(operator: Operato
         root_metadata.sign_root(md, signer)
     imported = key_ceremony.import_root(operator.store, md)
     assert imported.retired_keys == sorted(old)
-    assert set(operator.store.reader().open("timestamp").signatures) == pending
+    # Signed by both keys (written before the new root, for clients on either root) ...
+    assert set(operator.store.reader().open("timestamp").signatures) == pending | old
     operator.publish("board-a", "1.0.1", 1)
+    # ... and by the new key alone from the next timestamp on.
+    assert set(operator.store.reader().open("timestamp").signatures) == pending
 
 
 def test_a_root_naming_online_keys_the_server_lacks_is_refused(operator: Operator) -> None:
@@ -108,6 +121,60 @@ def test_a_root_naming_online_keys_the_server_lacks_is_refused(operator: Operato
         root_metadata.sign_root(md, signer)
     with pytest.raises(CryptoError, match="gives snapshot to keys this server does not hold"):
         key_ceremony.import_root(operator.store, md)
+
+
+@pytest.mark.parametrize("kind", ["ed25519 root key", "p-384 online key", "p-384 as p-256"])
+def test_a_root_with_a_key_that_is_not_p256_is_refused(operator: Operator, kind: str) -> None:
+    current = operator.store.reader().root()
+    if kind == "ed25519 root key":
+        stranger = CryptoSigner(ed25519.Ed25519PrivateKey.generate())
+        md = root_metadata.next_root(
+            current, now=datetime.now(UTC), replace={"root": [stranger.public_key]},
+            root_threshold=1,
+        )  # fmt: skip
+        root_metadata.sign_root(md, stranger)
+        refusal = "is ed25519/ed25519: every key of the repository must be ecdsa/ecdsa-sha2"
+    else:
+        p384 = SSlibKey.from_crypto(ec.generate_private_key(ec.SECP384R1()).public_key())
+        if kind == "p-384 as p-256":  # the declared scheme is the fleet's, the key is not
+            p384 = SSlibKey(p384.keyid, "ecdsa", "ecdsa-sha2-nistp256", p384.keyval)
+            refusal = "is not an ECDSA P-256 key"
+        else:
+            refusal = "is ecdsa/ecdsa-sha2-nistp384"
+        md = root_metadata.next_root(current, now=datetime.now(UTC), replace={"targets": [p384]})
+    for signer in operator.root_keys[:2]:
+        root_metadata.sign_root(md, signer)
+    with pytest.raises(CryptoError, match=refusal):
+        key_ceremony.import_root(operator.store, md)
+    assert operator.store.reader().root_version() == 1
+
+
+def test_a_root_listing_one_key_under_two_keyids_is_refused(operator: Operator) -> None:
+    # Root key A listed again under a made-up keyid, threshold 2: A alone would meet it.
+    a, b, _ = operator.root_keys
+    md = key_ceremony.rotate(operator.store, "root", root_keys=[a.public_key], threshold=1)
+    assert md is not None
+    fake = "f" * 64
+    md.signed.keys[fake] = SSlibKey.from_dict(fake, a.public_key.to_dict())
+    md.signed.roles["root"].keyids.append(fake)
+    md.signed.roles["root"].threshold = 2
+    for signer in (a, b):
+        root_metadata.sign_root(md, signer)
+    md.signatures[fake] = Signature(fake, md.signatures[a.public_key.keyid].signature)
+    with pytest.raises(InvalidField, match=r"key ffffffffffffffff is listed under a keyid that"
+                       r" is not its own \(" + a.public_key.keyid[:16]):  # fmt: skip
+        key_ceremony.import_root(operator.store, md)
+    # Another key's keyid is not its own either.
+    md.signed.keys.pop(fake)
+    md.signed.roles["root"].keyids.remove(fake)
+    md.signed.roles["root"].threshold = 1
+    md.signed.keys[b.public_key.keyid] = SSlibKey.from_dict(
+        b.public_key.keyid, a.public_key.to_dict()
+    )
+    md.signed.roles["root"].keyids.append(b.public_key.keyid)
+    with pytest.raises(InvalidField, match="is not its own"):
+        key_ceremony.import_root(operator.store, md)
+    assert operator.store.reader().root_version() == 1
 
 
 def test_root_files_and_key_files_are_checked(tmp_path: Path) -> None:
@@ -123,7 +190,9 @@ def test_root_files_and_key_files_are_checked(tmp_path: Path) -> None:
     key = tmp_path / "k.pem"
     write_private_key(key, generate_signer())
     assert key.stat().st_mode & 0o777 == 0o600
-    assert read_public_key(key).keyid == read_signer(key).public_key.keyid
+    # The server takes root keys' public halves only: a private key file is refused.
+    with pytest.raises(CryptoError, match="holds a private key: a root key's private half never"):
+        read_public_key(key)
     key.write_text("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
     with pytest.raises(CryptoError, match="not a PEM private key"):
         read_signer(key)
@@ -174,9 +243,45 @@ def test_a_first_import_that_died_is_finished_by_importing_the_same_root(tmp_pat
         repo.install_root(md)  # where a publisher killed right after the root write stops
     assert not store.reader().exists()
     imported = key_ceremony.import_root(store, md)
-    assert imported.created and store.reader().exists()
-    with pytest.raises(InvalidField, match="cannot follow root v1"):
-        key_ceremony.import_root(store, md)
+    assert imported.created and imported.already_installed and store.reader().exists()
+    again = key_ceremony.import_root(store, md)
+    assert not again.created and again.resigned == []
+
+
+@pytest.mark.parametrize("role", ["timestamp", "targets"])
+def test_an_import_that_died_after_its_root_is_finished_by_importing_the_same_root(
+    operator: Operator, tmp_path: Path, role: str
+) -> None:
+    operator.publish("board-a", "1.0.0", 1)
+    old = operator.store.keys.keyids(role)
+    md = key_ceremony.rotate(operator.store, role)
+    assert md is not None
+    for signer in operator.root_keys[:2]:
+        root_metadata.sign_root(md, signer)
+    with operator.store.writer() as repo:
+        repo.install_root(md)  # where an import that wrote the root first was killed
+    client = Updater(
+        metadata_dir=str(tmp_path), metadata_base_url=METADATA, target_dir=str(tmp_path),
+        target_base_url=TARGETS, fetcher=DirectoryFetcher(operator.store.repository_dir),
+        bootstrap=operator.root_bytes(1),
+    )  # fmt: skip
+    with pytest.raises(UnsignedMetadataError, match=f"{role} was signed by 0/1 keys"):
+        client.refresh()
+    imported = key_ceremony.import_root(operator.store, md)
+    assert imported.already_installed and imported.retired_keys == sorted(old)
+    assert imported.resigned == (["targets", "snapshot", "timestamp"] if role == "targets"
+                                 else ["timestamp"])  # fmt: skip
+    assert key_ceremony.import_root(operator.store, md).resigned == []
+    seen = tmp_path / "after"
+    seen.mkdir()
+    client = Updater(
+        metadata_dir=str(seen), metadata_base_url=METADATA, target_dir=str(seen),
+        target_base_url=TARGETS, fetcher=DirectoryFetcher(operator.store.repository_dir),
+        bootstrap=operator.root_bytes(1),
+    )  # fmt: skip
+    client.refresh()
+    pointer = client.get_targetinfo("board-a/current.json")
+    assert pointer is not None and pointer.custom["version"] == "1.0.0"
 
 
 def test_the_keeper_finishes_a_targets_rotation_that_died_before_re_signing(
@@ -200,8 +305,12 @@ def test_a_root_key_made_with_openssl_signs_a_root(tmp_path: Path) -> None:
     key = tmp_path / "openssl-root.pem"
     command = ["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)]
     subprocess.run([binary("openssl"), *command], check=True, capture_output=True)
+    public = tmp_path / "openssl-root.pub.pem"
+    command = ["ec", "-in", str(key), "-pubout", "-out", str(public)]
+    subprocess.run([binary("openssl"), *command], check=True, capture_output=True)
     signer = read_signer(key)
+    assert read_public_key(public).keyid == signer.public_key.keyid
     store = ReleaseStore(tmp_path / "state")
-    md = key_ceremony.init_repository(store, root_keys=[read_public_key(key)], threshold=1)
+    md = key_ceremony.init_repository(store, root_keys=[read_public_key(public)], threshold=1)
     root_metadata.sign_root(md, signer)
     assert key_ceremony.import_root(store, md).created

@@ -14,31 +14,18 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from typer.testing import CliRunner
 
-from sevenfold.cli.app import app
 from sevenfold.server import FleetServer
 from tests.components import free_port
 from tests.sevenfold.cli.fleet_fixtures import running_fleet
+from tests.sevenfold.cli.typed_commands import ok, sevenfold
 
 pytestmark = pytest.mark.timeout(120)
-runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FleetServer]:
     yield from running_fleet(tmp_path_factory, "release-cli")
-
-
-def sevenfold(*args: str | Path) -> tuple[int, str]:
-    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
-    return result.exit_code, result.output
-
-
-def ok(*args: str | Path) -> str:
-    code, out = sevenfold(*args)
-    assert code == 0, out
-    return out
 
 
 def test_an_operator_creates_keys_publishes_rotates_and_is_refused_with_reasons(
@@ -147,3 +134,18 @@ def test_an_operator_creates_keys_publishes_rotates_and_is_refused_with_reasons(
     assert "sevenfold release publish" in out
     out = ok("release", "publish", image, "--hardware", "sensor-1", "--state", state)
     assert "already published" in out and "endorsed for attestation" in out
+
+    # An older version at the same counter moves the model back: only with --allow-downgrade.
+    firmware.write_bytes(bytes(range(256)) * 64 + b"1.1.5")
+    older = tmp_path / "app-1.1.5.img"
+    ok("image", "sign", firmware, older, "--key", private, "--version", "1.1.5",
+       "--security-counter", "3")  # fmt: skip
+    code, out = sevenfold("release", "publish", older, "--hardware", "sensor-1", "--state", state,
+                          "--no-endorse")  # fmt: skip
+    assert (
+        code == 2 and "older than the current release 1.2.0" in out and "--allow-downgrade" in out
+    )
+    ok("release", "publish", older, "--hardware", "sensor-1", "--state", state, "--no-endorse",
+       "--allow-downgrade")  # fmt: skip
+    listed = json.loads(ok("release", "list", "--state", state, "--json"))
+    assert [r["version"] for r in listed if r["current"]] == ["1.1.5"]
