@@ -32,7 +32,7 @@ from device_runtime.core.attestor import Attestor
 from device_runtime.core.console import read_installed
 from device_runtime.ports.cpython.storage import DirectoryStore
 from device_runtime.ports.cpython.tls_credential import key_file
-from device_runtime.simulated_board import DBGSTAT_DISABLED_PERMANENTLY, OEMID, first_stage
+from device_runtime.simulated_board import board_attestor, first_stage
 from device_runtime.simulator import FLEET_CERT_FILE, BootedImage, open_root_of_trust
 
 CORRELATION = b"\x02" * 8
@@ -67,17 +67,12 @@ def main() -> None:
     image = BootedImage(verified.version, verified.security_counter, verified.image_hash)
     rot = open_root_of_trust(kind="dice", directory=board, hwmodel=hwmodel, image=image)
     deviceid = x509.load_der_x509_certificate(record["device-cert"])  # type: ignore[arg-type]
-    attestor = Attestor(
+    attestor = board_attestor(
         rot=rot,
         device_id=device_id,
         deviceid_certificate=deviceid.public_bytes(serialization.Encoding.DER),
         hwmodel=hwmodel,
-        swname="sevenfold-sim",
-        swversion=image.version,
-        security_version=image.security_counter,
-        oemid=OEMID,
-        dbgstat=DBGSTAT_DISABLED_PERMANENTLY,
-        image_digest=image.image_hash,
+        image=image,
         config_digest=b"\x00" * 32,
     )
     payloads = messages(attestor)

@@ -43,7 +43,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -56,8 +56,13 @@ from device_runtime.core.attestor import Attestor
 from device_runtime.core.console import read_installed
 from device_runtime.core.errors import ConfigError, SevenfoldError
 from device_runtime.ports.cpython.atomic_file import write_atomic
+from device_runtime.ports.cpython.bounded_file import MAX_PEM_FILE, read_bounded
 from device_runtime.ports.cpython.crypto import verify_ecdsa_der
 from device_runtime.ports.cpython.storage import DirectoryStore
+
+if TYPE_CHECKING:
+    from device_runtime.core.port_types import RootOfTrust
+
 from device_runtime.simulator import (
     SIMULATED_KINDS,
     SWNAME,
@@ -109,6 +114,33 @@ def configuration_digest(record: dict[str, object], prefix: str) -> bytes:
     return hashlib.sha256(text.encode()).digest()
 
 
+def board_attestor(
+    *,
+    rot: RootOfTrust,
+    device_id: str,
+    deviceid_certificate: bytes,
+    hwmodel: str,
+    image: BootedImage,
+    config_digest: bytes,
+) -> Attestor:
+    """The attestor of a simulated board running *image*: one place says which claims a
+    board makes (our OEM id, debug disabled for good, the measured image), so the boards,
+    the fleet tests and the flood bench all present the same evidence."""
+    return Attestor(
+        rot=rot,
+        device_id=device_id,
+        deviceid_certificate=deviceid_certificate,
+        hwmodel=hwmodel,
+        swname=SWNAME,
+        swversion=image.version,
+        security_version=image.security_counter,
+        oemid=OEMID,
+        dbgstat=DBGSTAT_DISABLED_PERMANENTLY,
+        image_digest=image.image_hash,
+        config_digest=config_digest,
+    )
+
+
 def install_firmware(
     directory: Path, *, image: bytes, image_key: ec.EllipticCurvePublicKey
 ) -> None:
@@ -128,18 +160,14 @@ def first_stage(directory: Path) -> tuple[signed_image.VerifiedImage, bytes]:
     with the reason (and offset) when the image is malformed or not signed by
     the board's key; ConfigError when the board has no key or no image.
     """
+    pem = read_bounded(directory / IMAGE_KEY_FILE, MAX_PEM_FILE, what="image key")
     try:
-        key = serialization.load_pem_public_key((directory / IMAGE_KEY_FILE).read_bytes())
-        with (directory / SLOT_FILE).open("rb") as slot:
-            data = slot.read(SLOT_SIZE + 1)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"the board has no {Path(str(exc.filename)).name}") from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"the board's first stage cannot read its key or slot: {exc}") from None
+        key = serialization.load_pem_public_key(pem)
+    except ValueError:
+        raise ConfigError(f"{IMAGE_KEY_FILE} is not a PEM public key") from None
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise ConfigError(f"{IMAGE_KEY_FILE} is not an ECDSA key")
-    if len(data) > SLOT_SIZE:
-        raise ConfigError(f"{SLOT_FILE} is larger than the {SLOT_SIZE}-byte slot")
+    data = read_bounded(directory / SLOT_FILE, SLOT_SIZE, what="slot")
     point = key.public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )
@@ -207,17 +235,12 @@ def run_board(
         deviceid = x509.load_der_x509_certificate(cast(bytes, record["device-cert"]))
         deviceid_path = directory / DEVICEID_CERT_FILE
         write_atomic(deviceid_path, deviceid.public_bytes(serialization.Encoding.PEM), mode=0o600)
-        attestor = Attestor(
+        attestor = board_attestor(
             rot=rot,
             device_id=device.device_id,
             deviceid_certificate=deviceid.public_bytes(serialization.Encoding.DER),
             hwmodel=hwmodel,
-            swname=SWNAME,
-            swversion=image.version,
-            security_version=image.security_counter,
-            oemid=OEMID,
-            dbgstat=DBGSTAT_DISABLED_PERMANENTLY,
-            image_digest=image.image_hash,
+            image=image,
             config_digest=config_digest,
         )
         link = AttestedLink(

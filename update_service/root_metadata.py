@@ -23,8 +23,9 @@ from tuf.api.metadata import Key, Metadata, Role, Root, VerificationResult
 from tuf.api.serialization import DeserializationError
 from tuf.api.serialization.json import JSONSerializer
 
-from device_runtime.core.errors import ConfigError, CryptoError, InvalidField, TooLarge
+from device_runtime.core.errors import ConfigError, CryptoError, InvalidField
 from device_runtime.ports.cpython.atomic_file import write_atomic
+from device_runtime.ports.cpython.bounded_file import read_bounded
 from update_service.signing_keys import SCHEME, public_key_from_pem
 
 ROOT_EXPIRY = timedelta(days=365)
@@ -83,13 +84,7 @@ def next_root(
 
 def read_root_file(path: Path) -> Metadata[Root]:
     """A root metadata file as an operator hands it over: size, syntax and type checked."""
-    try:
-        with path.open("rb") as stream:
-            data = stream.read(MAX_ROOT_FILE + 1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-    if len(data) > MAX_ROOT_FILE:
-        raise TooLarge(f"{path} is over {MAX_ROOT_FILE} bytes: no root metadata is that large")
+    data = read_bounded(path, MAX_ROOT_FILE, what="root metadata file")
     try:
         md = Metadata.from_bytes(data)
     except DeserializationError as exc:

@@ -16,11 +16,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
-from device_runtime.core.errors import ConfigError, CryptoError
+from device_runtime.core.errors import CryptoError
 from device_runtime.ports.cpython.atomic_file import write_atomic
+from device_runtime.ports.cpython.bounded_file import MAX_PEM_FILE, read_bounded
 
 SCHEME = "ecdsa-sha2-nistp256"
-MAX_KEY_FILE = 16 << 10
 """A PEM P-256 key is a few hundred bytes; anything far larger is not one."""
 
 
@@ -41,7 +41,7 @@ def public_pem(key: SSlibKey) -> bytes:
 
 def read_signer(path: Path) -> CryptoSigner:
     """The P-256 private key in *path*, ready to sign; anything else is refused with why."""
-    pem = _read(path)
+    pem = read_bounded(path, MAX_PEM_FILE, what="key file")
     try:
         private = serialization.load_pem_private_key(pem, password=None)
     except TypeError as exc:
@@ -64,7 +64,7 @@ def read_public_key(path: Path) -> SSlibKey:
     the file says so at the moment the mistake is made, rather than taking
     the public half and leaving the private one on the server's disk.
     """
-    pem = _read(path)
+    pem = read_bounded(path, MAX_PEM_FILE, what="key file")
     if b"PRIVATE KEY" in pem:
         raise CryptoError(
             f"{path} holds a private key: a root key's private half never goes on the server;"
@@ -85,14 +85,3 @@ def public_key_from_pem(pem: bytes, source: str) -> SSlibKey:
     ):
         raise CryptoError(f"{source} is not an ECDSA P-256 key")
     return SSlibKey.from_crypto(public, scheme=SCHEME)
-
-
-def _read(path: Path) -> bytes:
-    try:
-        with path.open("rb") as stream:
-            pem = stream.read(MAX_KEY_FILE + 1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read key file {path}: {exc.strerror}") from exc
-    if len(pem) > MAX_KEY_FILE:
-        raise CryptoError(f"{path} is over {MAX_KEY_FILE} bytes: not a P-256 key")
-    return pem

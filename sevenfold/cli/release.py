@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from device_runtime.core.errors import ConfigError, SevenfoldError
+from device_runtime.ports.cpython.bounded_file import MAX_PEM_FILE, read_bounded
 from sevenfold.api_client import FleetClient
 from sevenfold.cli.extras import needs_extra
 from sevenfold.cli.keys import writable_store
@@ -42,7 +43,6 @@ ImageKeyOption = Annotated[
     list[Path] | None,
     typer.Option("--image-key", help="Public PEM key its images are signed with; repeatable."),
 ]
-MAX_KEY_FILE = 16 << 10
 
 
 @app.command("add-hardware")
@@ -115,7 +115,7 @@ def publish(
     with reported_errors():
         with needs_extra("release publish", "server"):
             from update_service import release_publisher
-        data = _read(image, MAX_IMAGE_FILE)
+        data = read_bounded(image, MAX_IMAGE_FILE, what="image")
         directory = state_dir(state)
         release = release_publisher.publish(
             writable_store(state), data, model=hardware, allow_downgrade=allow_downgrade
@@ -233,15 +233,7 @@ def _image_keys(paths: list[Path] | None) -> list[str]:
 
     if not paths:
         raise ConfigError("give --image-key PUB.pem (the public key its images are signed with)")
-    return [image_key_pem(_read(path, MAX_KEY_FILE), str(path)) for path in paths]
-
-
-def _read(path: Path, limit: int) -> bytes:
-    try:
-        with path.open("rb") as stream:
-            data = stream.read(limit + 1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > limit:
-        raise ConfigError(f"{path} is over {limit} bytes")
-    return data
+    return [
+        image_key_pem(read_bounded(path, MAX_PEM_FILE, what="key file"), str(path))
+        for path in paths
+    ]

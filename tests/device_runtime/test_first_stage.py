@@ -82,15 +82,15 @@ def test_an_image_marked_non_bootable_is_refused_though_its_key_signed_it(
 def test_a_board_without_a_key_an_image_or_room_is_misconfigured(
     sample_firmware: SampleFirmware, tmp_path: Path
 ) -> None:
-    with pytest.raises(ConfigError, match=f"the board has no {IMAGE_KEY_FILE}"):
+    with pytest.raises(ConfigError, match=f"no image key .*{IMAGE_KEY_FILE}"):
         first_stage(tmp_path)
     sample_firmware.install(tmp_path, "1.0.0")
     (tmp_path / SLOT_FILE).unlink()
-    with pytest.raises(ConfigError, match=f"the board has no {SLOT_FILE}"):
+    with pytest.raises(ConfigError, match=f"no slot .*{SLOT_FILE}"):
         first_stage(tmp_path)
     (tmp_path / SLOT_FILE).write_bytes(sample_firmware.images["1.0.0"] + b"\xff" * SLOT_SIZE)
-    with pytest.raises(ConfigError, match="larger than the 262144-byte slot"):
+    with pytest.raises(ConfigError, match=r"slot .* is over 262144 bytes"):
         first_stage(tmp_path)
     (tmp_path / IMAGE_KEY_FILE).write_bytes(b"-----BEGIN PUBLIC KEY-----\nAA==\n")
-    with pytest.raises(ConfigError, match="cannot read its key or slot"):
+    with pytest.raises(ConfigError, match=f"{IMAGE_KEY_FILE} is not a PEM public key"):
         first_stage(tmp_path)

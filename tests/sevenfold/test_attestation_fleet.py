@@ -23,15 +23,13 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import insert
 
 from device_runtime.core import protocol
-from device_runtime.core.attestor import Attestor
 from device_runtime.core.console import read_installed
 from device_runtime.core.errors import TransportError
 from device_runtime.ports.cpython.storage import DirectoryStore
 from device_runtime.ports.cpython.tls_credential import key_file
 from device_runtime.ports.cpython.transport import MqttTransport
 from device_runtime.simulated_board import (
-    DBGSTAT_DISABLED_PERMANENTLY,
-    OEMID,
+    board_attestor,
     configuration_digest,
     run_board,
 )
@@ -136,17 +134,12 @@ def test_a_board_attests_earns_its_topics_and_loses_them_when_its_image_is_withd
             assert answer is not None and answer["kind"] == "heartbeat-ack"
 
             assert api.delete(f"/api/v1/endorsements/{endorsed.json()['endorsement']['id']}")
-            attestor = Attestor(
+            attestor = board_attestor(
                 rot=raw.rot,
                 device_id=device_id,
                 deviceid_certificate=record["device-cert"],  # type: ignore[arg-type]
                 hwmodel=HWMODEL,
-                swname="sevenfold-sim",
-                swversion=image.version,
-                security_version=image.security_counter,
-                oemid=OEMID,
-                dbgstat=DBGSTAT_DISABLED_PERMANENTLY,
-                image_digest=image.image_hash,
+                image=image,
                 config_digest=configuration_digest(record, protocol.DEFAULT_PREFIX),
             )
             issued = raw.ask("challenge", {})

@@ -185,7 +185,7 @@ def test_root_files_and_key_files_are_checked(tmp_path: Path) -> None:
     path.write_bytes(b" " * (root_metadata.MAX_ROOT_FILE + 1))
     with pytest.raises(SevenfoldError, match="over"):
         root_metadata.read_root_file(path)
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match="there is no root metadata file"):
         root_metadata.read_root_file(tmp_path / "missing.json")
     key = tmp_path / "k.pem"
     write_private_key(key, generate_signer())
