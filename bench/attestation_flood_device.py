@@ -18,6 +18,7 @@ prints how many it sent and in how many seconds.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -63,7 +64,11 @@ def main() -> None:
     record = read_installed(DirectoryStore(directory=board))
     assert record is not None, f"{board} is not provisioned"
     device_id = board.name
-    verified, _ = first_stage(board)  # the Alias key is derived from the image it boots
+    # The Alias key is derived from the image it boots.
+    with contextlib.closing(
+        first_stage(board, open_root_of_trust(kind="dice", directory=board))
+    ) as flash:
+        verified = flash.boot.image
     image = BootedImage(verified.version, verified.security_counter, verified.image_hash)
     rot = open_root_of_trust(kind="dice", directory=board, hwmodel=hwmodel, image=image)
     deviceid = x509.load_der_x509_certificate(record["device-cert"])  # type: ignore[arg-type]

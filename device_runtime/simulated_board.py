@@ -1,22 +1,26 @@
 """A provisioned simulated board booting its firmware image and running its agent.
 
 What a board does once the factory has been through its console and an image
-is in its firmware slot (:func:`install_firmware`): its first stage verifies
-the image in ``slot0.img`` against the image-signing key the board trusts
-(``image-key.pem``, as MCUboot's key is built into the bootloader) with the
-device core's verifier, opens the root of trust and measures the image's hash
-and the configuration into it, then loads the application from the image's
-payload into a compartment of its own, a child process given the payload and
-nothing of the board's (``device_runtime/application.py``), boots it and runs
-its health check.
+is in slot A of its flash (:func:`install_firmware`): its first stage chooses
+a slot as a bootloader does, with the device core's rule (``boot_selection``:
+an image pending after an update gets one trial, a failed trial reverts) and
+verifier, against the image-signing key the board trusts (``image-key.pem``,
+as MCUboot's key is built into the bootloader) and the root of trust's
+anti-rollback counter. It measures the image's hash and the configuration
+into the root of trust, then loads the application from the image's payload
+into a compartment of its own, a child process given the payload and nothing
+of the board's (``device_runtime/application.py``), boots it and runs its
+health check. An image on trial is confirmed when the check passes (the
+counter then rises to its security counter); when it fails, the trial is
+recorded as failed and the board stops, so its next boot reverts and says why.
 Then the agent: read what was installed (device id, DeviceID and fleet
 certificates, the broker's CA and address), attest through the broker's
 recovery listener (when the factory installed one) to earn a fleet
 certificate, connect with the key its root of trust holds, enroll and
 heartbeat, the application sampling its sensors at every acknowledged beat.
-An image the first stage refuses, or an application that crashes on boot,
-stops the board there; an application that fails its health check still runs
-(it booted; reverting it is an update agent's decision) and the outcome says why.
+An image no slot may boot, or an application that crashes on boot, stops the
+board there; a confirmed image whose health check fails still runs (there is
+nothing older to revert to) and the outcome says why.
 
 A TPM board needs this process of its own: OpenSSL reads the configuration
 that loads its tpm2 provider once per process (``ports/cpython/tpm_tls.py``),
@@ -25,9 +29,10 @@ so it is started with that environment.
     python -m device_runtime.simulated_board --dir D --kind tpm --hwmodel M [--beats N]
 
 It prints one JSON line: device id, boot count, beats answered, the firmware
-version booted, the failed health check's reason, the readings, error (or
-null), and exits 0 only if the image booted, passed its health check and every
-beat was answered. The readings stay in this outcome: the heartbeat's schema
+version booted, the failed health check's reason, the readings, the slot
+booted, whether it is on trial, what was reverted and why, and the error (or
+null), and exits 0 only if the image booted, passed its health check and
+every beat was answered. The readings stay in this outcome: the heartbeat's schema
 (``device_runtime/core/protocol.py``) has no field for them.
 """
 
@@ -37,11 +42,11 @@ import argparse
 import contextlib
 import functools
 import hashlib
-import io
 import json
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -51,17 +56,22 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from device_runtime.application import Application, ApplicationError
 from device_runtime.console_device import BROKER_CA_FILE, ROOTS, export_credentials
-from device_runtime.core import evidence, signed_image
+from device_runtime.core import evidence
 from device_runtime.core.attestor import Attestor
+from device_runtime.core.boot_selection import Boot, select
 from device_runtime.core.console import read_installed
 from device_runtime.core.errors import ConfigError, SevenfoldError
+from device_runtime.core.image_trust import ImageTrust
+from device_runtime.core.slots import HEALTH_FAILED, Slot, slot_pair
+from device_runtime.core.trial_boot import confirm, fail_trial
 from device_runtime.ports.cpython.atomic_file import write_atomic
+from device_runtime.ports.cpython.block_device import ERASE_SIZE, FileBlockDevice
 from device_runtime.ports.cpython.bounded_file import MAX_PEM_FILE, read_bounded
 from device_runtime.ports.cpython.crypto import verify_ecdsa_der
 from device_runtime.ports.cpython.storage import DirectoryStore
 
 if TYPE_CHECKING:
-    from device_runtime.core.port_types import RootOfTrust
+    from device_runtime.core.port_types import MonotonicCounters, RootOfTrust
 
 from device_runtime.simulator import (
     SIMULATED_KINDS,
@@ -76,12 +86,13 @@ from device_runtime.simulator import (
 )
 
 DEVICEID_CERT_FILE = "deviceid.crt"
-SLOT_FILE = "slot0.img"
-"""The board's firmware slot: the signed image it boots."""
+FLASH_FILE = "flash.img"
+"""The board's flash: firmware slots A and B (``device_runtime/core/slots.py``)."""
 IMAGE_KEY_FILE = "image-key.pem"
 """The public key the board's first stage accepts images from (PEM SubjectPublicKeyInfo)."""
 SLOT_SIZE = 256 * 1024
-"""Bytes the simulated board's slot holds: the first stage reads nothing past it."""
+"""Bytes of image each of the board's slots holds; each also has a sector for its trailer."""
+FLASH_SIZE = 2 * (SLOT_SIZE + ERASE_SIZE)
 
 
 OEMID = b"\x02\x5a\x7f"
@@ -141,6 +152,27 @@ def board_attestor(
     )
 
 
+@dataclass(slots=True, kw_only=True)
+class BoardFlash:
+    """What the first stage leaves the board: its open flash, its slots, the rule images are
+    held to, the boot it chose (slot, verified image, trial, what was reverted and why) and
+    the application payload of the image it booted."""
+
+    device: FileBlockDevice
+    slots: list[Slot]
+    trust: ImageTrust
+    boot: Boot
+    payload: bytes
+
+    def close(self) -> None:
+        self.device.close()
+
+
+def open_flash(directory: Path) -> FileBlockDevice:
+    """The board's flash file, created erased on first use."""
+    return FileBlockDevice(path=directory / FLASH_FILE, size=FLASH_SIZE)
+
+
 def install_firmware(
     directory: Path, *, image: bytes, image_key: ec.EllipticCurvePublicKey
 ) -> None:
@@ -150,15 +182,30 @@ def install_firmware(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     write_atomic(directory / IMAGE_KEY_FILE, pem, mode=0o600)
-    write_atomic(directory / SLOT_FILE, image, mode=0o600)
+    device = open_flash(directory)
+    try:
+        slots = slot_pair(device)
+        for slot in slots:
+            slot.erase()
+        if len(image) > slots[0].capacity:
+            raise ConfigError(f"a {len(image)}-byte image does not fit a {SLOT_SIZE}-byte slot")
+        slots[0].area.write_at(0, image)
+        slots[0].area.flush()
+        slots[0].provision(1)
+    finally:
+        device.close()
 
 
-def first_stage(directory: Path) -> tuple[signed_image.VerifiedImage, bytes]:
-    """Verify the image in the board's slot; the verified image and its payload.
+def first_stage(directory: Path, counters: MonotonicCounters) -> BoardFlash:
+    """Choose the slot to boot and verify its image, as a bootloader would.
 
-    The slot is read once: the bytes verified are the bytes booted. ImageError
-    with the reason (and offset) when the image is malformed or not signed by
-    the board's key; ConfigError when the board has no key or no image.
+    The rule is the device core's (``boot_selection``): a pending image gets one
+    trial, a failed trial reverts, and nothing boots that the board's key did not
+    sign or whose security counter is below the root of trust's *counters*.
+    ImageError with every slot's refusal when nothing may boot; ConfigError when
+    the board has no key or no flash. The payload is read from the chosen slot
+    after its image verified, by this process alone: the application never runs
+    with the board's files (``application_compartment``).
     """
     pem = read_bounded(directory / IMAGE_KEY_FILE, MAX_PEM_FILE, what="image key")
     try:
@@ -167,13 +214,22 @@ def first_stage(directory: Path) -> tuple[signed_image.VerifiedImage, bytes]:
         raise ConfigError(f"{IMAGE_KEY_FILE} is not a PEM public key") from None
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise ConfigError(f"{IMAGE_KEY_FILE} is not an ECDSA key")
-    data = read_bounded(directory / SLOT_FILE, SLOT_SIZE, what="slot")
+    if not (directory / FLASH_FILE).exists():
+        raise ConfigError(f"the board has no firmware: no {FLASH_FILE} in {directory}")
     point = key.public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )
-    verified = signed_image.verify(io.BytesIO(data).read, point, verify_ecdsa_der, SLOT_SIZE)
-    start = verified.header_size
-    return verified, data[start : start + verified.payload_size]
+    device = open_flash(directory)
+    try:
+        slots = slot_pair(device)
+        trust = ImageTrust(point, verify_ecdsa_der, counters, chunk_size=64 * 1024)
+        boot = select(slots, trust)
+        image = boot.image
+        payload = slots[boot.slot].area.read_at(image.header_size, image.payload_size)
+    except BaseException:
+        device.close()
+        raise
+    return BoardFlash(device=device, slots=slots, trust=trust, boot=boot, payload=payload)
 
 
 def run_board(
@@ -195,18 +251,55 @@ def run_board(
     )
     config_digest = configuration_digest(record, prefix)
     try:
-        verified, payload = first_stage(directory)
-        image = BootedImage(verified.version, verified.security_counter, verified.image_hash)
-        rot = (
-            open_root_of_trust(kind=kind, directory=directory, hwmodel=hwmodel, image=image)
+        # The counters do not depend on the image (a DICE board's are keyed by its UDS
+        # alone), so the bootloader's root of trust is opened before any image is chosen.
+        counters: RootOfTrust = (
+            open_root_of_trust(kind=kind, directory=directory, hwmodel=hwmodel)
             if kind in SIMULATED_KINDS
             else ROOTS[kind](directory)
         )
-        evidence.measure_boot(rot, image.image_hash, config_digest)
-        application = Application(payload, label=f"firmware {image.version}")
+        flash = first_stage(directory, counters)
     except SevenfoldError as exc:
         device.error = exc.explain()
         return device
+    with contextlib.closing(flash):
+        return _boot(flash, device, counters, broker=broker, record=record, kind=kind,
+                     hwmodel=hwmodel, beats=beats, config_digest=config_digest)  # fmt: skip
+
+
+def _boot(
+    flash: BoardFlash,
+    device: SimulatedDevice,
+    counters: RootOfTrust,
+    *,
+    broker: BrokerAddress,
+    record: dict[str, object],
+    kind: str,
+    hwmodel: str,
+    beats: int,
+    config_digest: bytes,
+) -> SimulatedDevice:
+    """Everything after the first stage chose an image: measure it, start its application,
+    settle its trial, run the agent."""
+    boot = flash.boot
+    device.slot = flash.slots[boot.slot].name
+    device.trial = boot.trial
+    if boot.reverted is not None:
+        device.reverted = f"slot {flash.slots[boot.reverted].name}: {boot.revert_reason}"
+    verified = boot.image
+    image = BootedImage(verified.version, verified.security_counter, verified.image_hash)
+    try:
+        rot = (
+            open_root_of_trust(kind=kind, directory=device.directory, hwmodel=hwmodel, image=image)
+            if kind in SIMULATED_KINDS
+            else counters
+        )
+        evidence.measure_boot(rot, image.image_hash, config_digest)
+        application = Application(flash.payload, label=f"firmware {image.version}")
+    except SevenfoldError as exc:
+        device.error = exc.explain()
+        return device
+    directory = device.directory
     with application:  # the compartment lives while the board runs
         try:
             application.boot(device.device_id)
@@ -219,6 +312,8 @@ def run_board(
             device.health = application.health_check()
         except ApplicationError as exc:  # a health check that crashes has failed
             device.health = exc.reason
+        if boot.trial and not _settle_trial(flash, device):
+            return device
 
         def sample() -> None:
             device.readings.append(application.sample(int(time.monotonic() - booted)))
@@ -253,6 +348,23 @@ def run_board(
         return device
 
 
+def _settle_trial(flash: BoardFlash, device: SimulatedDevice) -> bool:
+    """Confirm the image on trial if its health check passed, else fail its trial so that
+    the next boot reverts to the image before it; False when the board must reset now.
+
+    The application's health check is definite (it passed, or it failed and says why),
+    and bounded by the compartment's own timeouts, so it is not polled: a check that
+    hangs is killed with the compartment and counts as failed.
+    """
+    if device.health is None:
+        confirm(flash.slots, flash.boot, flash.trust)
+        device.trial = False
+        return True
+    fail_trial(flash.slots, flash.boot, HEALTH_FAILED)
+    device.error = f"trial-failed: {device.firmware} failed its health check: {device.health}"
+    return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, required=True)
@@ -278,6 +390,9 @@ def main() -> None:
                 "firmware": device.firmware,
                 "health": device.health,
                 "readings": device.readings,
+                "slot": device.slot,
+                "trial": device.trial,
+                "reverted": device.reverted,
                 "error": device.error,
             }
         ),

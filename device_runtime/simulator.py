@@ -115,6 +115,12 @@ class SimulatedDevice:
     """Why its application's health check failed; None when it passed (or never ran)."""
     readings: list[dict[str, int]] = field(default_factory=list)
     """What its application sampled at each acknowledged heartbeat."""
+    slot: str | None = None
+    """The firmware slot (A or B) it booted from, on boards with A/B slots."""
+    trial: bool = False
+    """Whether that image is on trial (booted once, not yet confirmed by its health check)."""
+    reverted: str | None = None
+    """The newer slot its bootloader passed over, and why (a failed trial, a refused image)."""
     done: threading.Event = field(default_factory=threading.Event)
 
 

@@ -18,14 +18,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from io import BytesIO
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from device_runtime.core import protocol
-from device_runtime.image_signer import sign_image
-from device_runtime.simulated_board import first_stage, install_firmware, run_board
+from device_runtime.core.signed_image import verify
+from device_runtime.image_signer import public_point, sign_image
+from device_runtime.ports.cpython.crypto import verify_ecdsa_der
+from device_runtime.simulated_board import install_firmware, run_board
 from sevenfold.cli.demo import HWMODEL, provision_over_consoles
 from tests.attestation_fixtures import fleet, operator_api
 from tests.device_runtime import escaping_application
@@ -118,7 +121,10 @@ def test_an_image_the_board_does_not_trust_never_runs(
         directory=directory, kind=kind, hwmodel=HWMODEL, beats=1, prefix=protocol.DEFAULT_PREFIX
     )
     assert device.error is not None
-    assert device.error.startswith("bad-image: signed by another key: the KEYHASH at offset")
+    assert device.error.startswith(
+        "bad-image: no slot holds an image that may boot: slot A: its image was refused:"
+        " signed by another key: the KEYHASH at offset"
+    )
     assert device.firmware is None and device.boot_count == 0 and not device.attested
     with operator_api(server, config) as api:
         # The server never heard of it: no challenge, no appraisal, no standing.
@@ -140,7 +146,8 @@ def test_an_application_signed_with_the_release_key_cannot_reach_the_boards_secr
     image = sign_image(escaping_application.payload(directory / "uds" / "dice-uds"),
                        key=sample_firmware.key, version="6.6.6", security_counter=9)  # fmt: skip
     install_firmware(directory, image=image, image_key=sample_firmware.key.public_key())
-    digest = first_stage(directory)[0].image_hash.hex()
+    digest = verify(BytesIO(image).read, public_point(sample_firmware.key.public_key()),
+                    verify_ecdsa_der, len(image)).image_hash.hex()  # fmt: skip
     with operator_api(server, config) as api:
         endorsed = api.post("/api/v1/endorsements", json={"hwmodel": HWMODEL, "digest": digest})
         assert endorsed.status_code == 201, endorsed.text
