@@ -15,7 +15,13 @@ _L = 2**252 + 27742317777372353535851937790883648493
 _D = -121665 * pow(121666, _P - 2, _P) % _P
 _SQRT_M1 = pow(2, (_P - 1) // 4, _P)
 
-_Point = tuple[int, int, int, int]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    _Point = tuple[int, int, int, int]
+
+    from device_runtime.core.port_types import Hasher
 
 
 def _add(a: "_Point", b: "_Point") -> "_Point":
@@ -60,8 +66,12 @@ def _decode(encoded: bytes) -> "_Point":
 _BASE = _decode(bytes([0x58]) + bytes([0x66]) * 31)
 
 
-def verify(public_key: bytes, message: bytes, signature: bytes) -> None:
-    """Return if *signature* (64 bytes) is *public_key*'s (32 bytes) over *message*, else raise."""
+def verify(public_key: bytes, signature: bytes, feed: "Callable[[Hasher], object]") -> None:
+    """Return if *signature* (64 bytes) is *public_key*'s (32 bytes), else raise CryptoError.
+
+    The message is what *feed* writes into the SHA-512 it is handed, so a
+    caller that makes the message piece by piece need not hold it whole.
+    """
     if len(public_key) != 32 or len(signature) != 64:
         raise CryptoError("Ed25519 keys are 32 bytes and signatures 64")
     a = _decode(public_key)
@@ -70,7 +80,7 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> None:
     if s >= _L:
         raise CryptoError("Ed25519 signature scalar is not below the group order")
     hasher = sha512.new(signature[:32] + public_key)
-    hasher.update(message)
+    feed(hasher)
     k = int.from_bytes(hasher.digest(), "little") % _L
     left = _multiply(s, _BASE)
     right = _add(r, _multiply(k, a))

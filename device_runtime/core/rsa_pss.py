@@ -49,8 +49,9 @@ def _mgf1(seed: bytes, length: int) -> bytes:
     return out[:length]
 
 
-def verify(spki: bytes, message: bytes, signature: bytes) -> None:
-    """Return if *signature* is an RSASSA-PSS-SHA256 signature of *message*, else raise."""
+def verify_digest(spki: bytes, digest: bytes, signature: bytes) -> None:
+    """Return if *signature* is an RSASSA-PSS-SHA256 signature of the message whose
+    SHA-256 is *digest*, else raise CryptoError."""
     n, e, size = public_numbers(spki)
     top, top_bits = n >> (8 * size - 8), 0
     while top:
@@ -67,11 +68,11 @@ def verify(spki: bytes, message: bytes, signature: bytes) -> None:
     em = m.to_bytes(em_len, "big")
     if em[-1] != 0xBC:
         raise CryptoError("signature does not match")
-    masked, digest = em[: em_len - 33], em[em_len - 33 : -1]
+    masked, encoded = em[: em_len - 33], em[em_len - 33 : -1]
     clear_bits = 8 * em_len - em_bits
     if masked[0] >> (8 - clear_bits) if clear_bits else 0:
         raise CryptoError("signature does not match")
-    mask = _mgf1(digest, len(masked))
+    mask = _mgf1(encoded, len(masked))
     db = bytearray(masked[i] ^ mask[i] for i in range(len(masked)))
     db[0] &= 0xFF >> clear_bits
     start = 0
@@ -79,8 +80,5 @@ def verify(spki: bytes, message: bytes, signature: bytes) -> None:
         start += 1
     if start == len(db) or db[start] != 1:
         raise CryptoError("signature does not match")
-    expected = hashlib.sha256(
-        bytes(8) + hashlib.sha256(message).digest() + bytes(db[start + 1 :])
-    ).digest()
-    if expected != digest:
+    if hashlib.sha256(bytes(8) + digest + bytes(db[start + 1 :])).digest() != encoded:
         raise CryptoError("signature does not match")

@@ -2,46 +2,61 @@
 
 Keys sorted by code point, no whitespace, strings with only ``\\`` and ``"``
 escaped and everything else as raw UTF-8, integers, booleans and null; floats
-have no canonical form and are refused. The parts are collected in one list and
-joined once, so no intermediate string is copied per nesting level.
+have no canonical form and are refused. The bytes are never held whole: they
+go piece by piece into a hash (every TUF signature scheme verifies a digest of
+them), so a document costs no second copy of itself on a small heap.
 """
 
 from device_runtime.core.tuf.error import TufError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from device_runtime.core.port_types import Hasher
+
 MAX_DEPTH = 32
 
 
-def _encode(value: object, out: list[str], depth: int) -> None:
+def _string(text: str) -> bytes:
+    return ('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"').encode()
+
+
+def encode(value: object, sink: "Hasher", depth: int = 0) -> None:
+    """Feed the canonical JSON of *value* (decoded JSON) to ``sink.update``."""
     if depth > MAX_DEPTH:
         raise TufError("bad-metadata", "metadata nests deeper than " + str(MAX_DEPTH))
     if isinstance(value, str):
-        out.append('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        sink.update(_string(value))
     elif value is True or value is False or value is None:
-        out.append("true" if value is True else "false" if value is False else "null")
+        sink.update(b"true" if value is True else b"false" if value is False else b"null")
     elif isinstance(value, int):
-        out.append(str(value))
+        sink.update(str(value).encode())
     elif isinstance(value, dict):
-        out.append("{")
-        for n, key in enumerate(sorted(value)):
+        separator = b"{"
+        for key in sorted(value):
             if not isinstance(key, str):
                 raise TufError("bad-metadata", "object key is not a string")
-            out.append(("," if n else "") + '"' + key.replace("\\", "\\\\").replace('"', '\\"'))
-            out.append('":')
-            _encode(value[key], out, depth + 1)
-        out.append("}")
+            sink.update(separator)
+            sink.update(_string(key))
+            sink.update(b":")
+            encode(value[key], sink, depth + 1)
+            separator = b","
+        sink.update(b"}" if separator == b"," else b"{}")
     elif isinstance(value, list):
-        out.append("[")
-        for n, item in enumerate(value):
-            if n:
-                out.append(",")
-            _encode(item, out, depth + 1)
-        out.append("]")
+        separator = b"["
+        for item in value:
+            sink.update(separator)
+            encode(item, sink, depth + 1)
+            separator = b","
+        sink.update(b"]" if separator == b"," else b"[]")
     else:
         raise TufError("bad-metadata", "a " + type(value).__name__ + " has no canonical JSON form")
 
 
-def encode(value: object) -> bytes:
-    """The canonical JSON bytes of *value* (decoded JSON: dict, list, str, int, bool, None)."""
-    out: list[str] = []
-    _encode(value, out, 0)
-    return "".join(out).encode()
+class Collector:
+    """A sink that keeps the bytes, for tests and tools that want them whole."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def update(self, data: bytes) -> None:
+        self.data += data

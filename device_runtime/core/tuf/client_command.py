@@ -67,11 +67,18 @@ def run(
         store = open_store(_one(options, "--metadata-dir"))
         limits = limits or Limits()
         if words[:1] == ["init"] and len(words) == 2:
+            parts: list[bytes] = []
+            size = 0
             with open(words[1], "rb") as handle:
-                root = handle.read(limits.root + 1)
-            if len(root) > limits.root:
+                while size <= limits.root:
+                    part = handle.read(2048)
+                    if not part:
+                        break
+                    parts.append(part)
+                    size += len(part)
+            if size > limits.root:
                 raise SevenfoldError("trusted root is over " + str(limits.root) + " bytes")
-            store.write("root.json", root)
+            store.write("root.json", b"".join(parts))
             return 0
         if words not in (["refresh"], ["download"]):
             raise SevenfoldError("usage: [options] init TRUSTED_ROOT | refresh | download")

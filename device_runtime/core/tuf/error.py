@@ -6,21 +6,14 @@ a device that does not update should not carry it in its heap.
 
 from device_runtime.core.errors import SevenfoldError
 
-CODES = (
-    "bad-metadata",
-    "threshold",
-    "rollback",
-    "expired",
-    "mismatch",
-    "unknown-target",
-    "too-large",
-    "http-status",
-)
-
 
 class TufError(SevenfoldError):
-    """``code`` is one of ``CODES``: what kind of check failed; ``reason`` says which."""
+    """``code`` says what kind of check failed (``bad-metadata``, ``threshold``, ``rollback``,
+    ``expired``, ``mismatch``, ``unknown-target``, ``too-large``, ``http-status``);
+    ``reason`` says which.
+    ``status`` is the HTTP status of an ``http-status`` answer (0 when none came)."""
 
-    def __init__(self, code: str, reason: str) -> None:
+    def __init__(self, code: str, reason: str, status: int = 0) -> None:
         super().__init__(reason)
         self.code = code
+        self.status = status

@@ -4,10 +4,11 @@ Everything the client later reads is checked here first, so the workflow never
 meets a wrong type: a missing, mistyped or out-of-range field is a
 ``TufError("bad-metadata")`` naming it, and so is JSON that does not parse or
 nests too deep. Fields the spec does not define are kept (they are signed).
-The canonical bytes the signatures cover are computed once and dropped once
-the signatures are counted, so a small device does not hold them longer.
+The canonical bytes the signatures cover are never held: their SHA-256 is
+taken once, as they are made.
 """
 
+import hashlib
 import json
 
 from device_runtime.core.tuf import canonical_json, keys
@@ -174,7 +175,7 @@ def _check_signed(signed: "dict[str, object]", role_type: str) -> None:
 class Metadata:
     """A document of *role_type* from *data*: ``signed`` (checked), ``version``, ``expires``."""
 
-    def __init__(self, data: bytes, role_type: str) -> None:
+    def __init__(self, data: "bytes | bytearray", role_type: str) -> None:
         try:
             document = json.loads(data)
         except (ValueError, RuntimeError):  # RecursionError is a RuntimeError
@@ -201,15 +202,14 @@ class Metadata:
         assert isinstance(version, int)
         self.version = version
         self.expires = unix_time(str(signed["expires"]))
-        self._canonical: bytes | None = canonical_json.encode(signed)
+        hasher = hashlib.sha256()
+        canonical_json.encode(signed, hasher)
+        self._digest = hasher.digest()
 
     def verify_by(
         self, delegator: "dict[str, object]", role: "dict[str, object]", crypto: "TufCrypto"
     ) -> None:
         """Raise ``threshold`` unless *role*'s threshold of its keys (from *delegator*) signed."""
-        canonical = self._canonical
-        if canonical is None:
-            canonical = canonical_json.encode(self.signed)
         found = delegator["keys"]
         assert isinstance(found, dict)
         valid = 0
@@ -218,7 +218,7 @@ class Metadata:
         for keyid in keyids:
             key, signature = found.get(keyid), self.signatures.get(keyid)
             if isinstance(key, dict) and signature is not None:
-                if keys.signature_valid(key, signature, canonical, crypto):
+                if keys.signature_valid(key, signature, self.signed, self._digest, crypto):
                     valid += 1
         threshold = role["threshold"]
         if valid < threshold:  # type: ignore[operator]
@@ -226,7 +226,3 @@ class Metadata:
                 "threshold",
                 self.role_type + " has " + str(valid) + " valid signatures of " + str(threshold),
             )
-
-    def done_verifying(self) -> None:
-        """Drop the canonical bytes: they are needed again only for a diamond delegation."""
-        self._canonical = None

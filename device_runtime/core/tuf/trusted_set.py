@@ -11,10 +11,8 @@ after. Delegated targets are kept with the role that delegated them: a role
 reached again through another delegator is checked again against that one.
 """
 
-import hashlib
-
-from device_runtime.core import sha512
 from device_runtime.core.tuf.error import TufError
+from device_runtime.core.tuf.file_check import check_bytes
 from device_runtime.core.tuf.metadata import Metadata
 
 TYPE_CHECKING = False
@@ -22,37 +20,15 @@ if TYPE_CHECKING:
     from device_runtime.core.port_types import TufCrypto
 
 
-def _digest(algorithm: str, data: bytes) -> "bytes | None":
-    if algorithm == "sha256":
-        return hashlib.sha256(data).digest()
-    if algorithm == "sha512":
-        return sha512.new(data).digest()
-    return None
-
-
-def check_length_and_hashes(info: "dict[str, object]", data: bytes, what: str) -> None:
-    """*data* must have the ``length`` and every one of the ``hashes`` *info* lists."""
-    import binascii
-
-    length = info.get("length")
-    if length is not None and len(data) != length:
-        raise TufError("mismatch", what + " is " + str(len(data)) + " bytes, not " + str(length))
-    hashes = info.get("hashes")
-    for algorithm, expected in (hashes if isinstance(hashes, dict) else {}).items():
-        digest = _digest(algorithm, data)
-        if digest is None or binascii.hexlify(digest).decode() != expected:
-            raise TufError("mismatch", what + " does not match its " + algorithm[:20] + " hash")
-
-
 class TrustedSet:
     """Starts from a trusted root (checked against its own keys); *now* is the reference time."""
 
-    def __init__(self, root_data: bytes, now: int, crypto: "TufCrypto") -> None:
+    def __init__(self, root_data: "bytes | bytearray", now: int, crypto: "TufCrypto") -> None:
         self.now = now
         self.crypto = crypto
         root = Metadata(root_data, "root")
         root.verify_by(root.signed, self._role(root, "root"), crypto)
-        root.done_verifying()
+        root.signatures = {}  # counted: a small heap need not keep them
         self.root = root
         self.timestamp: Metadata | None = None
         self.snapshot: Metadata | None = None
@@ -70,13 +46,13 @@ class TrustedSet:
         if self.now >= metadata.expires:
             raise TufError("expired", what + " " + metadata.role_type + " has expired")
 
-    def _load(self, data: bytes, role_type: str) -> Metadata:
+    def _load(self, data: "bytes | bytearray", role_type: str) -> Metadata:
         new = Metadata(data, role_type)
         new.verify_by(self.root.signed, self._role(self.root, role_type), self.crypto)
-        new.done_verifying()
+        new.signatures = {}
         return new
 
-    def update_root(self, data: bytes) -> None:
+    def update_root(self, data: "bytes | bytearray") -> None:
         """Spec 5.3.4-5.3.8: signed by the old root's and its own threshold, version + 1."""
         new = Metadata(data, "root")
         new.verify_by(self.root.signed, self._role(self.root, "root"), self.crypto)
@@ -86,7 +62,7 @@ class TrustedSet:
                 "root version " + str(new.version) + " does not follow " + str(self.root.version),
             )
         new.verify_by(new.signed, self._role(new, "root"), self.crypto)
-        new.done_verifying()
+        new.signatures = {}
         self.root = new
 
     def snapshot_meta(self, timestamp: "Metadata | None" = None) -> "dict[str, object]":
@@ -99,7 +75,7 @@ class TrustedSet:
         assert isinstance(info, dict)
         return info
 
-    def update_timestamp(self, data: bytes) -> bool:
+    def update_timestamp(self, data: "bytes | bytearray") -> bool:
         """Spec 5.4; False when it is the version already trusted (kept, not an error)."""
         self._check_expiry(self.root, "final")
         new = self._load(data, "timestamp")
@@ -117,13 +93,13 @@ class TrustedSet:
         self._check_expiry(new, "new")
         return True
 
-    def update_snapshot(self, data: bytes, *, stored: bool = False) -> None:
+    def update_snapshot(self, data: "bytes | bytearray", *, stored: bool = False) -> None:
         """Spec 5.5; *stored* data was checked against a timestamp's hashes when it came."""
         assert self.timestamp is not None
         self._check_expiry(self.timestamp, "final")
         info = self.snapshot_meta()
         if not stored:
-            check_length_and_hashes(info, data, "snapshot")
+            check_bytes(info, data, "snapshot")
         new = self._load(data, "snapshot")
         old = self.snapshot
         if old is not None:
@@ -154,11 +130,11 @@ class TrustedSet:
             raise TufError("bad-metadata", "snapshot does not list role " + repr(role)[:60])
         return info
 
-    def update_targets(self, data: bytes, role: str, delegator: str) -> Metadata:
+    def update_targets(self, data: "bytes | bytearray", role: str, delegator: str) -> Metadata:
         """Spec 5.6: *role*'s targets, signed as *delegator* (``root`` or a targets role) says."""
         self._check_final_snapshot()
         info = self.role_meta(role)
-        check_length_and_hashes(info, data, role[:60])
+        check_bytes(info, data, role[:60])
         new = Metadata(data, "targets")
         if delegator == "root":
             new.verify_by(self.root.signed, self._role(self.root, "targets"), self.crypto)
@@ -169,7 +145,7 @@ class TrustedSet:
             assert isinstance(roles, list)
             delegation = [r for r in roles if r["name"] == role][0]
             new.verify_by(parent, delegation, self.crypto)
-        new.done_verifying()
+        new.signatures = {}
         if new.version != info["version"]:
             raise TufError("mismatch", role[:60] + " version is not the one the snapshot names")
         self._check_expiry(new, "new")

@@ -11,32 +11,43 @@ way. The client's own metadata files are the repository's bytes, written only
 after they were trusted, under the role's quoted name.
 """
 
-import hashlib
-
-from device_runtime.core import sha512
 from device_runtime.core.errors import SevenfoldError, TooLarge
 from device_runtime.core.tuf import delegations
 from device_runtime.core.tuf.error import TufError
+from device_runtime.core.tuf.file_check import FileCheck
 from device_runtime.core.tuf.names import file_name, quote
 from device_runtime.core.tuf.trusted_set import TrustedSet
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from device_runtime.core.port_types import Clock, Fetcher, Store, TargetStore, TufCrypto
+    from device_runtime.core.port_types import (
+        Clock,
+        Fetcher,
+        HttpBody,
+        Store,
+        TargetStore,
+        TufCrypto,
+    )
+
+    Bytes = bytes | bytearray
 
 CHUNK = 2048
 
 
 class Limits:
-    """The most any document may be, in bytes, and how far the workflow may go."""
+    """The most any document may be, in bytes, and how far the workflow may go.
+
+    The defaults fit a device with a 64 KiB heap, where a document is parsed
+    whole; a port with more memory passes larger ones.
+    """
 
     def __init__(
         self,
         *,
-        root: int = 64 * 1024,
-        timestamp: int = 16 * 1024,
-        snapshot: int = 256 * 1024,
-        targets: int = 1024 * 1024,
+        root: int = 16 * 1024,
+        timestamp: int = 4 * 1024,
+        snapshot: int = 16 * 1024,
+        targets: int = 16 * 1024,
         max_root_rotations: int = 256,
         max_delegations: int = 32,
         timeout_s: float = 30.0,
@@ -59,6 +70,7 @@ class TargetInfo:
         assert isinstance(length, int) and isinstance(hashes, dict)
         self.length = length
         self.hashes: dict[str, str] = hashes
+        self.info = info
         custom = info.get("custom")
         self.custom: dict[str, object] = custom if isinstance(custom, dict) else {}
 
@@ -86,33 +98,63 @@ class Updater:
         if root is None:
             raise TufError("bad-metadata", "no trusted root.json in the metadata store")
         self._refreshed = False
-        self._trusted = TrustedSet(root, clock.unix_time(), crypto)
+        try:
+            self._trusted = TrustedSet(root, clock.unix_time(), crypto)
+        except MemoryError:
+            raise TufError("too-large", "root does not fit in this device's memory") from None
 
-    def _fetch(self, name: str, max_length: int, missing_ok: bool = False) -> "bytes | None":
-        url = self._metadata_url + name
+    def _open(self, url: str, max_length: int, what: str) -> "HttpBody":
+        """A 200 answer to GET *url*, its body refused past *max_length*."""
         try:
             response = self._fetcher(url, max_length=max_length, timeout_s=self._limits.timeout_s)
-            try:
-                if missing_ok and response.status in (403, 404):
-                    return None
-                if response.status != 200:
-                    raise TufError("http-status", name + " answered HTTP " + str(response.status))
-                parts: list[bytes] = []
-                while True:
-                    part = response.read(CHUNK)
-                    if not part:
-                        return b"".join(parts)
-                    parts.append(part)
-            finally:
-                response.close()
         except TooLarge as exc:
-            raise TufError("too-large", name + ": " + exc.reason) from None
-        except TufError:
-            raise
+            raise TufError("too-large", what + ": " + exc.reason) from None
         except SevenfoldError as exc:
-            raise TufError("http-status", name + ": " + exc.reason) from None
+            raise TufError("http-status", what + ": " + exc.reason) from None
+        if response.status != 200:
+            response.close()
+            raise TufError(
+                "http-status", what + " answered HTTP " + str(response.status), response.status
+            )
+        return response
 
-    def _stored(self, name: str, limit: int) -> "bytes | None":
+    @staticmethod
+    def _read(response: "HttpBody", what: str) -> bytes:
+        try:
+            return response.read(CHUNK)
+        except TooLarge as exc:
+            raise TufError("too-large", what + ": " + exc.reason) from None
+        except SevenfoldError as exc:
+            raise TufError("http-status", what + ": " + exc.reason) from None
+
+    def _fetch(self, name: str, max_length: int, missing_ok: bool = False) -> "Bytes | None":
+        """Metadata file *name*, whole; None if *missing_ok* and the server has none (403/404)."""
+        try:
+            response = self._open(self._metadata_url + name, max_length, name)
+        except TufError as exc:
+            if missing_ok and exc.status in (403, 404):
+                return None
+            raise
+        # One buffer of the announced size: a list of parts joined at the end
+        # would hold the document twice.
+        size = response.length
+        parts: list[bytes] = []
+        buffer = bytearray(size or 0)
+        got = 0
+        try:
+            while True:
+                part = self._read(response, name)
+                if not part:
+                    return buffer if size is not None else b"".join(parts)
+                if size is None:
+                    parts.append(part)
+                else:
+                    buffer[got : got + len(part)] = part
+                    got += len(part)
+        finally:
+            response.close()
+
+    def _stored(self, name: str, limit: int) -> "Bytes | None":
         data = self._store.read(name)
         return data if data is not None and len(data) <= limit else None
 
@@ -125,42 +167,63 @@ class Updater:
         self._refreshed = True
 
     def _refresh(self) -> None:
-        trusted, limits = self._trusted, self._limits
-        first = trusted.root.version + 1
-        for version in range(first, first + limits.max_root_rotations):
-            data = self._fetch(str(version) + ".root.json", limits.root, missing_ok=True)
+        self._load_root()
+        self._load_timestamp()
+        self._load_snapshot()
+        self._targets("targets", "root")
+
+    def _load_root(self) -> None:
+        """Spec 5.3: each next root version in turn, until the server has none."""
+        first = self._trusted.root.version + 1
+        for version in range(first, first + self._limits.max_root_rotations):
+            data = self._fetch(str(version) + ".root.json", self._limits.root, missing_ok=True)
             if data is None:
-                break
-            trusted.update_root(data)
+                return
+            self._trusted.update_root(data)
             self._store.write("root.json", data)
-        data = self._stored("timestamp.json", limits.timestamp)
+            data = None
+
+    def _load_timestamp(self) -> None:
+        """Spec 5.4: the stored timestamp only guards against rollback; the server's is fetched."""
+        data = self._stored("timestamp.json", self._limits.timestamp)
         if data is not None:
             try:
-                trusted.update_timestamp(data)
+                self._trusted.update_timestamp(data)
             except TufError:
                 pass
-        data = self._fetch("timestamp.json", limits.timestamp)
+        data = None
+        data = self._fetch("timestamp.json", self._limits.timestamp)
         assert data is not None
-        if trusted.update_timestamp(data):
+        if self._trusted.update_timestamp(data):
             self._store.write("timestamp.json", data)
-        data = self._stored("snapshot.json", limits.snapshot)
+
+    def _load_snapshot(self) -> None:
+        """Spec 5.5: the stored snapshot if it is the one the timestamp names, else the server's."""
+        data = self._stored("snapshot.json", self._limits.snapshot)
         try:
             if data is None:
                 raise TufError("bad-metadata", "no stored snapshot")
-            trusted.update_snapshot(data, stored=True)
+            self._trusted.update_snapshot(data, stored=True)
         except TufError:
-            info = trusted.snapshot_meta()
-            prefix = (
-                str(info["version"]) + "." if trusted.root.signed.get("consistent_snapshot") else ""
+            data = None
+            data = self._fetch_listed(
+                "snapshot", self._trusted.snapshot_meta(), self._limits.snapshot
             )
-            length = info.get("length")
-            data = self._fetch(prefix + "snapshot.json", int(length or limits.snapshot))  # type: ignore[call-overload]
-            assert data is not None
-            trusted.update_snapshot(data)
+            self._trusted.update_snapshot(data)
             self._store.write("snapshot.json", data)
-        self._targets("targets", "root")
+
+    def _fetch_listed(self, role: str, info: "dict[str, object]", limit: int) -> "Bytes":
+        """*role*'s metadata at the version (and within the length) its parent lists."""
+        prefix = ""
+        if self._trusted.root.signed.get("consistent_snapshot"):
+            prefix = str(info["version"]) + "."
+        length = info.get("length")
+        data = self._fetch(prefix + quote(role) + ".json", length or limit)  # type: ignore[arg-type]
+        assert data is not None
+        return data
 
     def _targets(self, role: str, delegator: str) -> "dict[str, object]":
+        """Spec 5.6: *role*'s targets as *delegator* delegated it, stored or fetched."""
         trusted = self._trusted
         known = trusted.targets.get(role)
         if known is not None and known[1] == delegator:
@@ -172,14 +235,8 @@ class Updater:
                 raise TufError("bad-metadata", "no stored " + role[:60])
             return trusted.update_targets(data, role, delegator).signed
         except TufError:
-            info = trusted.role_meta(role)
-            prefix = (
-                str(info["version"]) + "." if trusted.root.signed.get("consistent_snapshot") else ""
-            )
-            length = info.get("length")
-            url_name = prefix + quote(role) + ".json"
-            data = self._fetch(url_name, int(length or self._limits.targets))  # type: ignore[call-overload]
-            assert data is not None
+            data = None
+            data = self._fetch_listed(role, trusted.role_meta(role), self._limits.targets)
             signed = trusted.update_targets(data, role, delegator).signed
             self._store.write(name, data)
             return signed
@@ -221,30 +278,6 @@ class Updater:
                 to_visit.extend(pending)
         return None
 
-    def _hashers(self, target: "TargetInfo") -> "list[tuple[str, object]]":
-        hashers: list[tuple[str, object]] = []
-        for algorithm, expected in target.hashes.items():
-            if algorithm == "sha256":
-                hashers.append((expected, hashlib.sha256()))
-            elif algorithm == "sha512":
-                hashers.append((expected, sha512.new()))
-            else:
-                raise TufError(
-                    "mismatch", target.path[:60] + " uses unknown hash " + algorithm[:20]
-                )
-        return hashers
-
-    def _check(self, target: "TargetInfo", hashers: "list[tuple[str, object]]", size: int) -> None:
-        import binascii
-
-        if size != target.length:
-            raise TufError(
-                "mismatch", target.path[:60] + " is not " + str(target.length) + " bytes"
-            )
-        for expected, hasher in hashers:
-            if binascii.hexlify(hasher.digest()).decode() != expected:  # type: ignore[attr-defined]
-                raise TufError("mismatch", target.path[:60] + " does not match its hashes")
-
     def cached(self, target: "TargetInfo") -> bool:
         """Whether the targets store already holds *target* with its length and hashes."""
         assert self._targets_store is not None
@@ -252,16 +285,13 @@ class Updater:
         if handle is None:
             return False
         try:
-            hashers = self._hashers(target)
-            size = 0
-            while size <= target.length:
+            check = FileCheck(target.info, target.path[:60])
+            while check.size <= target.length:
                 part = handle.read(CHUNK)
                 if not part:
                     break
-                size += len(part)
-                for _, hasher in hashers:
-                    hasher.update(part)  # type: ignore[attr-defined]
-            self._check(target, hashers, size)
+                check.update(part)
+            check.finish()
         except TufError:
             return False
         finally:
@@ -276,41 +306,20 @@ class Updater:
         if self._trusted.root.signed.get("consistent_snapshot"):
             folder, slash, base = path.rpartition("/")
             path = folder + slash + next(iter(target.hashes.values())) + "." + base
-        hashers = self._hashers(target)
-        url = self._targets_url + quote(path, "/")
-        try:
-            response = self._fetcher(
-                url, max_length=target.length, timeout_s=self._limits.timeout_s
-            )
-        except TooLarge as exc:
-            raise TufError("too-large", target.path[:60] + ": " + exc.reason) from None
-        except SevenfoldError as exc:
-            raise TufError("http-status", target.path[:60] + ": " + exc.reason) from None
+        check = FileCheck(target.info, target.path[:60])
+        response = self._open(self._targets_url + quote(path, "/"), target.length, path)
         handle = store.open_partial(target.path)
         try:
-            if response.status != 200:
-                raise TufError(
-                    "http-status", target.path[:60] + " answered HTTP " + str(response.status)
-                )
-            size = 0
             while True:
-                part = response.read(CHUNK)
+                part = self._read(response, path)
                 if not part:
                     break
-                size += len(part)
-                for _, hasher in hashers:
-                    hasher.update(part)  # type: ignore[attr-defined]
+                check.update(part)
                 handle.write(part)
-            self._check(target, hashers, size)
-        except TooLarge as exc:
+            check.finish()
+        except BaseException:
             handle.close()
             store.discard(target.path)
-            raise TufError("too-large", target.path[:60] + ": " + exc.reason) from None
-        except BaseException as exc:
-            handle.close()
-            store.discard(target.path)
-            if isinstance(exc, SevenfoldError) and not isinstance(exc, TufError):
-                raise TufError("http-status", target.path[:60] + ": " + exc.reason) from None
             raise
         finally:
             response.close()

@@ -11,9 +11,13 @@ from pathlib import Path
 
 from device_runtime.core.http_client import http_get
 from device_runtime.core.tuf.client_command import run
+from device_runtime.core.tuf.updater import Limits
 from device_runtime.ports.cpython import crypto
 from device_runtime.ports.cpython.clock import SystemClock
 from device_runtime.ports.cpython.storage import DirectoryStore
+
+LIMITS = Limits(root=512_000, timestamp=16_384, snapshot=2_000_000, targets=5_000_000)
+"""python-tuf's own limits: a CPython host has the memory to parse documents that large."""
 
 
 def main(argv: list[str]) -> int:
@@ -23,6 +27,7 @@ def main(argv: list[str]) -> int:
         fetcher=http_get,
         crypto=crypto,
         clock=SystemClock(),
+        limits=LIMITS,
     )
 
 
