@@ -24,56 +24,21 @@ from device_runtime.core.retry_schedule import RetrySchedule
 from device_runtime.core.signed_image import ImageError
 from device_runtime.core.slot_install import FLUSH_EVERY, mark_pending
 from device_runtime.ports.cpython.clock import SystemClock
-from device_runtime.ports.cpython.storage import DirectoryStore
+from tests.device_runtime import download_board
+from tests.device_runtime.download_board import PATH, V2, Board
 from tests.device_runtime.download_server import DownloadServer
-from tests.device_runtime.slot_device import SlotDevice, signed
 from tests.device_runtime.stepped_clock import SteppedClock
 from tests.device_runtime.update_device import MODEL
 
 pytestmark = pytest.mark.timeout(120)
-
-SLOT = 256 * 1024
-V1 = signed("1.0.0", 2)
-V2 = signed("1.1.0", 3, size=150_000)
-PATH = "/tuf/targets/board/v2.img"
 
 
 def seeded_random(seed: int) -> random.Random:
     return random.Random(seed)
 
 
-class Board:
-    """A device with 256 KiB slots, 1.0.0 confirmed in slot A, its record in *directory*."""
-
-    def __init__(self, directory: Path, *, fresh: bool = True) -> None:
-        self.directory = directory
-        self.device = SlotDevice(directory, slot_size=SLOT)
-        self.store = DirectoryStore(directory=directory / "agent")
-        self.closed = False
-        if fresh:
-            self.device.provision(V1)
-
-    def downloader(
-        self, clock: SteppedClock | SystemClock, *, attempts: int = 6, seed: int = 1, **kw: object
-    ) -> tuple[Downloader, random.Random]:
-        draws = seeded_random(seed)
-        schedule = RetrySchedule(clock, draws.randbytes, base_ms=100, cap_ms=1600,
-                                 attempts=attempts)  # fmt: skip
-        return Downloader(self.store, schedule, timeout_s=0.5, **kw), draws  # type: ignore[arg-type]
-
-    def reboot(self) -> Board:
-        self.close()
-        return Board(self.directory, fresh=False)
-
-    def close(self) -> None:
-        if not self.closed:
-            self.device.flash.close()
-            self.closed = True
-
-
-def target(server: DownloadServer, image: bytes = V2, path: str = PATH) -> Target:
-    return Target(path.rsplit("/", 1)[1], server.url + path, len(image),
-                  hashlib.sha256(image).digest(), [MODEL])  # fmt: skip
+def target(server: DownloadServer) -> Target:
+    return download_board.target(server.url)
 
 
 @pytest.fixture
@@ -102,7 +67,7 @@ def interrupted(board: Board, server: DownloadServer, at: int) -> None:
     """A download cut after *at* bytes, with no attempts left to retry: the board then
     loses power (the test reboots it)."""
     server.faults = [f"drop:{at}"]
-    downloader, _ = board.downloader(SteppedClock(), attempts=1)
+    downloader = board.downloader(SteppedClock(), attempts=1)
     with pytest.raises(DownloadError, match="gave up after 1 attempts") as caught:
         downloader.install(board.device.slots, 0, board.device.trust, target(server), MODEL)
     assert not caught.value.permanent
@@ -117,7 +82,7 @@ def test_a_download_cut_off_resumes_after_a_reboot_from_the_durable_offset(
     assert record.same_target("v2.img", len(V2), hashlib.sha256(V2).digest())
     board = board.reboot()
     before = server.served
-    downloader, _ = board.downloader(SteppedClock())
+    downloader = board.downloader(SteppedClock())
     installs(board, downloader, server)
     assert server.requests[-1] == (PATH, FLUSH_EVERY, "")
     assert server.served - before == len(V2) - FLUSH_EVERY == downloader.received
@@ -142,7 +107,7 @@ def test_a_record_that_cannot_vouch_for_the_slot_restarts_the_download_from_zero
     path.write_bytes(bytes(data))
     board = board.reboot()
     before = server.served
-    downloader, _ = board.downloader(SteppedClock())
+    downloader = board.downloader(SteppedClock())
     installs(board, downloader, server)
     assert server.served - before == len(V2)
     assert server.requests[-1] == (PATH, None, "")
@@ -160,7 +125,7 @@ def test_a_record_is_dropped_when_the_install_refuses_the_bytes(
     interrupted(board, server, 100_000)
     board = board.reboot()
     lying = Target("v2.img", server.url + PATH, len(V2), bytes(32), [MODEL])
-    downloader, _ = board.downloader(SteppedClock())
+    downloader = board.downloader(SteppedClock())
     download_record.save(board.store, DownloadRecord("v2.img", len(V2), bytes(32), FLUSH_EVERY))
     with pytest.raises(ImageError, match="do not hash to the target's SHA-256"):
         downloader.install(board.device.slots, 0, board.device.trust, lying, MODEL)
@@ -173,7 +138,7 @@ def test_dropped_connections_5xx_and_stalls_are_retried_after_jittered_back_off(
 ) -> None:
     server.faults = ["drop:30000", "status:503", "stall:2", "drop:20000", "status:500"]
     clock = SteppedClock()
-    downloader, _ = board.downloader(clock, seed=7)
+    downloader = board.downloader(clock, seed=7)
     installs(board, downloader, server)
     offsets = [start for _, start, _ in server.requests]
     assert offsets == [None, 30000, 30000, 30000, 50000, 50000]
@@ -191,7 +156,7 @@ def test_the_back_off_doubles_to_its_cap_and_gives_up_after_its_attempts(
 ) -> None:
     server.faults = ["status:503"] * 8
     clock = SteppedClock()
-    downloader, _ = board.downloader(clock, attempts=7, seed=3)
+    downloader = board.downloader(clock, attempts=7, seed=3)
     with pytest.raises(DownloadError, match="gave up after 7 attempts: the server answered 503"):
         downloader.install(board.device.slots, 0, board.device.trust, target(server), MODEL)
     draws = seeded_random(3)
@@ -213,7 +178,7 @@ def test_a_4xx_is_permanent_with_the_reason_and_not_retried(
 ) -> None:
     server.faults = [f"status:{status}"]
     clock = SteppedClock()
-    downloader, _ = board.downloader(clock)
+    downloader = board.downloader(clock)
     with pytest.raises(DownloadError, match=f"v2.img: the server answered {status}") as caught:
         downloader.install(board.device.slots, 0, board.device.trust, target(server), MODEL)
     assert caught.value.permanent and clock.sleeps == [] and len(server.requests) == 1
@@ -235,7 +200,7 @@ def test_a_resume_the_server_does_not_honour_restarts_or_skips(
     board = board.reboot()
     server.faults = [fault]
     before = server.served
-    downloader, _ = board.downloader(SteppedClock())
+    downloader = board.downloader(SteppedClock())
     installs(board, downloader, server)
     assert server.served - before == served
     if note is None:
@@ -251,7 +216,7 @@ def test_a_file_of_another_length_is_refused(board: Board, server: DownloadServe
     interrupted(board, server, 100_000)
     board = board.reboot()
     server.faults = ["short"]
-    downloader, _ = board.downloader(SteppedClock())
+    downloader = board.downloader(SteppedClock())
     with pytest.raises(DownloadError, match=r"the server's file is 150[0-9]+ bytes") as caught:
         downloader.install(board.device.slots, 0, board.device.trust, target(server), MODEL)
     assert caught.value.permanent
@@ -260,7 +225,7 @@ def test_a_file_of_another_length_is_refused(board: Board, server: DownloadServe
 
 def test_the_cap_holds_the_rate_on_the_clock_port(board: Board, server: DownloadServer) -> None:
     clock = SteppedClock()
-    downloader, _ = board.downloader(clock, cap=BandwidthCap(clock, 50_000, burst=4096))
+    downloader = board.downloader(clock, cap=BandwidthCap(clock, 50_000, burst=4096))
     installs(board, downloader, server)
     slept = sum(clock.sleeps)
     expected_ms = (len(V2) - 4096) * 1000 // 50_000
@@ -272,7 +237,7 @@ def test_the_cap_holds_the_rate_on_the_real_clock(board: Board, server: Download
     figure is ``bench/bench_download.py``'s."""
     clock = SystemClock()
     rate = 500_000
-    downloader, _ = board.downloader(clock, cap=BandwidthCap(clock, rate, burst=8192))
+    downloader = board.downloader(clock, cap=BandwidthCap(clock, rate, burst=8192))
     started = time.monotonic()
     installs(board, downloader, server)
     assert time.monotonic() - started >= 0.9 * (len(V2) - 8192) / rate
