@@ -95,8 +95,18 @@ def apply_patch(
         raise DeltaError("data-format patches (ELF or ARM code) are not supported")
     made = 0
     cursor = 0
-    was_empty = False
+    entries = 0
     while made < to_size:
+        # Empty entries, even several in a row, are genuine (bsdiff moving the old cursor
+        # twice before its next match), but bsdiff's scan moves on by at least a byte
+        # between two entries, so a patch has at most to_size + 1 of them: a limit that
+        # bounds the work by the image, not by the patch, and that no genuine patch meets.
+        entries += 1
+        if entries > to_size + 1:
+            raise DeltaError(
+                "at new offset %d: more than %d entries for a %d-byte image"
+                % (made, to_size + 1, to_size)
+            )
         length = _entry_size(decoded, "diff", made, to_size)
         if length and cursor + length > old_size:
             raise DeltaError(
@@ -116,12 +126,6 @@ def apply_patch(
             cursor += n
             made += n
         extra = _entry_size(decoded, "extra", made, to_size)
-        # detools makes an empty entry now and then, never two in a row (they would be
-        # one); refusing a run keeps the work bounded by the image, not by the patch.
-        empty = length == 0 and extra == 0
-        if empty and was_empty:
-            raise DeltaError("at new offset %d: a second empty entry in a row" % made)
-        was_empty = empty
         end = made + extra
         while made < end:
             n = min(CHUNK, end - made)

@@ -2,6 +2,8 @@
 # never imports it; the core names these types under ``if TYPE_CHECKING``.
 from typing import Protocol
 
+from device_runtime.core.block_device import Area
+
 class Transport(Protocol):
     def connect(self) -> None: ...
     def publish(self, topic: str, payload: bytes) -> None: ...
@@ -94,6 +96,11 @@ class OnProgress(Protocol):
     """Told the offset up to which a download is durable in its slot."""
 
     def __call__(self, offset: int, /) -> None: ...
+
+class FillSlot(Protocol):
+    """Writes an image into a slot's area from offset 0 (``slot_install.install_written``)."""
+
+    def __call__(self, area: Area, /) -> None: ...
 
 class HealthCheck(Protocol):
     """True once the image on trial works; False while it cannot tell yet."""

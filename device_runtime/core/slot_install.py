@@ -33,7 +33,7 @@ from device_runtime.core.slots import CONFIRMED, EMPTY
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from device_runtime.core.image_trust import ImageTrust
-    from device_runtime.core.port_types import OnProgress, ReadBytes
+    from device_runtime.core.port_types import FillSlot, OnProgress, ReadBytes
     from device_runtime.core.signed_image import VerifiedImage
     from device_runtime.core.slots import Slot
 
@@ -119,6 +119,52 @@ def install(
     model, so this is where a device refuses another model's firmware), *model* this
     device's own.
     """
+    slot = _target_slot(slots, running, length, sha256, hardware, model)
+    if resume_from:
+        if resume_from % slot.area.erase_size or not 0 < resume_from < length:
+            raise StorageError("cannot resume at offset %r of a %d-byte target"
+                               % (resume_from, length))  # fmt: skip
+        if slot.trailer().state != EMPTY:
+            raise StorageError("cannot resume into slot %s: it holds a marked image" % slot.name)
+    slot.erase(resume_from)
+    return _checked(slot, _SlotWriter(slot, read, length, resume_from, progress), trust, sha256)
+
+
+def install_written(
+    slots: "list[Slot]",
+    running: int,
+    fill: "FillSlot",
+    trust: "ImageTrust",
+    *,
+    length: int,
+    sha256: bytes,
+    hardware: "list[str] | tuple[str, ...]",
+    model: str,
+) -> "VerifiedImage":
+    """An update that something else makes in the inactive slot (a delta applied from the
+    running one), checked exactly as :func:`install` checks a download: the same refusals
+    before a byte is written, the slot erased, ``fill(area)`` writing the image from offset
+    0, then every byte read back, hashed and verified against what TUF said of the target."""
+    slot = _target_slot(slots, running, length, sha256, hardware, model)
+    slot.erase()
+    fill(slot.area)
+    slot.area.flush()
+    return _checked(slot, _SlotWriter(slot, _nothing, length, length, None), trust, sha256)
+
+
+def _nothing(n: int) -> bytes:
+    return b""
+
+
+def _target_slot(
+    slots: "list[Slot]",
+    running: int,
+    length: int,
+    sha256: bytes,
+    hardware: "list[str] | tuple[str, ...]",
+    model: str,
+) -> "Slot":
+    """The slot the target may go to, after what can be refused before a byte is written."""
     if not isinstance(length, int) or isinstance(length, bool) or length <= 0:
         raise ImageError("target length %r is not a positive integer" % (length,))
     if not isinstance(sha256, bytes) or len(sha256) != 32:
@@ -129,21 +175,19 @@ def install(
     if length > slot.capacity:
         raise ImageError("the target's %d bytes are more than slot %s holds (%d)"
                          % (length, slot.name, slot.capacity))  # fmt: skip
-    if resume_from:
-        if resume_from % slot.area.erase_size or not 0 < resume_from < length:
-            raise StorageError("cannot resume at offset %r of a %d-byte target"
-                               % (resume_from, length))  # fmt: skip
-        if slot.trailer().state != EMPTY:
-            raise StorageError("cannot resume into slot %s: it holds a marked image" % slot.name)
-    slot.erase(resume_from)
-    writer = _SlotWriter(slot, read, length, resume_from, progress)
+    return slot
+
+
+def _checked(
+    slot: "Slot", writer: _SlotWriter, trust: "ImageTrust", sha256: bytes
+) -> "VerifiedImage":
     image = trust.verify(writer, slot.capacity)
     slot.area.flush()
-    if writer.offset != length:
+    if writer.offset != writer.limit:
         raise ImageError("the image ends at offset %d; the target is %d bytes"
-                         % (writer.offset, length))  # fmt: skip
+                         % (writer.offset, writer.limit))  # fmt: skip
     if not digests_equal(writer.sha.digest(), sha256):
-        raise ImageError("the %d bytes do not hash to the target's SHA-256" % length)
+        raise ImageError("the %d bytes do not hash to the target's SHA-256" % writer.limit)
     return image
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,16 +16,23 @@ from update_service import key_ceremony, release_publisher, root_metadata
 from update_service.release_store import ReleaseStore
 from update_service.signing_keys import generate_signer
 
-UNAPPLIABLE_IMAGE_KEY = KEY
-UNAPPLIABLE_PAYLOADS = (
-    bytes.fromhex("c509cfcd85c509cfcd85c509cfcd85c509cfcd85c509cfcd85c509cfcd85c509"),
-    bytes.fromhex("09cfcd85c509cfcd85c409cfcd85c509cfcd85c508cfcd85c509cfcd85c5"),
+EMPTY_RUN_KEY = KEY
+EMPTY_RUN_PAYLOADS = tuple(
+    random.Random(5).randbytes(20_000) + bytes.fromhex(part)
+    for part in (
+        "c509cfcd85c509cfcd85c509cfcd85c509cfcd85c509cfcd85c509cfcd85c509",
+        "09cfcd85c509cfcd85c409cfcd85c509cfcd85c508cfcd85c509cfcd85c5",
+    )
 )
-"""Two payloads whose images, signed with :data:`UNAPPLIABLE_IMAGE_KEY` as 1.0.0 and
-1.1.0 at security counter 1, make a detools patch the device's applier refuses ("a
-second empty entry in a row"): found by fuzzing ``deltas.build_delta``, shrunk. Those
-two images are deterministic (RFC 6979 signatures), so the publish that builds the
-delta between them meets a genuine ``DeltaError``."""
+"""Two payloads whose images, signed with :data:`EMPTY_RUN_KEY` as 1.0.0 and 1.1.0 at
+security counter 1 (:data:`EMPTY_RUN_IMAGES`), make a detools patch with two empty
+entries in a row, which the device's applier once refused: found by fuzzing
+``deltas.build_delta``, shrunk, then put behind 20 KB of shared bytes so that the
+delta is worth publishing. The images are deterministic (RFC 6979 signatures)."""
+EMPTY_RUN_IMAGES = tuple(
+    sign_image(payload, key=EMPTY_RUN_KEY, version=version, security_counter=1)
+    for version, payload in zip(("1.0.0", "1.1.0"), EMPTY_RUN_PAYLOADS, strict=True)
+)
 
 
 @dataclass

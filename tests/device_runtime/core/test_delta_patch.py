@@ -109,10 +109,14 @@ def test_reads_outside_the_old_image_are_refused():
     assert "cursor moves to -1" in refused(old, patch(4, entries((bytes(2), b"", -3))))
 
 
-def test_a_run_of_empty_entries_is_refused():
-    one_empty = entries((b"", b"", 2), (b"", b"ab", 0))
-    assert applied(b"xyz", patch(2, one_empty)) == b"ab"
-    assert "second empty entry" in refused(b"xyz", patch(2, entries((b"", b"", 1), (b"", b"", 1))))
+def test_empty_entries_in_a_row_apply_and_a_run_past_the_image_is_refused():
+    # detools makes them (bsdiff moving the old cursor twice before the next match).
+    two_empty = entries((b"", b"", 2), (b"", b"", -1), (b"\x01", b"b", 0))
+    assert applied(b"xyz", patch(2, two_empty)) == b"zb"
+    three = entries((b"", b"", 0), (b"", b"", 0), (b"", b"ab", 0))
+    assert applied(b"xyz", patch(2, three)) == b"ab"
+    four = entries((b"", b"", 0), (b"", b"", 0), (b"", b"", 0), (b"", b"ab", 0))
+    assert "more than 3 entries for a 2-byte image" in refused(b"xyz", patch(2, four))
 
 
 def test_decoded_bytes_after_the_image_are_refused():

@@ -14,7 +14,7 @@ from pathlib import Path
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from tests.sevenfold.cli.typed_commands import ok, sevenfold
-from tests.update_service.release_fixtures import UNAPPLIABLE_IMAGE_KEY, UNAPPLIABLE_PAYLOADS
+from tests.update_service.release_fixtures import EMPTY_RUN_KEY, EMPTY_RUN_PAYLOADS
 from update_service import root_metadata
 from update_service.signing_keys import generate_signer, public_pem
 
@@ -127,13 +127,13 @@ def test_a_model_whose_record_was_lost_gets_its_image_keys_again(tmp_path: Path)
 
 
 def test_a_publish_says_which_delta_it_left_out(tmp_path: Path) -> None:
-    signer = CryptoSigner(UNAPPLIABLE_IMAGE_KEY)
+    signer = CryptoSigner(EMPTY_RUN_KEY)
     key = tmp_path / "image-key.pem"
     key.write_bytes(signer.private_bytes)
     public = tmp_path / "image-key.pub.pem"
     public.write_bytes(public_pem(signer.public_key))
     images = []
-    for version, payload in zip(("1.0.0", "1.1.0"), UNAPPLIABLE_PAYLOADS, strict=True):
+    for version, payload in zip(("1.0.0", "1.1.0"), EMPTY_RUN_PAYLOADS, strict=True):
         firmware = tmp_path / f"app-{version}.bin"
         firmware.write_bytes(payload)
         images.append(tmp_path / f"app-{version}.img")
@@ -145,15 +145,18 @@ def test_a_publish_says_which_delta_it_left_out(tmp_path: Path) -> None:
         ok("release", "add-hardware", "board-k", "--image-key", public, "--state", state)
         publish = ("release", "publish", "--hardware", "board-k", "--state", state, "--no-endorse")
         ok(*publish, images[0])
+        # The base image is gone from targets/: the delta from it cannot be made.
+        (base,) = (state / "repository" / "targets" / "board-k").glob("*.board-k-1.0.0.img")
+        base.unlink()
         if output == "json":
             answer = json.loads(ok(*publish, images[1], "--json"))
             (warning,) = answer["release"]["warnings"]
-            assert warning.startswith("no delta from 1.0.0: at new offset ")
+            assert warning.startswith("no delta from 1.0.0: its image ")
             assert answer["release"]["deltas"] == []
         else:
             out = ok(*publish, images[1])
             assert "published board-k 1.1.0" in out
-            assert "warning no delta from 1.0.0: at new offset " in out
+            assert "warning no delta from 1.0.0: its image " in out
 
 
 def test_importing_the_installed_root_again_says_what_was_left_to_finish(tmp_path: Path) -> None:
