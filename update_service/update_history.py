@@ -180,8 +180,8 @@ class UpdateHistory:
         self, device_id: str, *, limit: int = 50, before: int | None = None
     ) -> list[HistoryEntry]:
         """The device's newest *limit* entries, newest first, below entry id *before*."""
-        if not 1 <= limit <= self.max_rows:
-            raise ValueError(f"limit must be between 1 and {self.max_rows}")
+        if not 1 <= limit <= MAX_ROWS_PER_DEVICE:
+            raise ValueError(f"limit must be between 1 and {MAX_ROWS_PER_DEVICE}")
         statement = select(_HISTORY).where(_HISTORY.c.device_id == device_id)
         if before is not None:
             statement = statement.where(_HISTORY.c.id < before)
