@@ -39,7 +39,7 @@ protocol.add_request(
         "state", str, 1, 0, 16, STATES,
         "from_version", str, 1, 0, MAX_VERSION, None,
         "to_version", str, 1, 0, MAX_VERSION, None,
-        "target", str, 1, 1, MAX_TARGET, None,
+        "target", str, 1, 0, MAX_TARGET, None,
         "done", int, 0, 0, protocol.MAX_COUNTER, None,
         "total", int, 0, 0, protocol.MAX_COUNTER, None,
         "reason", str, 0, 0, protocol.MAX_TEXT, None,
