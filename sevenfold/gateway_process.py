@@ -41,6 +41,8 @@ from fleet_platform.pki import IssuedCredential
 from fleet_platform.process_supervisor import ChildProcess, die_with_parent
 from fleet_platform.storage import open_database
 from sevenfold.attestation_setup import attestation_service
+from update_service.update_history import UpdateHistory
+from update_service.update_reports import UpdateReports
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,8 @@ class GatewaySpec:
     """Where the fleet CA and the trusted manufacturer CAs are: the child issues passes too."""
     nonce_ttl_s: int
     attestation_gate: bool
+    update_reports: bool
+    """Whether the child serves devices' ``update-status`` reports too."""
     limits: dict[str, object]
     health_path: str
     """Where the child writes its gateway's health every second, for the server to report."""
@@ -161,6 +165,9 @@ def serve(spec: GatewaySpec, stop: threading.Event) -> int:
     ).register(gateway)
     # Passes decided here reach the broker through the server's periodic refresh.
     attestation_service(trust, Path(spec.state_dir), nonce_ttl_s=spec.nonce_ttl_s).register(gateway)
+    if spec.update_reports:
+        history = UpdateHistory(database=database, security_event=trust.security_event)
+        UpdateReports(history).register(gateway)
     gateway.start()
     gc.collect()
     gc.freeze()  # as the server does: keep full collections short on a long-lived heap

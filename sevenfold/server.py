@@ -39,7 +39,9 @@ import attestation_server.provisioning
 import fleet_platform.storage
 import passive_monitor.receiver
 import passive_monitor.receiver.api
+import update_service
 import update_service.api
+import update_service.history_api
 from attestation_server.enrollment import EnrollmentService
 from attestation_server.provisioning import BrokerInfo, ProvisioningRegistry
 from attestation_server.registry import DeviceRegistry
@@ -69,6 +71,8 @@ from sevenfold.health_api import HealthCheck
 from update_service.metadata_keeper import MetadataKeeper
 from update_service.release_store import ReleaseStore
 from update_service.repository_files import RepositoryFiles
+from update_service.update_history import UpdateHistory
+from update_service.update_reports import UpdateReports
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,7 @@ MIGRATIONS = (
     attestation_server.MIGRATIONS,
     passive_monitor.receiver.MIGRATIONS,
     fleet_platform.storage.MIGRATIONS,
+    update_service.MIGRATIONS,
 )
 """Every service's migrations (and the platform's), in the one history they form."""
 
@@ -106,6 +111,7 @@ class FleetServer:
         self.grants: BrokerGrants | None = None
         self._grant_keeper: threading.Thread | None = None
         self.metadata_keeper: MetadataKeeper | None = None
+        self.update_history: UpdateHistory | None = None
         self._metadata_keeping: threading.Thread | None = None
 
     def start(self) -> None:
@@ -173,6 +179,11 @@ class FleetServer:
                     trust=self.trust if config.attestation_gate else None,
                 ).register(self.gateway)
                 attestation.register(self.gateway)
+                if "updates" in config.services:
+                    self.update_history = UpdateHistory(
+                        database=self.database, security_event=self.trust.security_event
+                    )
+                    UpdateReports(self.update_history).register(self.gateway)
                 self.gateway.start()
                 if self.grants is not None:
                     self._grant_keeper = threading.Thread(
@@ -218,6 +229,12 @@ class FleetServer:
                 releases = ReleaseStore(config.state_dir)
                 files = RepositoryFiles(root=releases.repository_dir)
                 app.include_router(update_service.api.router(files=files))
+                app.include_router(
+                    update_service.history_api.router(
+                        history=self.update_history or UpdateHistory(database=self.database),
+                        authorized=authorized,
+                    )
+                )
                 self.metadata_keeper = MetadataKeeper(releases)
                 self._metadata_keeping = threading.Thread(
                     target=self.metadata_keeper.keep,
@@ -335,6 +352,7 @@ class FleetServer:
                 state_dir=str(config.state_dir),
                 nonce_ttl_s=config.nonce_ttl_s,
                 attestation_gate=config.attestation_gate,
+                update_reports="updates" in config.services,
                 limits=asdict(config.gateway_limits),
                 health_path=str(directory / f"{index}.health"),
             ).write(spec_path)

@@ -171,23 +171,32 @@ class DeviceAgent:
                 raise InvalidField(kind + ": unexpected response " + repr(envelope.kind))
             return answer
 
-    def enroll(self) -> "dict[str, object]":
-        """Enroll, asking again after a lost answer (an enroll is the same however often it
-        is sent): the first one after a pass can reach a broker whose grants lag behind it
-        when another gateway process decided the pass."""
-        body: "dict[str, object]" = {"device_id": self.device_id, "boot_count": self.boot_count}
-        for key in self.info:
-            body[key] = self.info[key]
+    def idempotent_request(self, kind: str, body: "dict[str, object]") -> "dict[str, object]":
+        """:meth:`request`, sent again with the same body when no answer comes.
+
+        Only for a request the server recognises when it sees it again (an
+        enroll is the same however often it is sent; an update report carries
+        its own key), so a lost answer costs a resend, never a second effect.
+        Gives up with the TransportError after ``retry_attempts`` unanswered
+        sends, each wait a jittered back-off.
+        """
         failures = 0
         while True:
             try:
-                answer = self.request("enroll", body)
-                break
+                return self.request(kind, body)
             except TransportError:
                 failures += 1
                 if failures >= self.retry_attempts:
                     raise
                 self.clock.sleep_ms(self.jittered(self.backoff(failures - 1)))
+
+    def enroll(self) -> "dict[str, object]":
+        """Enroll, asking again after a lost answer: the first one after a pass can reach a
+        broker whose grants lag behind it when another gateway process decided the pass."""
+        body: "dict[str, object]" = {"device_id": self.device_id, "boot_count": self.boot_count}
+        for key in self.info:
+            body[key] = self.info[key]
+        answer = self.idempotent_request("enroll", body)
         interval = answer["heartbeat_interval"]
         self.heartbeat_interval = interval if isinstance(interval, int) else 0
         return answer

@@ -129,7 +129,7 @@ SCHEMAS: "dict[str, tuple[Any, ...]]" = {
 # fmt: on
 
 
-REQUESTS = ("enroll", "heartbeat", "challenge", "evidence")
+REQUESTS: "tuple[str, ...]" = ("enroll", "heartbeat", "challenge", "evidence")
 RESPONSES = {
     "enroll": "enrolled",
     "heartbeat": "heartbeat-ack",
@@ -147,6 +147,31 @@ PLANES = {
 """Which topics a request travels on. The broker grants the attestation plane to
 every certified device and the application plane only to those holding a
 current pass (docs/protocol.md), so a request on the wrong plane is refused."""
+
+
+def add_request(
+    kind: str,
+    schema: "tuple[Any, ...]",
+    response: str,
+    response_schema: "tuple[Any, ...]",
+    plane: str = APPLICATION_PLANE,
+) -> None:
+    """Declare a request and its response, for the devices (and servers) that speak it.
+
+    A message only some devices use is declared by the module that uses it, when
+    it is imported, so a device without it does not carry its schemas in its heap.
+    Declaring a kind again is a no-op; a clash with another kind is a bug.
+    """
+    global REQUESTS
+    if kind in REQUESTS:
+        return
+    if kind in SCHEMAS or response in SCHEMAS:
+        raise ValueError("message type " + repr(kind) + " or " + repr(response) + " exists")
+    SCHEMAS[kind] = schema
+    SCHEMAS[response] = response_schema
+    REQUESTS = REQUESTS + (kind,)
+    RESPONSES[kind] = response
+    PLANES[kind] = plane
 
 
 def topic(prefix: str, device_id: str, leaf: str) -> str:

@@ -1,0 +1,81 @@
+"""Operator REST route of the update service: one device's update history, paged."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, Field
+
+from device_runtime.core import protocol
+from update_service.update_history import MAX_ROWS_PER_DEVICE, HistoryEntry, UpdateHistory
+
+DeviceId = Annotated[str, Path(max_length=protocol.MAX_DEVICE_ID)]
+
+
+class UpdateEntryView(BaseModel):
+    id: int
+    """Entry id: pass the last one of a page as ``before`` for the next page."""
+    state: str
+    """checking, downloading, installed, booted, confirmed, reverted or failed."""
+    from_version: str
+    to_version: str
+    target: str
+    """The target's name, as the device reported it."""
+    done: int | None
+    """Bytes downloaded, with ``total``; a download's reports are merged into one entry."""
+    total: int | None
+    reason: str | None
+    boot_count: int
+    seq: int
+    """With ``boot_count``, the key of the latest report this entry records."""
+    first_at: datetime
+    at: datetime
+
+
+class UpdateHistoryPage(BaseModel):
+    device_id: str
+    entries: list[UpdateEntryView] = Field(description="Newest first.")
+    next_before: int | None
+    """``before`` for the next, older page; null on the last page."""
+
+
+def _entry_view(entry: HistoryEntry) -> UpdateEntryView:
+    return UpdateEntryView(
+        id=entry.id,
+        state=entry.state,
+        from_version=entry.from_version,
+        to_version=entry.to_version,
+        target=entry.target,
+        done=entry.done,
+        total=entry.total,
+        reason=entry.reason,
+        boot_count=entry.boot_count,
+        seq=entry.seq,
+        first_at=entry.first_at,
+        at=entry.at,
+    )
+
+
+def router(*, history: UpdateHistory, authorized: Callable[..., None]) -> APIRouter:
+    """The route over *history*; *authorized* is the operator-token dependency."""
+    api = APIRouter(prefix="/api/v1", tags=["updates"], dependencies=[Depends(authorized)])
+
+    @api.get("/devices/{device_id}/updates")
+    def device_updates(
+        device_id: DeviceId,
+        limit: Annotated[int, Query(ge=1, le=MAX_ROWS_PER_DEVICE)] = 50,
+        before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    ) -> UpdateHistoryPage:
+        """What the device reported of its updates, newest first (empty for a device that
+        never reported); at most the newest 1,000 entries are kept."""
+        entries = history.page(device_id, limit=limit, before=before)
+        return UpdateHistoryPage(
+            device_id=device_id,
+            entries=[_entry_view(entry) for entry in entries],
+            next_before=entries[-1].id if len(entries) == limit else None,
+        )
+
+    return api
