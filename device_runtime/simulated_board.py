@@ -60,17 +60,27 @@ from device_runtime.core import evidence
 from device_runtime.core.attestor import Attestor
 from device_runtime.core.boot_selection import Boot, select
 from device_runtime.core.console import read_installed
+from device_runtime.core.download import Downloader
 from device_runtime.core.errors import ConfigError, SevenfoldError
+from device_runtime.core.http_client import http_get
 from device_runtime.core.image_trust import ImageTrust
+from device_runtime.core.retry_schedule import RetrySchedule
 from device_runtime.core.slots import HEALTH_FAILED, Slot, slot_pair
 from device_runtime.core.trial_boot import confirm, fail_trial
+from device_runtime.core.tuf.updater import Updater
+from device_runtime.core.update_agent import UpdateAgent
+from device_runtime.core.update_status import UpdateReporter
+from device_runtime.ports.cpython import crypto
 from device_runtime.ports.cpython.atomic_file import write_atomic
 from device_runtime.ports.cpython.block_device import ERASE_SIZE, FileBlockDevice
 from device_runtime.ports.cpython.bounded_file import MAX_PEM_FILE, read_bounded
-from device_runtime.ports.cpython.crypto import verify_ecdsa_der
+from device_runtime.ports.cpython.clock import SystemClock
+from device_runtime.ports.cpython.crypto import random_bytes, verify_ecdsa_der
 from device_runtime.ports.cpython.storage import DirectoryStore
+from device_runtime.ports.cpython.tuf_client import LIMITS
 
 if TYPE_CHECKING:
+    from device_runtime.core.agent import DeviceAgent
     from device_runtime.core.port_types import MonotonicCounters, RootOfTrust
 
 from device_runtime.simulator import (
@@ -93,6 +103,11 @@ IMAGE_KEY_FILE = "image-key.pem"
 SLOT_SIZE = 256 * 1024
 """Bytes of image each of the board's slots holds; each also has a sector for its trailer."""
 FLASH_SIZE = 2 * (SLOT_SIZE + ERASE_SIZE)
+UPDATES_DIR = "updates"
+"""The update agent's durable state: the download record, what was tried and reported."""
+TUF_DIR = "tuf"
+"""Under it, the TUF metadata the board trusts (``root.json`` from the factory on)."""
+REPOSITORY_KEY = "repository-url"
 
 
 OEMID = b"\x02\x5a\x7f"
@@ -171,6 +186,38 @@ class BoardFlash:
 def open_flash(directory: Path) -> FileBlockDevice:
     """The board's flash file, created erased on first use."""
     return FileBlockDevice(path=directory / FLASH_FILE, size=FLASH_SIZE)
+
+
+def install_update_trust(directory: Path, *, root: bytes, repository_url: str) -> None:
+    """Give the board the update service's trusted TUF root and where its repository is
+    served (``…/tuf``): as its image key, the factory's to install, never the network's."""
+    store = DirectoryStore(directory=directory / UPDATES_DIR)
+    metadata = DirectoryStore(directory=directory / UPDATES_DIR / TUF_DIR)
+    metadata.write("root.json", root)
+    store.write(REPOSITORY_KEY, repository_url.rstrip("/").encode())
+
+
+def update_agent(directory: Path, hwmodel: str, agent: DeviceAgent) -> UpdateAgent | None:
+    """The board's update agent, reporting through *agent*; None when the factory gave the
+    board no update trust (:func:`install_update_trust`)."""
+    store = DirectoryStore(directory=directory / UPDATES_DIR)
+    url = store.read(REPOSITORY_KEY)
+    if url is None:
+        return None
+    clock = SystemClock()
+    updater = Updater(
+        metadata_store=DirectoryStore(directory=directory / UPDATES_DIR / TUF_DIR),
+        fetcher=http_get,
+        crypto=crypto,
+        clock=clock,
+        metadata_url=url.decode() + "/metadata/",
+        targets_store=None,
+        targets_url=url.decode() + "/targets/",
+        limits=LIMITS,
+    )
+    schedule = RetrySchedule(clock, random_bytes, base_ms=200, cap_ms=5_000, attempts=5)
+    return UpdateAgent(updater=updater, downloader=Downloader(store, schedule), store=store,
+                       model=hwmodel, reporter=UpdateReporter(agent))  # fmt: skip
 
 
 def install_firmware(
@@ -318,9 +365,15 @@ def _boot(
         def sample() -> None:
             device.readings.append(application.sample(int(time.monotonic() - booted)))
 
+        def check_for_update(agent: DeviceAgent) -> None:
+            updates = update_agent(directory, hwmodel, agent)
+            if updates is not None:
+                updates.settle(flash.slots, boot)
+                device.pending = updates.update(flash.slots, boot, flash.trust)
+
         agent = functools.partial(run_agent, device=device, rot_kind=rot.kind, broker=broker,
                                   hwmodel=hwmodel, swversion=image.version, beats=beats,
-                                  on_beat=sample)  # fmt: skip
+                                  on_beat=sample, after_beats=check_for_update)  # fmt: skip
         if broker.recovery_port is None:
             with _key_file(rot, kind, directory) as key_path:
                 transport = tls_transport(device=device, key_path=key_path, broker=broker)
@@ -393,6 +446,7 @@ def main() -> None:
                 "slot": device.slot,
                 "trial": device.trial,
                 "reverted": device.reverted,
+                "pending": device.pending,
                 "error": device.error,
             }
         ),

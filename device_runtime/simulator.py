@@ -121,6 +121,8 @@ class SimulatedDevice:
     """Whether that image is on trial (booted once, not yet confirmed by its health check)."""
     reverted: str | None = None
     """The newer slot its bootloader passed over, and why (a failed trial, a refused image)."""
+    pending: str | None = None
+    """The version its update agent installed for the next boot to try, if any."""
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -293,10 +295,12 @@ def run_agent(
     link: AttestedLink | None = None,
     attestor: Attestor | None = None,
     on_beat: Callable[[], None] | None = None,
+    after_beats: Callable[[DeviceAgent], None] | None = None,
 ) -> None:
     """Boot, (attest,) enroll and heartbeat *beats* times as *device*; the outcome lands on
     *device*. With *link* and *attestor* the device earns its broker access first;
-    *on_beat* runs after each acknowledged heartbeat (an application sampling)."""
+    *on_beat* runs after each acknowledged heartbeat (an application sampling),
+    *after_beats* once they are done, with the agent still connected (an update check)."""
     try:
         settings: dict[str, Any] = {
             "device_id": device.device_id,
@@ -324,6 +328,8 @@ def run_agent(
         device.attested = isinstance(agent, AttestingAgent)
         agent.enroll()
         agent.run(beats=beats, on_beat=lambda _answer: _count_beat(device, on_beat))
+        if after_beats is not None:
+            after_beats(agent)
     except SevenfoldError as exc:
         device.error = exc.explain()
     finally:

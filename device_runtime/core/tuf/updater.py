@@ -298,16 +298,22 @@ class Updater:
             handle.close()
         return True
 
+    def target_url(self, target: "TargetInfo") -> str:
+        """Where *target* is served: its name under the targets URL, prefixed by one of its
+        hashes when the repository's snapshots are consistent (spec 5.7.3)."""
+        path = target.path
+        if self._trusted.root.signed.get("consistent_snapshot"):
+            folder, slash, base = path.rpartition("/")
+            path = folder + slash + next(iter(target.hashes.values())) + "." + base
+        return self._targets_url + quote(path, "/")
+
     def download(self, target: "TargetInfo") -> str:
         """Fetch *target* into the targets store, checked as it streams; its stored path."""
         store = self._targets_store
         assert store is not None
         path = target.path
-        if self._trusted.root.signed.get("consistent_snapshot"):
-            folder, slash, base = path.rpartition("/")
-            path = folder + slash + next(iter(target.hashes.values())) + "." + base
         check = FileCheck(target.info, target.path[:60])
-        response = self._open(self._targets_url + quote(path, "/"), target.length, path)
+        response = self._open(self.target_url(target), target.length, path)
         handle = store.open_partial(target.path)
         try:
             while True:
