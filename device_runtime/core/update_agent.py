@@ -18,9 +18,12 @@ security counter is below the root of trust's (``rollback``: the
 bootloader would refuse it anyway, so it is never downloaded), and an image
 whose trial already failed here (``failed-before``: without that, a release
 that cannot pass its health check would be installed, tried and reverted at
-every boot until a new one is published). Every refusal leaves the device on
-its image and is reported as ``failed`` with its code, which the server
-records as a security event. Portable: CPython and MicroPython.
+every boot until a new one is published; it is passed over silently, as its
+revert was reported). Every refusal leaves the device on its image and is
+reported as ``failed`` with its code, which the server records as a security
+event. A check that finds nothing new reports nothing: a fleet polling its
+repository does not fill its update history. Portable: CPython and
+MicroPython.
 """
 
 from device_runtime.core.delta_update import install_update
@@ -149,7 +152,7 @@ class UpdateAgent:
                                 % (version, counter, floor))  # fmt: skip
         failed = self.store.read(FAILED_KEY)
         if failed is not None and bytes(failed) == digest.hex().encode():
-            raise UpdateRefused("failed-before", version + " already failed its trial here")
+            return None  # its trial failed here: reported then, not taken again
         image_info = self.updater.find(_text(custom, "image", what))
         if image_info.custom.get("image_digest") != digest.hex():
             raise UpdateRefused("mismatch", "the image target is not the pointer's image")
@@ -168,13 +171,13 @@ class UpdateAgent:
         running = boot.image.version
         target = self.model + "/" + POINTER
         to_version = ""
-        self._report("checking", running, "", target)
         try:
             offer = self.offer(boot, trust.floor())
             if offer is None:
                 return None
             to_version = offer.version
             target = offer.image.name
+            self._report("checking", running, to_version, target)
             self._report("downloading", running, to_version, target)
             done = install_update(self.downloader, slots, boot, trust, offer.image,
                                   offer.delta, self.model)  # fmt: skip
@@ -207,11 +210,15 @@ class UpdateAgent:
             version = boot.image.version
         else:
             return
-        mark = ("%s@%s:%d" % (state, slot.name, slot.trailer().generation)).encode()
+        # The slot and generation alone repeat: two updates tried in turn from one
+        # confirmed image go to the same slot as the same generation.
+        mark = ("%s@%s:%d:%s" % (state, slot.name, slot.trailer().generation, digest)).encode()
         settled = self.store.read(SETTLED_KEY)
         if settled is not None and bytes(settled) == mark:
             return
         running = boot.image.version
+        if state == "confirmed":
+            self._report("booted", version, running, "slot " + slot.name)
         self._report(state, version or running, running, "slot " + slot.name,
                      boot.revert_reason if state == "reverted" else None)  # fmt: skip
         self.store.write(SETTLED_KEY, mark)
