@@ -57,9 +57,9 @@ def test_a_fleet_updates_to_1_1_0_and_reverts_1_2_0_and_1_3_0_by_itself(
         assert endorse_release(published.as_json(), state, None)["ok"]
 
     def run() -> list[SimulatedDevice]:
+        prefix = protocol.DEFAULT_PREFIX
         return [
-            run_board(directory=directory, kind=kind, hwmodel=HWMODEL, beats=1,
-                      prefix=protocol.DEFAULT_PREFIX)  # fmt: skip
+            run_board(directory=directory, kind=kind, hwmodel=HWMODEL, beats=1, prefix=prefix)
             for directory, kind in boards
         ]
 
