@@ -13,7 +13,7 @@ confirms it or the next boot reverts (``boot_selection``, ``trial_boot``).
 :meth:`UpdateAgent.settle` reports what a boot made of the last update.
 
 What this module refuses, beyond what the TUF client and the image checks
-refuse: a pointer for another model (``wrong-hardware``), an image whose
+refuse: a pointer, image or delta for another model (``wrong-hardware``), an image whose
 security counter is below the root of trust's (``rollback``: the
 bootloader would refuse it anyway, so it is never downloaded), and an image
 whose trial already failed here (``failed-before``: without that, a release
@@ -122,12 +122,19 @@ class UpdateAgent:
                 reason = reason[:200]
             self.reporter.report(state, from_version, to_version, target[:128], reason=reason)
 
-    def _target(self, info: "TargetInfo", hardware: "list[str]", base: bytes = b"") -> Target:
+    def _target(self, info: "TargetInfo", base: bytes = b"") -> Target:
+        # The target's own hardware model, as the role that lists it signed it: the
+        # pointer's is checked too, but a pointer may name a target of another model's
+        # role (both roles are signed by the same release key).
+        hwmodel = info.custom.get("hwmodel")
+        if hwmodel != self.model:
+            raise UpdateRefused("wrong-hardware", "%s is for %r, not this device's %r"
+                                % (info.path[:60], str(hwmodel)[:40], self.model))  # fmt: skip
         sha256 = info.hashes.get("sha256")
         if not isinstance(sha256, str):
             raise UpdateRefused("bad-metadata", info.path[:60] + " has no SHA-256")
         return Target(info.path, self.updater.target_url(info), info.length,
-                      _digest(sha256, info.path[:60]), hardware, base)  # fmt: skip
+                      _digest(sha256, info.path[:60]), [self.model], base)  # fmt: skip
 
     def offer(self, boot: "Boot", floor: int) -> "Offer | None":
         """What the signed metadata offers this device now; None when it runs it already or
@@ -156,13 +163,13 @@ class UpdateAgent:
         image_info = self.updater.find(_text(custom, "image", what))
         if image_info.custom.get("image_digest") != digest.hex():
             raise UpdateRefused("mismatch", "the image target is not the pointer's image")
-        image = self._target(image_info, [hwmodel])
+        image = self._target(image_info)
         delta = None
         deltas = custom.get("deltas")
         running = boot.image.image_hash.hex()
         if isinstance(deltas, dict) and isinstance(deltas.get(running), str):
             delta_info = self.updater.find(str(deltas[running]))
-            delta = self._target(delta_info, [hwmodel], boot.image.image_hash)
+            delta = self._target(delta_info, boot.image.image_hash)
         return Offer(version, counter, digest.hex(), image, delta)
 
     def update(self, slots: "list[Slot]", boot: "Boot", trust: "ImageTrust") -> "str | None":
