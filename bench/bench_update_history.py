@@ -26,11 +26,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import insert
+
 from bench.bench_fleet_load import _fresh_postgresql
 from fleet_platform.storage import Database, open_database
 from sevenfold.server import MIGRATIONS
 from update_service.tables import UpdateHistoryEntry
-from update_service.update_history import UpdateHistory, UpdateReport
+from update_service.update_history import UpdateHistory, UpdateReport, history_row
 
 REPEATS = 3
 START = datetime(2026, 12, 1, tzinfo=UTC)
@@ -62,20 +64,7 @@ def _reports(devices: int, count: int, run: int) -> list[UpdateReport]:
 
 def _row(report: UpdateReport) -> dict[str, Any]:
     """The history row of *report*, under a device id of its own (the history's are apart)."""
-    return {
-        "device_id": "raw-" + report.device_id,
-        "boot_count": report.boot_count,
-        "seq": report.seq,
-        "state": report.state,
-        "from_version": report.from_version,
-        "to_version": report.to_version,
-        "target": report.target,
-        "done": report.done,
-        "total": report.total,
-        "reason": None,
-        "first_at": report.at,
-        "at": report.at,
-    }
+    return {**history_row(report), "device_id": "raw-" + report.device_id}
 
 
 def _rate(count: int, seconds: float) -> float:
@@ -92,12 +81,12 @@ def _history_run(database: Database, reports: list[UpdateReport]) -> float:
 
 
 def _anchor_run(database: Database, reports: list[UpdateReport]) -> float:
-    insert = UpdateHistoryEntry.__table__.insert()
+    statement = insert(UpdateHistoryEntry)
     rows = [_row(report) for report in reports]
     started = time.perf_counter()
     for row in rows:
         with database.transaction("bench insert") as tx:
-            tx.execute(insert, row)
+            tx.execute(statement, row)
     return _rate(len(rows), time.perf_counter() - started)
 
 
