@@ -160,18 +160,16 @@ def add_request(
 
     A message only some devices use is declared by the module that uses it, when
     it is imported, so a device without it does not carry its schemas in its heap.
-    Declaring a kind again is a no-op; a clash with another kind is a bug.
+    Declaring a kind again is a no-op. Every device holds this function, so it
+    checks nothing more: the names are the declaring module's to choose.
     """
     global REQUESTS
-    if kind in REQUESTS:
-        return
-    if kind in SCHEMAS or response in SCHEMAS:
-        raise ValueError("message type " + repr(kind) + " or " + repr(response) + " exists")
-    SCHEMAS[kind] = schema
-    SCHEMAS[response] = response_schema
-    REQUESTS = REQUESTS + (kind,)
-    RESPONSES[kind] = response
-    PLANES[kind] = plane
+    if kind not in REQUESTS:
+        SCHEMAS[kind] = schema
+        SCHEMAS[response] = response_schema
+        REQUESTS = REQUESTS + (kind,)
+        RESPONSES[kind] = response
+        PLANES[kind] = plane
 
 
 def topic(prefix: str, device_id: str, leaf: str) -> str:
