@@ -31,8 +31,10 @@ the boards' update agents (which the factory gave the repository's root) take
 each from the TUF repository into their other slot and reboot into it for one
 trial. 1.1.0 passes its health check and is confirmed; 1.2.0 crashes on boot
 and 1.3.0 fails its health check, and the boot after each reverts to 1.1.0 by
-itself and reports why. Everything runs in a temporary state directory and is
-torn down at the end.
+itself and reports why. The tampered board takes part too: refused by its
+verifier, it is cut off from its application plane but not from its update
+service, so it installs the genuine 1.1.0, passes its trial and attests again.
+Everything runs in a temporary state directory and is torn down at the end.
 """
 
 from __future__ import annotations
@@ -148,14 +150,15 @@ def demo(
             if not as_json:
                 _show_fleet(rows, standings, outcomes, failed, refused)
                 say(f"{len(online)}/{expected_online} attested devices online")
-            updating = [board for board in boards if board[0].name not in tampered]
             rollout = [
-                roll_out(state, version, images[version], updating, config.prefix, tpm, as_json)
+                roll_out(state, version, images[version], boards, config.prefix, tpm, as_json)
                 for version in ROLLOUT
             ]
+            after = {row["device_id"]: row for row in client.get("/api/v1/devices")}
+    healed = [name for name in tampered if after.get(name, {}).get("status") == "online"]
     expected = {"1.1.0": "confirmed", "1.2.0": "reverted", "1.3.0": "reverted"}
     rolled_out = all(
-        step["outcome"] == expected[step["version"]] and step["boards"] == len(updating)
+        step["outcome"] == expected[step["version"]] and step["boards"] == len(boards)
         for step in rollout
     )
     cut_off = all(error and "contraindicated" in error for error in refused.values())
@@ -166,15 +169,25 @@ def demo(
             "firmware": {o["device_id"]: {key: o.get(key) for key in ("firmware", "readings")}
                          for o in outcomes},
             "rollout": rollout,
+            "healed": healed,
         })  # fmt: skip
     else:
+        for name in healed:
+            say((name, "bold"), ", refused for its tampered image, took 1.1.0 from its update"
+                " service (which a refused board still reaches) and attests again")  # fmt: skip
         say(
-            f"rollout: {len(updating)} boards took 1.1.0 and confirmed it, and reverted 1.2.0"
+            f"rollout: {len(boards)} boards took 1.1.0 and confirmed it, and reverted 1.2.0"
             " and 1.3.0 by themselves"
             if rolled_out
             else "rollout: not as expected (above)"
         )
-    if failed or len(online) != expected_online or not cut_off or not rolled_out:
+    if (
+        failed
+        or len(online) != expected_online
+        or not cut_off
+        or not rolled_out
+        or (len(healed) != len(tampered))
+    ):
         raise typer.Exit(1)
 
 

@@ -43,7 +43,7 @@ def test_demo_shows_every_device_online() -> None:
     }, report["rollout"]  # fmt: skip
 
 
-def test_demo_cuts_off_the_board_with_a_tampered_image() -> None:
+def test_demo_cuts_off_the_board_with_a_tampered_image_until_an_update_heals_it() -> None:
     for program in ("mosquitto", "swtpm", "swtpm_setup", "tpm2-abrmd", "dbus-daemon"):
         binary(program)
     result = subprocess.run(
@@ -60,6 +60,10 @@ def test_demo_cuts_off_the_board_with_a_tampered_image() -> None:
     assert tampered not in {row["device_id"] for row in report["devices"]}
     standing = {row["device_id"]: row for row in report["attestation"]}[tampered]
     assert standing["status"] == "contraindicated" and not standing["holds_pass"]
+    # Cut off from its application plane, not from its update service: it took the genuine
+    # 1.1.0, passed its trial, and attests again.
+    assert report["healed"] == [tampered]
+    assert [step["boards"] for step in report["rollout"]] == [4, 4, 4], report["rollout"]
 
 
 def test_demo_table_for_people() -> None:
