@@ -42,17 +42,12 @@ from device_runtime.core.slots import EMPTY
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from device_runtime.core.bandwidth_cap import BandwidthCap
-    from device_runtime.core.http_client import HttpResponse
     from device_runtime.core.image_trust import ImageTrust
-    from device_runtime.core.port_types import Store
+    from device_runtime.core.port_types import HttpAnswer, HttpGet, Store
     from device_runtime.core.retry_schedule import RetrySchedule
     from device_runtime.core.signed_image import VerifiedImage
     from device_runtime.core.slots import Slot
-
-    Get = Callable[[str, int, int], HttpResponse]
 
 PIECE = 1024
 """Bytes skipped at once from a 200 that ignored the range."""
@@ -101,7 +96,7 @@ class RangedSource:
         self.downloader = downloader
         self.target = target
         self.offset = offset
-        self.response: "HttpResponse | None" = None
+        self.response: "HttpAnswer | None" = None
 
     def __call__(self, n: int) -> bytes:
         n = min(n, self.target.length - self.offset)
@@ -135,7 +130,7 @@ class RangedSource:
         if cap is not None:
             cap.take(n)
 
-    def _open(self) -> "HttpResponse":
+    def _open(self) -> "HttpAnswer":
         target = self.target
         response = self.downloader.get(target.url, self.offset, target.length)
         try:
@@ -145,7 +140,7 @@ class RangedSource:
             raise
         return response
 
-    def _check(self, response: "HttpResponse") -> None:
+    def _check(self, response: "HttpAnswer") -> None:
         status = response.status
         name = self.target.name
         length = self.target.length
@@ -189,20 +184,20 @@ class Downloader:
         store: "Store",
         schedule: "RetrySchedule",
         cap: "BandwidthCap | None" = None,
-        get: "Get | None" = None,
+        get: "HttpGet | None" = None,
         timeout_s: float = 30,
     ) -> None:
         self.store = store
         self.schedule = schedule
         self.cap = cap
-        self.get: "Get" = get or self._http_get
+        self.get: "HttpGet" = get or self._http_get
         self.timeout_s = timeout_s
         self.received = 0
         """Bytes received from the network so far, skipped ones included."""
         self.notes: "list[str]" = []
         """What happened that the caller may report: a record dropped, a restart."""
 
-    def _http_get(self, url: str, offset: int, max_length: int) -> "HttpResponse":
+    def _http_get(self, url: str, offset: int, max_length: int) -> "HttpAnswer":
         return http_get(url, offset=offset, max_length=max_length, timeout_s=self.timeout_s)
 
     def resumable(self, slot: "Slot", target: Target) -> int:

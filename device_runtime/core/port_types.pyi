@@ -102,6 +102,20 @@ class FillSlot(Protocol):
 
     def __call__(self, area: Area, /) -> None: ...
 
+class HttpAnswer(Protocol):
+    """What ``download`` reads of an answer to a GET (``http_client.HttpResponse``'s shape)."""
+
+    status: int
+    length: int | None
+    content_range: tuple[int, int, int] | None
+    def read(self, n: int, /) -> bytes: ...
+    def close(self) -> None: ...
+
+class HttpGet(Protocol):
+    """GET *url* from byte *offset* on, refusing a body over *max_length*."""
+
+    def __call__(self, url: str, offset: int, max_length: int, /) -> HttpAnswer: ...
+
 class HealthCheck(Protocol):
     """True once the image on trial works; False while it cannot tell yet."""
 
