@@ -79,8 +79,9 @@ def update(board: Board, server: DownloadServer, delta: Target | None) -> tuple[
     """Install NEW (by *delta* if it is taken), mark it pending and boot its trial."""
     boot = board.device.boot()
     downloader = board.downloader(SteppedClock(), attempts=2)
-    done = install_update(downloader, board.device.slots, boot, board.device.trust,
-                          target(server.url, NEW, IMAGE_PATH), delta, MODEL)  # fmt: skip
+    done = install_update(downloader, board.device.slots, boot.slot, boot.image,
+                          board.device.trust, target(server.url, NEW, IMAGE_PATH), delta,
+                          MODEL)  # fmt: skip
     assert done.image.version == "1.1.0"
     assert board.device.slots[1].area.read_at(0, len(NEW)) == NEW
     mark_pending(board.device.slots, 0)
@@ -192,8 +193,8 @@ def test_the_update_service_serves_the_delta_and_the_image_the_device_installs(
         assert image.sha256 == hashlib.sha256(NEW).digest()
         boot = board.device.boot()
         downloader = board.downloader(SteppedClock())
-        done = install_update(downloader, board.device.slots, boot, board.device.trust, image,
-                              delta, MODEL)  # fmt: skip
+        done = install_update(downloader, board.device.slots, boot.slot, boot.image,
+                              board.device.trust, image, delta, MODEL)  # fmt: skip
     assert done.via == DELTA and done.delta_failure is None
     assert downloader.received == delta.length < len(NEW) // 20
     mark_pending(board.device.slots, 0)
