@@ -4,7 +4,6 @@
 flash, software root of trust and agent storage live in DIRECTORY, each stage a fresh
 interpreter (a reboot), run from ROMFS at 64 KiB:
 
-``provision``  the factory writes ``old.img`` into slot A, confirmed
 ``full RUNNING ATTEMPTS URL LENGTH SHA256``  the application running from slot
                RUNNING downloads the image into the other slot over HTTP with the core's
                Downloader (resuming from its record) and marks it pending
@@ -19,44 +18,27 @@ tells an application, and do not load the boot selection.
 
 Each prints a ``DOWNLOAD`` line: ``installed VERSION VIA RECEIVED FAILURE`` or ``failed
 CODE OFFSET REASON`` (OFFSET: what the record says is durable), the heap free when the
-download began, then ``DOWNLOAD done MILLISECONDS FREE`` with the heap left. The board's
-composition is slots_on_device's: a collection every 4 KiB allocated and before each
-signature check, 512-byte slot reads.
+download began, then ``DOWNLOAD done MILLISECONDS FREE`` with the heap left. The board is
+``slots_on_device.board`` (whose ``provision`` stage the factory runs first): a collection
+every 4 KiB allocated and before each signature check, 512-byte slot reads.
 """
 
 import gc
 import time
 
-from tests.device_runtime.slots_on_device import FLASH_SIZE, PIECE, _collected, _reader
+from tests.device_runtime.slots_on_device import board
 
 PORTABLE_HELPER = True
 MARK = "DOWNLOAD"
 
 
 def main(argv):
-    from device_runtime.core.image_trust import ImageTrust
-    from device_runtime.core.slots import slot_pair
     from device_runtime.ports.micropython import crypto
-    from device_runtime.ports.micropython.block_device import FileBlockDevice
-    from device_runtime.ports.micropython.storage import DirectoryStore
-    from device_runtime.rot.software import SoftwareRootOfTrust
 
     phase, directory, key_hex = argv[0], argv[1], argv[2]
     started = time.ticks_ms()
-    gc.threshold(4096)
-    flash = FileBlockDevice(path=directory + "/flash", size=FLASH_SIZE)
-    slots = slot_pair(flash, PIECE)
-    rot = SoftwareRootOfTrust.open(store=DirectoryStore(directory=directory + "/rot"),
-                                   random_bytes=crypto.random_bytes,
-                                   sign_es256=crypto.sign_es256)  # fmt: skip
-    trust = ImageTrust(bytes.fromhex(key_hex), _collected(crypto.verify_ecdsa_der), rot)
-    if phase == "provision":
-        from device_runtime.core.slot_install import provision
-
-        with open(directory + "/old.img", "rb") as source:
-            provision(slots, _reader(source), trust)
-    else:
-        _download(phase, slots, trust, directory, argv[3:], crypto.random_bytes)
+    flash, slots, trust = board(directory, key_hex)
+    _download(phase, slots, trust, directory, argv[3:], crypto.random_bytes)
     flash.close()
     gc.collect()
     print(MARK, "done", time.ticks_diff(time.ticks_ms(), started), gc.mem_free())

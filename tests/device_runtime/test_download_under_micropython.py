@@ -34,7 +34,7 @@ from firmware_images.micropython_bundle import romfs_image
 from tests.device_runtime.download_on_device import MARK
 from tests.device_runtime.download_server import DownloadServer
 from tests.device_runtime.test_under_micropython import bytecode_tree
-from tests.device_runtime.update_device import KEY, KEY_POINT, payload
+from tests.device_runtime.update_device import KEY, KEY_POINT, MODEL, payload
 from update_service.deltas import build_delta
 
 __all__ = ["bytecode_tree"]
@@ -65,15 +65,16 @@ def server() -> Iterator[DownloadServer]:
         yield running
 
 
-def stage(flash: Path, board: Path, heap: str, *args: str) -> list[str]:
+def stage(flash: Path, board: Path, heap: str, *args: str, module: str = MODULE) -> list[str]:
     """One boot of the board: what it printed after its mark, its last line the heap left."""
     result = subprocess.run(
-        [sys.executable, str(LAUNCHER), str(flash), heap, MODULE, args[0], str(board),
-         KEY_POINT.hex(), *args[1:]],
+        [sys.executable, str(LAUNCHER), str(flash), heap, module, args[0], str(board),
+         *args[1:]],
         cwd=board, capture_output=True, text=True, timeout=240, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    lines = [line.split(" ", 1)[1] for line in result.stdout.splitlines() if line.startswith(MARK)]
+    mark = MARK if module == MODULE else "SLOTS"
+    lines = [line.split(" ", 1)[1] for line in result.stdout.splitlines() if line.startswith(mark)]
     assert lines and lines[-1].startswith("done "), result.stdout + result.stderr
     print(f"{args[0]}: {lines}")
     return lines[:-1]
@@ -83,7 +84,8 @@ def provisioned(tmp_path: Path, flash: Path) -> Path:
     board = tmp_path / "board"
     board.mkdir()
     (board / "old.img").write_bytes(OLD)
-    assert stage(flash, board, "64K", "provision") == []
+    factory = ("provision", MODEL, KEY_POINT.hex(), "-")
+    assert stage(flash, board, "64K", *factory, module="tests.device_runtime.slots_on_device") == []
     return board
 
 
@@ -96,10 +98,12 @@ def test_a_cut_download_resumes_after_a_reboot_and_fetches_only_the_rest(
 ) -> None:
     board = provisioned(tmp_path, flash)
     server.faults = ["drop:150000"]
-    (line,) = stage(flash, board, HEAP_FULL, "full", "0", "1", *image_args(server))
+    (line,) = stage(flash, board, HEAP_FULL, "full", KEY_POINT.hex(), "0", "1", *image_args(server))
     assert line.startswith(f"failed download {2 * FLUSH_EVERY} new.img: gave up after 1 attempts")
     before = server.served
-    (line, _) = stage(flash, board, HEAP_FULL, "full", "0", "3", *image_args(server))
+    (line, _) = stage(
+        flash, board, HEAP_FULL, "full", KEY_POINT.hex(), "0", "3", *image_args(server)
+    )
     assert line == f"installed 1.1.0 full {len(NEW) - 2 * FLUSH_EVERY} -"
     assert server.served - before == len(NEW) - 2 * FLUSH_EVERY
     assert server.requests[-1] == ("/new.img", 2 * FLUSH_EVERY, "")
@@ -117,7 +121,9 @@ def test_a_delta_is_applied_on_the_device_or_falls_back_to_the_full_image(
     old = signed_image.verify(BytesIO(OLD).read, KEY_POINT, verify_ecdsa_der)
     delta = [server.url + "/old-to-new.delta", str(len(DELTA)), hashlib.sha256(DELTA).hexdigest(),
              old.image_hash.hex(), str(old.size)]  # fmt: skip
-    (line, _) = stage(flash, board, HEAP_DELTA, "update", "0", *image_args(server), *delta)
+    (line, _) = stage(
+        flash, board, HEAP_DELTA, "update", KEY_POINT.hex(), "0", *image_args(server), *delta
+    )
     if hostile:  # refused at its header, before a byte was written: then the full image
         words = line.split(" ", 4)
         assert words[:3] == ["installed", "1.1.0", "full"], line
