@@ -16,8 +16,8 @@
   asked and its total must be the target's length; a 200 to a ranged request
   (the server ignored ``Range``) is read and the first N bytes skipped; a 206
   elsewhere or a 416 restarts the download from 0, once; a 200 or 206 whose
-  length is not the target's is refused, as is any 4xx but 416 (permanent:
-  asking again will not help), with the reason.
+  length is not the target's (or a body that runs past it) is refused, as is
+  any 4xx but 416 (permanent: asking again will not help), with the reason.
 * **Retries.** A connection refused or dropped, a timeout, a 5xx, a body cut
   short: the source reconnects at the byte it reached, after a wait from
   ``retry_schedule`` (exponential, full jitter, on the clock port); after the
@@ -34,7 +34,7 @@ Portable: CPython and MicroPython.
 
 from device_runtime.core import download_record
 from device_runtime.core.download_record import DownloadRecord
-from device_runtime.core.errors import SevenfoldError
+from device_runtime.core.errors import SevenfoldError, TooLarge
 from device_runtime.core.http_client import HttpError, http_get
 from device_runtime.core.signed_image import ImageError
 from device_runtime.core.slot_install import install
@@ -112,6 +112,9 @@ class RangedSource:
                     raise HttpError("the body ended at byte %d of %d (truncated)"
                                     % (self.offset, self.target.length))  # fmt: skip
                 break
+            except TooLarge as exc:  # a body longer than the target: another file
+                self.close()
+                raise DownloadError(self.target.name + ": " + exc.reason, True) from None
             except (HttpError, OSError) as exc:
                 self.close()
                 failures += 1

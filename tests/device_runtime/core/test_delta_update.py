@@ -108,6 +108,7 @@ def test_a_delta_from_the_running_image_is_applied_and_checked_like_the_full_ima
         ("cut-off", "download: old-to-new.delta: gave up after 2 attempts"),
         ("wrong-result", "bad-image: the 150"),
         ("wrong-delta-hash", "bad-delta: the delta does not hash to its target's SHA-256"),
+        ("longer", f"download: old-to-new.delta: body of {len(DELTA_BYTES) + 1} bytes is over"),
     ],
 )
 def test_any_delta_failure_falls_back_to_the_full_image_with_the_reason(
@@ -123,6 +124,8 @@ def test_any_delta_failure_falls_back_to_the_full_image_with_the_reason(
     elif damage == "wrong-result":  # a genuine patch, to an image the metadata does not name
         server.files[DELTA_PATH] = build_delta(OLD, OTHER)
         delta = delta_of(server, server.files[DELTA_PATH])
+    elif damage == "longer":  # another file than the target: refused before its body is read
+        server.files[DELTA_PATH] = DELTA_BYTES + b"\0"
     else:
         delta = Target(delta.name, delta.url, delta.length, bytes(32), delta.hardware, delta.base)
     done, _ = update(board, server, delta)
