@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from device_runtime.core import download_record
 from device_runtime.core.bandwidth_cap import BandwidthCap
@@ -241,3 +243,14 @@ def test_the_cap_holds_the_rate_on_the_real_clock(board: Board, server: Download
     started = time.monotonic()
     installs(board, downloader, server)
     assert time.monotonic() - started >= 0.9 * (len(V2) - 8192) / rate
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=200), st.integers(0, 120), st.binary(max_size=8))
+def test_any_bytes_read_as_a_record_or_a_reason(junk: bytes, at: int, insert: bytes) -> None:
+    """Arbitrary bytes, or a genuine record with bytes spliced in, never raise: they are a
+    record (only the genuine one, unchanged) or the reason they are none."""
+    genuine = DownloadRecord("v2.img", len(V2), hashlib.sha256(V2).digest(), FLUSH_EVERY).encode()
+    for data in (junk, genuine[:at] + insert + genuine[at:]):
+        read = download_record.decode(data)
+        assert isinstance(read, str) or data == genuine
