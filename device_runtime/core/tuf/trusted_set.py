@@ -38,8 +38,9 @@ class TrustedSet:
 
     @staticmethod
     def _role(root: Metadata, name: str) -> "dict[str, object]":
-        roles = root.signed["roles"]
-        assert isinstance(roles, dict)
+        roles = root.signed.get("roles")
+        if not isinstance(roles, dict):
+            raise TufError("bad-metadata", "an earlier root update failed: start again")
         role = roles[name]
         assert isinstance(role, dict)
         return role
@@ -55,9 +56,19 @@ class TrustedSet:
         return new
 
     def update_root(self, data: "Source") -> None:
-        """Spec 5.3.4-5.3.8: signed by the old root's and its own threshold, version + 1."""
+        """Spec 5.3.4-5.3.8: signed by the old root's and its own threshold, version + 1.
+
+        Before the new root is parsed the old one is cut down to its root role's
+        keys, so a small heap never holds two whole roots; if the new one is then
+        refused, this set is spent (it has no roles left) and the refresh fails, as it must.
+        """
+        role = self._role(self.root, "root")
+        keys = self.root.signed["keys"]
+        assert isinstance(keys, dict) and isinstance(role["keyids"], list)
+        self.root.signed = {"keys": {k: keys[k] for k in role["keyids"] if k in keys}}
+        keys = {}
         new = Metadata(data, "root")
-        new.verify_by(self.root.signed, self._role(self.root, "root"), self.crypto)
+        new.verify_by(self.root.signed, role, self.crypto)
         if new.version != self.root.version + 1:
             raise TufError(
                 "rollback",
