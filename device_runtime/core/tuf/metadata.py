@@ -221,7 +221,7 @@ class Metadata:
         assert isinstance(keyids, list)
         for keyid in keyids:
             key, signature = found.get(keyid), self.signatures.get(keyid)
-            if isinstance(key, dict) and signature is not None:
+            if key is not None and signature is not None:
                 if keys.signature_valid(key, signature, self.signed, self._digest, crypto):
                     valid += 1
         threshold = role["threshold"]

@@ -12,6 +12,7 @@ after. The caller checks each file's length and hashes as it streams in
 reached again through another delegator is checked again against that one.
 """
 
+from device_runtime.core.tuf import keys
 from device_runtime.core.tuf.error import TufError
 from device_runtime.core.tuf.metadata import Metadata
 
@@ -20,6 +21,14 @@ if TYPE_CHECKING:
     from device_runtime.core.port_types import BinaryFile, TufCrypto
 
     Source = bytes | BinaryFile
+
+
+def _compact_keys(container: object) -> None:
+    """Keep a trusted document's keys as ``keys.usable`` has them (see there why)."""
+    if isinstance(container, dict) and isinstance(container.get("keys"), dict):
+        found = container["keys"]
+        for keyid in list(found):
+            found[keyid] = keys.usable(found[keyid])
 
 
 class TrustedSet:
@@ -31,6 +40,7 @@ class TrustedSet:
         root = Metadata(root_data, "root")
         root.verify_by(root.signed, self._role(root, "root"), crypto)
         root.signatures = {}  # counted: a small heap need not keep them
+        _compact_keys(root.signed)
         self.root = root
         self.timestamp: Metadata | None = None
         self.snapshot: Metadata | None = None
@@ -63,10 +73,10 @@ class TrustedSet:
         refused, this set is spent (it has no roles left) and the refresh fails, as it must.
         """
         role = self._role(self.root, "root")
-        keys = self.root.signed["keys"]
-        assert isinstance(keys, dict) and isinstance(role["keyids"], list)
-        self.root.signed = {"keys": {k: keys[k] for k in role["keyids"] if k in keys}}
-        keys = {}
+        old_keys = self.root.signed["keys"]
+        assert isinstance(old_keys, dict) and isinstance(role["keyids"], list)
+        self.root.signed = {"keys": {k: old_keys[k] for k in role["keyids"] if k in old_keys}}
+        old_keys = {}
         new = Metadata(data, "root")
         new.verify_by(self.root.signed, role, self.crypto)
         if new.version != self.root.version + 1:
@@ -76,6 +86,7 @@ class TrustedSet:
             )
         new.verify_by(new.signed, self._role(new, "root"), self.crypto)
         new.signatures = {}
+        _compact_keys(new.signed)
         self.root = new
 
     def snapshot_meta(self, timestamp: "Metadata | None" = None) -> "dict[str, object]":
@@ -156,6 +167,7 @@ class TrustedSet:
             delegation = [r for r in roles if r["name"] == role][0]
             new.verify_by(parent, delegation, self.crypto)
         new.signatures = {}
+        _compact_keys(new.signed.get("delegations"))
         if new.version != info["version"]:
             raise TufError("mismatch", role[:60] + " version is not the one the snapshot names")
         self._check_expiry(new, "new")
