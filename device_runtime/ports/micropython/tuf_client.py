@@ -1,0 +1,23 @@
+"""The TUF client command (``core/tuf/client_command``) on MicroPython: the core's P-256.
+
+Run from a ROMFS image by ``scripts/tuf-client-micropython``; ``main`` exits
+with the command's status.
+"""
+
+import sys
+
+from device_runtime.core.http_client import http_get
+from device_runtime.core.tuf.client_command import run
+from device_runtime.ports.micropython import crypto
+from device_runtime.ports.micropython.clock import SystemClock
+
+
+def main(argv: "list[str]") -> None:
+    sys.exit(
+        run(
+            argv,
+            fetcher=http_get,
+            crypto=crypto,
+            clock=SystemClock(),
+        )
+    )
