@@ -213,6 +213,10 @@ class Downloader:
             problem = record
         elif not record.same_target(target.name, target.length, target.sha256):
             problem = "the download record is for another target (%s)" % record.name
+        elif record.offset % slot.area.erase_size or record.offset >= target.length:
+            problem = "the download record's offset %d is not a sector inside the target" % (
+                record.offset
+            )
         elif record.offset and slot.trailer().state != EMPTY:
             problem = "slot %s holds a marked image, not the recorded download" % slot.name
         else:

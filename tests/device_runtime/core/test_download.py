@@ -91,7 +91,9 @@ def test_a_download_cut_off_resumes_after_a_reboot_from_the_durable_offset(
     board.close()
 
 
-@pytest.mark.parametrize("damage", ["torn", "flipped", "other-target", "other-format"])
+@pytest.mark.parametrize(
+    "damage", ["torn", "flipped", "other-target", "other-format", "unaligned", "marked-slot"]
+)
 def test_a_record_that_cannot_vouch_for_the_slot_restarts_the_download_from_zero(
     damage: str, board: Board, server: DownloadServer
 ) -> None:
@@ -104,9 +106,16 @@ def test_a_record_that_cannot_vouch_for_the_slot_restarts_the_download_from_zero
         data[12] ^= 0x04
     elif damage == "other-target":
         data = bytearray(DownloadRecord("v3.img", len(V2), bytes(32), FLUSH_EVERY).encode())
-    else:
+    elif damage == "other-format":
         data[4] = 2
-    path.write_bytes(bytes(data))
+    elif damage == "unaligned":
+        sha = hashlib.sha256(V2).digest()
+        data = bytearray(DownloadRecord("v2.img", len(V2), sha, FLUSH_EVERY + 1).encode())
+    if damage != "marked-slot":
+        path.write_bytes(bytes(data))
+    else:  # the slot was installed and marked since (the record outlived a cut)
+        board.device.install(V2, 0)
+        mark_pending(board.device.slots, 0)
     board = board.reboot()
     before = server.served
     downloader = board.downloader(SteppedClock())
@@ -116,7 +125,8 @@ def test_a_record_that_cannot_vouch_for_the_slot_restarts_the_download_from_zero
     (note,) = downloader.notes
     assert note.endswith(": starting from 0")
     expected = {"torn": "too short", "flipped": "fails its CRC", "other-target": "another target",
-                "other-format": "not in format 1"}  # fmt: skip
+                "other-format": "not in format 1", "unaligned": "not a sector inside",
+                "marked-slot": "holds a marked image"}  # fmt: skip
     assert expected[damage] in note
     board.close()
 
