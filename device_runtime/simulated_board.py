@@ -67,6 +67,7 @@ from device_runtime.core.image_trust import ImageTrust
 from device_runtime.core.retry_schedule import RetrySchedule
 from device_runtime.core.slots import HEALTH_FAILED, Slot, slot_pair
 from device_runtime.core.trial_boot import confirm, fail_trial
+from device_runtime.core.tuf.file_directory import FileDirectory
 from device_runtime.core.tuf.updater import Updater
 from device_runtime.core.update_agent import UpdateAgent
 from device_runtime.core.update_status import UpdateReporter
@@ -206,7 +207,7 @@ def update_agent(directory: Path, hwmodel: str, agent: DeviceAgent | None) -> Up
         return None
     clock = SystemClock()
     updater = Updater(
-        metadata_store=DirectoryStore(directory=directory / UPDATES_DIR / TUF_DIR),
+        metadata_store=FileDirectory(str(directory / UPDATES_DIR / TUF_DIR)),
         fetcher=http_get,
         crypto=crypto,
         clock=clock,

@@ -68,6 +68,7 @@ PARTS: tuple[Part, ...] = (
             "device_runtime/core/hkdf.py",
             "device_runtime/core/der_parser.py",
             "device_runtime/ports/micropython/crypto.py",
+            "device_runtime/core/ecdsa_der.py",
         ),
         (DICE,),
     ),

@@ -41,7 +41,7 @@ class Agent:
 
 
 def test_the_messages_are_declared_on_the_application_plane():
-    assert "update-status" in protocol.REQUESTS
+    assert "update-status" in protocol.RESPONSES
     assert protocol.RESPONSES["update-status"] == "update-status-ack"
     assert protocol.PLANES["update-status"] == protocol.APPLICATION_PLANE
     before = len(protocol.REQUESTS)
