@@ -61,12 +61,13 @@ from device_runtime.core.attestor import Attestor
 from device_runtime.core.boot_selection import Boot, select
 from device_runtime.core.console import read_installed
 from device_runtime.core.download import Downloader
-from device_runtime.core.errors import ConfigError, SevenfoldError
+from device_runtime.core.errors import ConfigError, Contraindicated, SevenfoldError
 from device_runtime.core.http_client import http_get
 from device_runtime.core.image_trust import ImageTrust
 from device_runtime.core.retry_schedule import RetrySchedule
 from device_runtime.core.slots import HEALTH_FAILED, Slot, slot_pair
 from device_runtime.core.trial_boot import confirm, fail_trial
+from device_runtime.core.tuf.file_directory import FileDirectory
 from device_runtime.core.tuf.updater import Updater
 from device_runtime.core.update_agent import UpdateAgent
 from device_runtime.core.update_status import UpdateReporter
@@ -197,16 +198,16 @@ def install_update_trust(directory: Path, *, root: bytes, repository_url: str) -
     store.write(REPOSITORY_KEY, repository_url.rstrip("/").encode())
 
 
-def update_agent(directory: Path, hwmodel: str, agent: DeviceAgent) -> UpdateAgent | None:
-    """The board's update agent, reporting through *agent*; None when the factory gave the
-    board no update trust (:func:`install_update_trust`)."""
+def update_agent(directory: Path, hwmodel: str, agent: DeviceAgent | None) -> UpdateAgent | None:
+    """The board's update agent, reporting through *agent* (when it has one); None when the
+    factory gave the board no update trust (:func:`install_update_trust`)."""
     store = DirectoryStore(directory=directory / UPDATES_DIR)
     url = store.read(REPOSITORY_KEY)
     if url is None:
         return None
     clock = SystemClock()
     updater = Updater(
-        metadata_store=DirectoryStore(directory=directory / UPDATES_DIR / TUF_DIR),
+        metadata_store=FileDirectory(str(directory / UPDATES_DIR / TUF_DIR)),
         fetcher=http_get,
         crypto=crypto,
         clock=clock,
@@ -217,7 +218,8 @@ def update_agent(directory: Path, hwmodel: str, agent: DeviceAgent) -> UpdateAge
     )
     schedule = RetrySchedule(clock, random_bytes, base_ms=200, cap_ms=5_000, attempts=5)
     return UpdateAgent(updater=updater, downloader=Downloader(store, schedule), store=store,
-                       model=hwmodel, reporter=UpdateReporter(agent))  # fmt: skip
+                       model=hwmodel,
+                       reporter=None if agent is None else UpdateReporter(agent))  # fmt: skip
 
 
 def install_firmware(
@@ -365,10 +367,11 @@ def _boot(
         def sample() -> None:
             device.readings.append(application.sample(int(time.monotonic() - booted)))
 
-        def check_for_update(agent: DeviceAgent) -> None:
+        def check_for_update(agent: DeviceAgent | None) -> None:
             updates = update_agent(directory, hwmodel, agent)
             if updates is not None:
-                updates.settle(flash.slots, boot)
+                if agent is not None:
+                    updates.settle(flash.slots, boot)
                 device.pending = updates.update(flash.slots, boot, flash.trust)
 
         agent = functools.partial(run_agent, device=device, rot_kind=rot.kind, broker=broker,
@@ -398,6 +401,11 @@ def _boot(
             key_files=lambda key: _key_file(rot, kind, directory, key),
         )
         agent(link=link, attestor=attestor)
+        if device.error is not None and device.error.startswith(Contraindicated.code):
+            # Refused by its verifier, the board is cut off from its application plane, not
+            # from its update service (as Azure Sphere recovers devices): a signed release
+            # may bring back an image the verifier accepts. It cannot report, so it does not.
+            check_for_update(None)
         return device
 
 

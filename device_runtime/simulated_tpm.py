@@ -49,13 +49,18 @@ def _program(name: str) -> str:
 
 def _free_port_pair() -> int:
     """A port P with P and P + 1 both free on loopback (swtpm's server and control sockets)."""
-    for _ in range(50):
+    # SO_REUSEADDR as swtpm's own listening sockets have it: on a busy host the port after
+    # a free one is often in TIME_WAIT from a closed connection, which a listener may take
+    # and a plain bind refuses (50 tries in a row failed that way during a fleet rollout).
+    for _ in range(200):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as first:
+            first.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             first.bind(("127.0.0.1", 0))
             port = int(first.getsockname()[1])
             if port >= 65535:
                 continue
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as second:
+                second.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     second.bind(("127.0.0.1", port + 1))
                 except OSError:

@@ -26,6 +26,9 @@ BUDGET = 2000
 """Lines of code the whole TCB may have (the issue's target)."""
 
 
+BOOT_PATH = ("block_device", "slots", "boot_selection", "image_trust")
+"""The A/B boot path's core modules: trusted, and not yet within the budget (docs/tcb.md)."""
+
 DICE = "DICE board"
 TPM = "TPM board"
 BOARDS: dict[str, str] = {
@@ -65,6 +68,7 @@ PARTS: tuple[Part, ...] = (
             "device_runtime/core/hkdf.py",
             "device_runtime/core/der_parser.py",
             "device_runtime/ports/micropython/crypto.py",
+            "device_runtime/core/ecdsa_der.py",
         ),
         (DICE,),
     ),
@@ -191,6 +195,7 @@ def report() -> str:
     counts = {part.name: [count(module) for module in part.modules] for part in PARTS}
     totals = board_totals()
     union = sum(c.code for group in counts.values() for c in group)
+    boot_path = sum(count(f"device_runtime/core/{m}.py").code for m in BOOT_PATH)
     out = [
         "# The device's trusted computing base",
         "",
@@ -243,13 +248,24 @@ def report() -> str:
         "(`evidence_key()`, `certificate_chain()`) is in the root-of-trust modules",
         "and counted with them.",
         "",
-        "A delta (`delta_patch.py`, `heatshrink.py`) is outside it for good: what it",
-        "writes counts only once the full image's hash and signature verify. The A/B",
-        "slots, boot selection and install (`block_device`, `slots`, `image_trust`,",
-        "`slot_install`, `boot_selection`, `trial_boot`: 418 lines) are not counted",
-        "yet because no board boots through them until the update agent lands; they",
-        "belong in it then, and with them each board is over the budget (about 2,380",
-        "lines), so the budget has to be met by what that change takes out.",
+        "The update path is outside it for good: the TUF client (`core/tuf/`), the",
+        "HTTP client, downloads and their record, deltas (`delta_patch.py`,",
+        "`heatshrink.py`, `delta_update.py`), the install into the inactive slot",
+        "(`slot_install.py`), the trial's confirmation (`trial_boot.py`) and the",
+        "update agent. Whatever they write counts only once the boot path has",
+        "verified it again at the next boot: the image's hash and signature under",
+        "the board's key and its security counter against the root of trust's. What",
+        "an attacker who defeats them gains is what TUF adds beyond that: freshness",
+        "(an older release at the same security counter, or no update at all), not",
+        "a key, a signature or a measurement.",
+        "",
+        "**Over budget, not yet counted.** The boards now boot through the A/B boot",
+        f"path ({', '.join(f'`{m}`' for m in BOOT_PATH)}: {boot_path} lines), which",
+        "decides what boots and so belongs in it. Counted, the boards would be"
+        f" {', '.join(f'{n} {t + boot_path}' for n, t in totals.items())} lines,",
+        f"over the {BUDGET}-line budget; the budget is met only once that many lines",
+        "come out of the parts above. Until then the check holds the parts above to",
+        "the budget and this paragraph states the gap.",
         "",
         "The pure-Python P-256 signer (`device_runtime/core/p256.py`) is not",
         "constant-time: it is for development and for boards with no hardware key,",

@@ -18,7 +18,7 @@ def decode_request(
 ) -> protocol.Envelope:
     """A request from *device_id*, the identity its certificate proves, received on *plane*."""
     envelope = protocol.decode(data, protocol.MAX_MESSAGE)
-    if envelope.kind not in protocol.REQUESTS:
+    if envelope.kind not in protocol.RESPONSES:
         raise UnknownType(repr(envelope.kind) + " is not a request")
     if protocol.PLANES[envelope.kind] != plane:
         raise UnknownType(repr(envelope.kind) + " is not a request on this topic")

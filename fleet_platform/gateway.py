@@ -220,7 +220,7 @@ class Gateway:
 
     def handle_batch(self, kind: str, handler: BatchHandler) -> None:
         """Route requests of *kind* to *handler*, all of a batch's at once."""
-        if kind not in protocol.REQUESTS:
+        if kind not in protocol.RESPONSES:
             raise ConfigError(f"{kind!r} is not a request type")
         self._handlers[kind] = handler
 

@@ -46,3 +46,44 @@ ensure_venv() {
     touch "$stamp"
   fi
 }
+
+TUF_CONFORMANCE_COMMIT="eec841c186f81f2d9d8d30460c7e7deefa615f9e"
+TUF_CONFORMANCE_MIRROR="/work/.mirror/theupdateframework+tuf-conformance/repo"
+
+ensure_tuf_conformance() {
+  # The TUF conformance suite at its pinned commit in .tuf-conformance, and its own
+  # pinned requirements (tuf, securesystemslib, pytest) in .venv-conformance, apart
+  # from .venv so that its pins never meet ours. Source: $SEVENFOLD_TUF_CONFORMANCE_GIT,
+  # else GitHub, else the local mirror.
+  local python="${PYTHON:-python3}" stamp=".venv-conformance/.suite-$TUF_CONFORMANCE_COMMIT"
+  if [ "$(git -C .tuf-conformance rev-parse HEAD 2>/dev/null)" != "$TUF_CONFORMANCE_COMMIT" ]; then
+    rm -rf .tuf-conformance
+    local source
+    for source in "${SEVENFOLD_TUF_CONFORMANCE_GIT:-}" \
+        https://github.com/theupdateframework/tuf-conformance "$TUF_CONFORMANCE_MIRROR"; do
+      [ -n "$source" ] || continue
+      if GIT_TERMINAL_PROMPT=0 timeout 120 git clone -q "$source" .tuf-conformance 2>/dev/null &&
+         git -C .tuf-conformance checkout -q "$TUF_CONFORMANCE_COMMIT" 2>/dev/null; then
+        echo "tuf-conformance $TUF_CONFORMANCE_COMMIT from $source"
+        break
+      fi
+      rm -rf .tuf-conformance
+    done
+    if [ ! -d .tuf-conformance ]; then
+      echo "cannot fetch tuf-conformance $TUF_CONFORMANCE_COMMIT (set SEVENFOLD_TUF_CONFORMANCE_GIT)" >&2
+      return 1
+    fi
+  fi
+  if [ ! -f "$stamp" ]; then
+    echo "installing the conformance suite's requirements into .venv-conformance"
+    rm -rf .venv-conformance
+    if ! { "$python" -m venv .venv-conformance &&
+           .venv-conformance/bin/python -m pip install ./.tuf-conformance; } \
+           > .tuf-conformance.pip.log 2>&1; then
+      tail -n 30 .tuf-conformance.pip.log
+      echo "pip install failed; the full log is .tuf-conformance.pip.log" >&2
+      return 1
+    fi
+    touch "$stamp"
+  fi
+}

@@ -7,15 +7,17 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from device_runtime.core import protocol
-from update_service.update_history import MAX_ROWS_PER_DEVICE, HistoryEntry, UpdateHistory
+from update_service.update_history import MAX_ROWS_PER_DEVICE, UpdateHistory
 
 DeviceId = Annotated[str, Path(max_length=protocol.MAX_DEVICE_ID)]
 
 
 class UpdateEntryView(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     """Entry id: pass the last one of a page as ``before`` for the next page."""
     state: str
@@ -42,23 +44,6 @@ class UpdateHistoryPage(BaseModel):
     """``before`` for the next, older page; null on the last page."""
 
 
-def _entry_view(entry: HistoryEntry) -> UpdateEntryView:
-    return UpdateEntryView(
-        id=entry.id,
-        state=entry.state,
-        from_version=entry.from_version,
-        to_version=entry.to_version,
-        target=entry.target,
-        done=entry.done,
-        total=entry.total,
-        reason=entry.reason,
-        boot_count=entry.boot_count,
-        seq=entry.seq,
-        first_at=entry.first_at,
-        at=entry.at,
-    )
-
-
 def router(*, history: UpdateHistory, authorized: Callable[..., None]) -> APIRouter:
     """The route over *history*; *authorized* is the operator-token dependency."""
     api = APIRouter(prefix="/api/v1", tags=["updates"], dependencies=[Depends(authorized)])
@@ -74,7 +59,7 @@ def router(*, history: UpdateHistory, authorized: Callable[..., None]) -> APIRou
         entries = history.page(device_id, limit=limit, before=before)
         return UpdateHistoryPage(
             device_id=device_id,
-            entries=[_entry_view(entry) for entry in entries],
+            entries=[UpdateEntryView.model_validate(entry) for entry in entries],
             next_before=entries[-1].id if len(entries) == limit else None,
         )
 

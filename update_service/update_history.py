@@ -170,7 +170,7 @@ class UpdateHistory:
                 return self._not_newer(connection, report)
             if report.state == "downloading" and self._merged(connection, report):
                 return "merged"
-            connection.execute(_HISTORY.insert().values(**self._values(report)))
+            connection.execute(_HISTORY.insert().values(**history_row(report)))
             self._prune(connection, report.device_id)
             if report.state in ALARMING:
                 self._alarm(connection, report)
@@ -282,23 +282,6 @@ class UpdateHistory:
             now=report.at,
         )
 
-    @staticmethod
-    def _values(report: UpdateReport) -> dict[str, object]:
-        return {
-            "device_id": report.device_id,
-            "boot_count": report.boot_count,
-            "seq": report.seq,
-            "state": report.state,
-            "from_version": report.from_version,
-            "to_version": report.to_version,
-            "target": report.target,
-            "done": report.done,
-            "total": report.total,
-            "reason": report.reason,
-            "first_at": report.at,
-            "at": report.at,
-        }
-
     @contextmanager
     def _in(self, tx: Connection | None, operation: str) -> Iterator[Connection]:
         """The caller's transaction, or one of our own (a refusal has written nothing)."""
@@ -307,3 +290,22 @@ class UpdateHistory:
             return
         with self._database.transaction(operation) as connection:
             yield connection
+
+
+def history_row(report: UpdateReport) -> dict[str, object]:
+    """The ``update_history`` row a report adds (progress merged into it later keeps
+    ``first_at``)."""
+    return {
+        "device_id": report.device_id,
+        "boot_count": report.boot_count,
+        "seq": report.seq,
+        "state": report.state,
+        "from_version": report.from_version,
+        "to_version": report.to_version,
+        "target": report.target,
+        "done": report.done,
+        "total": report.total,
+        "reason": report.reason,
+        "first_at": report.at,
+        "at": report.at,
+    }

@@ -36,7 +36,6 @@ from device_runtime.core.slot_install import install_written
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from device_runtime.core.block_device import Area
-    from device_runtime.core.boot_selection import Boot
     from device_runtime.core.download import Downloader, Target
     from device_runtime.core.image_trust import ImageTrust
     from device_runtime.core.signed_image import VerifiedImage
@@ -59,28 +58,35 @@ class Update:
 def install_update(
     downloader: "Downloader",
     slots: "list[Slot]",
-    boot: "Boot",
+    running: int,
+    running_image: "VerifiedImage",
     trust: "ImageTrust",
     image: "Target",
     delta: "Target | None",
     model: str,
 ) -> Update:
-    """Install *image* into the slot *boot* does not run, by *delta* when it applies."""
+    """Install *image* into the slot the device does not run (*running* runs
+    *running_image*, as boot selection found it), by *delta* when it applies."""
     failure = None
-    if delta is not None and _applies(downloader, slots[1 - boot.slot], boot, image, delta):
+    if delta is not None and _applies(downloader, slots[1 - running], running_image, image, delta):
         try:
-            made = apply_delta(downloader, slots, boot, trust, image, delta, model)
+            made = apply_delta(downloader, slots, running, running_image, trust, image, delta,
+                               model)  # fmt: skip
             return Update(made, DELTA, None)
         except (DeltaError, DownloadError, ImageError, TooLarge) as exc:
             failure = exc.explain()
-    return Update(downloader.install(slots, boot.slot, trust, image, model), FULL, failure)
+    return Update(downloader.install(slots, running, trust, image, model), FULL, failure)
 
 
 def _applies(
-    downloader: "Downloader", slot: "Slot", boot: "Boot", image: "Target", delta: "Target"
+    downloader: "Downloader",
+    slot: "Slot",
+    running_image: "VerifiedImage",
+    image: "Target",
+    delta: "Target",
 ) -> bool:
     """The delta is from the running image, smaller, and no full download is under way."""
-    if delta.length >= image.length or not digests_equal(delta.base, boot.image.image_hash):
+    if delta.length >= image.length or not digests_equal(delta.base, running_image.image_hash):
         return False
     return not downloader.resumable(slot, image)
 
@@ -88,7 +94,8 @@ def _applies(
 def apply_delta(
     downloader: "Downloader",
     slots: "list[Slot]",
-    boot: "Boot",
+    running: int,
+    running_image: "VerifiedImage",
     trust: "ImageTrust",
     image: "Target",
     delta: "Target",
@@ -97,7 +104,7 @@ def apply_delta(
     """Rebuild *image* in the inactive slot from the running one and *delta*, and check it."""
     source = RangedSource(downloader, delta, 0)
     digest = hashlib.sha256()
-    old = slots[boot.slot].area
+    old = slots[running].area
 
     def read(n: int) -> bytes:
         data = source(n)
@@ -111,14 +118,14 @@ def apply_delta(
             area.write_at(at[0], chunk)
             at[0] += len(chunk)
 
-        delta_patch.apply_patch(read, old.read_at, boot.image.size, write, image.length)
+        delta_patch.apply_patch(read, old.read_at, running_image.size, write, image.length)
         if source.offset != delta.length:
             raise DeltaError("the delta is not the %d bytes its target says" % delta.length)
         if not digests_equal(digest.digest(), delta.sha256):
             raise DeltaError("the delta does not hash to its target's SHA-256")
 
     try:
-        return install_written(slots, boot.slot, fill, trust, length=image.length,
+        return install_written(slots, running, fill, trust, length=image.length,
                                sha256=image.sha256, hardware=image.hardware,
                                model=model)  # fmt: skip
     finally:

@@ -16,8 +16,8 @@
   asked and its total must be the target's length; a 200 to a ranged request
   (the server ignored ``Range``) is read and the first N bytes skipped; a 206
   elsewhere or a 416 restarts the download from 0, once; a 200 or 206 whose
-  length is not the target's is refused, as is any 4xx but 416 (permanent:
-  asking again will not help), with the reason.
+  length is not the target's (or a body that runs past it) is refused, as is
+  any 4xx but 416 (permanent: asking again will not help), with the reason.
 * **Retries.** A connection refused or dropped, a timeout, a 5xx, a body cut
   short: the source reconnects at the byte it reached, after a wait from
   ``retry_schedule`` (exponential, full jitter, on the clock port); after the
@@ -34,7 +34,7 @@ Portable: CPython and MicroPython.
 
 from device_runtime.core import download_record
 from device_runtime.core.download_record import DownloadRecord
-from device_runtime.core.errors import SevenfoldError
+from device_runtime.core.errors import SevenfoldError, TooLarge
 from device_runtime.core.http_client import HttpError, http_get
 from device_runtime.core.signed_image import ImageError
 from device_runtime.core.slot_install import install
@@ -42,17 +42,12 @@ from device_runtime.core.slots import EMPTY
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from device_runtime.core.bandwidth_cap import BandwidthCap
-    from device_runtime.core.http_client import HttpResponse
     from device_runtime.core.image_trust import ImageTrust
-    from device_runtime.core.port_types import Store
+    from device_runtime.core.port_types import HttpAnswer, HttpGet, Store
     from device_runtime.core.retry_schedule import RetrySchedule
     from device_runtime.core.signed_image import VerifiedImage
     from device_runtime.core.slots import Slot
-
-    Get = Callable[[str, int, int], HttpResponse]
 
 PIECE = 1024
 """Bytes skipped at once from a 200 that ignored the range."""
@@ -101,7 +96,7 @@ class RangedSource:
         self.downloader = downloader
         self.target = target
         self.offset = offset
-        self.response: "HttpResponse | None" = None
+        self.response: "HttpAnswer | None" = None
 
     def __call__(self, n: int) -> bytes:
         n = min(n, self.target.length - self.offset)
@@ -117,6 +112,9 @@ class RangedSource:
                     raise HttpError("the body ended at byte %d of %d (truncated)"
                                     % (self.offset, self.target.length))  # fmt: skip
                 break
+            except TooLarge as exc:  # a body longer than the target: another file
+                self.close()
+                raise DownloadError(self.target.name + ": " + exc.reason, True) from None
             except (HttpError, OSError) as exc:
                 self.close()
                 failures += 1
@@ -135,7 +133,7 @@ class RangedSource:
         if cap is not None:
             cap.take(n)
 
-    def _open(self) -> "HttpResponse":
+    def _open(self) -> "HttpAnswer":
         target = self.target
         response = self.downloader.get(target.url, self.offset, target.length)
         try:
@@ -145,7 +143,7 @@ class RangedSource:
             raise
         return response
 
-    def _check(self, response: "HttpResponse") -> None:
+    def _check(self, response: "HttpAnswer") -> None:
         status = response.status
         name = self.target.name
         length = self.target.length
@@ -189,20 +187,20 @@ class Downloader:
         store: "Store",
         schedule: "RetrySchedule",
         cap: "BandwidthCap | None" = None,
-        get: "Get | None" = None,
+        get: "HttpGet | None" = None,
         timeout_s: float = 30,
     ) -> None:
         self.store = store
         self.schedule = schedule
         self.cap = cap
-        self.get: "Get" = get or self._http_get
+        self.get: "HttpGet" = get or self._http_get
         self.timeout_s = timeout_s
         self.received = 0
         """Bytes received from the network so far, skipped ones included."""
         self.notes: "list[str]" = []
         """What happened that the caller may report: a record dropped, a restart."""
 
-    def _http_get(self, url: str, offset: int, max_length: int) -> "HttpResponse":
+    def _http_get(self, url: str, offset: int, max_length: int) -> "HttpAnswer":
         return http_get(url, offset=offset, max_length=max_length, timeout_s=self.timeout_s)
 
     def resumable(self, slot: "Slot", target: Target) -> int:
@@ -215,6 +213,10 @@ class Downloader:
             problem = record
         elif not record.same_target(target.name, target.length, target.sha256):
             problem = "the download record is for another target (%s)" % record.name
+        elif record.offset % slot.area.erase_size or record.offset >= target.length:
+            problem = "the download record's offset %d is not a sector inside the target" % (
+                record.offset
+            )
         elif record.offset and slot.trailer().state != EMPTY:
             problem = "slot %s holds a marked image, not the recorded download" % slot.name
         else:

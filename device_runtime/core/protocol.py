@@ -129,7 +129,6 @@ SCHEMAS: "dict[str, tuple[Any, ...]]" = {
 # fmt: on
 
 
-REQUESTS: "tuple[str, ...]" = ("enroll", "heartbeat", "challenge", "evidence")
 RESPONSES = {
     "enroll": "enrolled",
     "heartbeat": "heartbeat-ack",
@@ -144,9 +143,10 @@ PLANES = {
     "challenge": ATTESTATION_PLANE,
     "evidence": ATTESTATION_PLANE,
 }
-"""Which topics a request travels on. The broker grants the attestation plane to
-every certified device and the application plane only to those holding a
-current pass (docs/protocol.md), so a request on the wrong plane is refused."""
+"""Which topics a request travels on (the requests are ``RESPONSES``'s keys). The broker
+grants the attestation plane to every certified device and the application plane only to
+those holding a current pass (docs/protocol.md), so a request on the wrong plane is
+refused."""
 
 
 def add_request(
@@ -160,18 +160,14 @@ def add_request(
 
     A message only some devices use is declared by the module that uses it, when
     it is imported, so a device without it does not carry its schemas in its heap.
-    Declaring a kind again is a no-op; a clash with another kind is a bug.
+    Declaring a kind again is a no-op. Every device holds this function, so it
+    checks nothing more: the names are the declaring module's to choose.
     """
-    global REQUESTS
-    if kind in REQUESTS:
-        return
-    if kind in SCHEMAS or response in SCHEMAS:
-        raise ValueError("message type " + repr(kind) + " or " + repr(response) + " exists")
-    SCHEMAS[kind] = schema
-    SCHEMAS[response] = response_schema
-    REQUESTS = REQUESTS + (kind,)
-    RESPONSES[kind] = response
-    PLANES[kind] = plane
+    if kind not in RESPONSES:
+        SCHEMAS[kind] = schema
+        SCHEMAS[response] = response_schema
+        RESPONSES[kind] = response
+        PLANES[kind] = plane
 
 
 def topic(prefix: str, device_id: str, leaf: str) -> str:
@@ -286,7 +282,7 @@ def encode(kind: str, correlation: bytes, body: "dict[str, object]") -> bytes:
         raise InvalidField("correlation id must be " + str(CORRELATION_BYTES) + " bytes")
     _check_body(kind, body)
     data = cbor.dumps({"v": VERSION, "t": kind, "id": correlation, "b": body})
-    limit = MAX_MESSAGE if kind in REQUESTS else MAX_DOWN_MESSAGE
+    limit = MAX_MESSAGE if kind in RESPONSES else MAX_DOWN_MESSAGE
     if len(data) > limit:
         raise TooLarge("message is " + str(len(data)) + " bytes, limit " + str(limit))
     return data

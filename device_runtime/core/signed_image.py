@@ -68,8 +68,10 @@ SUPPORTED_FLAGS = 0x1
 (MCUboot boots no such slot), RAM_LOAD (0x20) and ROM_FIXED (0x100), whose load address
 says where to run, which no board here honours (a payload runs where it is read),
 encrypted (0x4, 0x8), compressed (0x200, 0x400, 0x800) and flags MCUboot does not define."""
-MAX_IMAGE_SIZE = 16 << 20
-"""Bytes up to the end of the TLV area, unless the caller gives its slot's size."""
+MAX_IMAGE_SIZE = 256 << 20
+"""Bytes up to the end of the TLV area, unless the caller gives its slot's size: a
+Linux-class board's image (a root filesystem) runs to hundreds of MiB, and a
+microcontroller's slot is far smaller, so its bootloader passes the slot's size."""
 CHUNK_SIZE = 4096
 
 

@@ -19,8 +19,12 @@ is flushed and ``progress(offset)`` told the sector-aligned offset that is
 now durable; an install called again with ``resume_from`` that offset erases
 the slot from there, reads the bytes before it back from the slot (they are
 hashed and verified like the rest) and takes the rest from the source, which
-must start at that offset (an HTTP Range request). Portable: CPython and
-MicroPython.
+must start at that offset (an HTTP Range request; ``download.py``).
+
+An image that something else makes in the slot, a delta applied from the
+running slot (``delta_update.py``), is checked by :func:`install_written`
+with the same refusals and the same reader, every byte read back from the
+slot: whatever wrote it is not trusted. Portable: CPython and MicroPython.
 """
 
 import hashlib

@@ -186,8 +186,8 @@ class UpdateAgent:
             target = offer.image.name
             self._report("checking", running, to_version, target)
             self._report("downloading", running, to_version, target)
-            done = install_update(self.downloader, slots, boot, trust, offer.image,
-                                  offer.delta, self.model)  # fmt: skip
+            done = install_update(self.downloader, slots, boot.slot, boot.image, trust,
+                                  offer.image, offer.delta, self.model)  # fmt: skip
             mark_pending(slots, boot.slot)
             self.store.write(TRYING_KEY, (offer.image_digest + " " + to_version).encode())
         except SevenfoldError as exc:

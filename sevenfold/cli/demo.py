@@ -24,8 +24,17 @@ connects with it (the TPM board's TLS handshake is signed by the TPM), enrolls
 and heartbeats while its application samples its sensor. The tampered board
 boots (its signature is good) but its measurement is no endorsed image's: it is
 refused and never reaches its application topics. The tables show each
-device's proven root of trust and the verifier's verdict. Everything runs in
-a temporary state directory and is torn down at the end.
+device's proven root of trust and the verifier's verdict.
+
+Then the rollout: the operator publishes 1.1.0, 1.2.0 and 1.3.0 in turn, and
+the boards' update agents (which the factory gave the repository's root) take
+each from the TUF repository into their other slot and reboot into it for one
+trial. 1.1.0 passes its health check and is confirmed; 1.2.0 crashes on boot
+and 1.3.0 fails its health check, and the boot after each reverts to 1.1.0 by
+itself and reports why. The tampered board takes part too: refused by its
+verifier, it is cut off from its application plane but not from its update
+service, so it installs the genuine 1.1.0, passes its trial and attests again.
+Everything runs in a temporary state directory and is torn down at the end.
 """
 
 from __future__ import annotations
@@ -56,6 +65,8 @@ if TYPE_CHECKING:
 
 HWMODEL = "sim-board-1"
 BOARD_TIMEOUT_S = 120.0
+ROLLOUT = ("1.1.0", "1.2.0", "1.3.0")
+"""Published after the boards came up on 1.0.0: an update, then two broken releases."""
 FIRMWARE = "1.0.0"
 DEV_GROUP = "dev-line"
 """The group the software boards are put in, whose policy admits software roots of trust."""
@@ -112,9 +123,10 @@ def demo(
                     f" {', '.join(kinds)}"
                 )
             boards = provision_over_consoles(state, fleet.http_url, kinds, tpm, maker)
-            genuine, release_key = flash_boards(state, [directory for directory, _ in boards])
+            images, release_key = flash_boards(state, [directory for directory, _ in boards])
             client = FleetClient.for_state_dir(state)
-            release = publish_release(state, genuine, release_key)
+            release = publish_release(state, images[FIRMWARE], release_key)
+            trust_updates(state, fleet.http_url, [directory for directory, _ in boards])
             _operate(client, boards)
             if not as_json:
                 tampering = ", the last a tampered one signed with the same key" * (devices >= 4)
@@ -129,24 +141,28 @@ def demo(
                     f" {DEV_GROUP!r}, whose policy admits them"
                 )
                 say(f"running {devices} boards, each as a process of its own; they attest first")
-            running: list[tuple[Path, subprocess.Popen[str]]] = []
-            try:
-                for directory, kind in boards:
-                    process = _start_board(directory, kind, beats, config.prefix, tpm)
-                    running.append((directory, process))
-                outcomes = [_outcome(directory.name, process) for directory, process in running]
-            finally:
-                for _, process in running:  # none outlives the demo, whatever stopped it
-                    if process.poll() is None:
-                        process.kill()
-                        process.wait()
+            outcomes = _run_boards(boards, beats, config.prefix, tpm)
             rows = client.get("/api/v1/devices")
             standings = client.get("/api/v1/attestation")
-    tampered = {boards[-1][0].name} if devices >= 4 else set()
-    refused = {o["device_id"]: o["error"] for o in outcomes if o["device_id"] in tampered}
-    failed = [o for o in outcomes if o["error"] and o["device_id"] not in tampered]
-    online = [row for row in rows if row["status"] == "online"]
-    expected_online = devices - len(tampered)
+            tampered = {boards[-1][0].name} if devices >= 4 else set()
+            refused = {o["device_id"]: o["error"] for o in outcomes if o["device_id"] in tampered}
+            failed = [o for o in outcomes if o["error"] and o["device_id"] not in tampered]
+            online = [row for row in rows if row["status"] == "online"]
+            expected_online = devices - len(tampered)
+            if not as_json:
+                _show_fleet(rows, standings, outcomes, failed, refused)
+                say(f"{len(online)}/{expected_online} attested devices online")
+            rollout = [
+                roll_out(state, version, images[version], boards, config.prefix, tpm, as_json)
+                for version in ROLLOUT
+            ]
+            after = {row["device_id"]: row for row in client.get("/api/v1/devices")}
+    healed = [name for name in tampered if after.get(name, {}).get("status") == "online"]
+    expected = {"1.1.0": "confirmed", "1.2.0": "reverted", "1.3.0": "reverted"}
+    rolled_out = all(
+        step["outcome"] == expected[step["version"]] and step["boards"] == len(boards)
+        for step in rollout
+    )
     cut_off = all(error and "contraindicated" in error for error in refused.values())
     if as_json:
         emit_json({
@@ -154,20 +170,124 @@ def demo(
             "errors": {o["device_id"]: o["error"] for o in failed}, "refused": refused,
             "firmware": {o["device_id"]: {key: o.get(key) for key in ("firmware", "readings")}
                          for o in outcomes},
+            "rollout": rollout,
+            "healed": healed,
         })  # fmt: skip
     else:
-        show(device_table(rows, title="Fleet"))
-        show(standing_table(standings, title="Attestation"))
-        for outcome in outcomes:
-            if outcome.get("readings"):
-                say((str(outcome["device_id"]), "bold"), " runs ", _last_reading(outcome))
-        for outcome in failed:
-            say((str(outcome["device_id"]), "red"), ": ", str(outcome["error"]))
-        for device_id, error in refused.items():
-            say((device_id, "bold"), " runs a tampered image and was refused: ", str(error))
-        say(f"{len(online)}/{expected_online} attested devices online")
-    if failed or len(online) != expected_online or not cut_off:
+        for name in healed:
+            say((name, "bold"), ", refused for its tampered image, took 1.1.0 from its update"
+                " service (which a refused board still reaches) and attests again")  # fmt: skip
+        say(
+            f"rollout: {len(boards)} boards took 1.1.0 and confirmed it, and reverted 1.2.0"
+            " and 1.3.0 by themselves"
+            if rolled_out
+            else "rollout: not as expected (above)"
+        )
+    if (
+        failed
+        or len(online) != expected_online
+        or not cut_off
+        or not rolled_out
+        or (len(healed) != len(tampered))
+    ):
         raise typer.Exit(1)
+
+
+def _show_fleet(
+    rows: list[dict[str, Any]],
+    standings: list[dict[str, Any]],
+    outcomes: list[dict[str, Any]],
+    failed: list[dict[str, Any]],
+    refused: dict[str, str],
+) -> None:
+    show(device_table(rows, title="Fleet"))
+    show(standing_table(standings, title="Attestation"))
+    for outcome in outcomes:
+        if outcome.get("readings"):
+            say((str(outcome["device_id"]), "bold"), " runs ", _last_reading(outcome))
+    for outcome in failed:
+        say((str(outcome["device_id"]), "red"), ": ", str(outcome["error"]))
+    for device_id, error in refused.items():
+        say((device_id, "bold"), " runs a tampered image and was refused: ", str(error))
+
+
+def _run_boards(
+    boards: list[tuple[Path, str]], beats: int, prefix: str, tpm: Any
+) -> list[dict[str, Any]]:
+    """Boot every board once, each a process of its own, in parallel; their outcomes."""
+    running: list[tuple[Path, subprocess.Popen[str]]] = []
+    try:
+        for directory, kind in boards:
+            running.append((directory, _start_board(directory, kind, beats, prefix, tpm)))
+        return [_outcome(directory.name, process) for directory, process in running]
+    finally:
+        for _, process in running:  # none outlives the demo, whatever stopped it
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def _reboot(boards: list[tuple[Path, str]], prefix: str, tpm: Any) -> list[dict[str, Any]]:
+    """Power the boards off and on and let each run one heartbeat. The TPM board's chip is
+    power-cycled with it: its measurement registers start from zero at every boot, so the
+    image it boots now is what they will hold (its NV counters persist)."""
+    if tpm is not None:
+        tpm.stop()
+        tpm.tpm.restart()
+        tpm.start()
+    return _run_boards(boards, 1, prefix, tpm)
+
+
+def trust_updates(state: Path, url: str, boards: list[Path]) -> None:
+    """The factory's last step: each board gets the release repository's root and address."""
+    from device_runtime.simulated_board import install_update_trust
+    from update_service.release_store import ReleaseStore
+
+    root = (ReleaseStore(state).repository_dir / "metadata" / "1.root.json").read_bytes()
+    for directory in boards:
+        install_update_trust(directory, root=root, repository_url=url + "/tuf")
+
+
+def roll_out(
+    state: Path,
+    version: str,
+    image: bytes,
+    boards: list[tuple[Path, str]],
+    prefix: str,
+    tpm: Any,
+    quiet: bool,
+) -> dict[str, Any]:
+    """Publish *version* (endorsed) and let the boards take it: one boot installs it, the
+    next tries it, and when the trial fails the one after reverts. What happened, as
+    ``{"version", "boards", "outcome": "confirmed" | "reverted" | …, "reasons"}``."""
+    from sevenfold.cli.release import endorse_release
+    from update_service import release_publisher
+    from update_service.release_store import ReleaseStore
+
+    published = release_publisher.publish(ReleaseStore(state), image, model=HWMODEL).as_json()
+    endorsement = endorse_release(published, state, None)
+    if not endorsement["ok"]:
+        raise ConfigError(f"the demo could not endorse {version}: {endorsement['error']}")
+    took = _reboot(boards, prefix, tpm)
+    installed = sum(o.get("pending") == version for o in took)
+    tried = _reboot(boards, prefix, tpm)
+    confirmed = sum(o.get("firmware") == version and not o.get("error") for o in tried)
+    step: dict[str, Any] = {"version": version, "installed": installed, "boards": confirmed,
+                            "outcome": "confirmed", "reasons": []}  # fmt: skip
+    if confirmed != len(boards):
+        failures = sorted({str(o.get("error")) for o in tried if o.get("error")})
+        after = _reboot(boards, prefix, tpm)
+        step["boards"] = sum(bool(o.get("reverted")) and not o.get("error") for o in after)
+        step["outcome"] = "reverted"
+        step["reasons"] = failures + sorted({str(o.get("reverted")) for o in after})
+    if not quiet:
+        say(f"published {version}: {installed}/{len(boards)} boards installed it into their"
+            f" other slot and rebooted into it; {step['boards']} {step['outcome']} it")  # fmt: skip
+        for reason in step["reasons"][:3]:
+            say("  ", reason)
+        if len(step["reasons"]) > 3:
+            say(f"  (and {len(step['reasons']) - 3} more like them)")
+    return step
 
 
 def _last_reading(outcome: dict[str, Any]) -> str:
@@ -177,10 +297,10 @@ def _last_reading(outcome: dict[str, Any]) -> str:
     return f"firmware {outcome.get('firmware')}, last reading: {values}"
 
 
-def flash_boards(state: Path, boards: list[Path]) -> tuple[bytes, bytes]:
+def flash_boards(state: Path, boards: list[Path]) -> tuple[dict[str, bytes], bytes]:
     """Build the sample firmware with a release key of the demo's own and put 1.0.0 in every
     board's slot (a tampered 1.0.0, signed with the same key, in the last of four or more);
-    the genuine 1.0.0 image and the release key's public PEM."""
+    every release's image by version and the release key's public PEM."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -190,7 +310,8 @@ def flash_boards(state: Path, boards: list[Path]) -> tuple[bytes, bytes]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     built = {image.version: image for image in build(key=key, out=state / "firmware")}
-    genuine = (state / "firmware" / built[FIRMWARE].file).read_bytes()
+    images = {v: (state / "firmware" / image.file).read_bytes() for v, image in built.items()}
+    genuine = images[FIRMWARE]
     tampered = release_image(release(FIRMWARE), key, tampered=True)
     for index, directory in enumerate(boards):
         image = tampered if is_tampered(index, len(boards)) else genuine
@@ -198,7 +319,7 @@ def flash_boards(state: Path, boards: list[Path]) -> tuple[bytes, bytes]:
     public = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return genuine, public
+    return images, public
 
 
 def publish_release(

@@ -35,7 +35,7 @@ from sevenfold.cli.output import (
 
 app = typer.Typer(help="Releases in the update repository.", no_args_is_help=True)
 
-MAX_IMAGE_FILE = 16 << 20
+MAX_IMAGE_FILE = 256 << 20
 """The verifier's own limit on an image (``signed_image.MAX_IMAGE_SIZE``)."""
 
 HardwareOption = Annotated[str, typer.Option("--hardware", help="Hardware model.")]

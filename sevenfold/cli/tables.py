@@ -1,4 +1,4 @@
-"""The operator's tables: devices and their events, the inventory, assets, alerts, hints.
+"""The operator's tables: devices, their events and updates, the inventory, assets, alerts, hints.
 
 Every cell is literal text (:func:`sevenfold.cli.output.literal_table`): what is
 in these rows was written by devices, sensors, captures and the server.
@@ -177,6 +177,52 @@ def _hardware(row: dict[str, Any]) -> Part:
     return f"{row['hwmodel']} (claimed)"
 
 
+def device_detail_table(row: dict[str, Any]) -> Table:
+    """One ``/devices/{id}`` row as field and value: who it is, how it is, its last verdict."""
+    standing = row.get("attestation") or {}
+    appraised = standing.get("appraised_at")
+    return literal_table(
+        headers=("field", "value"),
+        title=f"device {row['device_id']}",
+        rows=(
+            ("device", row["device_id"]),
+            ("status", (row["status"], "green" if row["status"] == "online" else "red")),
+            ("root of trust", _root_of_trust(row)),
+            ("hardware", _hardware(row)),
+            ("firmware", _joined(row["swname"], row["swversion"])),
+            ("boots", row["boot_count"]),
+            ("enrolled", _clock_time(str(row["enrolled_at"]), dated=True)),
+            ("last seen", _clock_time(str(row["last_seen"]))),
+            ("trust", trust(standing)),
+            ("last attestation", _clock_time(str(appraised), dated=True) if appraised else None),
+            ("verdict", _joined(standing.get("code"), standing.get("reason"))),
+        ),
+    )
+
+
+_UPDATE_STYLES = {"confirmed": "green", "reverted": "bold red", "failed": "bold red"}
+
+
+def update_table(entries: list[dict[str, Any]], *, title: str) -> Table:
+    """A device's ``/devices/{id}/updates`` entries, newest first; reverts and failures in red."""
+    return literal_table(
+        headers=("at", "state", "from", "to", "target", "progress", "reason"),
+        title=title,
+        rows=(
+            (
+                _clock_time(str(entry["at"]), dated=True),
+                (entry["state"], _UPDATE_STYLES.get(str(entry["state"]), "")),
+                entry["from_version"],
+                entry["to_version"],
+                entry["target"],
+                None if entry["total"] is None else f"{entry['done']}/{entry['total']} bytes",
+                entry["reason"],
+            )
+            for entry in entries
+        ),
+    )
+
+
 def board_table(results: Iterable[BoardResult]) -> Table:
     """How each board of a factory run fared; the error is the board's or the server's answer."""
     listed = list(results)
@@ -323,9 +369,11 @@ def _expiry(iso: str) -> str:
         return iso
 
 
-def _clock_time(iso: str) -> str:
-    """HH:MM:SS UTC of an ISO timestamp; the date adds nothing to a live table."""
+def _clock_time(iso: str, *, dated: bool = False) -> str:
+    """HH:MM:SS UTC of an ISO timestamp; the date adds nothing to a live table, but does to a
+    history (*dated*)."""
+    pattern = "%Y-%m-%d %H:%M:%S UTC" if dated else "%H:%M:%S UTC"
     try:
-        return datetime.fromisoformat(iso).astimezone(UTC).strftime("%H:%M:%S UTC")
+        return datetime.fromisoformat(iso).astimezone(UTC).strftime(pattern)
     except ValueError:
         return iso

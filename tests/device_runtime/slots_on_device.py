@@ -56,7 +56,8 @@ def _unhealthy():
     raise OSError("the sensor does not answer")
 
 
-def main(argv):
+def board(directory, key_hex):
+    """The board's flash, slots and image trust (its software root of trust in DIRECTORY)."""
     from device_runtime.core.image_trust import ImageTrust
     from device_runtime.core.slots import slot_pair
     from device_runtime.ports.micropython import crypto
@@ -64,15 +65,19 @@ def main(argv):
     from device_runtime.ports.micropython.storage import DirectoryStore
     from device_runtime.rot.software import SoftwareRootOfTrust
 
-    phase, directory, model, key_hex, name = argv
-    started = time.ticks_ms()
     gc.threshold(4096)  # see the module docstring
     flash = FileBlockDevice(path=directory + "/flash", size=FLASH_SIZE)
-    slots = slot_pair(flash, PIECE)
     rot = SoftwareRootOfTrust.open(store=DirectoryStore(directory=directory + "/rot"),
                                    random_bytes=crypto.random_bytes,
                                    sign_es256=crypto.sign_es256)  # fmt: skip
     trust = ImageTrust(bytes.fromhex(key_hex), _collected(crypto.verify_ecdsa_der), rot)
+    return flash, slot_pair(flash, PIECE), trust
+
+
+def main(argv):
+    phase, directory, model, key_hex, name = argv
+    started = time.ticks_ms()
+    flash, slots, trust = board(directory, key_hex)
     if phase == "provision":
         from device_runtime.core.slot_install import provision
 

@@ -1,8 +1,9 @@
 """A clock port whose time moves only when the device sleeps: back-off waits and bandwidth
 caps are then exact and instant to test. It is a clock, not a mock: the code under test
-reads and sleeps on it through the same port a board's clock implements."""
+reads and sleeps on it through the same port a board's clock implements. Portable: the
+download tests under MicroPython use it too."""
 
-from __future__ import annotations
+PORTABLE_HELPER = True
 
 
 class SteppedClock:

@@ -15,20 +15,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from firmware_images.micropython_bundle import romfs_image
 from fleet_platform.pki import fleet_authority
-from fleet_platform.server_config import ServerConfig
 from sevenfold.server import FleetServer
-from tests.components import binary
+from tests.device_runtime.ports.micropython.test_firmware_main import fleet
 from tests.device_runtime.test_under_micropython import bytecode_tree
 from tests.device_runtime.update_status_on_device import MARK
 
-__all__ = ["bytecode_tree"]
+__all__ = ["bytecode_tree", "fleet"]
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.xdist_group("fleet-server")]
 
@@ -36,21 +34,6 @@ HEAP = "64K"
 MODULE = "tests.device_runtime.update_status_on_device"
 LAUNCHER = Path(__file__).with_name("flash_launcher.py")
 DEVICE = "mpy-upd-1"
-
-
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[FleetServer]:
-    binary("mosquitto")
-    config = ServerConfig(
-        state_dir=tmp_path / "state",
-        http_port=0,
-        broker_port=0,
-        recovery_port=0,
-        attestation_gate=False,
-        heartbeat_interval=1,
-    )
-    with FleetServer(config=config) as server:
-        yield server
 
 
 def on_device(flash: Path, *args: str) -> list[str]:

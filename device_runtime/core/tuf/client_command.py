@@ -10,14 +10,12 @@ reason on stderr. MicroPython has no ``argparse``, so the parsing is here.
 import sys
 
 from device_runtime.core.errors import SevenfoldError
-from device_runtime.core.tuf.target_directory import TargetDirectory
+from device_runtime.core.tuf.file_directory import FileDirectory
 from device_runtime.core.tuf.updater import Limits, Updater
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from device_runtime.core.port_types import Clock, Fetcher, Store, TufCrypto
+    from device_runtime.core.port_types import Clock, Fetcher, TufCrypto
 
 _OPTIONS = (
     "--metadata-dir",
@@ -55,7 +53,6 @@ def _one(options: "dict[str, list[str]]", name: str) -> str:
 def run(
     argv: "list[str]",
     *,
-    open_store: "Callable[[str], Store]",
     fetcher: "Fetcher",
     crypto: "TufCrypto",
     clock: "Clock",
@@ -64,21 +61,23 @@ def run(
     """Carry out the command in *argv*; the exit status."""
     options, words = _parse(argv)
     try:
-        store = open_store(_one(options, "--metadata-dir"))
+        store = FileDirectory(_one(options, "--metadata-dir"))
         limits = limits or Limits()
         if words[:1] == ["init"] and len(words) == 2:
-            parts: list[bytes] = []
+            copy = store.open_partial("root.json")
             size = 0
             with open(words[1], "rb") as handle:
                 while size <= limits.root:
                     part = handle.read(2048)
                     if not part:
                         break
-                    parts.append(part)
+                    copy.write(part)
                     size += len(part)
+            copy.close()
             if size > limits.root:
+                store.discard("root.json")
                 raise SevenfoldError("trusted root is over " + str(limits.root) + " bytes")
-            store.write("root.json", b"".join(parts))
+            store.commit("root.json")
             return 0
         if words not in (["refresh"], ["download"]):
             raise SevenfoldError("usage: [options] init TRUSTED_ROOT | refresh | download")
@@ -89,7 +88,7 @@ def run(
             crypto=crypto,
             clock=clock,
             metadata_url=_one(options, "--metadata-url"),
-            targets_store=TargetDirectory(_one(options, "--target-dir")) if download else None,
+            targets_store=FileDirectory(_one(options, "--target-dir")) if download else None,
             targets_url=_one(options, "--target-base-url") if download else None,
             limits=limits,
         )
@@ -99,6 +98,9 @@ def run(
             if not updater.cached(target):
                 updater.download(target)
         return 0
+    except MemoryError:
+        print("tuf-client: too-large: does not fit in this device's memory", file=sys.stderr)
+        return 1
     except (SevenfoldError, OSError) as exc:
         print(
             "tuf-client: " + (exc.explain() if isinstance(exc, SevenfoldError) else str(exc)),

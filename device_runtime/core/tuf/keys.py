@@ -32,37 +32,56 @@ def _pem_body(pem: object) -> bytes:
     return binascii.a2b_base64(text)
 
 
-def _verify(
-    key: "dict[str, object]", signature: bytes, signed: object, digest: bytes, crypto: "TufCrypto"
-) -> None:
+def _material(key: object) -> "tuple[str, bytes]":
+    if isinstance(key, tuple):
+        return key
+    assert isinstance(key, dict)
     keytype, scheme, keyval = key["keytype"], key["scheme"], key["keyval"]
     public = keyval.get("public") if isinstance(keyval, dict) else None
     if scheme == "ecdsa-sha2-nistp256" and keytype in ("ecdsa", "ecdsa-sha2-nistp256"):
         spki = _pem_body(public)
         if len(spki) != len(_P256_SPKI_PREFIX) + 65 or not spki.startswith(_P256_SPKI_PREFIX):
             raise CryptoError("public key is not a P-256 SubjectPublicKeyInfo")
-        crypto.verify_ecdsa_der(spki[-65:], digest, signature)
-    elif scheme == "rsassa-pss-sha256" and keytype == "rsa":
-        from device_runtime.core import rsa_pss
+        return "ecdsa", spki[-65:]
+    if scheme == "rsassa-pss-sha256" and keytype == "rsa":
+        return "rsa", _pem_body(public)
+    if scheme == "ed25519" and keytype == "ed25519" and isinstance(public, str):
+        raw = binascii.unhexlify(public)
+        if len(raw) == 32:
+            return "ed25519", raw
+    raise CryptoError("unsupported key type or scheme")
 
-        rsa_pss.verify_digest(_pem_body(public), digest, signature)
-    elif scheme == "ed25519" and keytype == "ed25519" and isinstance(public, str):
-        from device_runtime.core import ed25519
 
-        ed25519.verify(
-            binascii.unhexlify(public), signature, lambda sink: canonical_json.encode(signed, sink)
-        )
-    else:
-        raise CryptoError("unsupported key type or scheme")
+def usable(key: object) -> "tuple[str, bytes] | None":
+    """*key* (as the metadata has it) as ``(kind, public key bytes)``, or None if unusable.
+
+    Trusted metadata keeps its keys in this form once it is checked: a P-256
+    point is 65 bytes where its PEM and the objects around it take hundreds.
+    """
+    try:
+        return _material(key)
+    except (CryptoError, ValueError, TypeError, KeyError, IndexError):
+        return None
 
 
 def signature_valid(
-    key: "dict[str, object]", signature_hex: str, signed: object, digest: bytes, crypto: "TufCrypto"
+    key: object, signature_hex: str, signed: object, digest: bytes, crypto: "TufCrypto"
 ) -> bool:
     """Whether *signature_hex* is *key*'s over the canonical JSON of *signed*, whose SHA-256
     is *digest*; False for anything unusable."""
     try:
-        _verify(key, binascii.unhexlify(signature_hex), signed, digest, crypto)
-    except (CryptoError, ValueError, TypeError, IndexError):
+        kind, public = _material(key)
+        signature = binascii.unhexlify(signature_hex)
+        if kind == "ecdsa":
+            crypto.verify_ecdsa_der(public, digest, signature)
+        elif kind == "rsa":
+            from device_runtime.core import rsa_pss
+
+            rsa_pss.verify_digest(public, digest, signature)
+        else:
+            from device_runtime.core import ed25519
+
+            ed25519.verify(public, signature, lambda sink: canonical_json.encode(signed, sink))
+    except (CryptoError, ValueError, TypeError, KeyError, IndexError):
         return False
     return True

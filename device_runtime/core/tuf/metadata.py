@@ -16,7 +16,7 @@ from device_runtime.core.tuf.error import TufError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from device_runtime.core.port_types import TufCrypto
+    from device_runtime.core.port_types import BinaryFile, TufCrypto
 
 TOP_LEVEL_ROLES = ("root", "snapshot", "targets", "timestamp")
 _DAYS_BEFORE_MONTH = (0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
@@ -173,11 +173,15 @@ def _check_signed(signed: "dict[str, object]", role_type: str) -> None:
 
 
 class Metadata:
-    """A document of *role_type* from *data*: ``signed`` (checked), ``version``, ``expires``."""
+    """A document of *role_type* from *source* (bytes, or a file parsed as it is read):
+    ``signed`` (checked), ``signatures`` (until counted), ``version``, ``expires``."""
 
-    def __init__(self, data: "bytes | bytearray", role_type: str) -> None:
+    def __init__(self, source: "bytes | BinaryFile", role_type: str) -> None:
         try:
-            document = json.loads(data)
+            if isinstance(source, (bytes, bytearray)):
+                document = json.loads(source)
+            else:
+                document = json.load(source)
         except (ValueError, RuntimeError):  # RecursionError is a RuntimeError
             raise _bad(role_type + " is not valid JSON") from None
         if not isinstance(document, dict):
@@ -217,7 +221,7 @@ class Metadata:
         assert isinstance(keyids, list)
         for keyid in keyids:
             key, signature = found.get(keyid), self.signatures.get(keyid)
-            if isinstance(key, dict) and signature is not None:
+            if key is not None and signature is not None:
                 if keys.signature_valid(key, signature, self.signed, self._digest, crypto):
                     valid += 1
         threshold = role["threshold"]

@@ -7,28 +7,40 @@ one reference time taken at the start) and keeps it, or raises a ``TufError``
 and keeps what it had. As in python-tuf, a timestamp or snapshot that passes
 every check but expiry or the version its parent names is kept all the same,
 so it still guards the next one against rollback, and the error is raised
-after. Delegated targets are kept with the role that delegated them: a role
+after. The caller checks each file's length and hashes as it streams in
+(``file_check``). Delegated targets are kept with the role that delegated them: a role
 reached again through another delegator is checked again against that one.
 """
 
+from device_runtime.core.tuf import keys
 from device_runtime.core.tuf.error import TufError
-from device_runtime.core.tuf.file_check import check_bytes
 from device_runtime.core.tuf.metadata import Metadata
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from device_runtime.core.port_types import TufCrypto
+    from device_runtime.core.port_types import BinaryFile, TufCrypto
+
+    Source = bytes | BinaryFile
+
+
+def _compact_keys(container: object) -> None:
+    """Keep a trusted document's keys as ``keys.usable`` has them (see there why)."""
+    if isinstance(container, dict) and isinstance(container.get("keys"), dict):
+        found = container["keys"]
+        for keyid in list(found):
+            found[keyid] = keys.usable(found[keyid])
 
 
 class TrustedSet:
     """Starts from a trusted root (checked against its own keys); *now* is the reference time."""
 
-    def __init__(self, root_data: "bytes | bytearray", now: int, crypto: "TufCrypto") -> None:
+    def __init__(self, root_data: "Source", now: int, crypto: "TufCrypto") -> None:
         self.now = now
         self.crypto = crypto
         root = Metadata(root_data, "root")
         root.verify_by(root.signed, self._role(root, "root"), crypto)
         root.signatures = {}  # counted: a small heap need not keep them
+        _compact_keys(root.signed)
         self.root = root
         self.timestamp: Metadata | None = None
         self.snapshot: Metadata | None = None
@@ -36,8 +48,9 @@ class TrustedSet:
 
     @staticmethod
     def _role(root: Metadata, name: str) -> "dict[str, object]":
-        roles = root.signed["roles"]
-        assert isinstance(roles, dict)
+        roles = root.signed.get("roles")
+        if not isinstance(roles, dict):
+            raise TufError("bad-metadata", "an earlier root update failed: start again")
         role = roles[name]
         assert isinstance(role, dict)
         return role
@@ -46,16 +59,26 @@ class TrustedSet:
         if self.now >= metadata.expires:
             raise TufError("expired", what + " " + metadata.role_type + " has expired")
 
-    def _load(self, data: "bytes | bytearray", role_type: str) -> Metadata:
+    def _load(self, data: "Source", role_type: str) -> Metadata:
         new = Metadata(data, role_type)
         new.verify_by(self.root.signed, self._role(self.root, role_type), self.crypto)
         new.signatures = {}
         return new
 
-    def update_root(self, data: "bytes | bytearray") -> None:
-        """Spec 5.3.4-5.3.8: signed by the old root's and its own threshold, version + 1."""
+    def update_root(self, data: "Source") -> None:
+        """Spec 5.3.4-5.3.8: signed by the old root's and its own threshold, version + 1.
+
+        Before the new root is parsed the old one is cut down to its root role's
+        keys, so a small heap never holds two whole roots; if the new one is then
+        refused, this set is spent (it has no roles left) and the refresh fails, as it must.
+        """
+        role = self._role(self.root, "root")
+        old_keys = self.root.signed["keys"]
+        assert isinstance(old_keys, dict) and isinstance(role["keyids"], list)
+        self.root.signed = {"keys": {k: old_keys[k] for k in role["keyids"] if k in old_keys}}
+        old_keys = {}
         new = Metadata(data, "root")
-        new.verify_by(self.root.signed, self._role(self.root, "root"), self.crypto)
+        new.verify_by(self.root.signed, role, self.crypto)
         if new.version != self.root.version + 1:
             raise TufError(
                 "rollback",
@@ -63,6 +86,7 @@ class TrustedSet:
             )
         new.verify_by(new.signed, self._role(new, "root"), self.crypto)
         new.signatures = {}
+        _compact_keys(new.signed)
         self.root = new
 
     def snapshot_meta(self, timestamp: "Metadata | None" = None) -> "dict[str, object]":
@@ -75,7 +99,7 @@ class TrustedSet:
         assert isinstance(info, dict)
         return info
 
-    def update_timestamp(self, data: "bytes | bytearray") -> bool:
+    def update_timestamp(self, data: "Source") -> bool:
         """Spec 5.4; False when it is the version already trusted (kept, not an error)."""
         self._check_expiry(self.root, "final")
         new = self._load(data, "timestamp")
@@ -93,13 +117,10 @@ class TrustedSet:
         self._check_expiry(new, "new")
         return True
 
-    def update_snapshot(self, data: "bytes | bytearray", *, stored: bool = False) -> None:
-        """Spec 5.5; *stored* data was checked against a timestamp's hashes when it came."""
+    def update_snapshot(self, data: "Source") -> None:
+        """Spec 5.5; the caller checked *data* against the timestamp's length and hashes."""
         assert self.timestamp is not None
         self._check_expiry(self.timestamp, "final")
-        info = self.snapshot_meta()
-        if not stored:
-            check_bytes(info, data, "snapshot")
         new = self._load(data, "snapshot")
         old = self.snapshot
         if old is not None:
@@ -130,11 +151,11 @@ class TrustedSet:
             raise TufError("bad-metadata", "snapshot does not list role " + repr(role)[:60])
         return info
 
-    def update_targets(self, data: "bytes | bytearray", role: str, delegator: str) -> Metadata:
-        """Spec 5.6: *role*'s targets, signed as *delegator* (``root`` or a targets role) says."""
+    def update_targets(self, data: "Source", role: str, delegator: str) -> Metadata:
+        """Spec 5.6: *role*'s targets, signed as *delegator* (``root`` or a targets role) says;
+        the caller checked *data* against the snapshot's length and hashes."""
         self._check_final_snapshot()
         info = self.role_meta(role)
-        check_bytes(info, data, role[:60])
         new = Metadata(data, "targets")
         if delegator == "root":
             new.verify_by(self.root.signed, self._role(self.root, "targets"), self.crypto)
@@ -146,6 +167,7 @@ class TrustedSet:
             delegation = [r for r in roles if r["name"] == role][0]
             new.verify_by(parent, delegation, self.crypto)
         new.signatures = {}
+        _compact_keys(new.signed.get("delegations"))
         if new.version != info["version"]:
             raise TufError("mismatch", role[:60] + " version is not the one the snapshot names")
         self._check_expiry(new, "new")

@@ -1,35 +1,36 @@
 """The TUF client workflow (spec 5): refresh the top-level metadata, find and fetch targets.
 
 Every port is handed in: *fetcher* (``http_client.http_get``'s signature),
-*metadata_store* (``read``/``write`` of whole files by name, atomic),
-*targets_store* (``target_directory.TargetDirectory``'s calls), *crypto*
-(``sha256`` and ``verify_ecdsa_der``), *clock* (``unix_time``, read once: the
-reference time of this whole run). Every document is fetched with a size
-limit from *limits* (or the length its parent names) that the fetcher
-enforces before buffering; a target is streamed to storage and hashed on the
-way. The client's own metadata files are the repository's bytes, written only
-after they were trusted, under the role's quoted name.
+*metadata_store* and *targets_store* (``file_directory.FileDirectory``'s
+calls), *crypto* (``sha256`` and ``verify_ecdsa_der``), *clock*
+(``unix_time``, read once: the reference time of this whole run). Nothing is
+held whole in memory but parsed metadata: every file streams from the
+fetcher to a partial file, its size capped by *limits* (or the length its
+parent lists) before any byte is kept and its hashes taken on the way, is
+parsed from that file and replaces the trusted one only once it is trusted.
+The stored files are the repository's own bytes, under the role's quoted name.
 """
 
 from device_runtime.core.errors import SevenfoldError, TooLarge
 from device_runtime.core.tuf import delegations
 from device_runtime.core.tuf.error import TufError
 from device_runtime.core.tuf.file_check import FileCheck
-from device_runtime.core.tuf.names import file_name, quote
+from device_runtime.core.tuf.metadata import Metadata
+from device_runtime.core.tuf.names import quote
 from device_runtime.core.tuf.trusted_set import TrustedSet
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from device_runtime.core.port_types import (
+        BinaryFile,
         Clock,
         Fetcher,
+        FileStore,
         HttpBody,
-        Store,
-        TargetStore,
         TufCrypto,
     )
-
-    Bytes = bytes | bytearray
 
 CHUNK = 2048
 
@@ -79,12 +80,12 @@ class Updater:
     def __init__(
         self,
         *,
-        metadata_store: "Store",
+        metadata_store: "FileStore",
         fetcher: "Fetcher",
         crypto: "TufCrypto",
         clock: "Clock",
         metadata_url: str,
-        targets_store: "TargetStore | None",
+        targets_store: "FileStore | None",
         targets_url: "str | None",
         limits: "Limits",
     ) -> None:
@@ -94,7 +95,7 @@ class Updater:
         self._targets_store = targets_store
         self._targets_url = (targets_url or "").rstrip("/") + "/"
         self._limits = limits
-        root = metadata_store.read("root.json")
+        root = metadata_store.open_verified("root.json")
         if root is None:
             raise TufError("bad-metadata", "no trusted root.json in the metadata store")
         self._refreshed = False
@@ -102,6 +103,8 @@ class Updater:
             self._trusted = TrustedSet(root, clock.unix_time(), crypto)
         except MemoryError:
             raise TufError("too-large", "root does not fit in this device's memory") from None
+        finally:
+            root.close()
 
     def _open(self, url: str, max_length: int, what: str) -> "HttpBody":
         """A 200 answer to GET *url*, its body refused past *max_length*."""
@@ -127,36 +130,83 @@ class Updater:
         except SevenfoldError as exc:
             raise TufError("http-status", what + ": " + exc.reason) from None
 
-    def _fetch(self, name: str, max_length: int, missing_ok: bool = False) -> "Bytes | None":
-        """Metadata file *name*, whole; None if *missing_ok* and the server has none (403/404)."""
-        try:
-            response = self._open(self._metadata_url + name, max_length, name)
-        except TufError as exc:
-            if missing_ok and exc.status in (403, 404):
-                return None
-            raise
-        # One buffer of the announced size: a list of parts joined at the end
-        # would hold the document twice.
-        size = response.length
-        parts: list[bytes] = []
-        buffer = bytearray(size or 0)
-        got = 0
+    def _download(
+        self, url: str, store: "FileStore", name: str, check: "FileCheck", limit: int
+    ) -> None:
+        """Stream *url* into *store*'s partial file of *name*, through *check*."""
+        response = self._open(url, limit, name)
+        handle = store.open_partial(name)
         try:
             while True:
                 part = self._read(response, name)
                 if not part:
-                    return buffer if size is not None else b"".join(parts)
-                if size is None:
-                    parts.append(part)
-                else:
-                    buffer[got : got + len(part)] = part
-                    got += len(part)
+                    break
+                check.update(part)
+                handle.write(part)
+            check.finish()
+        except BaseException:
+            handle.close()
+            store.discard(name)
+            raise
         finally:
             response.close()
+        handle.close()
 
-    def _stored(self, name: str, limit: int) -> "Bytes | None":
-        data = self._store.read(name)
-        return data if data is not None and len(data) <= limit else None
+    def _update(self, name: str, apply: "Callable[[BinaryFile], object]") -> None:
+        """Parse the partial file of *name* through *apply*; keep it if that trusts it."""
+        handle = self._store.reopen_partial(name)
+        try:
+            apply(handle)
+        except BaseException:
+            handle.close()
+            self._store.discard(name)
+            raise
+        handle.close()
+        self._store.commit(name)
+
+    def _stored(
+        self, name: str, info: "dict[str, object] | None", limit: int
+    ) -> "BinaryFile | None":
+        """The trusted file *name*, at most *limit* bytes and matching *info* when given."""
+        handle = self._store.open_verified(name)
+        if handle is None:
+            return None
+        check = FileCheck(info or {}, name)
+        while check.size <= limit:
+            part = handle.read(CHUNK)
+            if not part:
+                break
+            check.update(part)
+        try:
+            if check.size > limit:
+                raise TufError("too-large", "stored " + name + " is over the limit")
+            check.finish()
+        except TufError:
+            handle.close()
+            return None
+        handle.seek(0)
+        return handle
+
+    def _fetch(
+        self,
+        name: str,
+        url_name: str,
+        info: "dict[str, object] | None",
+        limit: int,
+        apply: "Callable[[BinaryFile], object]",
+        missing_ok: bool = False,
+    ) -> bool:
+        """Download metadata *name* and hand it to *apply*; False if *missing_ok* and absent."""
+        length = info.get("length") if info else None
+        check = FileCheck(info or {}, name)
+        try:
+            self._download(self._metadata_url + url_name, self._store, name, check, length or limit)  # type: ignore[arg-type]
+        except TufError as exc:
+            if missing_ok and exc.status in (403, 404):
+                return False
+            raise
+        self._update(name, apply)
+        return True
 
     def refresh(self) -> None:
         """Spec 5.3-5.6 for the top-level roles: root chain, timestamp, snapshot, targets."""
@@ -176,51 +226,59 @@ class Updater:
         """Spec 5.3: each next root version in turn, until the server has none."""
         first = self._trusted.root.version + 1
         for version in range(first, first + self._limits.max_root_rotations):
-            data = self._fetch(str(version) + ".root.json", self._limits.root, missing_ok=True)
-            if data is None:
+            url_name = str(version) + ".root.json"
+            update = self._trusted.update_root
+            if not self._fetch("root.json", url_name, None, self._limits.root, update, True):
                 return
-            self._trusted.update_root(data)
-            self._store.write("root.json", data)
-            data = None
 
     def _load_timestamp(self) -> None:
         """Spec 5.4: the stored timestamp only guards against rollback; the server's is fetched."""
-        data = self._stored("timestamp.json", self._limits.timestamp)
-        if data is not None:
+        stored = self._stored("timestamp.json", None, self._limits.timestamp)
+        if stored is not None:
             try:
-                self._trusted.update_timestamp(data)
+                self._trusted.update_timestamp(stored)
             except TufError:
                 pass
-        data = None
-        data = self._fetch("timestamp.json", self._limits.timestamp)
-        assert data is not None
-        if self._trusted.update_timestamp(data):
-            self._store.write("timestamp.json", data)
+            finally:
+                stored.close()
+        check = FileCheck({}, "timestamp.json")
+        url = self._metadata_url + "timestamp.json"
+        self._download(url, self._store, "timestamp.json", check, self._limits.timestamp)
+        handle = self._store.reopen_partial("timestamp.json")
+        try:
+            fresh = self._trusted.update_timestamp(handle)
+        except BaseException:
+            handle.close()
+            self._store.discard("timestamp.json")
+            raise
+        handle.close()
+        # The version already trusted is kept as it is stored (spec 5.4.3).
+        (self._store.commit if fresh else self._store.discard)("timestamp.json")
 
     def _load_snapshot(self) -> None:
         """Spec 5.5: the stored snapshot if it is the one the timestamp names, else the server's."""
-        data = self._stored("snapshot.json", self._limits.snapshot)
+        stored = self._stored("snapshot.json", None, self._limits.snapshot)
         try:
-            if data is None:
+            if stored is None:
                 raise TufError("bad-metadata", "no stored snapshot")
-            self._trusted.update_snapshot(data, stored=True)
+            self._trusted.update_snapshot(stored)
+            return
         except TufError:
-            data = None
-            data = self._fetch_listed(
-                "snapshot", self._trusted.snapshot_meta(), self._limits.snapshot
-            )
-            self._trusted.update_snapshot(data)
-            self._store.write("snapshot.json", data)
+            pass
+        finally:
+            if stored is not None:
+                stored.close()
+        info = self._trusted.snapshot_meta()
+        url_name = self._versioned(info) + "snapshot.json"
+        self._fetch(
+            "snapshot.json", url_name, info, self._limits.snapshot, self._trusted.update_snapshot
+        )
 
-    def _fetch_listed(self, role: str, info: "dict[str, object]", limit: int) -> "Bytes":
-        """*role*'s metadata at the version (and within the length) its parent lists."""
-        prefix = ""
+    def _versioned(self, info: "dict[str, object]") -> str:
+        """The version prefix of a metadata URL when the root asks for consistent snapshots."""
         if self._trusted.root.signed.get("consistent_snapshot"):
-            prefix = str(info["version"]) + "."
-        length = info.get("length")
-        data = self._fetch(prefix + quote(role) + ".json", length or limit)  # type: ignore[arg-type]
-        assert data is not None
-        return data
+            return str(info["version"]) + "."
+        return ""
 
     def _targets(self, role: str, delegator: str) -> "dict[str, object]":
         """Spec 5.6: *role*'s targets as *delegator* delegated it, stored or fetched."""
@@ -228,18 +286,26 @@ class Updater:
         known = trusted.targets.get(role)
         if known is not None and known[1] == delegator:
             return known[0].signed
-        name = file_name(role) + ".json"
-        data = self._stored(name, self._limits.targets)
+        name = role + ".json"
+        info = trusted.role_meta(role)
+        stored = self._stored(name, info, self._limits.targets)
         try:
-            if data is None:
+            if stored is None:
                 raise TufError("bad-metadata", "no stored " + role[:60])
-            return trusted.update_targets(data, role, delegator).signed
+            return trusted.update_targets(stored, role, delegator).signed
         except TufError:
-            data = None
-            data = self._fetch_listed(role, trusted.role_meta(role), self._limits.targets)
-            signed = trusted.update_targets(data, role, delegator).signed
-            self._store.write(name, data)
-            return signed
+            pass
+        finally:
+            if stored is not None:
+                stored.close()
+        url_name = self._versioned(info) + quote(role) + ".json"
+        found: list[Metadata] = []
+
+        def update(handle: "BinaryFile") -> None:
+            found.append(trusted.update_targets(handle, role, delegator))
+
+        self._fetch(name, url_name, info, self._limits.targets, update)
+        return found[0].signed
 
     def target(self, path: str) -> "TargetInfo | None":
         """Spec 5.6.7: the pre-order depth-first search of the delegations for *path*."""
@@ -311,25 +377,8 @@ class Updater:
         """Fetch *target* into the targets store, checked as it streams; its stored path."""
         store = self._targets_store
         assert store is not None
-        path = target.path
         check = FileCheck(target.info, target.path[:60])
-        response = self._open(self.target_url(target), target.length, path)
-        handle = store.open_partial(target.path)
-        try:
-            while True:
-                part = self._read(response, path)
-                if not part:
-                    break
-                check.update(part)
-                handle.write(part)
-            check.finish()
-        except BaseException:
-            handle.close()
-            store.discard(target.path)
-            raise
-        finally:
-            response.close()
-        handle.close()
+        self._download(self.target_url(target), store, target.path, check, target.length)
         store.commit(target.path)
         return store.path(target.path)
 

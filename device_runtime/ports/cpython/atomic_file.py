@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomic(path: Path, data: bytes | bytearray, *, mode: int = 0o600) -> None:
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """Replace *path* with *data*; the file is created with *mode* (owner-only by default)."""
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -20,6 +20,9 @@ ERASE_SIZE = 4096
 """A common NOR sector size (and the page size of the host's cache)."""
 
 
+_FILL_PIECE = 1 << 20
+
+
 class FileBlockDevice:
     """The flash of a simulated device, kept in *path* (created erased if absent)."""
 
@@ -87,9 +90,11 @@ class FileBlockDevice:
         os.close(self._fd)
 
     def _fill(self, offset: int, n: int) -> None:
-        sector = bytes((ERASED,)) * self.erase_size
-        for start in range(offset, offset + n, self.erase_size):
-            self.write_at(start, sector[: offset + n - start])
+        # In pieces of up to 1 MiB: erasing a large slot one sector per write made the erase
+        # a third of an install's time.
+        piece = bytes((ERASED,)) * min(n, _FILL_PIECE)
+        for start in range(offset, offset + n, len(piece) or 1):
+            self.write_at(start, memoryview(piece)[: offset + n - start])
 
     def _failed(self, what: str, exc: OSError) -> StorageError:
         return StorageError(f"cannot {what} {self.path}: {exc.strerror}")

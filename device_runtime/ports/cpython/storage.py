@@ -27,7 +27,7 @@ class DirectoryStore:
         except OSError as exc:
             raise StorageError(f"cannot read {key!r}: {exc.strerror}") from exc
 
-    def write(self, key: str, value: bytes | bytearray) -> None:
+    def write(self, key: str, value: bytes) -> None:
         try:
             write_atomic(self._path(key), value)
         except OSError as exc:

@@ -7,14 +7,12 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from device_runtime.core.http_client import http_get
 from device_runtime.core.tuf.client_command import run
 from device_runtime.core.tuf.updater import Limits
 from device_runtime.ports.cpython import crypto
 from device_runtime.ports.cpython.clock import SystemClock
-from device_runtime.ports.cpython.storage import DirectoryStore
 
 LIMITS = Limits(root=512_000, timestamp=16_384, snapshot=2_000_000, targets=5_000_000)
 """python-tuf's own limits: a CPython host has the memory to parse documents that large."""
@@ -23,7 +21,6 @@ LIMITS = Limits(root=512_000, timestamp=16_384, snapshot=2_000_000, targets=5_00
 def main(argv: list[str]) -> int:
     return run(
         argv,
-        open_store=lambda directory: DirectoryStore(directory=Path(directory)),
         fetcher=http_get,
         crypto=crypto,
         clock=SystemClock(),

@@ -39,22 +39,12 @@ def verify_es256(public_key: bytes, message: bytes, signature: bytes) -> None:
 def verify_ecdsa_der(public_key: bytes, digest: bytes, signature: bytes) -> None:
     """Return if the DER *signature* is a valid P-256 signature of the SHA-256 *digest*.
 
-    MCUboot images carry this form. Only DER's one encoding passes: the pair
-    read back must encode to the very same bytes, as OpenSSL requires too.
+    MCUboot images and TUF metadata carry this form. Only DER's one encoding
+    passes (``core/ecdsa_der``), as OpenSSL requires too.
     """
-    from device_runtime.core import der, der_parser, p256
+    from device_runtime.core import ecdsa_der, p256
 
-    start, end = der_parser.expect(signature, 0, len(signature), der.SEQUENCE, "signature")
-    r_start, r_end = der_parser.expect(signature, start, end, der.INTEGER, "r")
-    s_start, s_end = der_parser.expect(signature, r_end, end, der.INTEGER, "s")
-    if max(r_end - r_start, s_end - s_start) > 33:
-        raise CryptoError("signature integers are over 33 bytes")
-    raw = b""
-    for part in (signature[r_start:r_end], signature[s_start:s_end]):
-        raw += int.from_bytes(part, "big").to_bytes(33, "big")[1:]
-    if der.ecdsa_signature(raw) != signature:
-        raise CryptoError("signature is not in DER")
-    p256.verify_digest(public_key, digest, raw)
+    p256.verify_digest(public_key, digest, ecdsa_der.raw_signature(signature))
 
 
 def sign_es256(private_scalar: bytes, message: bytes) -> bytes:

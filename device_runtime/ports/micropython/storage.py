@@ -40,7 +40,7 @@ class DirectoryStore:
                 return None
             raise StorageError("cannot read " + repr(key) + ": " + str(exc)) from exc
 
-    def write(self, key: str, value: "bytes | bytearray") -> None:
+    def write(self, key: str, value: bytes) -> None:
         path = self._path(key)
         temporary = path + ".tmp"
         try:

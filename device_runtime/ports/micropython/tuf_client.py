@@ -10,14 +10,12 @@ from device_runtime.core.http_client import http_get
 from device_runtime.core.tuf.client_command import run
 from device_runtime.ports.micropython import crypto
 from device_runtime.ports.micropython.clock import SystemClock
-from device_runtime.ports.micropython.storage import DirectoryStore
 
 
 def main(argv: "list[str]") -> None:
     sys.exit(
         run(
             argv,
-            open_store=lambda directory: DirectoryStore(directory=directory),
             fetcher=http_get,
             crypto=crypto,
             clock=SystemClock(),

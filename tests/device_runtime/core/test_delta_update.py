@@ -79,8 +79,9 @@ def update(board: Board, server: DownloadServer, delta: Target | None) -> tuple[
     """Install NEW (by *delta* if it is taken), mark it pending and boot its trial."""
     boot = board.device.boot()
     downloader = board.downloader(SteppedClock(), attempts=2)
-    done = install_update(downloader, board.device.slots, boot, board.device.trust,
-                          target(server.url, NEW, IMAGE_PATH), delta, MODEL)  # fmt: skip
+    done = install_update(downloader, board.device.slots, boot.slot, boot.image,
+                          board.device.trust, target(server.url, NEW, IMAGE_PATH), delta,
+                          MODEL)  # fmt: skip
     assert done.image.version == "1.1.0"
     assert board.device.slots[1].area.read_at(0, len(NEW)) == NEW
     mark_pending(board.device.slots, 0)
@@ -108,6 +109,7 @@ def test_a_delta_from_the_running_image_is_applied_and_checked_like_the_full_ima
         ("oversized", "too-large: body of"),
         ("wrong-result", "bad-image: the 150"),
         ("wrong-delta-hash", "bad-delta: the delta does not hash to its target's SHA-256"),
+        ("longer", f"download: old-to-new.delta: body of {len(DELTA_BYTES) + 1} bytes is over"),
     ],
 )
 def test_any_delta_failure_falls_back_to_the_full_image_with_the_reason(
@@ -125,6 +127,8 @@ def test_any_delta_failure_falls_back_to_the_full_image_with_the_reason(
     elif damage == "wrong-result":  # a genuine patch, to an image the metadata does not name
         server.files[DELTA_PATH] = build_delta(OLD, OTHER)
         delta = delta_of(server, server.files[DELTA_PATH])
+    elif damage == "longer":  # another file than the target: refused before its body is read
+        server.files[DELTA_PATH] = DELTA_BYTES + b"\0"
     else:
         delta = Target(delta.name, delta.url, delta.length, bytes(32), delta.hardware, delta.base)
     done, _ = update(board, server, delta)
@@ -195,8 +199,8 @@ def test_the_update_service_serves_the_delta_and_the_image_the_device_installs(
         assert image.sha256 == hashlib.sha256(NEW).digest()
         boot = board.device.boot()
         downloader = board.downloader(SteppedClock())
-        done = install_update(downloader, board.device.slots, boot, board.device.trust, image,
-                              delta, MODEL)  # fmt: skip
+        done = install_update(downloader, board.device.slots, boot.slot, boot.image,
+                              board.device.trust, image, delta, MODEL)  # fmt: skip
     assert done.via == DELTA and done.delta_failure is None
     assert downloader.received == delta.length < len(NEW) // 20
     mark_pending(board.device.slots, 0)

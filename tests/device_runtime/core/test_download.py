@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from device_runtime.core import download_record
 from device_runtime.core.bandwidth_cap import BandwidthCap
@@ -89,7 +91,9 @@ def test_a_download_cut_off_resumes_after_a_reboot_from_the_durable_offset(
     board.close()
 
 
-@pytest.mark.parametrize("damage", ["torn", "flipped", "other-target", "other-format"])
+@pytest.mark.parametrize(
+    "damage", ["torn", "flipped", "other-target", "other-format", "unaligned", "marked-slot"]
+)
 def test_a_record_that_cannot_vouch_for_the_slot_restarts_the_download_from_zero(
     damage: str, board: Board, server: DownloadServer
 ) -> None:
@@ -102,9 +106,16 @@ def test_a_record_that_cannot_vouch_for_the_slot_restarts_the_download_from_zero
         data[12] ^= 0x04
     elif damage == "other-target":
         data = bytearray(DownloadRecord("v3.img", len(V2), bytes(32), FLUSH_EVERY).encode())
-    else:
+    elif damage == "other-format":
         data[4] = 2
-    path.write_bytes(bytes(data))
+    elif damage == "unaligned":
+        sha = hashlib.sha256(V2).digest()
+        data = bytearray(DownloadRecord("v2.img", len(V2), sha, FLUSH_EVERY + 1).encode())
+    if damage != "marked-slot":
+        path.write_bytes(bytes(data))
+    else:  # the slot was installed and marked since (the record outlived a cut)
+        board.device.install(V2, 0)
+        mark_pending(board.device.slots, 0)
     board = board.reboot()
     before = server.served
     downloader = board.downloader(SteppedClock())
@@ -114,7 +125,8 @@ def test_a_record_that_cannot_vouch_for_the_slot_restarts_the_download_from_zero
     (note,) = downloader.notes
     assert note.endswith(": starting from 0")
     expected = {"torn": "too short", "flipped": "fails its CRC", "other-target": "another target",
-                "other-format": "not in format 1"}  # fmt: skip
+                "other-format": "not in format 1", "unaligned": "not a sector inside",
+                "marked-slot": "holds a marked image"}  # fmt: skip
     assert expected[damage] in note
     board.close()
 
@@ -241,3 +253,14 @@ def test_the_cap_holds_the_rate_on_the_real_clock(board: Board, server: Download
     started = time.monotonic()
     installs(board, downloader, server)
     assert time.monotonic() - started >= 0.9 * (len(V2) - 8192) / rate
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=200), st.integers(0, 120), st.binary(max_size=8))
+def test_any_bytes_read_as_a_record_or_a_reason(junk: bytes, at: int, insert: bytes) -> None:
+    """Arbitrary bytes, or a genuine record with bytes spliced in, never raise: they are a
+    record (only the genuine one, unchanged) or the reason they are none."""
+    genuine = DownloadRecord("v2.img", len(V2), hashlib.sha256(V2).digest(), FLUSH_EVERY).encode()
+    for data in (junk, genuine[:at] + insert + genuine[at:]):
+        read = download_record.decode(data)
+        assert isinstance(read, str) or data == genuine

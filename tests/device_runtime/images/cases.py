@@ -127,7 +127,7 @@ def bad_images() -> dict[str, tuple[bytes, str]]:
         "header-size-lies": (patched(good, 8, "<H", 0x100), "offset 2304 has none"),
         "body-past-limit": (
             patched(good, 12, "<I", 0xFFFFFFF0),
-            "run past the 16777216-byte limit",
+            "run past the 268435456-byte limit",
         ),
         "protected-size-lies": (
             patched(good, 10, "<H", 16),

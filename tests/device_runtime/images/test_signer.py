@@ -76,7 +76,7 @@ def test_a_key_on_another_curve_is_refused() -> None:
 
 
 def test_an_image_over_the_verifiers_limit_is_not_made() -> None:
-    with pytest.raises(ImageError, match="over the 16777216 limit"):
+    with pytest.raises(ImageError, match="over the 268435456 limit"):
         sign_image(bytes(fmt.MAX_IMAGE_SIZE), key=KEY, version="1.0.0", security_counter=1)
 
 
