@@ -15,11 +15,10 @@ counter; the delta's own length and SHA-256 are checked too, once it has
 been read. Nothing of the delta is kept across a reboot (its decoder's state
 is not durable); it is small, and a failed one costs only the fallback.
 
-Any delta failure, its download (after the retries, or an answer longer
-than the delta target: ``TooLarge``), a patch the applier refuses, a result
-that does not hash to the image target or does not verify, falls back to the
-full image (``download.Downloader.install``, resumable), and the reason is in
-``Update.delta_failure``. Portable: CPython and
+Any delta failure, its download (after the retries), a patch the applier
+refuses, a result that does not hash to the image target or does not verify,
+falls back to the full image (``download.Downloader.install``, resumable),
+and the reason is in ``Update.delta_failure``. Portable: CPython and
 MicroPython.
 """
 
@@ -28,7 +27,6 @@ import hashlib
 from device_runtime.core import delta_patch
 from device_runtime.core.delta_patch import DeltaError
 from device_runtime.core.download import DownloadError, RangedSource
-from device_runtime.core.errors import TooLarge
 from device_runtime.core.hmac_sha256 import digests_equal
 from device_runtime.core.signed_image import ImageError
 from device_runtime.core.slot_install import install_written
@@ -73,7 +71,7 @@ def install_update(
             made = apply_delta(downloader, slots, running, running_image, trust, image, delta,
                                model)  # fmt: skip
             return Update(made, DELTA, None)
-        except (DeltaError, DownloadError, ImageError, TooLarge) as exc:
+        except (DeltaError, DownloadError, ImageError) as exc:
             failure = exc.explain()
     return Update(downloader.install(slots, running, trust, image, model), FULL, failure)
 

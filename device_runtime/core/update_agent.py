@@ -13,8 +13,8 @@ confirms it or the next boot reverts (``boot_selection``, ``trial_boot``).
 :meth:`UpdateAgent.settle` reports what a boot made of the last update.
 
 What this module refuses, beyond what the TUF client and the image checks
-refuse: a pointer, image or delta for another model (``wrong-hardware``), an image whose
-security counter is below the root of trust's (``rollback``: the
+refuse: a pointer, image or delta for another model (``wrong-hardware``), an
+image whose security counter is below the root of trust's (``rollback``: the
 bootloader would refuse it anyway, so it is never downloaded), and an image
 whose trial already failed here (``failed-before``: without that, a release
 that cannot pass its health check would be installed, tried and reverted at
