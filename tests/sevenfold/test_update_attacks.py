@@ -602,3 +602,8 @@ def test_fast_forward_is_recovered_from_by_rotating_the_timestamp_key(line: Rele
     assert _trusted_version(board) < huge
     updated = line.check(board)
     assert (updated.firmware, updated.slot, updated.pending) == ("1.1.0", "B", None)
+    with operator_api(line.server, line.config) as api:
+        entries = api.get(f"/api/v1/devices/{board.name}/updates").json()["entries"]
+    assert [e["state"] for e in entries[:5]] == [
+        "confirmed", "booted", "installed", "downloading", "checking"
+    ]  # fmt: skip
