@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -189,17 +188,17 @@ def _release_urls(files: Files, version: str) -> list[str]:
     ]
 
 
-def _retimestamp(files: Files, signers: list[CryptoSigner], snapshot: str, **kw: Any) -> None:
-    """A timestamp signed by *signers* naming the snapshot file at *snapshot*."""
+def _retimestamp(files: Files, signers: list[CryptoSigner], snapshot: str) -> None:
+    """The next timestamp version, signed by *signers*, naming the snapshot file at *snapshot*."""
     data = files[snapshot]
     version = Metadata[Snapshot].from_bytes(data).signed.version
 
     def name(signed: Timestamp) -> None:
         signed.snapshot_meta = MetaFile.from_data(version, data, ["sha256"])
 
-    kw.setdefault("version", _timestamp(files).signed.version + 1)
-    files["/metadata/timestamp.json"] = forge(files["/metadata/timestamp.json"], signers, name,
-                                              **kw)  # fmt: skip
+    timestamp = files["/metadata/timestamp.json"]
+    next_version = _timestamp(files).signed.version + 1
+    files["/metadata/timestamp.json"] = forge(timestamp, signers, name, version=next_version)
 
 
 def _rewrite_model_role(line: ReleaseLine, files: Files, edit: Callable[[Targets], None]) -> None:
