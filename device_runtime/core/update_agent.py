@@ -114,6 +114,8 @@ class UpdateAgent:
         self.store = store
         self.model = model
         self.reporter = reporter
+        self.failure: "str | None" = None
+        """Why the last check installed nothing though something was offered ("code: reason")."""
 
     def _report(self, state: str, from_version: str, to_version: str, target: str,
                 reason: "str | None" = None) -> None:  # fmt: skip
@@ -171,6 +173,7 @@ class UpdateAgent:
         running = boot.image.version
         target = self.model + "/" + POINTER
         to_version = ""
+        self.failure = None
         try:
             offer = self.offer(boot, trust.floor())
             if offer is None:
@@ -184,8 +187,11 @@ class UpdateAgent:
             mark_pending(slots, boot.slot)
             self.store.write(TRYING_KEY, (offer.image_digest + " " + to_version).encode())
         except SevenfoldError as exc:
-            code = getattr(exc, "code", "error")
-            self._report("failed", running, to_version, target, str(code) + ": " + exc.reason)
+            self.failure = str(getattr(exc, "code", "error")) + ": " + exc.reason
+        except MemoryError:  # a small heap: the device stays as it was and says so
+            self.failure = "too-large: the update does not fit in this device's memory"
+        if self.failure is not None:
+            self._report("failed", running, to_version, target, self.failure)
             return None
         note = "by " + done.via
         if done.delta_failure is not None:
