@@ -118,11 +118,13 @@ class UpdateAgent:
         """Why the last check installed nothing though something was offered ("code: reason")."""
 
     def _report(self, state: str, from_version: str, to_version: str, target: str,
-                reason: "str | None" = None) -> None:  # fmt: skip
+                reason: "str | None" = None, done: "int | None" = None,
+                total: "int | None" = None) -> None:  # fmt: skip
         if self.reporter is not None:
             if reason is not None:
                 reason = reason[:200]
-            self.reporter.report(state, from_version, to_version, target[:128], reason=reason)
+            self.reporter.report(state, from_version, to_version, target[:128], done, total,
+                                 reason)  # fmt: skip
 
     def _target(self, info: "TargetInfo", hardware: "list[str]", base: bytes = b"") -> Target:
         sha256 = info.hashes.get("sha256")
@@ -181,7 +183,16 @@ class UpdateAgent:
             to_version = offer.version
             target = offer.image.name
             self._report("checking", running, to_version, target)
-            self._report("downloading", running, to_version, target)
+            self._report("downloading", running, to_version, target, None, 0,
+                         offer.image.length)  # fmt: skip
+            reporter = self.reporter
+            if reporter is not None:
+                name, total = target[:128], offer.image.length
+
+                def durable(done: int) -> None:
+                    reporter.progress(running, to_version, name, done, total)
+
+                self.downloader.on_durable = durable
             done = install_update(self.downloader, slots, boot.slot, boot.image, trust,
                                   offer.image, offer.delta, self.model)  # fmt: skip
             mark_pending(slots, boot.slot)
