@@ -114,13 +114,17 @@ class UpdateAgent:
         self.store = store
         self.model = model
         self.reporter = reporter
+        self.failure: "str | None" = None
+        """Why the last check installed nothing though something was offered ("code: reason")."""
 
     def _report(self, state: str, from_version: str, to_version: str, target: str,
-                reason: "str | None" = None) -> None:  # fmt: skip
+                reason: "str | None" = None, done: "int | None" = None,
+                total: "int | None" = None) -> None:  # fmt: skip
         if self.reporter is not None:
             if reason is not None:
                 reason = reason[:200]
-            self.reporter.report(state, from_version, to_version, target[:128], reason=reason)
+            self.reporter.report(state, from_version, to_version, target[:128], done, total,
+                                 reason)  # fmt: skip
 
     def _target(self, info: "TargetInfo", base: bytes = b"") -> Target:
         # The target's own hardware model, as the role that lists it signed it: the
@@ -178,6 +182,7 @@ class UpdateAgent:
         running = boot.image.version
         target = self.model + "/" + POINTER
         to_version = ""
+        self.failure = None
         try:
             offer = self.offer(boot, trust.floor())
             if offer is None:
@@ -185,14 +190,26 @@ class UpdateAgent:
             to_version = offer.version
             target = offer.image.name
             self._report("checking", running, to_version, target)
-            self._report("downloading", running, to_version, target)
+            self._report("downloading", running, to_version, target, None, 0,
+                         offer.image.length)  # fmt: skip
+            reporter = self.reporter
+            if reporter is not None:
+                name, total = target[:128], offer.image.length
+
+                def durable(done: int) -> None:
+                    reporter.progress(running, to_version, name, done, total)
+
+                self.downloader.on_durable = durable
             done = install_update(self.downloader, slots, boot.slot, boot.image, trust,
                                   offer.image, offer.delta, self.model)  # fmt: skip
             mark_pending(slots, boot.slot)
             self.store.write(TRYING_KEY, (offer.image_digest + " " + to_version).encode())
         except SevenfoldError as exc:
-            code = getattr(exc, "code", "error")
-            self._report("failed", running, to_version, target, str(code) + ": " + exc.reason)
+            self.failure = str(getattr(exc, "code", "error")) + ": " + exc.reason
+        except MemoryError:  # a small heap: the device stays as it was and says so
+            self.failure = "too-large: the update does not fit in this device's memory"
+        if self.failure is not None:
+            self._report("failed", running, to_version, target, self.failure)
             return None
         note = "by " + done.via
         if done.delta_failure is not None:
