@@ -202,15 +202,30 @@ def _retimestamp(files: Files, signers: list[CryptoSigner], snapshot: str) -> No
 
 
 def _rewrite_model_role(line: ReleaseLine, files: Files, edit: Callable[[Targets], None]) -> None:
-    """Our model's role, edited and signed with the server's release key (a compromise),
-    at the version the snapshot names: the snapshot lists versions only, so no other
-    key is needed."""
+    """Our model's role, edited and signed with the server's release key, at the version the
+    snapshot names, and the snapshot that pins it by hash and the timestamp that pins the
+    snapshot re-signed with the server's online keys: a break-in on the server, where all
+    of them live (the release key alone no longer suffices)."""
     path = _role_path(files, MODEL_ROLE)
     version = Metadata[Targets].from_bytes(files[path]).signed.version
     files[path] = forge(files[path], line.online(RELEASES), edit, version=version)
+    role = files[path]
+
+    def pin(signed: Snapshot) -> None:
+        signed.meta[f"{MODEL_ROLE}.json"] = MetaFile.from_data(version, role, ["sha256"])
+
+    snapshot = _snapshot_path(files)
+    snapshot_version = Metadata[Snapshot].from_bytes(files[snapshot]).signed.version
+    files[snapshot] = forge(files[snapshot], line.online("snapshot"), pin,
+                            version=snapshot_version)  # fmt: skip
+    _retimestamp(files, line.online("timestamp"), snapshot)
 
 
 # -- what every refused attack must leave --------------------------------------------------
+
+
+PINNED_ROLE = r"model-sim-board-1\.json (is \d+ bytes, not|does not match)|not the one the snapshot"
+"""How a model role other than the one the snapshot pins is refused: by its length or hash."""
 
 
 def _attacked(line: ReleaseLine, board: Path, files: Files) -> SimulatedDevice:
@@ -344,8 +359,9 @@ def _model_role_of_another_publish(line: ReleaseLine) -> Files:
         pytest.param(_snapshot_of_another_publish, "mismatch|too-large",
                      r"snapshot\.json(: body of| is \d+ bytes, not| does not match)",
                      id="snapshot"),
-        pytest.param(_model_role_of_another_publish, "mismatch",
-                     "not the one the snapshot names", id="model-role"),
+        # The snapshot pins our model's role by length and SHA-256 too (a role's document
+        # does not name its role): another publish's is refused by those first.
+        pytest.param(_model_role_of_another_publish, "mismatch", PINNED_ROLE, id="model-role"),
     ],
 )  # fmt: skip
 def test_metadata_mixed_from_two_publishes_is_refused(
@@ -387,7 +403,7 @@ def test_another_image_in_place_of_the_release_is_refused(line: ReleaseLine) -> 
 def test_image_signed_by_an_attacker_key_is_refused_even_with_the_release_key(
     line: ReleaseLine,
 ) -> None:
-    """The attacker holds the server's online release key: the model role names, with a
+    """The attacker holds the server's online keys (release, snapshot, timestamp): the model role names, with a
     valid signature, an image the attacker signed with a key of its own. TUF accepts it;
     the image key the boards' first stage trusts (never on the server) refuses it."""
     board = line.board()
@@ -501,16 +517,16 @@ def test_other_models_image_in_place_of_ours_is_refused(line: ReleaseLine) -> No
 
 def test_other_models_role_in_place_of_ours_is_refused(line: ReleaseLine) -> None:
     """Both model roles are signed by the one release key: the mirror serves the second
-    model's role where ours is. The snapshot names our role's version, not that one."""
+    model's role where ours is. The snapshot pins our role's length and hash, not that one's."""
     board = line.board()
     files, _ = _other_model_files(line)
     files[_role_path(files, MODEL_ROLE)] = files[_role_path(files, OTHER_ROLE)]
     device = _attacked(line, board, files)
-    assert_refused(line, board, device, "mismatch", "not the one the snapshot names")
+    assert_refused(line, board, device, "mismatch", PINNED_ROLE)
 
 
 def test_pointer_for_another_model_is_refused(line: ReleaseLine) -> None:
-    """With the release key, the attacker makes our model's pointer the second model's:
+    """With the server's online keys, the attacker makes our model's pointer the second model's:
     the agent's own check, the hardware model the pointer names."""
     board = line.board()
     files, other = _other_model_files(line)
@@ -527,7 +543,7 @@ def test_pointer_for_another_model_is_refused(line: ReleaseLine) -> None:
 
 
 def test_pointer_to_another_models_image_is_refused(line: ReleaseLine) -> None:
-    """With the release key, our model's pointer (its hardware model still ours) names the
+    """With the server's online keys, our model's pointer (its hardware model still ours) names the
     second model's image, which that model's role lists for that model."""
     board = line.board()
     files, other = _other_model_files(line)

@@ -204,7 +204,10 @@ def _paths(value: object, prefix: tuple[object, ...] = ()) -> list[tuple[object,
 
 
 ROOT_PATHS = _paths(ROOT_DOCUMENT)
-WRONG_VALUES = [None, True, 0, -1, 1.5, "x", "", [], {}, [None], {"": None}]
+WRONG_VALUES = [None, True, 0, -1, 1.5, "x", "", [], {}, [None], {"": None},
+                # Unicode digits (int() refuses or misreads them) and a lone surrogate
+                # (UTF-8 cannot encode it): refused, never a ValueError or UnicodeError.
+                "\u00b2", "1.0.\u0663", "\u00b2030-01-01T00:00:00Z", "\ud800"]  # fmt: skip
 
 
 @settings(max_examples=400)
@@ -237,6 +240,8 @@ def test_a_field_deleted_or_retyped_is_refused_or_harmless(
     ("stamp", "valid"),
     [
         ("2030-01-01T00:00:00Z", True),
+        ("\u00b2030-01-01T00:00:00Z", False),
+        ("2030-01-0\u0661T00:00:00Z", False),
         ("2024-02-29T23:59:59Z", True),
         ("2023-02-29T00:00:00Z", False),
         ("2030-13-01T00:00:00Z", False),
