@@ -31,7 +31,6 @@ from device_runtime.core.download import Target
 from device_runtime.core.errors import SevenfoldError
 from device_runtime.core.slot_install import mark_pending
 from device_runtime.core.slots import CONFIRMED
-from device_runtime.core.update_status import MAX_TARGET, MAX_VERSION
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -62,7 +61,14 @@ class UpdateRefused(SevenfoldError):
         self.code = code
 
 
-def _text(custom: "dict[str, object]", key: str, what: str, limit: int = MAX_TARGET) -> str:
+NAME_LIMIT = 128
+"""Characters of a target's name the agent takes: what ``update-status`` reports."""
+VERSION_LIMIT = 32
+"""Characters of a version: what ``update-status`` and ``enroll`` carry. (Not imported from
+``update_status``: a device that does not report keeps the protocol out of its heap.)"""
+
+
+def _text(custom: "dict[str, object]", key: str, what: str, limit: int = NAME_LIMIT) -> str:
     """A field of signed metadata that the device will repeat (in reports, in its store):
     printable ASCII, at most *limit* characters."""
     value = custom.get(key)
@@ -141,8 +147,8 @@ class UpdateAgent:
         if reporter is None:
             return
         try:
-            reporter.report(state, _shown(from_version, MAX_VERSION),
-                            _shown(to_version, MAX_VERSION), _shown(target, MAX_TARGET), done,
+            reporter.report(state, _shown(from_version, VERSION_LIMIT),
+                            _shown(to_version, VERSION_LIMIT), _shown(target, NAME_LIMIT), done,
                             total, None if reason is None else _shown(reason, 200))  # fmt: skip
         except SevenfoldError:
             self.reporter = None
@@ -192,7 +198,7 @@ class UpdateAgent:
         digest = _digest(_text(custom, "image_digest", what), what)
         if digest == boot.image.image_hash:
             return None
-        version = _text(custom, "version", what, MAX_VERSION)
+        version = _text(custom, "version", what, VERSION_LIMIT)
         counter = _number(custom, "security_counter", what)
         if counter < floor:
             raise UpdateRefused("rollback", "%s has security counter %d, below this device's %d"
@@ -211,7 +217,7 @@ class UpdateAgent:
         (missing, of another model, malformed) is passed over for the full image."""
         deltas = custom.get("deltas")
         name = deltas.get(boot.image.image_hash.hex()) if isinstance(deltas, dict) else None
-        if not isinstance(name, str) or len(name) > MAX_TARGET:
+        if not isinstance(name, str) or len(name) > NAME_LIMIT:
             return None
         try:
             return self._target(self.updater.find(name), boot.image.image_hash)

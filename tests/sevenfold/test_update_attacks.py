@@ -403,9 +403,9 @@ def test_another_image_in_place_of_the_release_is_refused(line: ReleaseLine) -> 
 def test_image_signed_by_an_attacker_key_is_refused_even_with_the_release_key(
     line: ReleaseLine,
 ) -> None:
-    """The attacker holds the server's online keys (release, snapshot, timestamp): the model role names, with a
-    valid signature, an image the attacker signed with a key of its own. TUF accepts it;
-    the image key the boards' first stage trusts (never on the server) refuses it."""
+    """The attacker holds the server's online keys (release, snapshot, timestamp): the model
+    role names, with a valid signature, an image the attacker signed with a key of its own.
+    TUF accepts it; the image key the boards' first stage trusts (never on the server) refuses it."""
     board = line.board()
     files = line.live()
     attacker = ec.generate_private_key(ec.SECP256R1())
