@@ -405,7 +405,8 @@ def test_image_signed_by_an_attacker_key_is_refused_even_with_the_release_key(
 ) -> None:
     """The attacker holds the server's online keys (release, snapshot, timestamp): the model
     role names, with a valid signature, an image the attacker signed with a key of its own.
-    TUF accepts it; the image key the boards' first stage trusts (never on the server) refuses it."""
+    TUF accepts it; the image key the boards' first stage trusts (never on the server)
+    refuses it."""
     board = line.board()
     files = line.live()
     attacker = ec.generate_private_key(ec.SECP256R1())
