@@ -4,6 +4,7 @@ Run from a ROMFS image by ``scripts/tuf-client-micropython``; ``main`` exits
 with the command's status.
 """
 
+import gc
 import sys
 
 from device_runtime.core.http_client import http_get
@@ -13,6 +14,8 @@ from device_runtime.ports.micropython.clock import SystemClock
 
 
 def main(argv: "list[str]") -> None:
+    # Collect often: a heap this small fails on fragmentation before it runs out of bytes.
+    gc.threshold(4096)
     sys.exit(
         run(
             argv,
