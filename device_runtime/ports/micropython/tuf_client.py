@@ -4,13 +4,18 @@ Run from a ROMFS image by ``scripts/tuf-client-micropython``; ``main`` exits
 with the command's status.
 """
 
-import gc
 import sys
 
 from device_runtime.core.http_client import http_get
 from device_runtime.core.tuf.client_command import run
 from device_runtime.ports.micropython import crypto
 from device_runtime.ports.micropython.clock import SystemClock
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from upy import gc
+else:
+    import gc
 
 
 def main(argv: "list[str]") -> None:
