@@ -226,7 +226,8 @@ class Metadata:
                 if keys.signature_valid(key, signature, self.signed, self._digest, crypto):
                     valid += 1
         threshold = role["threshold"]
-        if valid < threshold:  # type: ignore[operator]
+        assert isinstance(threshold, int)
+        if valid < threshold:
             raise TufError(
                 "threshold",
                 self.role_type + " has " + str(valid) + " valid signatures of " + str(threshold),
