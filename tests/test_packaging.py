@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -82,10 +83,16 @@ def test_monitor_extra_has_no_server_dependency() -> None:
 @pytest.fixture(scope="module")
 def sensor_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtual environment with ``pip install '.[monitor]'`` and nothing else."""
-    venv = tmp_path_factory.mktemp("sensor") / "venv"
+    work = tmp_path_factory.mktemp("sensor")
+    venv = work / "venv"
+    # Built from a copy of the sources: a build inside the checkout writes ``build/`` and
+    # ``*.egg-info`` there, which another build (or a stale one) then collides with.
+    source = work / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", ".tuf-conformance", "build", "*.egg-info", "__pycache__"))  # fmt: skip
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     install = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"{REPO}[monitor]"],
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"{source}[monitor]"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     if install.returncode != 0:

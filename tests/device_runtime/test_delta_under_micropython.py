@@ -38,7 +38,8 @@ __all__ = ["bytecode_tree"]
 HEAP = "64K"
 MODULE = "tests.device_runtime.delta_on_device"
 LAUNCHER = Path(__file__).with_name("flash_launcher.py")
-SLOT_SIZE = 0x80000
+SLOT_SIZE = 0x100000
+"""Room for the device sources as a ROMFS image (about 530 KB), the release this test signs."""
 
 
 def imgtool(*args: str) -> subprocess.CompletedProcess[str]:
