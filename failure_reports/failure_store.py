@@ -11,8 +11,6 @@ oldest records, or a record refused, leaves a gap, which is counted
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime
 from typing import cast
@@ -49,9 +47,10 @@ class FailureStore:
         *,
         hwmodel: str | None,
         at: datetime,
-        tx: Connection | None = None,
+        tx: Connection,
     ) -> bool:
-        """Store *record* under *key*; False when the key was stored before (a resend)."""
+        """Store *record* under *key* in *tx* (the gateway's batch); False when the key was
+        stored before (a resend)."""
         require_aware(at, name="at")
         row = asdict(record) | {
             "device_id": device_id,
@@ -60,15 +59,14 @@ class FailureStore:
             "hwmodel": hwmodel,
             "received_at": at,
         }
-        with self._in(tx, "store a failure record") as connection:
-            return connection.execute(self._insert, row).first() is not None
+        return tx.execute(self._insert, row).first() is not None
 
     def count(self, device_id: str | None = None) -> int:
         """Records stored, of one device or of all."""
         statement = select(func.count()).select_from(_RECORDS)
         if device_id is not None:
             statement = statement.where(_RECORDS.c.device_id == device_id)
-        with self._in(None, "count failure records") as connection:
+        with self._database.transaction("count failure records") as connection:
             return int(connection.execute(statement).scalar_one())
 
     def missing(self, device_id: str) -> int:
@@ -80,7 +78,7 @@ class FailureStore:
             .group_by(_RECORDS.c.boot_count)
             .subquery()
         )
-        with self._in(None, "count missing failure records") as connection:
+        with self._database.transaction("count missing failure records") as connection:
             return int(
                 connection.execute(select(func.coalesce(func.sum(per_boot.c.gap), 0))).scalar_one()
             )
@@ -92,13 +90,5 @@ class FailureStore:
             .where(_RECORDS.c.device_id == device_id)
             .order_by(_RECORDS.c.boot_count, _RECORDS.c.seq)
         )
-        with self._in(None, "list failure records") as connection:
+        with self._database.transaction("list failure records") as connection:
             return [dict(row) for row in connection.execute(statement).mappings()]
-
-    @contextmanager
-    def _in(self, tx: Connection | None, operation: str) -> Iterator[Connection]:
-        if tx is not None:
-            yield tx
-            return
-        with self._database.transaction(operation) as connection:
-            yield connection
