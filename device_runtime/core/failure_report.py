@@ -47,11 +47,12 @@ protocol.add_request(
 # fmt: on
 
 
-def upload(agent: "DeviceAgent", outbox: "Outbox") -> int:
-    """Send the outbox's pending records, a batch at a time, until none is left or the
-    server asks to wait (the wait, in ms, is returned; 0 when all went)."""
+def upload(agent: "DeviceAgent", outbox: "Outbox", limit: int = MAX_BATCH) -> int:
+    """Send the outbox's pending records, batches of at most *limit* bytes, until none is
+    left or the server asks to wait (the wait, in ms, is returned; 0 when all went). A
+    board whose heap is short beside its TLS session sends smaller batches."""
     while True:
-        records = outbox.batch(MAX_BATCH)
+        records = outbox.batch(limit)
         if not records:
             return 0
         try:

@@ -33,6 +33,8 @@ from device_runtime.core.errors import InvalidField, StorageError, TooLarge
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from device_runtime.core.port_types import BlockDevice
 
 MAGIC = b"SFOB"
@@ -103,6 +105,8 @@ class Outbox:
         self.generation = 0
         self.offset = self.sector
         self.sent: "list[tuple[int, int, int]]" = []
+        self._head = bytearray(RECORD_HEAD)
+        self._chunk = bytearray(64)
         self._mount()
 
     def _header(self, index: int) -> "tuple[int, int, int] | None":
@@ -131,27 +135,35 @@ class Outbox:
             self.torn += 1
             self.offset = self.sector
 
-    def _records(self, index: int) -> "list[tuple[int, int, int, int, bool]]":
+    def _records(self, index: int) -> "Iterator[tuple[int, int, int, int, bool]]":
         """(offset, size, boot, seq, acked) of the sector's good records, up to the first
-        that is not one (erased bytes or a torn record)."""
-        found: "list[tuple[int, int, int, int, bool]]" = []
+        that is not one (erased bytes or a torn record). Read through two small buffers
+        the outbox keeps, so a scan allocates next to nothing: on a connected 64 KiB board
+        the heap left beside TLS is fragmented."""
         if self._header(index) is None:
-            return found
+            return
         base = index * self.sector
+        head = self._head
+        chunk = self._chunk
         at = HEADER
         while at + OVERHEAD <= self.sector:
-            head = self.area.read_at(base + at, RECORD_HEAD)
-            if head[0] != MARKER:
-                break
-            size = struct.unpack_from(">H", head, 2)[0]
-            end = min(self.sector - at, OVERHEAD + size)
-            try:
-                size, boot, seq, acked = check_record(self.area.read_at(base + at, end), 0, end)
-            except InvalidField:
-                break
-            found.append((at, size, boot, seq, acked))
-            at += size
-        return found
+            self.area.readinto_at(base + at, head)
+            marker, ack, size, boot, seq = struct.unpack(">BBHII", head)
+            if marker != MARKER or size > MAX_PAYLOAD or at + OVERHEAD + size > self.sector:
+                return
+            crc = _crc(memoryview(head)[2:], _crc(memoryview(head)[:1]))
+            done = 0
+            while done < size:
+                piece = memoryview(chunk)[: min(len(chunk), size - done)]
+                self.area.readinto_at(base + at + RECORD_HEAD + done, piece)
+                crc = _crc(piece, crc)
+                done += len(piece)
+            tail = memoryview(chunk)[:4]
+            self.area.readinto_at(base + at + RECORD_HEAD + size, tail)
+            if struct.unpack(">I", tail)[0] != crc:
+                return
+            yield at, OVERHEAD + size, boot, seq, ack != 0xFF
+            at += OVERHEAD + size
 
     def _open_next(self) -> None:
         index = (self.head + 1) % self.sectors
@@ -198,18 +210,28 @@ class Outbox:
     def batch(self, limit: int) -> bytes:
         """The oldest unacknowledged records, whole, in at most *limit* bytes (at least one
         record however large); :meth:`acknowledge` settles them."""
-        out = bytearray()
         self.sent = []
+        total = 0
         for index in self._oldest_first():
             for at, size, boot, seq, acked in self._records(index):
                 if acked:
                     continue
-                if out and len(out) + size > limit:
-                    return bytes(out)
-                record = bytearray(self.area.read_at(index * self.sector + at, size))
-                record[1] = 0xFF
-                out += record
+                if total and total + size > limit:
+                    return self._gather(total)
                 self.sent.append((index * self.sector + at, boot, seq))
+                total += size
+        return self._gather(total)
+
+    def _gather(self, total: int) -> bytes:
+        """The records of ``sent``, read into one buffer of *total* bytes."""
+        out = bytearray(total)
+        view = memoryview(out)
+        at = 0
+        for offset, _, _ in self.sent:
+            self.area.readinto_at(offset, view[at : at + RECORD_HEAD])
+            size = OVERHEAD + ((out[at + 2] << 8) | out[at + 3])
+            self.area.readinto_at(offset + RECORD_HEAD, view[at + RECORD_HEAD : at + size])
+            at += size
         return bytes(out)
 
     def acknowledge(self, keys: bytes) -> int:

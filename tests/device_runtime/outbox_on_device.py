@@ -7,6 +7,8 @@ FLASH STATE BOOT N`` mounts the outbox on a flash-like file as boot BOOT, reads 
 reboot reason the previous boot marked, records it, a crash (frames parsed from
 ``sys.print_exception``), a security event and N metrics records, marks the next
 reboot's reason, and prints what it holds: ``OUTBOX held PENDING DROPPED TORN FREE``.
+``upload CONFIG`` boots the agent over mutual TLS, enrolls, and drains the outbox on the
+configuration's flash: ``OUTBOX pending N``, ``OUTBOX wait MS``, ``OUTBOX pending 0 FREE``.
 """
 
 import gc
@@ -64,8 +66,59 @@ def fill(flash, state, boot, count):
     print(MARK, "held", outbox.pending(), outbox.dropped, outbox.torn, _free())
 
 
+def upload(path):
+    import json
+
+    from device_runtime.core.agent import DeviceAgent
+    from device_runtime.ports.micropython.clock import SystemClock
+    from device_runtime.ports.micropython.crypto import random_bytes
+    from device_runtime.ports.micropython.storage import DirectoryStore
+    from device_runtime.ports.micropython.transport import MqttTransport
+
+    with open(path) as handle:
+        config = json.load(handle)
+    transport = MqttTransport(
+        host=config["host"],
+        port=config["port"],
+        client_id=config["device_id"],
+        ca_path=config["ca"],
+        cert_path=config["cert"],
+        key_path=config["key"],
+    )
+    agent = DeviceAgent(
+        device_id=config["device_id"],
+        hwmodel="mcu-board",
+        swname="sevenfold-mpy",
+        swversion="1.0.0",
+        rot="software",
+        transport=transport,
+        clock=SystemClock(),
+        store=DirectoryStore(directory=config["state_dir"]),
+        random_bytes=random_bytes,
+        timeout_ms=10000,
+    )
+    try:
+        agent.boot()
+        agent.enroll()
+        # Imported once connected, as a board brings in what it needs then: TLS's
+        # handshake wants its buffers in one piece.
+        from device_runtime.core import failure_report
+        from device_runtime.core.outbox import Outbox
+        from device_runtime.ports.micropython.block_device import FileBlockDevice
+
+        outbox = Outbox(FileBlockDevice(path=config["flash"], size=4 * 4096), agent.boot_count)
+        print(MARK, "pending", outbox.pending())
+        print(MARK, "free", _free())
+        print(MARK, "wait", failure_report.upload(agent, outbox, int(config["batch"])))
+        print(MARK, "pending", outbox.pending(), _free())
+    finally:
+        transport.close()
+
+
 def main(argv):
     if argv[0] == "heap":
         heap()
+    elif argv[0] == "upload":
+        upload(argv[1])
     else:
         fill(argv[1], argv[2], int(argv[3]), int(argv[4]))
