@@ -159,3 +159,45 @@ def test_every_power_cut_leaves_an_outbox_that_reads_only_what_was_written(
     cuts = sum(outcomes.values())
     print(f"outbox, ack every {ack_every}: {clean.count} steps, {cuts} cuts: {dict(outcomes)}")
     assert clean.count > 50
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("append"), st.integers(0, 300)),
+            st.tuples(st.just("ack"), st.integers(1, 600)),
+            st.tuples(st.just("remount"), st.just(0)),
+        ),
+        max_size=60,
+    )
+)
+def test_any_sequence_keeps_pending_in_key_order_and_accounts_for_every_record(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, int]]
+) -> None:
+    """Appends of any size, partial acknowledgements and remounts (each a new boot): what
+    is pending is exactly what was appended, less what was acknowledged and what was
+    counted dropped, oldest first."""
+    device = flash(tmp_path_factory.mktemp("ring") / "flash")
+    boot = 1
+    outbox = Outbox(device, boot)
+    written: dict[tuple[int, int], bytes] = {}
+    acked: set[tuple[int, int]] = set()
+    for action, n in steps:
+        if action == "append":
+            data = bytes([n % 251]) * n
+            written[outbox.append(data)] = data
+        elif action == "ack":
+            sent = [(b, s) for b, s, _ in parse(outbox.batch(n))]
+            outbox.acknowledge(keys(*sent))
+            acked.update(sent)
+        else:
+            boot += 1
+            outbox = Outbox(device, boot)
+        held = pending_keys(outbox)
+        assert list(held) == sorted(held), "oldest first"
+        for key, data in held.items():
+            assert written[key] == data
+        expected = set(written) - acked
+        assert set(held) <= expected
+        assert len(expected) - len(held) == outbox.dropped
