@@ -7,8 +7,10 @@ FLASH STATE BOOT N`` mounts the outbox on a flash-like file as boot BOOT, reads 
 reboot reason the previous boot marked, records it, a crash (frames parsed from
 ``sys.print_exception``), a security event and N metrics records, marks the next
 reboot's reason, and prints what it holds: ``OUTBOX held PENDING DROPPED TORN FREE``.
-``upload CONFIG`` boots the agent over mutual TLS, enrolls, and drains the outbox on the
-configuration's flash: ``OUTBOX pending N``, ``OUTBOX wait MS``, ``OUTBOX pending 0 FREE``.
+``upload CONFIG`` boots the agent over mutual TLS, enrolls, collects, and drains the
+outbox on the configuration's flash in batches of the configuration's size: ``OUTBOX
+enrolled FREE``, ``OUTBOX imported FREE``, ``OUTBOX pending N``, ``OUTBOX free FREE``,
+``OUTBOX wait MS``, ``OUTBOX pending 0 FREE``.
 """
 
 import gc
@@ -100,12 +102,14 @@ def upload(path):
     try:
         agent.boot()
         agent.enroll()
+        print(MARK, "enrolled", _free())  # _free collects: a board collects before an upload
         # Imported once connected, as a board brings in what it needs then: TLS's
         # handshake wants its buffers in one piece.
         from device_runtime.core import failure_report
         from device_runtime.core.outbox import Outbox
         from device_runtime.ports.micropython.block_device import FileBlockDevice
 
+        print(MARK, "imported", _free())
         outbox = Outbox(FileBlockDevice(path=config["flash"], size=4 * 4096), agent.boot_count)
         print(MARK, "pending", outbox.pending())
         print(MARK, "free", _free())
