@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,8 +28,21 @@ SECTOR = 512
 SECTORS = 3
 
 
+OPEN: list[FileBlockDevice] = []
+"""Every flash a test opened; the fixture below closes them (a sweep opens a thousand)."""
+
+
 def flash(path: Path) -> FileBlockDevice:
-    return FileBlockDevice(path=path, size=SECTOR * SECTORS, erase_size=SECTOR)
+    device = FileBlockDevice(path=path, size=SECTOR * SECTORS, erase_size=SECTOR)
+    OPEN.append(device)
+    return device
+
+
+@pytest.fixture(autouse=True)
+def close_flashes() -> Iterator[None]:
+    yield
+    while OPEN:
+        OPEN.pop().close()
 
 
 def payload(boot: int, seq: int) -> bytes:
@@ -156,6 +170,8 @@ def test_every_power_cut_leaves_an_outbox_that_reads_only_what_was_written(
             remounted = Outbox(flash(path), boot=2)
             assert remounted.pending() == len(held) + 1 - (remounted.dropped - dropped)
             outcomes[f"{model}, torn {after.torn}"] += 1
+            while OPEN:
+                OPEN.pop().close()
     cuts = sum(outcomes.values())
     print(f"outbox, ack every {ack_every}: {clean.count} steps, {cuts} cuts: {dict(outcomes)}")
     assert clean.count > 50
@@ -178,6 +194,8 @@ def test_any_sequence_keeps_pending_in_key_order_and_accounts_for_every_record(
     """Appends of any size, partial acknowledgements and remounts (each a new boot): what
     is pending is exactly what was appended, less what was acknowledged and what was
     counted dropped, oldest first."""
+    while OPEN:  # the examples before this one, all run inside one test
+        OPEN.pop().close()
     device = flash(tmp_path_factory.mktemp("ring") / "flash")
     boot = 1
     outbox = Outbox(device, boot)
