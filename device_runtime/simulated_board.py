@@ -368,11 +368,16 @@ def _boot(
             device.readings.append(application.sample(int(time.monotonic() - booted)))
 
         def check_for_update(agent: DeviceAgent | None) -> None:
-            updates = update_agent(directory, hwmodel, agent)
+            try:
+                updates = update_agent(directory, hwmodel, agent)
+            except SevenfoldError as exc:  # no trusted root, or one that does not parse
+                device.update_failure = exc.explain()
+                return
             if updates is not None:
                 if agent is not None:
                     updates.settle(flash.slots, boot)
                 device.pending = updates.update(flash.slots, boot, flash.trust)
+                device.update_failure = updates.failure
 
         agent = functools.partial(run_agent, device=device, rot_kind=rot.kind, broker=broker,
                                   hwmodel=hwmodel, swversion=image.version, beats=beats,
@@ -455,6 +460,7 @@ def main() -> None:
                 "trial": device.trial,
                 "reverted": device.reverted,
                 "pending": device.pending,
+                "update_failure": device.update_failure,
                 "error": device.error,
             }
         ),

@@ -123,6 +123,8 @@ class SimulatedDevice:
     """The newer slot its bootloader passed over, and why (a failed trial, a refused image)."""
     pending: str | None = None
     """The version its update agent installed for the next boot to try, if any."""
+    update_failure: str | None = None
+    """Why its update agent's last check installed nothing though something was offered."""
     done: threading.Event = field(default_factory=threading.Event)
 
 

@@ -124,6 +124,7 @@ PARTS: tuple[Part, ...] = (
         "every byte from the network or the console is parsed here first",
         (
             "device_runtime/core/cbor.py",
+            "device_runtime/core/decimal_digits.py",
             "device_runtime/core/protocol.py",
             "device_runtime/core/errors.py",
         ),

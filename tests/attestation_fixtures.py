@@ -9,6 +9,7 @@ end-to-end attestation tests see a board earn its topics within seconds.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -27,10 +28,17 @@ GatedFleet = tuple[FleetServer, ServerConfig, CertificateAuthority]
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[GatedFleet]:
     """(server, its configuration, the manufacturer CA it trusts), gate on."""
+    with gated_fleet(tmp_path) as running:
+        yield running
+
+
+@contextmanager
+def gated_fleet(directory: Path) -> Iterator[GatedFleet]:
+    """:func:`fleet` in *directory*, for fixtures of a wider scope that share one server."""
     binary("mosquitto")
-    maker = init_ca(tmp_path / "maker")
+    maker = init_ca(directory / "maker")
     config = ServerConfig(
-        state_dir=tmp_path / "state",
+        state_dir=directory / "state",
         http_port=0,
         broker_port=0,
         recovery_port=0,

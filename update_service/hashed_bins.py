@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from tuf.api.metadata import Key, SuccinctRoles, TargetFile
 
-from update_service.tuf_repository import TufRepository
+from update_service.tuf_repository import BIN_MARK, TufRepository
 
 LEAF_CAPACITY = 32
 """Targets one role may hold before its model is re-binned: a full leaf is about 10 KB,
@@ -42,7 +42,7 @@ def model_role(model: str) -> str:
 
 def bin_prefix(model: str) -> str:
     """Bins are ``<prefix>-<hex>``; see the module docstring for why the ``_``."""
-    return f"model-{model}_bin"
+    return f"model-{model}{BIN_MARK[:-1]}"
 
 
 def bit_length_for(count: int, *, at_least: int) -> int:

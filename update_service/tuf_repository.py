@@ -62,6 +62,8 @@ from device_runtime.core.errors import ConfigError, CryptoError, StorageError
 from device_runtime.ports.cpython.atomic_file import write_atomic
 
 TOP_LEVEL = ("root", "targets", "snapshot", "timestamp")
+BIN_MARK = "_bin-"
+"""What every hashed bin's role name holds and no model's can (``hashed_bins``)."""
 EXPIRY = {
     "root": timedelta(days=365),
     "targets": timedelta(days=365),
@@ -194,9 +196,8 @@ class TufRepository(Repository):
                 f"{meta.version}.{role}.json holds {role} v{md.signed.version}: changed outside"
                 " the service; restore it from a backup"
             )
-        if meta.length is None and meta.hashes is None:
-            self._check_signatures(role, md)
-        else:
+        pinned = meta.length is not None or meta.hashes is not None
+        if pinned:
             try:
                 meta.verify_length_and_hashes(data)
             except LengthOrHashMismatchError as exc:
@@ -204,6 +205,10 @@ class TufRepository(Repository):
                     f"{meta.version}.{role}.json is not the file the live metadata pins ({exc}):"
                     " changed outside the service; restore it from a backup"
                 ) from exc
+        # The top-level targets role is pinned too, but its signatures still say whether a
+        # root import rotated its key and died before re-signing it.
+        if not pinned or role == "targets":
+            self._check_signatures(role, md)
         return md
 
     def _check_signatures(self, role: str, md: Metadata[Any]) -> None:
@@ -265,7 +270,10 @@ class TufRepository(Repository):
         """Versions of every targets role, as the live snapshot has them plus this session's."""
         if self._targets_infos is None:
             live = self.snapshot().meta if self.exists() else {}
-            self._targets_infos = {name: MetaFile(meta.version) for name, meta in live.items()}
+            self._targets_infos = {
+                name: MetaFile(meta.version, meta.length, meta.hashes)
+                for name, meta in live.items()
+            }
         return self._targets_infos
 
     @property
@@ -314,7 +322,16 @@ class TufRepository(Repository):
         if role == "snapshot":
             self._snapshot_file = _file_info(md.signed.version, data)
         if role not in ("snapshot", "timestamp"):
-            self.targets_infos[f"{role}.json"] = MetaFile(md.signed.version)
+            # A model's role (and the top-level targets) is pinned by hash as well as by
+            # version: a role's document does not name its role, and every model role is
+            # signed by the same release key, so by version alone a mirror could serve one
+            # model's role in place of another's of the same version, and the device would
+            # see nothing published. Bins are not: they are many (the snapshot a device
+            # parses would double), and a swapped bin hides an image, which the device
+            # reports as an unknown target.
+            pinned = BIN_MARK not in role
+            info = _file_info(md.signed.version, data) if pinned else MetaFile(md.signed.version)
+            self.targets_infos[f"{role}.json"] = info
 
     def _unused_version(self, role: str, version: int) -> int:
         """*version*, or the first after it that no file of *role* on disk has yet.

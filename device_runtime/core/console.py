@@ -17,6 +17,7 @@ import gc
 import sys
 
 from device_runtime.core import cbor
+from device_runtime.core.decimal_digits import is_digits
 from device_runtime.core.errors import SevenfoldError
 
 TYPE_CHECKING = False
@@ -278,7 +279,7 @@ class Console:
         if item == "broker":
             _arity(args, 3, 4)
             for port in args[2:]:
-                if not port.isdigit() or len(port) > 5 or not 0 < int(port) < 65536:
+                if not is_digits(port) or len(port) > 5 or not 0 < int(port) < 65536:
                     raise ConsoleError("bad-args", "broker ports must be 1-65535")
             if len(args[1]) > MAX_HOST:
                 raise ConsoleError("bad-args", "broker host too long")
@@ -387,7 +388,4 @@ def _arity(args: "list[str]", low: int, high: int) -> None:
 
 def _reason(reason: str) -> bytes:
     """A reason fit for one answer line: printable ASCII, bounded."""
-    out = bytearray()
-    for byte in reason.encode()[:200]:
-        out.append(byte if 0x20 <= byte <= 0x7E else 0x3F)
-    return bytes(out)
+    return bytes(byte if 0x20 <= byte <= 0x7E else 0x3F for byte in reason.encode()[:200])

@@ -44,7 +44,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from device_runtime.core.bandwidth_cap import BandwidthCap
     from device_runtime.core.image_trust import ImageTrust
-    from device_runtime.core.port_types import HttpAnswer, HttpGet, Store
+    from device_runtime.core.port_types import HttpAnswer, HttpGet, OnProgress, Store
     from device_runtime.core.retry_schedule import RetrySchedule
     from device_runtime.core.signed_image import VerifiedImage
     from device_runtime.core.slots import Slot
@@ -199,6 +199,9 @@ class Downloader:
         """Bytes received from the network so far, skipped ones included."""
         self.notes: "list[str]" = []
         """What happened that the caller may report: a record dropped, a restart."""
+        self.on_durable: "OnProgress | None" = None
+        """Told each offset a full download has made durable, after its record is saved (the
+        update agent reports progress from it)."""
 
     def _http_get(self, url: str, offset: int, max_length: int) -> "HttpAnswer":
         return http_get(url, offset=offset, max_length=max_length, timeout_s=self.timeout_s)
@@ -244,6 +247,8 @@ class Downloader:
             def progress(offset: int) -> None:
                 record = DownloadRecord(target.name, target.length, target.sha256, offset)
                 download_record.save(self.store, record)
+                if self.on_durable is not None:
+                    self.on_durable(offset)
 
             try:
                 image = install(slots, running, source, trust, length=target.length,

@@ -15,6 +15,7 @@ one implementation. ``https`` is not spoken: TUF signs what matters.
 
 import socket
 
+from device_runtime.core.decimal_digits import is_digits
 from device_runtime.core.errors import SevenfoldError, TooLarge
 
 MAX_LINE = 1024
@@ -44,7 +45,7 @@ def _split_url(url: str) -> tuple[str, int, str]:
         host, _, port_text = authority.partition(":")
         tail = ":" + port_text if port_text else ""
     if tail:
-        if not tail[1:].isdigit() or not 0 < int(tail[1:]) < 65536:
+        if not is_digits(tail[1:]) or not 0 < int(tail[1:]) < 65536:
             raise HttpError("malformed port in URL")
         port = int(tail[1:])
     if not host or any(c in host for c in " @\r\n"):
@@ -56,7 +57,7 @@ def _split_url(url: str) -> tuple[str, int, str]:
 
 def _digits(text: str, what: str) -> int:
     text = text.strip()
-    if not text or not text.isdigit() or len(text) > 18:
+    if not is_digits(text) or len(text) > 18:
         raise HttpError(what + " is not a decimal number: " + repr(text)[:40])
     return int(text)
 
@@ -121,7 +122,7 @@ class HttpResponse:
     def _read_head(self) -> None:
         version, _, rest = self._line().partition(" ")
         code = rest[:3]
-        if version[:7] != "HTTP/1." or not code.isdigit() or rest[3:4] not in ("", " "):
+        if version[:7] != "HTTP/1." or not is_digits(code) or rest[3:4] not in ("", " "):
             raise HttpError("malformed status line")
         self.status = int(code)
         framing = ""

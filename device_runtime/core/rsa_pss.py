@@ -7,29 +7,53 @@ length is read from the encoding (any length passes, as securesystemslib's
 verifier accepts), the public key from the PEM's SubjectPublicKeyInfo.
 """
 
+import binascii
 import hashlib
 
-from device_runtime.core import der, der_parser
 from device_runtime.core.errors import CryptoError
 
 MAX_MODULUS_BYTES = 512
-_RSA_ALGORITHM = der.algorithm("1.2.840.113549.1.1.1", b"\x05\x00")
+_RSA_ALGORITHM = binascii.unhexlify("300d06092a864886f70d0101010500")
+"""AlgorithmIdentifier rsaEncryption with NULL parameters, as DER."""
+
+
+def _element(data: bytes, offset: int, end: int, tag: int, what: str) -> tuple[int, int]:
+    """The content span of the DER element with *tag* at *offset* (lengths in shortest form).
+
+    A key is four nested elements of known tags, so this reads just those
+    rather than loading the certificate codec (``der_parser``) into a small heap.
+    """
+    if offset + 2 > end or data[offset] != tag:
+        raise CryptoError("RSA key: " + what + " is missing or not tagged " + hex(tag))
+    length, start = data[offset + 1], offset + 2
+    if length & 0x80:
+        count = length & 0x7F
+        if not 0 < count <= 2 or start + count > end:
+            raise CryptoError("RSA key: " + what + " length is malformed")
+        length = int.from_bytes(data[start : start + count], "big")
+        start += count
+        if length < (0x80 if count == 1 else 0x100):
+            raise CryptoError("RSA key: " + what + " length is not in shortest form")
+    if start + length > end:
+        raise CryptoError("RSA key: " + what + " runs past its container")
+    return start, start + length
 
 
 def public_numbers(spki: bytes) -> tuple[int, int, int]:
     """``(n, e, byte length of n)`` from a DER SubjectPublicKeyInfo of an rsaEncryption key."""
-    start, end = der_parser.expect(spki, 0, len(spki), der.SEQUENCE, "public key")
+    start, end = _element(spki, 0, len(spki), 0x30, "SubjectPublicKeyInfo")
     if end != len(spki):
         raise CryptoError("public key has trailing bytes")
-    algorithm_end = der_parser.expect(spki, start, end, der.SEQUENCE, "key algorithm")[1]
-    if spki[start:algorithm_end] != _RSA_ALGORITHM:
+    if spki[start : start + len(_RSA_ALGORITHM)] != _RSA_ALGORITHM:
         raise CryptoError("public key is not rsaEncryption")
-    bits, bits_end = der_parser.expect(spki, algorithm_end, end, der.BIT_STRING, "key bits")
-    if spki[bits] != 0:
-        raise CryptoError("key bit string has unused bits")
-    inner, inner_end = der_parser.expect(spki, bits + 1, bits_end, der.SEQUENCE, "RSA key")
-    n_start, n_end = der_parser.expect(spki, inner, inner_end, der.INTEGER, "modulus")
-    e_start, e_end = der_parser.expect(spki, n_end, inner_end, der.INTEGER, "exponent")
+    bits, bits_end = _element(spki, start + len(_RSA_ALGORITHM), end, 0x03, "key bits")
+    if bits_end != end or spki[bits] != 0:
+        raise CryptoError("key bit string has unused bits or trailing bytes")
+    inner, inner_end = _element(spki, bits + 1, bits_end, 0x30, "RSAPublicKey")
+    n_start, n_end = _element(spki, inner, inner_end, 0x02, "modulus")
+    e_start, e_end = _element(spki, n_end, inner_end, 0x02, "exponent")
+    if e_end != inner_end or inner_end != bits_end:
+        raise CryptoError("RSA key has trailing bytes")
     modulus = spki[n_start:n_end]
     if modulus[:1] == b"\x00":
         modulus = modulus[1:]

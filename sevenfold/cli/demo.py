@@ -59,6 +59,8 @@ from sevenfold.cli.output import emit_json, reported_errors, say, show
 from sevenfold.cli.tables import device_table, standing_table
 
 if TYPE_CHECKING:
+    from securesystemslib.signer import CryptoSigner
+
     from fleet_platform.pki import CertificateAuthority
 
 HWMODEL = "sim-board-1"
@@ -320,18 +322,22 @@ def flash_boards(state: Path, boards: list[Path]) -> tuple[dict[str, bytes], byt
     return images, public
 
 
-def publish_release(state: Path, image: bytes, release_key: bytes) -> dict[str, Any]:
+def publish_release(
+    state: Path, image: bytes, release_key: bytes, offline: list[CryptoSigner] | None = None
+) -> dict[str, Any]:
     """The release line's steps, as `sevenfold keys` and `sevenfold release` take them: two
-    root keys made "offline", root v1 signed by both and imported, the hardware model
-    registered with the release key, *image* published (its measurement endorsed through
-    the server's API). The published release, as ``release publish --json`` shows it."""
+    root keys made "offline" (or the *offline* signers given, which a test of key
+    compromise and rotation keeps), root v1 signed by both and imported, the hardware
+    model registered with the release key, *image* published (its measurement endorsed
+    through the server's API). The published release, as ``release publish --json`` shows
+    it."""
     from sevenfold.cli.release import endorse_release
     from update_service import key_ceremony, release_publisher, root_metadata
     from update_service.release_store import ReleaseStore
     from update_service.signing_keys import generate_signer
 
     store = ReleaseStore(state)
-    offline = [generate_signer(), generate_signer()]
+    offline = offline or [generate_signer(), generate_signer()]
     root = key_ceremony.init_repository(
         store, root_keys=[signer.public_key for signer in offline], threshold=len(offline)
     )

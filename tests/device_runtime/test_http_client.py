@@ -115,6 +115,8 @@ def test_too_large_bodies(server: ScriptedServer, answer: bytes, reason: str) ->
     [
         (b"HTTP/2 200 OK\r\n\r\n", "malformed status line"),
         (b"HTTP/1.1 2x0 OK\r\n\r\n", "malformed status line"),
+        ("HTTP/1.1 \u00b200 OK\r\n\r\n".encode(), "malformed status line"),
+        ("HTTP/1.1 200 OK\r\nContent-Length: \u00b2\r\n\r\n".encode(), "not a decimal number"),
         (b"HTTP/1.1 200 OK\r\n" + b"a" * 2000, "over 1024 bytes"),
         (b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n", "malformed header line"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "not a decimal number"),

@@ -306,7 +306,8 @@ def test_metadata_edited_on_disk_is_refused_never_re_signed(
     path.write_text(json.dumps(doc))
     before = path.read_bytes()
     timestamp = (repo.metadata_dir / "timestamp.json").read_bytes()
-    refusal = "does not verify" if edited != "snapshot" else "is not the file the live metadata"
+    # The snapshot pins the top-level and model roles by hash, the timestamp the snapshot.
+    refusal = "is not the file the live metadata"
     later = datetime.now(UTC) + timedelta(days=200)  # every role due: the keeper would re-sign
     with pytest.raises(CryptoError, match=refusal):
         metadata_keeper.refresh(operator.store, later)

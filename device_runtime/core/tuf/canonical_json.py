@@ -17,7 +17,10 @@ MAX_DEPTH = 32
 
 
 def _string(text: str) -> bytes:
-    return ('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"').encode()
+    try:
+        return ('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"').encode()
+    except UnicodeError:  # a lone surrogate ("\ud800"), which JSON can spell and UTF-8 cannot
+        raise TufError("bad-metadata", "metadata holds a string that is not Unicode text") from None
 
 
 def encode(value: object, sink: "Hasher", depth: int = 0) -> None:

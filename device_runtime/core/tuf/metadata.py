@@ -11,6 +11,7 @@ taken once, as they are made.
 import hashlib
 import json
 
+from device_runtime.core.decimal_digits import is_digits
 from device_runtime.core.tuf import canonical_json, keys
 from device_runtime.core.tuf.error import TufError
 
@@ -48,7 +49,7 @@ def unix_time(text: str) -> int:
     if len(text) != 20:
         raise _bad("expires " + repr(text)[:40] + " is not YYYY-MM-DDTHH:MM:SSZ")
     separators = text[4] + text[7] + text[10] + text[13] + text[16] + text[19:]
-    if separators != "--T::Z" or not all(p.isdigit() for p in parts):
+    if separators != "--T::Z" or not all(is_digits(p) for p in parts):
         raise _bad("expires " + repr(text)[:40] + " is not YYYY-MM-DDTHH:MM:SSZ")
     year, month, day, hour, minute, second = (int(part) for part in parts)
     leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
@@ -133,7 +134,7 @@ def _check_signed(signed: "dict[str, object]", role_type: str) -> None:
     spec = field(signed, "spec_version", str, role_type)
     assert isinstance(spec, str)
     numbers = spec.split(".")
-    if numbers[0] != "1" or not 2 <= len(numbers) <= 3 or not all(n.isdigit() for n in numbers):
+    if numbers[0] != "1" or not 2 <= len(numbers) <= 3 or not all(is_digits(n) for n in numbers):
         raise _bad(role_type + " spec_version " + repr(spec)[:20] + " is not 1.x")
     _natural(signed, "version", role_type, 1)
     field(signed, "expires", str, role_type)
@@ -225,7 +226,8 @@ class Metadata:
                 if keys.signature_valid(key, signature, self.signed, self._digest, crypto):
                     valid += 1
         threshold = role["threshold"]
-        if valid < threshold:  # type: ignore[operator]
+        assert isinstance(threshold, int)
+        if valid < threshold:
             raise TufError(
                 "threshold",
                 self.role_type + " has " + str(valid) + " valid signatures of " + str(threshold),

@@ -111,7 +111,12 @@ class TrustedSet:
                 )
             if new.version == old.version:
                 return False
-            if self.snapshot_meta(new)["version"] < self.snapshot_meta()["version"]:  # type: ignore[operator]
+            new_version, old_version = (
+                self.snapshot_meta(new)["version"],
+                self.snapshot_meta()["version"],
+            )
+            assert isinstance(new_version, int) and isinstance(old_version, int)
+            if new_version < old_version:
                 raise TufError("rollback", "timestamp names an older snapshot version")
         self.timestamp = new
         self._check_expiry(new, "new")

@@ -171,13 +171,13 @@ class Updater:
         handle = self._store.open_verified(name)
         if handle is None:
             return None
-        check = FileCheck(info or {}, name)
-        while check.size <= limit:
-            part = handle.read(CHUNK)
-            if not part:
-                break
-            check.update(part)
         try:
+            check = FileCheck(info or {}, name)
+            while check.size <= limit:
+                part = handle.read(CHUNK)
+                if not part:
+                    break
+                check.update(part)
             if check.size > limit:
                 raise TufError("too-large", "stored " + name + " is over the limit")
             check.finish()
@@ -198,9 +198,11 @@ class Updater:
     ) -> bool:
         """Download metadata *name* and hand it to *apply*; False if *missing_ok* and absent."""
         length = info.get("length") if info else None
+        if isinstance(length, int) and length:
+            limit = length
         check = FileCheck(info or {}, name)
         try:
-            self._download(self._metadata_url + url_name, self._store, name, check, length or limit)  # type: ignore[arg-type]
+            self._download(self._metadata_url + url_name, self._store, name, check, limit)
         except TufError as exc:
             if missing_ok and exc.status in (403, 404):
                 return False

@@ -11,8 +11,16 @@ from device_runtime.core.tuf.client_command import run
 from device_runtime.ports.micropython import crypto
 from device_runtime.ports.micropython.clock import SystemClock
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from upy import gc
+else:
+    import gc
+
 
 def main(argv: "list[str]") -> None:
+    # Collect often: a heap this small fails on fragmentation before it runs out of bytes.
+    gc.threshold(4096)
     sys.exit(
         run(
             argv,

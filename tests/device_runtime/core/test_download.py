@@ -91,6 +91,22 @@ def test_a_download_cut_off_resumes_after_a_reboot_from_the_durable_offset(
     board.close()
 
 
+def test_each_durable_offset_is_told_after_its_record_is_saved(
+    board: Board, server: DownloadServer
+) -> None:
+    """What the update agent reports progress from: each offset once it would survive."""
+    downloader = board.downloader(SteppedClock())
+    told: list[tuple[int, object]] = []
+
+    def durable(offset: int) -> None:
+        told.append((offset, download_record.load(board.store)))
+
+    downloader.on_durable = durable
+    installs(board, downloader, server)
+    assert [offset for offset, _ in told] == list(range(FLUSH_EVERY, len(V2), FLUSH_EVERY))
+    assert all(isinstance(r, DownloadRecord) and r.offset == o for o, r in told)
+
+
 @pytest.mark.parametrize(
     "damage", ["torn", "flipped", "other-target", "other-format", "unaligned", "marked-slot"]
 )

@@ -204,7 +204,10 @@ def _paths(value: object, prefix: tuple[object, ...] = ()) -> list[tuple[object,
 
 
 ROOT_PATHS = _paths(ROOT_DOCUMENT)
-WRONG_VALUES = [None, True, 0, -1, 1.5, "x", "", [], {}, [None], {"": None}]
+WRONG_VALUES = [None, True, 0, -1, 1.5, "x", "", [], {}, [None], {"": None},
+                # Unicode digits (int() refuses or misreads them) and a lone surrogate
+                # (UTF-8 cannot encode it): refused, never a ValueError or UnicodeError.
+                "\u00b2", "1.0.\u0663", "\u00b2030-01-01T00:00:00Z", "\ud800"]  # fmt: skip
 
 
 @settings(max_examples=400)
@@ -237,6 +240,8 @@ def test_a_field_deleted_or_retyped_is_refused_or_harmless(
     ("stamp", "valid"),
     [
         ("2030-01-01T00:00:00Z", True),
+        ("\u00b2030-01-01T00:00:00Z", False),
+        ("2030-01-0\u0661T00:00:00Z", False),
         ("2024-02-29T23:59:59Z", True),
         ("2023-02-29T00:00:00Z", False),
         ("2030-13-01T00:00:00Z", False),
@@ -270,3 +275,36 @@ def test_unusable_keys_never_count(key: dict[str, object]) -> None:
     digest = hashlib.sha256(b"{}").digest()
     assert not keys.signature_valid(key, "00" * 64, {}, digest, crypto)
     assert not keys.signature_valid(key, "not hex", {}, digest, crypto)
+
+
+RSA_KEYS = [rsa.generate_private_key(public_exponent=65537, key_size=bits) for bits in (2048, 4096)]
+
+
+@pytest.mark.parametrize("key", RSA_KEYS, ids=["2048", "4096"])
+def test_rsa_key_numbers_are_openssls(key: rsa.RSAPrivateKey) -> None:
+    spki = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    numbers = key.public_key().public_numbers()
+    assert rsa_pss.public_numbers(spki)[:2] == (numbers.n, numbers.e)
+
+
+@settings(max_examples=400)
+@given(st.integers(0, 293), st.integers(0, 255))
+def test_a_changed_rsa_key_byte_is_refused_or_read(index: int, value: int) -> None:
+    spki = bytearray(
+        RSA_KEYS[0]
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    spki[index] = value
+    try:
+        rsa_pss.public_numbers(bytes(spki))
+    except CryptoError as exc:
+        assert exc.reason
+
+
+@given(st.binary(max_size=64))
+def test_random_rsa_keys_are_refused(data: bytes) -> None:
+    with pytest.raises(CryptoError):
+        rsa_pss.public_numbers(data)
