@@ -41,6 +41,7 @@ from fleet_platform.pki import IssuedCredential
 from fleet_platform.process_supervisor import ChildProcess, die_with_parent
 from fleet_platform.storage import open_database
 from sevenfold.attestation_setup import attestation_service
+from sevenfold.failure_reporting import failure_report_handler
 from update_service.update_history import UpdateHistory
 from update_service.update_reports import UpdateReports
 
@@ -168,6 +169,7 @@ def serve(spec: GatewaySpec, stop: threading.Event) -> int:
     if spec.update_reports:
         history = UpdateHistory(database=database, security_event=trust.security_event)
         UpdateReports(history).register(gateway)
+    failure_report_handler(database).register(gateway)
     gateway.start()
     gc.collect()
     gc.freeze()  # as the server does: keep full collections short on a long-lived heap

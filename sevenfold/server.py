@@ -36,6 +36,7 @@ import attestation_server
 import attestation_server.api
 import attestation_server.attestation_api
 import attestation_server.provisioning
+import failure_reports
 import fleet_platform.storage
 import passive_monitor.receiver
 import passive_monitor.receiver.api
@@ -66,6 +67,7 @@ from passive_monitor.receiver.store import AssetRegistry
 from sevenfold import health_api
 from sevenfold.attestation_setup import attestation_service
 from sevenfold.broker_grants import BrokerGrants
+from sevenfold.failure_reporting import failure_report_handler
 from sevenfold.gateway_process import GatewayProcess, GatewaySpec, read_report
 from sevenfold.health_api import HealthCheck
 from update_service.metadata_keeper import MetadataKeeper
@@ -81,6 +83,7 @@ MIGRATIONS = (
     passive_monitor.receiver.MIGRATIONS,
     fleet_platform.storage.MIGRATIONS,
     update_service.MIGRATIONS,
+    failure_reports.MIGRATIONS,
 )
 """Every service's migrations (and the platform's), in the one history they form."""
 
@@ -184,6 +187,7 @@ class FleetServer:
                         database=self.database, security_event=self.trust.security_event
                     )
                     UpdateReports(self.update_history).register(self.gateway)
+                failure_report_handler(self.database).register(self.gateway)
                 self.gateway.start()
                 if self.grants is not None:
                     self._grant_keeper = threading.Thread(

@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "sevenfold": 3,
     "attestation_server": 2,
     "update_service": 2,
+    "failure_reports": 2,
     "passive_monitor": 2,
     "firmware_images": 2,
     "hil_tests": 2,

@@ -55,7 +55,13 @@ def test_device_runtime_imports_no_server_module() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True
     )
     loaded = set(result.stdout.split())
-    forbidden = {*SERVER_ONLY, "sevenfold", "attestation_server", "update_service"}
+    forbidden = {
+        *SERVER_ONLY,
+        "sevenfold",
+        "attestation_server",
+        "update_service",
+        "failure_reports",
+    }
     assert not loaded & forbidden
 
 
