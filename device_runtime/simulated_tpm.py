@@ -22,6 +22,7 @@ implementation (libtpms) rather than a fake:
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -48,23 +49,23 @@ def _program(name: str) -> str:
 
 
 def _free_port_pair() -> int:
-    """A port P with P and P + 1 both free on loopback (swtpm's server and control sockets)."""
-    # SO_REUSEADDR as swtpm's own listening sockets have it: on a busy host the port after
-    # a free one is often in TIME_WAIT from a closed connection, which a listener may take
-    # and a plain bind refuses (50 tries in a row failed that way during a fleet rollout).
+    """A port P with P and P + 1 both free on loopback (swtpm's server and control sockets).
+
+    Drawn below the kernel's ephemeral range (``ip_local_port_range``, 32768 and up by
+    default): there every outgoing connection takes a port, and on a busy host (a fleet of
+    boards polling their update service) the port after a free one is so often taken by
+    one that 200 tries in a row failed. SO_REUSEADDR as swtpm's own listeners have it.
+    """
     for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as first:
-            first.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            first.bind(("127.0.0.1", 0))
-            port = int(first.getsockname()[1])
-            if port >= 65535:
-                continue
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as second:
-                second.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
+        port = secrets.randbelow(12000) + 20000
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as first, \
+                    socket.socket(socket.AF_INET, socket.SOCK_STREAM) as second:  # fmt: skip
+                for sock, at in ((first, port), (second, port + 1)):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    sock.bind(("127.0.0.1", at))
+        except OSError:
+            continue
         return port
     raise RootOfTrustError("no two adjacent free loopback ports for swtpm")
 
