@@ -283,6 +283,8 @@ def tls_transport(
 
 
 SWNAME = "sevenfold-sim"
+BOARD_TIMEOUT_MS = 15_000
+"""How long a simulated board waits for each answer (see ``run_agent``)."""
 
 
 def run_agent(
@@ -314,6 +316,9 @@ def run_agent(
             "store": DirectoryStore(directory=device.directory),
             "random_bytes": random_bytes,
             "prefix": broker.prefix,
+            # A simulated board shares its host with the fleet server and every other board:
+            # a busy host (a full test run) answers evidence in more than the core's 5 s.
+            "timeout_ms": BOARD_TIMEOUT_MS,
         }
         if link is not None and attestor is not None:
             agent: DeviceAgent = AttestingAgent(link=link, evidence=attestor, **settings)
