@@ -39,6 +39,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+from bench.result_table import print_rows
 from device_runtime.core.bandwidth_cap import BandwidthCap
 from device_runtime.core.download import Downloader, Target
 from device_runtime.core.image_trust import ImageTrust
@@ -190,11 +191,7 @@ def main() -> None:
     if options.json:
         print(json.dumps(result, indent=2))
         return
-    for name, rows in result.items():
-        print(name)
-        for row in rows:
-            print("  " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
-                                   for k, v in row.items()))  # fmt: skip
+    print_rows(result)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+from bench.result_table import print_rows
 from device_runtime.core.image_trust import ImageTrust
 from device_runtime.core.slot_install import install, provision
 from device_runtime.core.slots import slot_pair
@@ -169,11 +170,7 @@ def main() -> None:
     if options.json:
         print(json.dumps(result, indent=2))
         return
-    for name, rows in result.items():
-        print(name)
-        for row in rows:
-            print("  " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
-                                   for k, v in row.items()))  # fmt: skip
+    print_rows(result)
 
 
 if __name__ == "__main__":
