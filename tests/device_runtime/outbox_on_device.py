@@ -69,36 +69,9 @@ def fill(flash, state, boot, count):
 
 
 def upload(path):
-    import json
+    from tests.device_runtime.configured_agent import configured_agent
 
-    from device_runtime.core.agent import DeviceAgent
-    from device_runtime.ports.micropython.clock import SystemClock
-    from device_runtime.ports.micropython.crypto import random_bytes
-    from device_runtime.ports.micropython.storage import DirectoryStore
-    from device_runtime.ports.micropython.transport import MqttTransport
-
-    with open(path) as handle:
-        config = json.load(handle)
-    transport = MqttTransport(
-        host=config["host"],
-        port=config["port"],
-        client_id=config["device_id"],
-        ca_path=config["ca"],
-        cert_path=config["cert"],
-        key_path=config["key"],
-    )
-    agent = DeviceAgent(
-        device_id=config["device_id"],
-        hwmodel="mcu-board",
-        swname="sevenfold-mpy",
-        swversion="1.0.0",
-        rot="software",
-        transport=transport,
-        clock=SystemClock(),
-        store=DirectoryStore(directory=config["state_dir"]),
-        random_bytes=random_bytes,
-        timeout_ms=10000,
-    )
+    config, transport, agent = configured_agent(path)
     try:
         agent.boot()
         agent.enroll()
